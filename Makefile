@@ -1,0 +1,86 @@
+# Kastro: the two commands are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PYTHON      ?= python3
+STAMPS      := .kastro/stamps
+APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
+                prometheus graphviz tcpdump
+SCENARIO    ?= base
+INVENTORY   ?= inventory/example
+LAB         ?= kastro
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/kastro/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help deps apt venv image lint unit molecule test demo demo-down clean
+
+help:
+	@echo "make demo       build test hosts, run playbooks/site.yml on them, show the result"
+	@echo "make demo-down  remove the demo hosts"
+	@echo "make test       lint + unit tests + Molecule scenarios (everything CI runs)"
+	@echo "make molecule SCENARIO=base   one Molecule scenario"
+	@echo "make lint       ansible-lint (production), yamllint, ruff, mypy"
+
+$(STAMPS):
+	@mkdir -p $@
+
+# Debian packages: re-run only when the list above changes.
+$(STAMPS)/apt: Makefile | $(STAMPS)
+	@echo "==> installing Debian packages: $(APT_PACKAGES)"
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root (apt-get, podman, network namespaces)"; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	@touch $@
+
+# Python virtualenv: re-run when the dependencies change.
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV) and installing kastro with its dev dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+apt: $(STAMPS)/apt
+venv: $(VENV)/.installed
+deps: apt venv
+
+image: deps
+	kastro lab image
+
+lint: venv
+	yamllint -s .
+	ansible-lint --profile production --offline
+	ruff check .
+	ruff format --check .
+	mypy
+
+unit: venv
+	pytest -m "not molecule and not lab"
+
+molecule: deps image
+	molecule test -s $(SCENARIO)
+
+# Everything, in one pytest run so its closing summary counts every test.
+test: deps image lint
+	pytest -v
+
+demo: deps image
+	@SECONDS=0; \
+	echo "==> starting the lab hosts of $(INVENTORY)"; \
+	kastro lab up $(INVENTORY) --lab $(LAB) && \
+	echo "==> running playbooks/site.yml" && \
+	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml playbooks/site.yml && \
+	echo "==> what is deployed where" && \
+	kastro lab report --lab $(LAB) && \
+	echo "==> demo finished in $${SECONDS}s (make demo-down removes the hosts)"
+
+demo-down: venv
+	kastro lab down --lab $(LAB)
+
+clean: demo-down
+	rm -rf .kastro .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,9 @@
+"""Shared test settings: podman needs the project's containers.conf on these machines."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "kastro" / "lab" / "containers.conf"))
+os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
