@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,25 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
             image,
             "/sbin/init",
         )
+    for host in wanted:
+        wait_until_booted(container_name(lab, host))
     return write_overlay(lab, wanted)
+
+
+def wait_until_booted(container: str, timeout: float = 90.0) -> None:
+    """Return once systemd in the container has finished booting (running or degraded)."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        proc = _podman("exec", container, "systemctl", "is-system-running", check=False)
+        state = proc.stdout.strip()
+        if state in {"running", "degraded"}:
+            return
+        time.sleep(0.5)
+    raise LabError(
+        f"host {container} did not finish booting within {timeout:.0f}s (systemd says "
+        f"'{state or 'no answer'}'); see 'podman logs {container}'"
+    )
 
 
 def write_overlay(lab: str, hosts: list[str]) -> Path:
