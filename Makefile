@@ -70,14 +70,17 @@ test: deps image lint
 	pytest -v
 
 demo: deps image
-	@SECONDS=0; \
+	@set -e; SECONDS=0; mkdir -p .kastro; \
+	echo "==> validating and planning $(INVENTORY)"; \
+	kastro validate $(INVENTORY); \
+	kastro plan $(INVENTORY) --check --policy --graph .kastro/topology.svg; \
 	echo "==> starting the lab hosts of $(INVENTORY)"; \
-	kastro lab up $(INVENTORY) --lab $(LAB) && \
-	echo "==> running playbooks/site.yml" && \
-	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml playbooks/site.yml && \
-	echo "==> what is deployed where" && \
-	kastro lab report --lab $(LAB) && \
-	echo "==> demo finished in $${SECONDS}s (make demo-down removes the hosts)"
+	kastro lab up $(INVENTORY) --lab $(LAB); \
+	echo "==> running playbooks/site.yml"; \
+	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml playbooks/site.yml; \
+	echo "==> what is deployed where"; \
+	kastro lab report --lab $(LAB); \
+	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
 
 demo-down: venv
 	kastro lab down --lab $(LAB)

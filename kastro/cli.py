@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kastro import __version__
+from kastro.inventory.errors import InvalidInventoryError
 from kastro.lab.hosts import LabError
 
 
@@ -75,6 +76,69 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import validate_inventory
+
+    planned = validate_inventory(Path(args.inventory))
+    model = planned.model
+    print(
+        f"{args.inventory}: valid. {len(model.buildings)} buildings, {len(model.zones)} zones, "
+        f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
+        f"teleworkers, {len(model.policy)} policy rules; the committed plan is current."
+    )
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import (
+        describe_policy,
+        plan_inventory,
+        render_graph,
+        topology_dot,
+        write_plan,
+    )
+
+    inventory = Path(args.inventory)
+    planned = plan_inventory(inventory, frozenset(args.renumber))
+    for line in planned.result.added:
+        print(f"  + {line}")
+    for line in planned.result.removed:
+        print(f"  - {line} (released)")
+    if args.check:
+        if planned.stale:
+            print(f"the plan is out of date: {', '.join(planned.stale)}", file=sys.stderr)
+            return 1
+        print("the plan is current")
+    elif planned.stale:
+        write_plan(inventory, planned)
+        print(f"wrote {', '.join(planned.stale)}: review the change and commit it")
+    else:
+        print("the plan is current; nothing written")
+    if args.graph:
+        try:
+            render_graph(topology_dot(planned.model, planned.result.data), Path(args.graph))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"topology picture: {args.graph}")
+    if args.policy:
+        print("Policy:")
+        for line in describe_policy(planned.model):
+            print(f"  - {line}")
+    return 0
+
+
+def _cmd_inventory_export(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import export_assets, validate_inventory
+
+    planned = validate_inventory(Path(args.inventory))
+    text = export_assets(planned.model, planned.result.data, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -83,6 +147,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kastro {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+
+    validate = commands.add_parser(
+        "validate", help="check the inventory (every error at once) before any host is touched"
+    )
+    validate.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    validate.set_defaults(handler=_cmd_validate)
+
+    plan = commands.add_parser(
+        "plan", help="derive the address plan (stable: existing allocations never move)"
+    )
+    plan.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    plan.add_argument(
+        "--check", action="store_true", help="only report whether the plan is current"
+    )
+    plan.add_argument(
+        "--renumber",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="give one allocation new space, e.g. kastro_plan.zones.library.guest (repeatable)",
+    )
+    plan.add_argument(
+        "--graph", metavar="FILE", help="draw the topology (.svg, .png, .pdf or .dot)"
+    )
+    plan.add_argument("--policy", action="store_true", help="print the policy in plain words")
+    plan.set_defaults(handler=_cmd_plan)
+
+    inventory = commands.add_parser("inventory", help="asset inventory (NIS2, law 5160/2024)")
+    inventory_commands = inventory.add_subparsers(
+        dest="inventory_command", metavar="INVENTORY_COMMAND"
+    )
+    inventory_commands.required = True
+    export = inventory_commands.add_parser(
+        "export", help="buildings, zones, links and hosts as CSV or JSON"
+    )
+    export.add_argument("inventory", help="inventory directory")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of standard output"
+    )
+    export.set_defaults(handler=_cmd_inventory_export)
 
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
@@ -125,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UsageError as exc:
         parser.error(str(exc))
+    except InvalidInventoryError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
     except LabError as exc:
         print(f"kastro {args.command}: {exc}", file=sys.stderr)
         return 1

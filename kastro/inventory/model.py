@@ -1,0 +1,757 @@
+"""The municipality model as typed objects, parsed from the loaded YAML with every error kept.
+
+Field-level checks (types, required fields, unknown fields, syntax of addresses, ports and
+keys) happen here; checks that relate several parts of the model live in ``validate.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import netaddr
+
+from kastro.inventory.loader import Path_, Source, dotted
+
+ZONE_KINDS = ("staff", "servers", "voip", "cctv", "iot", "guest", "management")
+HOST_ROLES = ("gateway", "server", "sensor", "endpoint")
+LINK_MEDIA = ("fibre", "radio", "leased", "copper")
+# Media the municipality does not own end to end: traffic must be encrypted.
+UNTRUSTED_MEDIA = ("radio", "leased")
+PROTOCOLS = ("tcp", "udp", "icmp")
+TELEWORKER_STATES = ("enabled", "revoked")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+MIN_MTU, MAX_MTU = 1280, 9216  # IPv6 minimum; the largest jumbo frame common switches pass
+MAX_CAPACITY_MBPS = 400_000
+
+
+@dataclass(frozen=True)
+class Uplink:
+    name: str
+    building: str
+    capacity_mbps: int
+
+
+@dataclass(frozen=True)
+class Municipality:
+    name: str
+    domain: str
+    supernets_v4: tuple[netaddr.IPNetwork, ...]
+    supernets_v6: tuple[netaddr.IPNetwork, ...]
+    uplinks: tuple[Uplink, ...]
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Zone:
+    building: str
+    name: str
+    kind: str
+    hosts: int
+    subnet: netaddr.IPNetwork | None  # fixed by the admin; otherwise the plan chooses
+
+    @property
+    def key(self) -> str:
+        return f"{self.building}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    building: str
+    role: str
+    zone: str | None
+    address: netaddr.IPAddress | None
+    ansible_host: str | None
+
+
+@dataclass(frozen=True)
+class Building:
+    name: str
+    description: str
+    city_hall: bool
+    zones: dict[str, Zone]
+    hosts: dict[str, Host]
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    ends: tuple[str, str]
+    medium: str
+    capacity_mbps: int
+    cost: int
+    encrypted: bool
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Port:
+    protocol: str
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        if self.protocol == "icmp":
+            return "icmp"
+        span = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        return f"{self.protocol}/{span}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    description: str
+    ports: tuple[Port, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    services: tuple[str, ...]
+    comment: str
+
+
+@dataclass(frozen=True)
+class TeleworkerGroup:
+    name: str
+    description: str
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class Teleworker:
+    id: str
+    name: str
+    group: str
+    public_key: str | None
+    state: str
+
+
+@dataclass
+class Model:
+    municipality: Municipality | None = None
+    buildings: dict[str, Building] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+    policy: list[Rule] = field(default_factory=list)
+    teleworker_groups: dict[str, TeleworkerGroup] = field(default_factory=dict)
+    teleworkers: list[Teleworker] = field(default_factory=list)
+
+    @property
+    def zones(self) -> list[Zone]:
+        return [z for b in self.buildings.values() for z in b.zones.values()]
+
+    @property
+    def hosts(self) -> list[Host]:
+        return [h for b in self.buildings.values() for h in b.hosts.values()]
+
+    def gateway(self, building: str) -> Host | None:
+        for host in self.buildings[building].hosts.values():
+            if host.role == "gateway":
+                return host
+        return None
+
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class Parser:
+    """Reads typed fields out of the loaded data, recording an error for every bad one."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+
+    def mapping(self, value: Any, path: Path_, what: str) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", _MAPPING_FIX)
+        return None
+
+    def fields(self, value: dict[str, Any], path: Path_, allowed: tuple[str, ...]) -> None:
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                self.src.error(
+                    (*path, key),
+                    "is not a known field",
+                    f"{hint}allowed fields here: {', '.join(allowed)}",
+                )
+
+    def get(
+        self,
+        value: dict[str, Any],
+        path: Path_,
+        name: str,
+        kind: type[T],
+        default: Any = _MISSING,
+        check: Callable[[T], str | None] | None = None,
+        fix: str = "",
+    ) -> T | None:
+        if name not in value or value[name] is None:
+            if default is _MISSING:
+                self.src.error(
+                    (*path, name), "is required", fix or f"add '{name}:' under {dotted(path)}"
+                )
+                return None
+            return default  # type: ignore[no-any-return]
+        raw = value[name]
+        ok = isinstance(raw, kind) and not (kind is int and isinstance(raw, bool))
+        if kind is str and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw, ok = str(raw), True
+        if not ok:
+            self.src.error(
+                (*path, name),
+                f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {_kind(raw)}",
+                fix or f"write {name} as {_TYPE_NAMES.get(kind, kind.__name__)}",
+            )
+            return None
+        if check is not None:
+            problem = check(raw)
+            if problem:
+                self.src.error((*path, name), problem, fix)
+                return None
+        return raw  # type: ignore[no-any-return]
+
+
+_MAPPING_FIX = "indent the fields under it as 'name: value' lines"
+_TYPE_NAMES: dict[type, str] = {
+    str: "text",
+    int: "a whole number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    return {str: "text", int: "a number", float: "a number", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def in_range(low: int, high: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"is {value}, outside {low}..{high}"
+
+    return check
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value in choices:
+            return None
+        return f"is '{value}', not one of: {', '.join(choices)}"
+
+    return check
+
+
+def check_name(value: str) -> str | None:
+    if NAME_RE.match(value):
+        return None
+    return f"'{value}' is not a valid name"
+
+
+NAME_FIX = "use lower-case letters, digits and '-', starting with a letter (at most 32 characters)"
+
+
+def parse_network(text: Any, version: int | None = None) -> tuple[netaddr.IPNetwork | None, str]:
+    """A CIDR written by an admin: returns the network, or None and why it is wrong."""
+    if not isinstance(text, str) or "/" not in text:
+        return None, f"'{text}' is not a CIDR network (address/prefix, e.g. 10.20.0.0/16)"
+    try:
+        net = netaddr.IPNetwork(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None, f"'{text}' is not a valid CIDR network"
+    if version is not None and net.version != version:
+        return None, f"'{text}' is IPv{net.version}, IPv{version} expected"
+    if net.ip != net.network:
+        return None, f"'{text}' has host bits set (the network is {net.cidr})"
+    return net, ""
+
+
+def wireguard_key_problem(key: str) -> str | None:
+    """A WireGuard public key is 32 bytes, base64: 44 characters ending in '='."""
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (ValueError, TypeError):
+        return "is not a WireGuard public key (not base64)"
+    if len(raw) != 32 or len(key) != 44:
+        return f"is not a WireGuard public key ({len(raw)} bytes, 32 expected)"
+    return None
+
+
+def parse_port(text: Any) -> tuple[Port | None, str]:
+    if not isinstance(text, str):
+        return None, f"'{text}' is not a port; write protocol/port such as tcp/443"
+    if text == "icmp":
+        return Port("icmp", 0, 0), ""
+    match = re.fullmatch(r"(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?", text)
+    if not match:
+        return None, f"'{text}' is not a port; write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp"
+    first = int(match.group(2))
+    last = int(match.group(3) or first)
+    if not (1 <= first <= 65535 and 1 <= last <= 65535):
+        return None, f"'{text}' has a port outside 1..65535"
+    if last < first:
+        return None, f"'{text}' has a range that ends before it starts"
+    return Port(match.group(1), first, last), ""
+
+
+def parse_model(src: Source) -> Model:
+    """Turn the loaded data into a Model; every problem becomes an error in ``src``."""
+    p = Parser(src)
+    model = Model()
+    data = src.data
+    for key in ("kastro_municipality", "kastro_buildings", "kastro_links"):
+        if key not in data and not src.errors:
+            src.error(
+                (key,), "is missing", f"define {key} in group_vars/all (see docs/inventory.md)"
+            )
+    if "kastro_municipality" in data:
+        model.municipality = _municipality(p, data["kastro_municipality"])
+    if "kastro_buildings" in data:
+        model.buildings = _buildings(p, data["kastro_buildings"])
+    if "kastro_links" in data:
+        mtu = model.municipality.mtu if model.municipality else 1500
+        model.links = _links(p, data["kastro_links"], mtu)
+    if "kastro_services" in data:
+        model.services = _services(p, data["kastro_services"])
+    if "kastro_policy" in data:
+        model.policy = _policy(p, data["kastro_policy"])
+    if "kastro_teleworker_groups" in data:
+        model.teleworker_groups = _teleworker_groups(p, data["kastro_teleworker_groups"])
+    if "kastro_teleworkers" in data:
+        model.teleworkers = _teleworkers(p, data["kastro_teleworkers"])
+    return model
+
+
+def _municipality(p: Parser, raw: Any) -> Municipality | None:
+    path: Path_ = ("kastro_municipality",)
+    m = p.mapping(raw, path, "name, domain, supernets, ...")
+    if m is None:
+        return None
+    p.fields(m, path, ("name", "domain", "supernets", "uplinks", "mtu", "population"))
+    name = p.get(m, path, "name", str)
+    domain = p.get(
+        m,
+        path,
+        "domain",
+        str,
+        check=lambda d: None if DOMAIN_RE.match(d) else f"'{d}' is not a DNS domain name",
+        fix="write the municipality's domain in lower case, e.g. dimos-kastrou.gr",
+    )
+    mtu = p.get(
+        m,
+        path,
+        "mtu",
+        int,
+        1500,
+        in_range(MIN_MTU, MAX_MTU),
+        fix=f"use the MTU of the building networks, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+    )
+    v4: list[netaddr.IPNetwork] = []
+    v6: list[netaddr.IPNetwork] = []
+    supernets = p.get(
+        m,
+        path,
+        "supernets",
+        list,
+        fix="list the municipality's address blocks, e.g. [10.20.0.0/16]",
+    )
+    for i, text in enumerate(supernets or []):
+        net, problem = parse_network(text)
+        if net is None:
+            p.src.error(
+                (*path, "supernets", i),
+                problem,
+                "write the block as NETWORK/PREFIX, e.g. 10.20.0.0/16 or fd20:4b41::/48",
+            )
+        elif net.version == 4:
+            v4.append(net)
+        else:
+            v6.append(net)
+    if supernets is not None and not v4 and not p.src.errors:
+        p.src.error(
+            (*path, "supernets"),
+            "has no IPv4 network",
+            "add a private IPv4 block such as 10.20.0.0/16",
+        )
+    uplinks: list[Uplink] = []
+    for i, raw_up in enumerate(p.get(m, path, "uplinks", list, []) or []):
+        upath: Path_ = (*path, "uplinks", i)
+        up = p.mapping(raw_up, upath, "name, building, capacity_mbps")
+        if up is None:
+            continue
+        p.fields(up, upath, ("name", "building", "capacity_mbps", "provider"))
+        uname = p.get(up, upath, "name", str, check=check_name, fix=NAME_FIX)
+        ubuilding = p.get(up, upath, "building", str)
+        ucap = p.get(
+            up,
+            upath,
+            "capacity_mbps",
+            int,
+            check=in_range(1, MAX_CAPACITY_MBPS),
+            fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+        )
+        if uname and ubuilding and ucap:
+            uplinks.append(Uplink(uname, ubuilding, ucap))
+    if name is None or domain is None or mtu is None:
+        return None
+    return Municipality(name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu)
+
+
+def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
+    path: Path_ = ("kastro_buildings",)
+    m = p.mapping(raw, path, "one entry per building")
+    if m is None:
+        return {}
+    out: dict[str, Building] = {}
+    for bname, braw in m.items():
+        bpath: Path_ = (*path, bname)
+        if check_name(str(bname)):
+            p.src.error(bpath, f"'{bname}' is not a valid building name", NAME_FIX)
+            continue
+        b = p.mapping(braw, bpath, "description, zones, hosts")
+        if b is None:
+            continue
+        p.fields(b, bpath, ("description", "city_hall", "zones", "hosts"))
+        description = p.get(b, bpath, "description", str, "")
+        city_hall = p.get(b, bpath, "city_hall", bool, False)
+        zones: dict[str, Zone] = {}
+        zraw_all = p.mapping(p.get(b, bpath, "zones", dict, {}), (*bpath, "zones"), "zones")
+        for zname, zraw in (zraw_all or {}).items():
+            zpath: Path_ = (*bpath, "zones", zname)
+            if check_name(str(zname)):
+                p.src.error(zpath, f"'{zname}' is not a valid zone name", NAME_FIX)
+                continue
+            z = p.mapping(zraw, zpath, "hosts, kind, subnet")
+            if z is None:
+                continue
+            p.fields(z, zpath, ("kind", "hosts", "subnet", "description"))
+            kind = p.get(
+                z,
+                zpath,
+                "kind",
+                str,
+                zname if zname in ZONE_KINDS else _MISSING,
+                one_of(ZONE_KINDS),
+                fix=f"set kind to one of: {', '.join(ZONE_KINDS)}",
+            )
+            hosts = p.get(
+                z,
+                zpath,
+                "hosts",
+                int,
+                check=in_range(1, 1_000_000),
+                fix="give the number of devices the zone must hold (at least 1)",
+            )
+            subnet = None
+            if "subnet" in z:
+                subnet, problem = parse_network(z["subnet"], 4)
+                if subnet is None:
+                    p.src.error(
+                        (*zpath, "subnet"),
+                        problem,
+                        "write an IPv4 network such as 10.20.5.0/24, or remove subnet "
+                        "to let 'kastro plan' choose",
+                    )
+            if kind and hosts:
+                zones[zname] = Zone(bname, zname, kind, hosts, subnet)
+        hosts_out: dict[str, Host] = {}
+        hraw_all = p.mapping(p.get(b, bpath, "hosts", dict, {}), (*bpath, "hosts"), "hosts")
+        for hname, hraw in (hraw_all or {}).items():
+            hpath: Path_ = (*bpath, "hosts", hname)
+            if not HOSTNAME_RE.match(str(hname)):
+                p.src.error(
+                    hpath,
+                    f"'{hname}' is not a valid host name",
+                    "use lower-case letters, digits and '-' (RFC 1123)",
+                )
+                continue
+            h = p.mapping(hraw, hpath, "role, zone")
+            if h is None:
+                continue
+            p.fields(h, hpath, ("role", "zone", "address", "ansible_host", "description"))
+            role = p.get(
+                h,
+                hpath,
+                "role",
+                str,
+                check=one_of(HOST_ROLES),
+                fix=f"set role to one of: {', '.join(HOST_ROLES)}",
+            )
+            zone = p.get(h, hpath, "zone", str, None)
+            address = None
+            if "address" in h:
+                try:
+                    address = netaddr.IPAddress(str(h["address"]))
+                except (netaddr.AddrFormatError, ValueError):
+                    p.src.error(
+                        (*hpath, "address"),
+                        f"'{h['address']}' is not an IP address",
+                        "write one address such as 10.20.1.10, or remove it to let "
+                        "'kastro plan' choose",
+                    )
+            ansible_host = p.get(h, hpath, "ansible_host", str, None)
+            if role:
+                if role != "gateway" and zone is None:
+                    p.src.error(
+                        (*hpath, "zone"),
+                        "is required for a " + role,
+                        f"add the zone of {bname} the host sits in",
+                    )
+                    continue
+                hosts_out[str(hname)] = Host(str(hname), bname, role, zone, address, ansible_host)
+        if description is not None and city_hall is not None:
+            out[bname] = Building(bname, description, city_hall, zones, hosts_out)
+    return out
+
+
+def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
+    path: Path_ = ("kastro_links",)
+    m = p.mapping(raw, path, "one entry per link")
+    if m is None:
+        return {}
+    out: dict[str, Link] = {}
+    for lname, lraw in m.items():
+        lpath: Path_ = (*path, lname)
+        if check_name(str(lname)):
+            p.src.error(lpath, f"'{lname}' is not a valid link name", NAME_FIX)
+            continue
+        link = p.mapping(lraw, lpath, "ends, medium, capacity_mbps")
+        if link is None:
+            continue
+        p.fields(
+            link,
+            lpath,
+            ("ends", "medium", "capacity_mbps", "cost", "encrypted", "mtu", "description"),
+        )
+        ends = p.get(link, lpath, "ends", list, fix="list the two buildings, e.g. [cityhall, kep]")
+        if ends is not None and (len(ends) != 2 or not all(isinstance(e, str) for e in ends)):
+            p.src.error(
+                (*lpath, "ends"),
+                f"must name exactly two buildings, not {len(ends)}",
+                "list the two buildings the link joins, e.g. [cityhall, kep]",
+            )
+            ends = None
+        medium = p.get(
+            link,
+            lpath,
+            "medium",
+            str,
+            check=one_of(LINK_MEDIA),
+            fix=f"set medium to one of: {', '.join(LINK_MEDIA)}",
+        )
+        capacity = p.get(
+            link,
+            lpath,
+            "capacity_mbps",
+            int,
+            check=in_range(1, MAX_CAPACITY_MBPS),
+            fix=f"give the link's speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+        )
+        # OSPF's usual reference: 100 Gbit/s, so 1 Gbit/s costs 100 and 10 Mbit/s 10000.
+        default_cost = max(1, 100_000 // capacity) if capacity else 1
+        cost = p.get(
+            link,
+            lpath,
+            "cost",
+            int,
+            default_cost,
+            in_range(1, 65535),
+            fix="give an OSPF cost 1..65535 (lower is preferred), or remove it",
+        )
+        encrypted = p.get(
+            link, lpath, "encrypted", bool, medium in UNTRUSTED_MEDIA if medium else True
+        )
+        mtu = p.get(
+            link,
+            lpath,
+            "mtu",
+            int,
+            default_mtu,
+            in_range(MIN_MTU, MAX_MTU),
+            fix=f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+        )
+        if ends and medium and capacity and cost and encrypted is not None and mtu:
+            out[lname] = Link(lname, (ends[0], ends[1]), medium, capacity, cost, encrypted, mtu)
+    return out
+
+
+def _services(p: Parser, raw: Any) -> dict[str, Service]:
+    path: Path_ = ("kastro_services",)
+    m = p.mapping(raw, path, "one entry per service")
+    if m is None:
+        return {}
+    out: dict[str, Service] = {}
+    for sname, sraw in m.items():
+        spath: Path_ = (*path, sname)
+        if check_name(str(sname)):
+            p.src.error(spath, f"'{sname}' is not a valid service name", NAME_FIX)
+            continue
+        s = p.mapping(sraw, spath, "ports, description")
+        if s is None:
+            continue
+        p.fields(s, spath, ("ports", "description"))
+        description = p.get(s, spath, "description", str, "")
+        ports_raw = p.get(s, spath, "ports", list, fix="list ports such as [tcp/80, tcp/443]")
+        ports: list[Port] = []
+        for i, text in enumerate(ports_raw or []):
+            port, problem = parse_port(text)
+            if port is None:
+                p.src.error(
+                    (*spath, "ports", i),
+                    problem,
+                    "write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp, e.g. tcp/443",
+                )
+            else:
+                ports.append(port)
+        if ports_raw is not None and not ports_raw:
+            p.src.error((*spath, "ports"), "is empty", "list at least one port, e.g. tcp/443")
+        if ports and len(ports) == len(ports_raw or []):
+            out[sname] = Service(sname, description or "", tuple(ports))
+    return out
+
+
+def _names(p: Parser, value: Any, path: Path_, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    p.src.error(
+        path,
+        f"must name one {what} or a list of them",
+        f"write a {what} such as 'staff', or a list like [staff, voip]",
+    )
+    return ()
+
+
+def _policy(p: Parser, raw: Any) -> list[Rule]:
+    path: Path_ = ("kastro_policy",)
+    if not isinstance(raw, list):
+        p.src.error(
+            path,
+            f"must be a list of rules, not {_kind(raw)}",
+            "write each rule as '- from: ...' with to:, services:",
+        )
+        return []
+    rules: list[Rule] = []
+    for i, rraw in enumerate(raw):
+        rpath: Path_ = (*path, i)
+        r = p.mapping(rraw, rpath, "from, to, services")
+        if r is None:
+            continue
+        p.fields(r, rpath, ("from", "to", "services", "comment"))
+        missing = [k for k in ("from", "to", "services") if k not in r]
+        for k in missing:
+            p.src.error((*rpath, k), "is required", "each rule needs from:, to: and services:")
+        if missing:
+            continue
+        sources = _names(p, r["from"], (*rpath, "from"), "zone or group")
+        destinations = _names(p, r["to"], (*rpath, "to"), "zone")
+        services = _names(p, r["services"], (*rpath, "services"), "service")
+        comment = p.get(r, rpath, "comment", str, "")
+        if sources and destinations and services:
+            rules.append(Rule(i, sources, destinations, services, comment or ""))
+    return rules
+
+
+def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
+    path: Path_ = ("kastro_teleworker_groups",)
+    m = p.mapping(raw, path, "one entry per group")
+    if m is None:
+        return {}
+    out: dict[str, TeleworkerGroup] = {}
+    for gname, graw in m.items():
+        gpath: Path_ = (*path, gname)
+        if check_name(str(gname)):
+            p.src.error(gpath, f"'{gname}' is not a valid group name", NAME_FIX)
+            continue
+        g = p.mapping(graw if graw is not None else {}, gpath, "description, pool_size")
+        if g is None:
+            continue
+        p.fields(g, gpath, ("description", "pool_size"))
+        description = p.get(g, gpath, "description", str, "")
+        pool = p.get(
+            g,
+            gpath,
+            "pool_size",
+            int,
+            64,
+            check=lambda n: (
+                None
+                if n in (8, 16, 32, 64, 128, 256, 512, 1024)
+                else f"is {n}, not a power of two between 8 and 1024"
+            ),
+            fix="use 8, 16, 32, 64, 128, 256, 512 or 1024 addresses",
+        )
+        if pool:
+            out[gname] = TeleworkerGroup(gname, description or "", pool)
+    return out
+
+
+def _teleworkers(p: Parser, raw: Any) -> list[Teleworker]:
+    path: Path_ = ("kastro_teleworkers",)
+    if not isinstance(raw, list):
+        p.src.error(
+            path,
+            f"must be a list of people, not {_kind(raw)}",
+            "write each teleworker as '- id: ...' with name:, group:",
+        )
+        return []
+    out: list[Teleworker] = []
+    for i, traw in enumerate(raw):
+        tpath: Path_ = (*path, i)
+        t = p.mapping(traw, tpath, "id, name, group")
+        if t is None:
+            continue
+        p.fields(t, tpath, ("id", "name", "group", "public_key", "state", "email"))
+        tid = p.get(
+            t,
+            tpath,
+            "id",
+            str,
+            check=check_name,
+            fix="give a stable id that never changes or gets reused, e.g. tw-0007",
+        )
+        name = p.get(t, tpath, "name", str)
+        group = p.get(t, tpath, "group", str)
+        key = p.get(
+            t,
+            tpath,
+            "public_key",
+            str,
+            None,
+            check=wireguard_key_problem,
+            fix="paste the 44-character public key from the employee's WireGuard app, "
+            "or remove public_key to let Kastro generate the keys",
+        )
+        state = p.get(
+            t,
+            tpath,
+            "state",
+            str,
+            "enabled",
+            one_of(TELEWORKER_STATES),
+            fix="set state to enabled or revoked",
+        )
+        if tid and name and group and state and (key is not None or "public_key" not in t):
+            out.append(Teleworker(tid, name, group, key, state))
+    return out

@@ -1,0 +1,440 @@
+"""The address plan: every subnet and address Kastro uses, derived with netaddr.
+
+Allocations are stable. The previous plan (committed beside the model) is read first and
+every allocation whose owner still exists and still fits is kept as it is; only new
+elements get new space. Zones and VPN pools fill the supernet from the bottom,
+point-to-point links and router ids from the top, so neither eats the other's room to grow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import netaddr
+
+from kastro.inventory.loader import Source
+from kastro.inventory.model import Model, Zone
+from kastro.inventory.validate import WIREGUARD_OVERHEAD, needed_prefix
+
+PLAN_VERSION = 1
+V6_ZONE_PREFIX = 64
+
+
+class Pool:
+    """Free space of one address family, taken in aligned blocks."""
+
+    def __init__(self, supernets: tuple[netaddr.IPNetwork, ...]) -> None:
+        self.supernets = supernets
+        self.free = netaddr.IPSet(supernets)
+
+    def contains(self, net: netaddr.IPNetwork) -> bool:
+        return any(net in s for s in self.supernets)
+
+    def is_free(self, net: netaddr.IPNetwork) -> bool:
+        return bool(netaddr.IPSet([net]).issubset(self.free))
+
+    def reserve(self, net: netaddr.IPNetwork) -> None:
+        self.free.remove(net)
+
+    def take(self, prefixlen: int, from_top: bool = False) -> netaddr.IPNetwork | None:
+        blocks = sorted(self.free.iter_cidrs(), key=lambda c: c.first, reverse=from_top)
+        for block in blocks:
+            if block.prefixlen > prefixlen:
+                continue
+            size = 1 << ((32 if block.version == 4 else 128) - prefixlen)
+            first = block.last - size + 1 if from_top else block.first
+            net = netaddr.IPNetwork(f"{netaddr.IPAddress(first, block.version)}/{prefixlen}")
+            self.reserve(net)
+            return net
+        return None
+
+
+@dataclass
+class PlanResult:
+    data: dict[str, Any]
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def _net(value: Any) -> netaddr.IPNetwork | None:
+    try:
+        return netaddr.IPNetwork(str(value)) if value else None
+    except (netaddr.AddrFormatError, ValueError):
+        return None
+
+
+def _old(previous: dict[str, Any], section: str, key: str) -> dict[str, Any]:
+    entry = (previous.get(section) or {}).get(key)
+    return entry if isinstance(entry, dict) else {}
+
+
+def make_plan(
+    model: Model,
+    src: Source,
+    previous: dict[str, Any] | None = None,
+    renumber: frozenset[str] = frozenset(),
+) -> PlanResult | None:
+    """Plan every address; on a problem, record errors in ``src`` and return None."""
+    assert model.municipality is not None
+    previous = previous or {}
+    result = PlanResult(data={})
+    v4 = Pool(model.municipality.supernets_v4)
+    v6 = Pool(model.municipality.supernets_v6) if model.municipality.supernets_v6 else None
+
+    zones = sorted(model.zones, key=lambda z: z.key)
+    groups = sorted(model.teleworker_groups.values(), key=lambda g: g.name)
+    links = sorted(model.links.values(), key=lambda link: link.name)
+    gateways = sorted((h for h in model.hosts if h.role == "gateway"), key=lambda h: h.name)
+
+    # 1. What the admin fixed, then what the previous plan already gave out.
+    zone_v4: dict[str, netaddr.IPNetwork] = {}
+    for zone in zones:
+        if zone.subnet is not None:
+            if not v4.is_free(zone.subnet):
+                src.error(
+                    _zone_path(zone, "subnet"),
+                    f"{zone.subnet} is already in use",
+                    "pick a free subnet, or remove subnet to let 'kastro plan' choose",
+                )
+                continue
+            v4.reserve(zone.subnet)
+            zone_v4[zone.key] = zone.subnet
+    kept: dict[tuple[str, str, str], netaddr.IPNetwork] = {}
+
+    def keep(section: str, key: str, family: str, pool: Pool | None, prefixlen: int | None) -> None:
+        """Reserve the previous plan's block again (any size when prefixlen is None)."""
+        if pool is None or f"kastro_plan.{section}.{key}" in renumber:
+            return
+        net = _net(_old(previous, section, key).get(family))
+        if net is None or (prefixlen is not None and net.prefixlen != prefixlen):
+            return
+        if pool.contains(net) and pool.is_free(net):
+            pool.reserve(net)
+            kept[(section, key, family)] = net
+
+    for zone in zones:
+        if zone.key not in zone_v4:
+            keep("zones", zone.key, "ipv4", v4, None)
+        keep("zones", zone.key, "ipv6", v6, V6_ZONE_PREFIX)
+    for group in groups:
+        keep("vpn_pools", group.name, "ipv4", v4, pool_prefix(group.pool_size))
+        keep("vpn_pools", group.name, "ipv6", v6, V6_ZONE_PREFIX)
+    for link in links:
+        keep("links", link.name, "ipv4", v4, 31)
+        keep("links", link.name, "ipv6", v6, 127)
+    for gw in gateways:
+        keep("router_ids", gw.name, "ipv4", v4, 32)
+        keep("router_ids", gw.name, "ipv6", v6, 128)
+
+    # A kept zone block that no longer holds the zone is an error, never a silent renumbering.
+    for zone in zones:
+        held = kept.get(("zones", zone.key, "ipv4"))
+        if held is not None and held.size - 3 < zone.hosts:
+            src.error(
+                _zone_path(zone, "hosts"),
+                f"needs {zone.hosts} addresses but its planned block {held} has {held.size - 3}",
+                f"renumber the zone: kastro plan INVENTORY --renumber "
+                f"kastro_plan.zones.{zone.key} (its devices get new addresses)",
+            )
+            zone_v4[zone.key] = held
+        elif held is not None:
+            zone_v4[zone.key] = held
+
+    # 2. New allocations, largest first so small blocks do not fragment the space.
+    def new(
+        section: str,
+        key: str,
+        family: str,
+        pool: Pool | None,
+        prefixlen: int,
+        top: bool,
+        path: tuple[str | int, ...],
+    ) -> netaddr.IPNetwork | None:
+        if pool is None:
+            return None
+        got = kept.get((section, key, family))
+        if got is not None:
+            return got
+        got = pool.take(prefixlen, from_top=top)
+        if got is None:
+            src.error(
+                ("kastro_municipality", "supernets"),
+                f"has no room left for {'.'.join(str(p) for p in path)} "
+                f"(an IPv{pool.supernets[0].version} /{prefixlen})",
+                "add a larger supernet, or make zones smaller",
+            )
+            return None
+        kept[(section, key, family)] = got
+        result.added.append(f"{section}.{key} {family} {got}")
+        return got
+
+    for zone in sorted(zones, key=lambda z: (needed_prefix(z.hosts), z.key)):
+        if zone.key not in zone_v4:
+            got = new(
+                "zones",
+                zone.key,
+                "ipv4",
+                v4,
+                needed_prefix(zone.hosts),
+                False,
+                _zone_path(zone, "hosts"),
+            )
+            if got is not None:
+                zone_v4[zone.key] = got
+    for group in groups:
+        new(
+            "vpn_pools",
+            group.name,
+            "ipv4",
+            v4,
+            pool_prefix(group.pool_size),
+            False,
+            ("kastro_teleworker_groups", group.name),
+        )
+    for zone in zones:
+        new("zones", zone.key, "ipv6", v6, V6_ZONE_PREFIX, False, _zone_path(zone, "hosts"))
+    for group in groups:
+        new(
+            "vpn_pools",
+            group.name,
+            "ipv6",
+            v6,
+            V6_ZONE_PREFIX,
+            False,
+            ("kastro_teleworker_groups", group.name),
+        )
+    for gw in gateways:
+        new(
+            "router_ids",
+            gw.name,
+            "ipv4",
+            v4,
+            32,
+            True,
+            ("kastro_buildings", gw.building, "hosts", gw.name),
+        )
+        new(
+            "router_ids",
+            gw.name,
+            "ipv6",
+            v6,
+            128,
+            True,
+            ("kastro_buildings", gw.building, "hosts", gw.name),
+        )
+    for link in links:
+        new("links", link.name, "ipv4", v4, 31, True, ("kastro_links", link.name))
+        new("links", link.name, "ipv6", v6, 127, True, ("kastro_links", link.name))
+    if src.errors:
+        return None
+
+    # 3. Write it out in the shape the roles read.
+    data: dict[str, Any] = {"version": PLAN_VERSION, "municipality": model.municipality.name}
+    data["zones"] = {}
+    for zone in zones:
+        net4 = zone_v4[zone.key]
+        entry: dict[str, Any] = {
+            "building": zone.building,
+            "kind": zone.kind,
+            "hosts": zone.hosts,
+            "ipv4": str(net4.cidr),
+            "gateway_ipv4": str(net4[1]),
+        }
+        net6 = kept.get(("zones", zone.key, "ipv6"))
+        if net6 is not None:
+            entry["ipv6"] = str(net6)
+            entry["gateway_ipv6"] = str(net6[1])
+        data["zones"][zone.key] = entry
+
+    data["hosts"] = _host_addresses(model, data["zones"], previous, renumber)
+    data["router_ids"] = {}
+    for gw in gateways:
+        entry = {"ipv4": str(kept[("router_ids", gw.name, "ipv4")].ip)}
+        if v6 is not None:
+            entry["ipv6"] = str(kept[("router_ids", gw.name, "ipv6")].ip)
+        data["router_ids"][gw.name] = entry
+
+    data["links"] = {}
+    for link in links:
+        net4 = kept[("links", link.name, "ipv4")]
+        ends: dict[str, Any] = {}
+        for i, building in enumerate(link.ends):
+            gateway = model.gateway(building)
+            end = {"gateway": gateway.name if gateway else None, "ipv4": str(net4[i])}
+            if v6 is not None:
+                end["ipv6"] = str(kept[("links", link.name, "ipv6")][i])
+            ends[building] = end
+        entry = {
+            "ipv4": str(net4),
+            "ends": ends,
+            "medium": link.medium,
+            "capacity_mbps": link.capacity_mbps,
+            "cost": link.cost,
+            "encrypted": link.encrypted,
+            "mtu": link.mtu,
+            # What fits inside the tunnel without fragmenting the outer packet.
+            "inner_mtu": link.mtu - WIREGUARD_OVERHEAD if link.encrypted else link.mtu,
+        }
+        if v6 is not None:
+            entry["ipv6"] = str(kept[("links", link.name, "ipv6")])
+        data["links"][link.name] = entry
+
+    data["vpn_pools"] = {}
+    for group in groups:
+        net4 = kept[("vpn_pools", group.name, "ipv4")]
+        entry = {"ipv4": str(net4), "server_ipv4": str(net4[1])}
+        net6 = kept.get(("vpn_pools", group.name, "ipv6"))
+        if net6 is not None:
+            entry["ipv6"] = str(net6)
+            entry["server_ipv6"] = str(net6[1])
+        data["vpn_pools"][group.name] = entry
+    teleworkers = _teleworker_addresses(model, data["vpn_pools"], previous, src)
+    if teleworkers is None:
+        return None
+    data["teleworkers"] = teleworkers
+
+    result.data = data
+    result.removed = _removed(previous, data)
+    return result
+
+
+def pool_prefix(size: int) -> int:
+    """IPv4 prefix of a VPN pool of ``size`` addresses (a power of two): 64 -> /26."""
+    return 33 - size.bit_length()
+
+
+def _zone_path(zone: Zone, fieldname: str) -> tuple[str, ...]:
+    return ("kastro_buildings", zone.building, "zones", zone.name, fieldname)
+
+
+def _offset_address(net6: str | None, offset: int) -> str | None:
+    """The IPv6 address with the same host number as the IPv4 one (10.20.1.10 -> ...:a)."""
+    return str(netaddr.IPNetwork(net6)[offset]) if net6 else None
+
+
+def _host_addresses(
+    model: Model, zones: dict[str, Any], previous: dict[str, Any], renumber: frozenset[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    used: dict[str, set[int]] = {key: {0, 1} for key in zones}  # network and gateway
+    hosts = sorted(model.hosts, key=lambda h: h.name)
+    wanted: dict[str, int] = {}
+    # Fixed addresses first, then addresses from the previous plan, then new ones.
+    for host in hosts:
+        if host.role == "gateway" or host.zone is None:
+            continue
+        key = f"{host.building}.{host.zone}"
+        net = netaddr.IPNetwork(zones[key]["ipv4"])
+        if host.address is not None:
+            wanted[host.name] = int(host.address) - net.first
+            used[key].add(wanted[host.name])
+    for host in hosts:
+        if host.role == "gateway" or host.zone is None or host.name in wanted:
+            continue
+        key = f"{host.building}.{host.zone}"
+        net = netaddr.IPNetwork(zones[key]["ipv4"])
+        old = _old(previous, "hosts", host.name)
+        if old.get("zone") == key and f"kastro_plan.hosts.{host.name}" not in renumber:
+            try:
+                offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
+            except (KeyError, netaddr.AddrFormatError, ValueError, TypeError):
+                continue
+            if 1 < offset < net.size - 1 and offset not in used[key]:
+                wanted[host.name] = offset
+                used[key].add(offset)
+    for host in hosts:
+        if host.role == "gateway" or host.zone is None or host.name in wanted:
+            continue
+        key = f"{host.building}.{host.zone}"
+        net = netaddr.IPNetwork(zones[key]["ipv4"])
+        # Servers and sensors start at .10, leaving the first addresses for network gear;
+        # small zones wrap around to .2. Validation guarantees a free address exists.
+        start = min(10, net.size - 2)
+        candidates = [*range(start, net.size - 1), *range(2, start)]
+        offset = next(i for i in candidates if i not in used[key])
+        wanted[host.name] = offset
+        used[key].add(offset)
+    for host in hosts:
+        entry: dict[str, Any] = {"building": host.building, "role": host.role}
+        if host.role == "gateway":
+            entry["interfaces"] = {
+                z.name: {
+                    "ipv4": zones[z.key]["gateway_ipv4"],
+                    **(
+                        {"ipv6": zones[z.key]["gateway_ipv6"]}
+                        if "gateway_ipv6" in zones[z.key]
+                        else {}
+                    ),
+                }
+                for z in sorted(model.buildings[host.building].zones.values(), key=lambda z: z.name)
+            }
+        else:
+            key = f"{host.building}.{host.zone}"
+            net = netaddr.IPNetwork(zones[key]["ipv4"])
+            entry["zone"] = key
+            entry["ipv4"] = str(net[wanted[host.name]])
+            v6 = _offset_address(zones[key].get("ipv6"), wanted[host.name])
+            if v6:
+                entry["ipv6"] = v6
+        out[host.name] = entry
+    return out
+
+
+def _teleworker_addresses(
+    model: Model, pools: dict[str, Any], previous: dict[str, Any], src: Source
+) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    used: dict[str, set[int]] = {g: {0, 1} for g in pools}  # network, server
+    people = [t for t in model.teleworkers if t.group in pools]
+    offsets: dict[str, int] = {}
+    for person in people:  # keep what the previous plan gave, in the same group
+        old = _old(previous, "teleworkers", person.id)
+        if old.get("group") != person.group:
+            continue
+        net = netaddr.IPNetwork(pools[person.group]["ipv4"])
+        try:
+            offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
+        except (KeyError, netaddr.AddrFormatError, ValueError, TypeError):
+            continue
+        if 1 < offset < net.size - 1 and offset not in used[person.group]:
+            offsets[person.id] = offset
+            used[person.group].add(offset)
+    for index, person in enumerate(model.teleworkers):
+        if person.group not in pools or person.id in offsets:
+            continue
+        net = netaddr.IPNetwork(pools[person.group]["ipv4"])
+        free = [i for i in range(2, net.size - 1) if i not in used[person.group]]
+        if not free:
+            src.error(
+                ("kastro_teleworkers", index, "group"),
+                f"group '{person.group}' has no free VPN address ({net} is full)",
+                f"raise kastro_teleworker_groups.{person.group}.pool_size",
+            )
+            continue
+        offsets[person.id] = free[0]
+        used[person.group].add(free[0])
+    if src.errors:
+        return None
+    for person in sorted(people, key=lambda t: t.id):
+        pool = pools[person.group]
+        entry: dict[str, Any] = {
+            "group": person.group,
+            "state": person.state,
+            "ipv4": str(netaddr.IPNetwork(pool["ipv4"])[offsets[person.id]]),
+        }
+        v6 = _offset_address(pool.get("ipv6"), offsets[person.id])
+        if v6:
+            entry["ipv6"] = v6
+        out[person.id] = entry
+    return out
+
+
+def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    gone = []
+    for section in ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers"):
+        old = previous.get(section) or {}
+        for key in sorted(old):
+            if key not in data.get(section, {}):
+                gone.append(f"{section}.{key}")
+    return gone

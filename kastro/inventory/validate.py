@@ -1,0 +1,317 @@
+"""Checks that relate parts of the model: names that must exist, overlaps, connectivity."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+from kastro.inventory.loader import Source
+from kastro.inventory.model import UNTRUSTED_MEDIA, Model
+
+# WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
+# from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
+WIREGUARD_OVERHEAD = 80
+INTERNET = "internet"
+TELEWORKER_PREFIX = "teleworkers."
+
+
+def check_model(model: Model, src: Source) -> None:
+    _check_buildings(model, src)
+    _check_hosts(model, src)
+    _check_links(model, src)
+    _check_connectivity(model, src)
+    _check_fixed_subnets(model, src)
+    _check_policy(model, src)
+    _check_teleworkers(model, src)
+
+
+def _check_buildings(model: Model, src: Source) -> None:
+    halls = [b.name for b in model.buildings.values() if b.city_hall]
+    if model.buildings and not halls:
+        src.error(
+            ("kastro_buildings",),
+            "has no city hall",
+            "mark the building with the server room 'city_hall: true'",
+        )
+    for extra in halls[1:]:
+        src.error(
+            ("kastro_buildings", extra, "city_hall"),
+            f"a second city hall (the first is '{halls[0]}')",
+            "only one building can be the city hall; remove city_hall from the others",
+        )
+    for b in model.buildings.values():
+        if not b.zones:
+            src.error(
+                ("kastro_buildings", b.name, "zones"),
+                "has no zones",
+                "give the building at least one zone, e.g. 'staff: {hosts: 20}'",
+            )
+    if model.municipality:
+        for i, up in enumerate(model.municipality.uplinks):
+            if up.building not in model.buildings:
+                src.error(
+                    ("kastro_municipality", "uplinks", i, "building"),
+                    f"names unknown building '{up.building}'",
+                    _known("buildings", model.buildings),
+                )
+
+
+def _check_hosts(model: Model, src: Source) -> None:
+    seen: dict[str, str] = {}
+    for b in model.buildings.values():
+        gateways = [h.name for h in b.hosts.values() if h.role == "gateway"]
+        if not gateways:
+            src.error(
+                ("kastro_buildings", b.name, "hosts"),
+                "has no gateway",
+                f"add the building's firewall/router, e.g. '{b.name}-gw: {{role: gateway}}'",
+            )
+        for extra in gateways[1:]:
+            src.error(
+                ("kastro_buildings", b.name, "hosts", extra, "role"),
+                f"is a second gateway in {b.name} (the first is '{gateways[0]}')",
+                "each building has one gateway; give this host another role",
+            )
+        placed = Counter(h.zone for h in b.hosts.values() if h.zone is not None)
+        for zone_name, count in sorted(placed.items()):
+            zone = b.zones.get(zone_name)
+            if zone is not None and count > zone.hosts:
+                src.error(
+                    ("kastro_buildings", b.name, "zones", zone_name, "hosts"),
+                    f"is {zone.hosts} but {count} hosts of kastro_buildings.{b.name}.hosts "
+                    "are placed in this zone",
+                    f"raise hosts to at least {count} (count every device in the zone)",
+                )
+        for h in b.hosts.values():
+            hpath = ("kastro_buildings", b.name, "hosts", h.name)
+            if h.name in seen:
+                src.error(
+                    hpath,
+                    f"host name '{h.name}' is also used in building '{seen[h.name]}'",
+                    "host names are unique across the municipality; rename one",
+                )
+            seen.setdefault(h.name, b.name)
+            if h.zone is not None and h.zone not in b.zones:
+                src.error(
+                    (*hpath, "zone"),
+                    f"names unknown zone '{h.zone}' of {b.name}",
+                    _known(f"zones of {b.name}", b.zones),
+                )
+            elif h.address is not None and h.zone is not None:
+                zone = b.zones[h.zone]
+                if zone.subnet is None:
+                    src.error(
+                        (*hpath, "address"),
+                        f"is fixed but zone {b.name}.{h.zone} has no fixed subnet",
+                        "fix the zone's subnet too, or remove the address",
+                    )
+                elif h.address not in zone.subnet or h.address in (
+                    zone.subnet.network,
+                    zone.subnet.broadcast,
+                    zone.subnet[1],
+                ):
+                    src.error(
+                        (*hpath, "address"),
+                        f"{h.address} is not a usable host address of {zone.subnet}",
+                        f"pick an address from {zone.subnet[2]} to {zone.subnet[-2]}",
+                    )
+
+
+def _check_links(model: Model, src: Source) -> None:
+    for link in model.links.values():
+        lpath = ("kastro_links", link.name)
+        for i, end in enumerate(link.ends):
+            if end not in model.buildings:
+                src.error(
+                    (*lpath, "ends", i),
+                    f"names unknown building '{end}'",
+                    _known("buildings", model.buildings),
+                )
+        if link.ends[0] == link.ends[1]:
+            src.error(
+                (*lpath, "ends"),
+                f"joins {link.ends[0]} to itself",
+                "a link joins two different buildings",
+            )
+        if link.medium in UNTRUSTED_MEDIA and not link.encrypted:
+            src.error(
+                (*lpath, "encrypted"),
+                f"is false on a {link.medium} link, which the municipality does not own",
+                "set encrypted: true (WireGuard between the gateways)",
+            )
+        if link.encrypted and link.mtu - WIREGUARD_OVERHEAD < 1280:
+            src.error(
+                (*lpath, "mtu"),
+                f"{link.mtu} leaves {link.mtu - WIREGUARD_OVERHEAD} bytes inside WireGuard, "
+                "below IPv6's minimum of 1280",
+                f"use an MTU of at least {1280 + WIREGUARD_OVERHEAD} on encrypted links",
+            )
+    pairs = Counter(frozenset(link.ends) for link in model.links.values())
+    for link in model.links.values():
+        if pairs[frozenset(link.ends)] > 1 and len(set(link.ends)) == 2:
+            src.error(
+                ("kastro_links", link.name, "ends"),
+                f"another link also joins {' and '.join(sorted(link.ends))}",
+                "describe parallel paths between two buildings as one link",
+            )
+
+
+def _check_connectivity(model: Model, src: Source) -> None:
+    halls = [b.name for b in model.buildings.values() if b.city_hall]
+    if not halls:
+        return
+    neighbours: dict[str, set[str]] = {b: set() for b in model.buildings}
+    for link in model.links.values():
+        a, b = link.ends
+        if a in neighbours and b in neighbours:
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+    reached = {halls[0]}
+    queue = deque(reached)
+    while queue:
+        for nxt in neighbours[queue.popleft()] - reached:
+            reached.add(nxt)
+            queue.append(nxt)
+    for name in model.buildings:
+        if name not in reached:
+            src.error(
+                ("kastro_buildings", name),
+                f"is not connected to the city hall ({halls[0]})",
+                f"add a link in kastro_links from {name} to a connected building",
+            )
+
+
+def _check_fixed_subnets(model: Model, src: Source) -> None:
+    fixed = [z for z in model.zones if z.subnet is not None]
+    supernets = model.municipality.supernets_v4 if model.municipality else ()
+    for i, zone in enumerate(fixed):
+        assert zone.subnet is not None
+        zpath = ("kastro_buildings", zone.building, "zones", zone.name, "subnet")
+        if supernets and not any(zone.subnet in s for s in supernets):
+            src.error(
+                zpath,
+                f"{zone.subnet} is outside the municipality's supernets "
+                f"({', '.join(str(s) for s in supernets)})",
+                "pick a subnet inside a supernet, or remove subnet to let 'kastro plan' choose",
+            )
+        usable = zone.subnet.size - 3  # network, broadcast, gateway
+        if usable < zone.hosts:
+            src.error(
+                ("kastro_buildings", zone.building, "zones", zone.name, "hosts"),
+                f"needs {zone.hosts} addresses but its subnet {zone.subnet} has {max(usable, 0)}",
+                f"use a subnet of /{needed_prefix(zone.hosts)} or larger, or lower hosts",
+            )
+        for other in fixed[i + 1 :]:
+            assert other.subnet is not None
+            if zone.subnet.first <= other.subnet.last and other.subnet.first <= zone.subnet.last:
+                src.error(
+                    zpath,
+                    f"{zone.subnet} overlaps {other.key} ({other.subnet})",
+                    "give each zone its own subnet",
+                )
+    if model.municipality:
+        nets = [*model.municipality.supernets_v4, *model.municipality.supernets_v6]
+        for i, a in enumerate(nets):
+            for b in nets[i + 1 :]:
+                if a.first <= b.last and b.first <= a.last:
+                    src.error(
+                        ("kastro_municipality", "supernets"),
+                        f"{a} overlaps {b}",
+                        "list each address block once, without overlaps",
+                    )
+        for net in model.municipality.supernets_v6:
+            if net.prefixlen > 56:
+                src.error(
+                    ("kastro_municipality", "supernets"),
+                    f"{net} is too small: every zone needs its own /64",
+                    "use an IPv6 block of /56 or larger (a /48 is usual)",
+                )
+
+
+def needed_prefix(hosts: int) -> int:
+    """Smallest IPv4 prefix holding ``hosts`` devices plus network, broadcast and gateway."""
+    need = hosts + 3
+    prefix = 32
+    while prefix > 0 and (1 << (32 - prefix)) < need:
+        prefix -= 1
+    return min(prefix, 30)
+
+
+def _check_policy(model: Model, src: Source) -> None:
+    zone_kinds = {z.kind for z in model.zones}
+    zone_keys = {z.key for z in model.zones}
+    for rule in model.policy:
+        rpath = ("kastro_policy", rule.index)
+        for name in rule.sources:
+            if name.startswith(TELEWORKER_PREFIX):
+                group = name[len(TELEWORKER_PREFIX) :]
+                if group not in model.teleworker_groups:
+                    src.error(
+                        (*rpath, "from"),
+                        f"names unknown teleworker group '{group}'",
+                        _known("teleworker groups", model.teleworker_groups),
+                    )
+            elif name != INTERNET and not _zone_selector_ok(name, zone_kinds, zone_keys):
+                src.error((*rpath, "from"), f"names unknown zone '{name}'", _zone_fix(zone_kinds))
+        for name in rule.destinations:
+            if name == INTERNET:
+                continue
+            if name.startswith(TELEWORKER_PREFIX):
+                src.error(
+                    (*rpath, "to"),
+                    f"'{name}': teleworkers cannot be a destination",
+                    "write the rule the other way round: from the teleworker group",
+                )
+            elif not _zone_selector_ok(name, zone_kinds, zone_keys):
+                src.error((*rpath, "to"), f"names unknown zone '{name}'", _zone_fix(zone_kinds))
+        for name in rule.services:
+            if name != "any" and name not in model.services:
+                src.error(
+                    (*rpath, "services"),
+                    f"names unknown service '{name}'",
+                    _known("services (or 'any')", model.services),
+                )
+
+
+def _zone_selector_ok(name: str, kinds: set[str], keys: set[str]) -> bool:
+    return name in kinds or name in keys
+
+
+def _zone_fix(kinds: set[str]) -> str:
+    known = ", ".join(sorted(kinds)) or "none yet"
+    return (
+        f"use a zone kind present in some building ({known}), BUILDING.ZONE, "
+        "teleworkers.GROUP or internet"
+    )
+
+
+def _check_teleworkers(model: Model, src: Source) -> None:
+    ids: dict[str, int] = {}
+    keys: dict[str, str] = {}
+    for i, person in enumerate(model.teleworkers):
+        tpath = ("kastro_teleworkers", i)
+        if person.id in ids:
+            src.error(
+                (*tpath, "id"),
+                f"'{person.id}' is also the id of kastro_teleworkers[{ids[person.id]}]",
+                "give every teleworker a unique id; never reuse an old one",
+            )
+        ids.setdefault(person.id, i)
+        if person.group not in model.teleworker_groups:
+            src.error(
+                (*tpath, "group"),
+                f"names unknown teleworker group '{person.group}'",
+                _known("teleworker groups", model.teleworker_groups),
+            )
+        if person.public_key:
+            if person.public_key in keys:
+                src.error(
+                    (*tpath, "public_key"),
+                    f"is the same key as teleworker '{keys[person.public_key]}'",
+                    "each person needs their own key pair",
+                )
+            keys.setdefault(person.public_key, person.id)
+
+
+def _known(what: str, names: object) -> str:
+    listed = ", ".join(sorted(names)) if names else "none defined"  # type: ignore[call-overload]
+    return f"use one of the defined {what}: {listed}"

@@ -1,0 +1,64 @@
+"""A broken inventory never reaches a host: site.yml stops in its validation play."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kastro.lab import hosts
+from tests.inventory_helpers import BROKEN_CASES, ROOT, broken_copy, load_case
+
+LAB = "kastro-broken"
+HOST = "cityhall-gw"  # a host every broken case still declares
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def lab_host(tmp_path_factory):
+    inventory = tmp_path_factory.mktemp("single") / "hosts.yml"
+    inventory.write_text(f"all:\n  hosts:\n    {HOST}:\n")
+    overlay = hosts.up(inventory, LAB)
+    yield overlay
+    hosts.down(LAB)
+
+
+def host_state(container: str) -> str:
+    """Fingerprint of what the base role would change first or at all."""
+    proc = subprocess.run(
+        [
+            "podman",
+            "exec",
+            container,
+            "sh",
+            "-c",
+            "sha256sum /etc/ssh/sshd_config /etc/hosts; ls -l /etc/localtime; "
+            "ls /var/lib/apt/lists | wc -l; getent group kastro-admins || true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+@pytest.mark.parametrize("case_file", BROKEN_CASES, ids=lambda p: p.stem)
+def test_site_playbook_stops_before_any_change(case_file: Path, tmp_path: Path, lab_host: Path):
+    inventory = broken_copy(load_case(case_file), tmp_path / "inv")
+    container = hosts.container_name(LAB, HOST)
+    before = host_state(container)
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "-i", str(lab_host), "playbooks/site.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert proc.returncode != 0
+    # Either Ansible itself refused the files (YAML errors) or the validation play failed;
+    # in both cases no play reached a managed host.
+    assert "Gathering Facts" not in proc.stdout
+    recap = proc.stdout.partition("PLAY RECAP")[2]
+    assert HOST not in recap
+    assert host_state(container) == before

@@ -1,0 +1,157 @@
+"""The example municipality: valid, planned, drawable, exportable, and the plan stays stable."""
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import netaddr
+import pytest
+import yaml
+
+from kastro.cli import main
+from kastro.inventory.errors import InvalidInventoryError
+from kastro.inventory.project import (
+    describe_policy,
+    export_assets,
+    topology_dot,
+    validate_inventory,
+)
+from tests.inventory_helpers import EXAMPLE
+
+
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "example"
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+def plan_of(inventory: Path) -> dict:
+    return yaml.safe_load((inventory / "group_vars/all/kastro_plan.yml").read_text())["kastro_plan"]
+
+
+def test_example_validates_and_its_committed_plan_is_current():
+    planned = validate_inventory(EXAMPLE)
+    assert planned.stale == []
+    assert len(planned.model.buildings) >= 5
+    assert len(planned.model.teleworker_groups) == 3
+
+
+def test_example_has_a_ring_and_a_spur():
+    model = validate_inventory(EXAMPLE).model
+    degree: dict[str, int] = {}
+    for link in model.links.values():
+        for end in link.ends:
+            degree[end] = degree.get(end, 0) + 1
+    assert sum(1 for d in degree.values() if d == 1) >= 1  # a spur ends in a building with one link
+    assert len(model.links) >= len(model.buildings)  # more links than a tree: a cycle exists
+
+
+def test_example_allocations_do_not_overlap_and_stay_inside_the_supernet():
+    plan = plan_of(EXAMPLE)
+    blocks = [netaddr.IPNetwork(z["ipv4"]) for z in plan["zones"].values()]
+    blocks += [netaddr.IPNetwork(link["ipv4"]) for link in plan["links"].values()]
+    blocks += [netaddr.IPNetwork(p["ipv4"]) for p in plan["vpn_pools"].values()]
+    blocks += [netaddr.IPNetwork(r["ipv4"] + "/32") for r in plan["router_ids"].values()]
+    supernet = netaddr.IPNetwork("10.20.0.0/16")
+    assert all(b in supernet for b in blocks)
+    assert netaddr.IPSet(blocks).size == sum(b.size for b in blocks)
+
+
+def test_adding_a_building_changes_no_existing_allocation(example_copy: Path):
+    before = plan_of(example_copy)
+    buildings = example_copy / "group_vars/all/buildings.yml"
+    buildings.write_text(
+        buildings.read_text()
+        + "\n  museum:\n    zones:\n      staff: {hosts: 12}\n      cctv: {hosts: 30}\n"
+        "    hosts:\n      museum-gw: {role: gateway}\n"
+    )
+    links = example_copy / "group_vars/all/links.yml"
+    links.write_text(
+        links.read_text()
+        + "  kep-museum:\n    ends: [kep, museum]\n    medium: radio\n    capacity_mbps: 100\n"
+    )
+    assert main(["plan", str(example_copy)]) == 0
+    after = plan_of(example_copy)
+    for section in ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers"):
+        for key, entry in before[section].items():
+            assert after[section][key] == entry, f"{section}.{key} moved"
+    assert "museum.cctv" in after["zones"]
+    assert "kep-museum" in after["links"]
+    assert main(["validate", str(example_copy)]) == 0
+
+
+def test_renumber_moves_only_the_named_zone(example_copy: Path):
+    servers = example_copy / "group_vars/all/buildings.yml"
+    servers.write_text(servers.read_text().replace("servers: {hosts: 40}", "servers: {hosts: 100}"))
+    with pytest.raises(InvalidInventoryError):
+        validate_inventory(example_copy)
+    before = plan_of(example_copy)
+    assert (
+        main(["plan", str(example_copy), "--renumber", "kastro_plan.zones.cityhall.servers"]) == 0
+    )
+    after = plan_of(example_copy)
+    assert netaddr.IPNetwork(after["zones"]["cityhall.servers"]["ipv4"]).size - 3 >= 100
+    for key, entry in before["zones"].items():
+        if key != "cityhall.servers":
+            assert after["zones"][key] == entry
+    # The servers' hosts follow their zone.
+    assert netaddr.IPAddress(after["hosts"]["fileserver"]["ipv4"]) in netaddr.IPNetwork(
+        after["zones"]["cityhall.servers"]["ipv4"]
+    )
+
+
+def test_plan_check_reports_a_stale_plan(example_copy: Path):
+    assert main(["plan", "--check", str(example_copy)]) == 0
+    (example_copy / "hosts.yml").write_text("all: {}\n")
+    assert main(["plan", "--check", str(example_copy)]) == 1
+
+
+def test_hosts_inventory_groups_follow_from_the_model():
+    hosts = yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]
+    assert set(hosts["children"]["gateways"]["hosts"]) == {
+        "cityhall-gw",
+        "kep-gw",
+        "library-gw",
+        "school-gw",
+        "deya-gw",
+        "village-gw",
+    }
+    assert hosts["hosts"]["fileserver"]["kastro_zone"] == "servers"
+    assert "fileserver" in hosts["children"]["building_cityhall"]["hosts"]
+
+
+def test_policy_reads_as_plain_sentences():
+    model = validate_inventory(EXAMPLE).model
+    lines = describe_policy(model)
+    assert lines[0].startswith(
+        "staff zones (cityhall, deya, kep, library, school, village) may reach"
+    )
+    assert (
+        "teleworkers of group 'finance' may reach zone cityhall.servers for web (tcp/80, tcp/443)"
+        in ("\n".join(lines))
+    )
+    assert lines[-1] == "Everything else between zones is refused."
+
+
+def test_topology_picture_renders(tmp_path: Path):
+    planned = validate_inventory(EXAMPLE)
+    dot = topology_dot(planned.model, planned.result.data)
+    assert '"cityhall" -- "kep"' in dot
+    out = tmp_path / "topology.svg"
+    assert main(["plan", str(EXAMPLE), "--graph", str(out)]) == 0
+    assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_asset_export_csv_and_json():
+    planned = validate_inventory(EXAMPLE)
+    rows = list(
+        csv.DictReader(io.StringIO(export_assets(planned.model, planned.result.data, "csv")))
+    )
+    data = json.loads(export_assets(planned.model, planned.result.data, "json"))
+    assert rows == data
+    fileserver = next(r for r in rows if r["name"] == "fileserver")
+    assert fileserver["type"] == "host" and fileserver["zone"] == "cityhall.servers"
+    assert {r["type"] for r in rows} == {"building", "zone", "link", "host"}
