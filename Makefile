@@ -6,7 +6,7 @@ VENV        ?= .venv
 PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
-                prometheus graphviz tcpdump
+                prometheus graphviz tcpdump ethtool
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro

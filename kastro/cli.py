@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,16 +35,14 @@ def _cmd_lab_image(args: argparse.Namespace) -> int:
 def _cmd_lab_up(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
+    started = time.monotonic()
     overlay = hosts.up(Path(args.inventory), args.lab)
-    print(
-        hosts.format_table(
-            [
-                {"host": h.name, "container": h.container, "state": h.state}
-                for h in hosts.list_hosts(args.lab)
-            ]
-        )
-    )
-    print(f"connection overlay: {overlay}")
+    elapsed = time.monotonic() - started
+    print(hosts.format_table(hosts.status_rows(args.lab)))
+    memory = hosts.memory_usage_bytes(args.lab)
+    print(f"lab '{args.lab}' is up in {elapsed:.1f}s, using {memory / 2**20:.0f} MiB of memory")
+    print(f"inventory overlay: {overlay}")
+    print(f"ssh: ssh -F {hosts.state_dir(args.lab) / 'ssh_config'} HOST")
     return 0
 
 
@@ -51,21 +50,17 @@ def _cmd_lab_down(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
     removed = hosts.down(args.lab)
-    print(f"removed {len(removed)} lab host(s)" + (f": {', '.join(removed)}" if removed else ""))
+    print(
+        f"removed {len(removed)} item(s) of lab '{args.lab}'"
+        + (f": {', '.join(removed)}" if removed else "")
+    )
     return 0
 
 
 def _cmd_lab_status(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
-    print(
-        hosts.format_table(
-            [
-                {"host": h.name, "container": h.container, "state": h.state}
-                for h in hosts.list_hosts(args.lab)
-            ]
-        )
-    )
+    print(hosts.format_table(hosts.status_rows(args.lab)))
     return 0
 
 
@@ -73,6 +68,14 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
     print(hosts.format_table(hosts.host_report(args.lab)))
+    return 0
+
+
+def _cmd_lab_capture(args: argparse.Namespace) -> int:
+    from kastro.lab import hosts
+
+    iface = hosts.capture(Path(args.inventory), args.lab, args.network, args.sensor)
+    print(f"{args.network} is mirrored to {args.sensor}:{iface}")
     return 0
 
 
@@ -201,20 +204,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     image.set_defaults(handler=_cmd_lab_image)
 
-    lab_up = lab_commands.add_parser("up", help="start one test host per inventory host")
+    lab_up = lab_commands.add_parser(
+        "up", help="start the inventory's hosts and networks (idempotent)"
+    )
     lab_up.add_argument(
         "inventory", nargs="?", default="inventory/example", help="inventory directory"
     )
-    lab_down = lab_commands.add_parser("down", help="remove every host this lab created")
-    lab_status = lab_commands.add_parser("status", help="list the lab's hosts")
-    lab_report = lab_commands.add_parser(
-        "report", help="show what the playbooks deployed on each host"
+    lab_down = lab_commands.add_parser(
+        "down", help="remove everything this lab created, nothing else"
     )
+    lab_status = lab_commands.add_parser("status", help="hosts, networks and addresses of the lab")
+    lab_report = lab_commands.add_parser("report", help="what the playbooks deployed on each host")
+    lab_capture = lab_commands.add_parser(
+        "capture", help="mirror a zone or link network's traffic to a sensor host"
+    )
+    lab_capture.add_argument(
+        "network", help="e.g. zone:cityhall.servers, link:cityhall-kep, internet"
+    )
+    lab_capture.add_argument("--sensor", default="sensor1", help="host that receives the mirror")
+    lab_capture.add_argument("--inventory", default="inventory/example", help="inventory directory")
     for sub, handler in (
         (lab_up, _cmd_lab_up),
         (lab_down, _cmd_lab_down),
         (lab_status, _cmd_lab_status),
         (lab_report, _cmd_lab_report),
+        (lab_capture, _cmd_lab_capture),
     ):
         sub.add_argument("--lab", default="kastro", help="lab name (label and container prefix)")
         sub.set_defaults(handler=handler)

@@ -1,8 +1,11 @@
-"""Test hosts for the lab: one systemd container per inventory host.
+"""The lab: one systemd container per host, wired as the inventory says, reached over SSH.
 
-Every container carries the label ``org.kastro.lab=<lab name>``; ``down`` removes by that
-label, so it never touches anything it did not create. The connection details are
-written as an inventory overlay that Ansible reads beside the real inventory.
+Everything the lab creates carries the label ``org.kastro.lab=<lab>`` (containers, the
+management network) or the lab's name (the switch namespace, ``.kastro/lab/<lab>/``), so
+``down`` removes exactly that and nothing else. Ansible reaches the hosts by SSH over the
+management network with a key made for this lab, so a host's firewall really sits between
+the controller and the host. Connection details are written as an inventory overlay:
+``ansible-playbook -i inventory/example -i .kastro/lab/<lab>/inventory.yml ...``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from kastro.inventory.loader import MODEL_KEYS
+from kastro.inventory.project import load_model
+from kastro.lab import switch
 from kastro.lab.image import IMAGE_NAME
+from kastro.lab.topology import OUTSIDE_GROUP, LabHostSpec, Topology, build_topology
 
 LAB_LABEL = "org.kastro.lab"
 STATE_DIR = Path(".kastro/lab")
@@ -30,21 +37,61 @@ class LabHost:
     name: str
     container: str
     state: str
+    role: str
+    management_ip: str
 
 
-def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+def _podman(
+    *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, check=False, input=stdin
+    )
     if check and proc.returncode != 0:
         raise LabError(f"podman {' '.join(args[:2])} failed: {proc.stderr.strip()[-1000:]}")
     return proc
 
 
-def inventory_hosts(inventory: Path) -> list[str]:
-    """Host names of an Ansible inventory, as Ansible itself parses it."""
+def state_dir(lab: str) -> Path:
+    return (STATE_DIR / lab).resolve()
+
+
+def container_name(lab: str, host: str) -> str:
+    return f"{lab}-{host}"
+
+
+def management_network(lab: str) -> str:
+    return f"{lab}-mgmt"
+
+
+def _has_model(inventory: Path) -> bool:
+    directory = inventory / "group_vars" / "all"
+    if not directory.is_dir():
+        return False
+    return any(
+        key in path.read_text(encoding="utf-8", errors="replace")
+        for path in directory.glob("*.y*ml")
+        for key in MODEL_KEYS
+    )
+
+
+def lab_topology(inventory: Path) -> Topology:
+    """The full network for an inventory with a Kastro model; bare hosts otherwise."""
     if not inventory.exists():
         raise LabError(
             f"inventory '{inventory}' does not exist; give the path of an inventory directory"
         )
+    if inventory.is_dir() and _has_model(inventory):
+        model, _ = load_model(inventory)  # raises with every inventory error
+        return build_topology(model)
+    topo = Topology()
+    for name in inventory_hosts(inventory):
+        topo.hosts[name] = LabHostSpec(name, "host", None, forwarding=False)
+    return topo
+
+
+def inventory_hosts(inventory: Path) -> list[str]:
+    """Host names of an Ansible inventory, as Ansible itself parses it."""
     proc = subprocess.run(
         ["ansible-inventory", "-i", str(inventory), "--list"],
         capture_output=True,
@@ -61,57 +108,141 @@ def inventory_hosts(inventory: Path) -> list[str]:
     return hosts
 
 
-def container_name(lab: str, host: str) -> str:
-    return f"{lab}-{host}"
-
-
 def list_hosts(lab: str) -> list[LabHost]:
     proc = _podman("ps", "-a", "--filter", f"label={LAB_LABEL}={lab}", "--format", "json")
-    rows = json.loads(proc.stdout or "[]")
-    hosts = [
-        LabHost(
-            name=row["Labels"].get(f"{LAB_LABEL}.host", row["Names"][0]),
-            container=row["Names"][0],
-            state=row["State"],
+    hosts = []
+    for row in json.loads(proc.stdout or "[]"):
+        labels = row.get("Labels") or {}
+        hosts.append(
+            LabHost(
+                name=labels.get(f"{LAB_LABEL}.host", row["Names"][0]),
+                container=row["Names"][0],
+                state=row["State"],
+                role=labels.get(f"{LAB_LABEL}.role", ""),
+                management_ip=_management_ip(row["Names"][0], lab)
+                if row["State"] == "running"
+                else "",
+            )
         )
-        for row in rows
-    ]
     return sorted(hosts, key=lambda h: h.name)
 
 
+def _management_ip(container: str, lab: str) -> str:
+    proc = _podman(
+        "inspect",
+        "--format",
+        f'{{{{(index .NetworkSettings.Networks "{management_network(lab)}").IPAddress}}}}',
+        container,
+        check=False,
+    )
+    return proc.stdout.strip()
+
+
+def _pid(container: str) -> int:
+    return int(_podman("inspect", "--format", "{{.State.Pid}}", container).stdout.strip())
+
+
+def _ensure_key(lab: str) -> Path:
+    key = state_dir(lab) / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"kastro-lab-{lab}",
+                "-f",
+                str(key),
+            ],
+            check=True,
+        )
+    key.chmod(0o600)
+    return key
+
+
+def _ensure_management_network(lab: str) -> None:
+    name = management_network(lab)
+    if _podman("network", "exists", name, check=False).returncode != 0:
+        _podman("network", "create", "--label", f"{LAB_LABEL}={lab}", name)
+
+
 def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
-    """Start one container per inventory host (idempotent) and write the connection overlay."""
-    wanted = inventory_hosts(inventory)
+    """Bring the lab to the state the inventory describes; running hosts are left as they are."""
+    topo = lab_topology(inventory)
+    if _podman("image", "exists", image, check=False).returncode != 0:
+        raise LabError(f"image {image} is missing; build it with 'kastro lab image'")
+    key = _ensure_key(lab)
+    _ensure_management_network(lab)
     existing = {h.name: h for h in list_hosts(lab)}
-    for host in wanted:
-        name = container_name(lab, host)
-        current = existing.get(host)
+    for spec in topo.hosts.values():
+        name = container_name(lab, spec.name)
+        current = existing.get(spec.name)
         if current and current.state == "running":
             continue
         if current:
             _podman("start", name)
             continue
+        _podman(*_run_args(lab, spec, image))
+    pids = {}
+    for spec in topo.hosts.values():
+        wait_until_booted(container_name(lab, spec.name))
+        pids[spec.name] = _pid(container_name(lab, spec.name))
+    if topo.networks:
+        try:
+            switch.wire(lab, topo, pids)
+        except switch.SwitchError as exc:
+            raise LabError(str(exc)) from exc
+    public_key = key.with_suffix(".pub").read_text(encoding="utf-8")
+    known_hosts: list[str] = []
+    for spec in topo.hosts.values():
+        container = container_name(lab, spec.name)
         _podman(
-            "run",
-            "--detach",
-            "--name",
-            name,
-            "--hostname",
-            host,
-            "--label",
-            f"{LAB_LABEL}={lab}",
-            "--label",
-            f"{LAB_LABEL}.host={host}",
-            "--systemd=always",
-            "--cap-add=NET_ADMIN,NET_RAW,SYS_ADMIN",
-            "--device=/dev/net/tun",
-            "--no-hosts",
-            image,
-            "/sbin/init",
+            "exec",
+            "-i",
+            container,
+            "sh",
+            "-c",
+            "umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys",
+            stdin=public_key,
         )
-    for host in wanted:
-        wait_until_booted(container_name(lab, host))
-    return write_overlay(lab, wanted)
+        host_key = _wait_for_ssh(container)
+        known_hosts.append(f"{_management_ip(container, lab)} {host_key}")
+    (state_dir(lab) / "known_hosts").write_text("\n".join(known_hosts) + "\n", encoding="utf-8")
+    _write_ssh_config(lab, topo, key)
+    _reapply_captures(lab, topo, pids)
+    return write_overlay(lab, topo, key)
+
+
+def _run_args(lab: str, spec: LabHostSpec, image: str) -> list[str]:
+    args = [
+        "run",
+        "--detach",
+        "--name",
+        container_name(lab, spec.name),
+        "--hostname",
+        spec.name,
+        "--label",
+        f"{LAB_LABEL}={lab}",
+        "--label",
+        f"{LAB_LABEL}.host={spec.name}",
+        "--label",
+        f"{LAB_LABEL}.role={spec.role}",
+        "--network",
+        management_network(lab),
+        "--systemd=always",
+        "--cap-add=NET_ADMIN,NET_RAW,SYS_ADMIN",
+        "--device=/dev/net/tun",
+        "--no-hosts",
+    ]
+    if spec.forwarding:
+        # Per-namespace sysctls can only be set when the container starts (/proc/sys is read-only).
+        args += ["--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv6.conf.all.forwarding=1"]
+    return [*args, image, "/sbin/init"]
 
 
 def wait_until_booted(container: str, timeout: float = 90.0) -> None:
@@ -130,36 +261,160 @@ def wait_until_booted(container: str, timeout: float = 90.0) -> None:
     )
 
 
-def write_overlay(lab: str, hosts: list[str]) -> Path:
+def _wait_for_ssh(container: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = _podman("exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub", check=False)
+        active = _podman("exec", container, "systemctl", "is-active", "ssh", check=False)
+        if proc.returncode == 0 and active.stdout.strip() == "active":
+            kind, key = proc.stdout.split()[:2]
+            return f"{kind} {key}"
+        time.sleep(0.5)
+    raise LabError(
+        f"sshd on {container} did not start within {timeout:.0f}s; see 'podman logs {container}'"
+    )
+
+
+def _ssh_args(lab: str) -> str:
+    return (
+        f"-o UserKnownHostsFile={state_dir(lab) / 'known_hosts'} -o StrictHostKeyChecking=yes "
+        f"-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s"
+    )
+
+
+def _write_ssh_config(lab: str, topo: Topology, key: Path) -> None:
+    lines = [f"# Written by 'kastro lab up': ssh -F {state_dir(lab) / 'ssh_config'} HOST"]
+    for spec in topo.hosts.values():
+        lines += [
+            f"Host {spec.name}",
+            f"  HostName {_management_ip(container_name(lab, spec.name), lab)}",
+            "  User root",
+            f"  IdentityFile {key}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {state_dir(lab) / 'known_hosts'}",
+            "  StrictHostKeyChecking yes",
+        ]
+    (state_dir(lab) / "ssh_config").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
+    hostvars = {}
+    for spec in topo.hosts.values():
+        hostvars[spec.name] = {
+            "ansible_host": _management_ip(container_name(lab, spec.name), lab),
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": _ssh_args(lab),
+            "kastro_interfaces": topo.interface_vars(spec.name),
+        }
     overlay = {
         "all": {
-            "hosts": {
-                host: {
-                    "ansible_connection": "containers.podman.podman",
-                    "ansible_host": container_name(lab, host),
+            "hosts": hostvars,
+            "children": {
+                OUTSIDE_GROUP: {
+                    "hosts": {
+                        name: None
+                        for name, s in topo.hosts.items()
+                        if s.building is None and s.role != "host"
+                    }
                 }
-                for host in hosts
-            }
+            },
         }
     }
-    path = STATE_DIR / lab / "inventory.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = state_dir(lab) / "inventory.yml"
     path.write_text(
-        "# Written by `kastro lab up`: how Ansible reaches the lab hosts.\n"
+        "# Written by 'kastro lab up': how Ansible reaches the lab hosts, and their interfaces.\n"
         + yaml.safe_dump(overlay, sort_keys=True),
         encoding="utf-8",
     )
     return path
 
 
+def _captures_file(lab: str) -> Path:
+    return state_dir(lab) / "captures.json"
+
+
+def _load_captures(lab: str) -> dict[str, dict[str, str]]:
+    path = _captures_file(lab)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def capture(inventory: Path, lab: str, network: str, sensor: str) -> str:
+    """Mirror a zone or link network to a sensor host; returns the sensor's capture interface."""
+    topo = lab_topology(inventory)
+    names = sorted(n.name for n in topo.networks)
+    if network not in names:
+        raise LabError(f"no network '{network}' in this lab; choose one of: {', '.join(names)}")
+    if sensor not in topo.hosts:
+        raise LabError(
+            f"no host '{sensor}' in this lab; choose one of: {', '.join(sorted(topo.hosts))}"
+        )
+    captures = _load_captures(lab)
+    iface = captures.get(network, {}).get("iface") or f"cap{len(captures)}"
+    try:
+        switch.attach_capture(lab, topo, network, _pid(container_name(lab, sensor)), iface)
+    except switch.SwitchError as exc:
+        raise LabError(str(exc)) from exc
+    captures[network] = {"sensor": sensor, "iface": iface}
+    _captures_file(lab).write_text(json.dumps(captures, indent=2, sort_keys=True), encoding="utf-8")
+    return iface
+
+
+def _reapply_captures(lab: str, topo: Topology, pids: dict[str, int]) -> None:
+    for network, entry in _load_captures(lab).items():
+        if entry["sensor"] in pids:
+            switch.attach_capture(lab, topo, network, pids[entry["sensor"]], entry["iface"])
+
+
 def down(lab: str) -> list[str]:
-    """Remove every container of this lab (by label) and its overlay. Returns what was removed."""
+    """Remove every container, network and namespace of this lab, and its state directory."""
     removed = [h.container for h in list_hosts(lab)]
     if removed:
         _podman("rm", "--force", "--time", "5", *removed)
-    overlay = STATE_DIR / lab / "inventory.yml"
-    overlay.unlink(missing_ok=True)
+    networks = _podman(
+        "network", "ls", "--filter", f"label={LAB_LABEL}={lab}", "--format", "{{.Name}}"
+    )
+    for name in networks.stdout.split():
+        _podman("network", "rm", "--force", name)
+        removed.append(f"network {name}")
+    if switch.delete_namespace(lab):
+        removed.append(f"namespace {switch.namespace(lab)}")
+    directory = state_dir(lab)
+    if directory.exists():
+        for path in sorted(directory.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        directory.rmdir()
     return removed
+
+
+def status_rows(lab: str) -> list[dict[str, str]]:
+    networks = _network_membership(lab)
+    return [
+        {
+            "host": h.name,
+            "role": h.role,
+            "state": h.state,
+            "management": h.management_ip,
+            "networks": " ".join(networks.get(h.name, [])) or "-",
+        }
+        for h in list_hosts(lab)
+    ]
+
+
+def _network_membership(lab: str) -> dict[str, list[str]]:
+    overlay = state_dir(lab) / "inventory.yml"
+    if not overlay.exists():
+        return {}
+    data = yaml.safe_load(overlay.read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for host, hostvars in (data["all"].get("hosts") or {}).items():
+        ifaces = hostvars.get("kastro_interfaces", {})
+        names = [f"{zone}({iface})" for zone, iface in sorted(ifaces.get("zones", {}).items())]
+        names += [f"{link}({iface})" for link, iface in sorted(ifaces.get("links", {}).items())]
+        if "wan" in ifaces:
+            names.append(f"internet({ifaces['wan']})")
+        out[host] = names
+    return out
 
 
 def host_report(lab: str) -> list[dict[str, str]]:
@@ -174,13 +429,45 @@ def host_report(lab: str) -> list[dict[str, str]]:
     }
     rows: list[dict[str, str]] = []
     for host in list_hosts(lab):
-        row = {"host": host.name, "state": host.state}
+        row = {"host": host.name, "role": host.role}
         if host.state == "running":
             for key, command in probes.items():
                 proc = _podman("exec", host.container, "sh", "-c", command, check=False)
                 row[key] = proc.stdout.strip() or "-"
         rows.append(row)
     return rows
+
+
+def memory_usage_bytes(lab: str) -> int:
+    """Resident memory of all the lab's containers together (cgroup accounting)."""
+    total = 0
+    for host in list_hosts(lab):
+        if host.state != "running":
+            continue
+        proc = _podman("stats", "--no-stream", "--format", "json", host.container, check=False)
+        try:
+            rows = json.loads(proc.stdout or "[]")
+            usage = rows[0]["mem_usage"].split("/")[0].strip()
+        except (json.JSONDecodeError, IndexError, KeyError):
+            continue
+        total += _parse_size(usage)
+    return total
+
+
+def _parse_size(text: str) -> int:
+    units = {
+        "B": 1,
+        "kB": 1000,
+        "KB": 1000,
+        "MB": 1000**2,
+        "GB": 1000**3,
+        "KiB": 1024,
+        "MiB": 1024**2,
+        "GiB": 1024**3,
+    }
+    number = text.rstrip("BKMGikb")
+    unit = text[len(number) :]
+    return int(float(number) * units.get(unit, 1))
 
 
 def format_table(rows: list[dict[str, str]]) -> str:

@@ -37,6 +37,7 @@ BASE_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
     "iputils-ping",
     "tzdata",
+    "tcpdump",  # every lab host can capture; sensors need it
 )
 
 # Run inside the unpacked root before import. Keep it deterministic: it is part of the hash.

@@ -1,0 +1,215 @@
+"""The lab's L2 fabric: one bridge per network inside a private network namespace.
+
+The bridges live in their own namespace (``<lab>-sw``) so nothing of the lab appears in
+this machine's own network stack. Each host joins a network through a veth pair: one end
+is a port of the bridge, the other is moved into the container and renamed
+(``z-staff``, ``l-kep``, ``wan``...). Capture points mirror every port's traffic to a
+sensor's interface with tc (clsact + u32 + mirred).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from kastro.lab.topology import Topology
+
+
+class SwitchError(RuntimeError):
+    """A network operation of the lab failed; the message names the command."""
+
+
+def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise SwitchError(f"'{' '.join(argv)}' failed: {proc.stderr.strip()}")
+    return proc
+
+
+def namespace(lab: str) -> str:
+    return f"{lab}-sw"
+
+
+def bridge_names(topo: Topology) -> dict[str, str]:
+    """network name -> bridge name (stable: by position in the sorted network list)."""
+    return {net.name: f"br{i}" for i, net in enumerate(sorted(topo.networks, key=lambda n: n.name))}
+
+
+def ensure_namespace(lab: str) -> None:
+    ns = namespace(lab)
+    if ns not in list_namespaces():
+        _run(["ip", "netns", "add", ns])
+        # The switch itself must be silent: no IPv6 link-local addresses, router solicitations
+        # or neighbour discovery of its own on the segments it bridges.
+        _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]
+        )
+    _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+def list_namespaces() -> list[str]:
+    proc = _run(["ip", "-j", "netns", "list"], check=False)
+    try:
+        return [entry["name"] for entry in json.loads(proc.stdout or "[]")]
+    except json.JSONDecodeError:
+        return []
+
+
+def delete_namespace(lab: str) -> bool:
+    ns = namespace(lab)
+    if ns in list_namespaces():
+        _run(["ip", "netns", "delete", ns])
+        return True
+    return False
+
+
+def _links_in(ns: str) -> dict[str, dict[str, object]]:
+    proc = _run(["ip", "-n", ns, "-j", "link", "show"])
+    return {entry["ifname"]: entry for entry in json.loads(proc.stdout or "[]")}
+
+
+def _container_links(pid: int) -> set[str]:
+    proc = _run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "link", "show"])
+    return {entry["ifname"] for entry in json.loads(proc.stdout or "[]")}
+
+
+def wire(lab: str, topo: Topology, pids: dict[str, int]) -> None:
+    """Create every bridge and plug every host in; already-present pieces are left alone."""
+    ns = namespace(lab)
+    ensure_namespace(lab)
+    bridges = bridge_names(topo)
+    existing = _links_in(ns)
+    for net in topo.networks:
+        bridge = bridges[net.name]
+        if bridge not in existing:
+            _run(["ip", "-n", ns, "link", "add", bridge, "type", "bridge"])
+            # No STP and no forwarding delay: the lab's segments have no loops of their own.
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    ns,
+                    "link",
+                    "set",
+                    bridge,
+                    "type",
+                    "bridge",
+                    "stp_state",
+                    "0",
+                    "forward_delay",
+                    "0",
+                ]
+            )
+        _run(["ip", "-n", ns, "link", "set", bridge, "up"])
+    for net in topo.networks:
+        bridge = bridges[net.name]
+        for index, member in enumerate(net.members):
+            pid = pids.get(member.host)
+            if pid is None:
+                continue
+            if member.iface in _container_links(pid):
+                continue
+            port = f"{bridge}p{index}"
+            peer = f"{bridge}t{index}"
+            _run(["ip", "-n", ns, "link", "del", port], check=False)  # left by a stopped host
+            _run(["ip", "-n", ns, "link", "add", port, "type", "veth", "peer", "name", peer])
+            _run(["ip", "-n", ns, "link", "set", peer, "netns", str(pid)])
+            _run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", peer, "name", member.iface])
+            _run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", member.iface, "up"])
+            _checksum_offload_off(pid, member.iface)
+            _run(["ip", "-n", ns, "link", "set", port, "master", bridge, "up"])
+
+
+def _checksum_offload_off(pid: int, iface: str) -> None:
+    # Captured frames must carry real checksums, or IDSs flag every packet as invalid.
+    if shutil.which("ethtool"):
+        _run(["nsenter", "-t", str(pid), "-n", "ethtool", "-K", iface, "tx", "off"], check=False)
+
+
+def bridge_ports(lab: str, bridge: str) -> list[str]:
+    proc = _run(["ip", "-n", namespace(lab), "-j", "link", "show", "master", bridge])
+    return sorted(entry["ifname"] for entry in json.loads(proc.stdout or "[]"))
+
+
+def attach_capture(lab: str, topo: Topology, network: str, sensor_pid: int, iface: str) -> None:
+    """Mirror every frame that enters the network's bridge to ``iface`` on the sensor."""
+    ns = namespace(lab)
+    bridge = bridge_names(topo)[network]
+    mirror = f"{bridge}m"
+    if iface not in _container_links(sensor_pid):
+        _run(["ip", "-n", ns, "link", "del", mirror], check=False)
+        _run(["ip", "-n", ns, "link", "add", mirror, "type", "veth", "peer", "name", f"{mirror}t"])
+        _run(["ip", "-n", ns, "link", "set", f"{mirror}t", "netns", str(sensor_pid)])
+        _run(
+            [
+                "nsenter",
+                "-t",
+                str(sensor_pid),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                f"{mirror}t",
+                "name",
+                iface,
+            ]
+        )
+        _run(
+            [
+                "nsenter",
+                "-t",
+                str(sensor_pid),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                iface,
+                "promisc",
+                "on",
+                "up",
+            ]
+        )
+        _run(["ip", "-n", ns, "link", "set", mirror, "up"])
+    for port in bridge_ports(lab, bridge):
+        # Ingress of every port is every frame on the segment, each exactly once.
+        _run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", port, "clsact"])
+        # u32 "match u32 0 0" matches every frame (this kernel has no matchall classifier).
+        _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "tc",
+                "filter",
+                "replace",
+                "dev",
+                port,
+                "ingress",
+                "pref",
+                "10",
+                "protocol",
+                "all",
+                "u32",
+                "match",
+                "u32",
+                "0",
+                "0",
+                "action",
+                "mirred",
+                "egress",
+                "mirror",
+                "dev",
+                mirror,
+            ]
+        )

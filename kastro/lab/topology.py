@@ -1,0 +1,122 @@
+"""What the lab builds for an inventory: hosts, networks, and which interface joins which.
+
+Pure data, derived from the validated model alone, so it can be tested without podman and
+so `up` and `down` always agree on what belongs to the lab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from kastro.inventory.model import Model
+
+IFNAMSIZ = 15  # Linux interface names hold at most 15 characters
+MANAGEMENT_IFACE = "eth0"  # podman's interface on the management network
+WAN_IFACE = "wan"
+# Hosts on the internet side of the lab that the inventory does not describe.
+OUTSIDE_HOSTS = ("home", "attacker")
+OUTSIDE_GROUP = "lab_outside"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    host: str
+    iface: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """One L2 segment: a building zone, an inter-building link, or the internet side."""
+
+    name: str  # zone:cityhall.staff, link:cityhall-kep, internet
+    kind: str  # zone, link, internet
+    members: tuple[Attachment, ...]
+
+
+@dataclass(frozen=True)
+class LabHostSpec:
+    name: str
+    role: str  # gateway, server, sensor, endpoint, home, attacker
+    building: str | None
+    forwarding: bool
+
+
+@dataclass
+class Topology:
+    hosts: dict[str, LabHostSpec] = field(default_factory=dict)
+    networks: list[Network] = field(default_factory=list)
+
+    def interfaces(self, host: str) -> dict[str, str]:
+        """network name -> interface name on that host."""
+        return {n.name: a.iface for n in self.networks for a in n.members if a.host == host}
+
+    def interface_vars(self, host: str) -> dict[str, object]:
+        """The ``kastro_interfaces`` variable roles read to find a host's interfaces."""
+        out: dict[str, object] = {"management": MANAGEMENT_IFACE}
+        zones: dict[str, str] = {}
+        links: dict[str, str] = {}
+        for network, iface in sorted(self.interfaces(host).items()):
+            kind, _, rest = network.partition(":")
+            if kind == "zone":
+                zones[rest.split(".", 1)[1]] = iface
+            elif kind == "link":
+                links[rest] = iface
+            else:
+                out["wan"] = iface
+        if zones:
+            out["zones"] = zones
+        if links:
+            out["links"] = links
+        return out
+
+
+def iface_name(prefix: str, name: str) -> str:
+    """A Linux interface name for prefix+name, shortened with a hash when too long."""
+    full = f"{prefix}{name}"
+    if len(full) <= IFNAMSIZ:
+        return full
+    digest = hashlib.sha1(name.encode()).hexdigest()[:4]  # noqa: S324 (a name, not security)
+    return f"{full[: IFNAMSIZ - 5]}-{digest}"
+
+
+def build_topology(model: Model) -> Topology:
+    topo = Topology()
+    for host in sorted(model.hosts, key=lambda h: h.name):
+        topo.hosts[host.name] = LabHostSpec(
+            host.name, host.role, host.building, forwarding=host.role == "gateway"
+        )
+    for name in OUTSIDE_HOSTS:
+        topo.hosts[name] = LabHostSpec(name, name, None, forwarding=False)
+
+    for building in sorted(model.buildings.values(), key=lambda b: b.name):
+        gateway = model.gateway(building.name)
+        for zone in sorted(building.zones.values(), key=lambda z: z.name):
+            iface = iface_name("z-", zone.name)
+            members = [Attachment(gateway.name, iface)] if gateway else []
+            members += [
+                Attachment(h.name, iface)
+                for h in sorted(building.hosts.values(), key=lambda h: h.name)
+                if h.zone == zone.name
+            ]
+            topo.networks.append(Network(f"zone:{zone.key}", "zone", tuple(members)))
+
+    for link in sorted(model.links.values(), key=lambda link: link.name):
+        members = []
+        for here, there in (link.ends, tuple(reversed(link.ends))):
+            gateway = model.gateway(here)
+            if gateway:
+                members.append(Attachment(gateway.name, iface_name("l-", there)))
+        topo.networks.append(Network(f"link:{link.name}", "link", tuple(members)))
+
+    uplinked = sorted(
+        {u.building for u in model.municipality.uplinks} if model.municipality else set()
+    )
+    internet = []
+    for building_name in uplinked or [b.name for b in model.buildings.values() if b.city_hall]:
+        gateway = model.gateway(building_name)
+        if gateway:
+            internet.append(Attachment(gateway.name, WAN_IFACE))
+    internet += [Attachment(name, WAN_IFACE) for name in OUTSIDE_HOSTS]
+    topo.networks.append(Network("internet", "internet", tuple(internet)))
+    return topo

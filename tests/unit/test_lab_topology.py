@@ -1,0 +1,51 @@
+"""The lab's topology is derived from the model alone (no podman needed)."""
+
+from kastro.inventory.project import load_model
+from kastro.lab.topology import IFNAMSIZ, build_topology, iface_name
+from tests.inventory_helpers import EXAMPLE
+
+
+def test_long_names_are_shortened_to_a_valid_unique_interface_name():
+    short = iface_name("z-", "staff")
+    long_a = iface_name("z-", "smart-city-sensors-north")
+    long_b = iface_name("z-", "smart-city-sensors-south")
+    assert short == "z-staff"
+    assert len(long_a) <= IFNAMSIZ and len(long_b) <= IFNAMSIZ
+    assert long_a != long_b
+
+
+def test_example_topology_has_every_zone_link_and_the_internet():
+    model, _ = load_model(EXAMPLE)
+    topo = build_topology(model)
+    names = {n.name for n in topo.networks}
+    assert {f"zone:{z.key}" for z in model.zones} | {f"link:{k}" for k in model.links} | {
+        "internet"
+    } == names
+    assert {"home", "attacker"} <= set(topo.hosts)
+    assert set(model.gateway(b).name for b in model.buildings) <= set(topo.hosts)  # type: ignore[union-attr]
+
+
+def test_gateways_join_their_zones_and_links_servers_only_their_zone():
+    model, _ = load_model(EXAMPLE)
+    topo = build_topology(model)
+    assert topo.interface_vars("deya-gw") == {
+        "management": "eth0",
+        "zones": {
+            "cctv": "z-cctv",
+            "management": "z-management",
+            "scada": "z-scada",
+            "staff": "z-staff",
+            "voip": "z-voip",
+        },
+        "links": {
+            "deya-cityhall": "l-cityhall",
+            "deya-village": "l-village",
+            "library-deya": "l-library",
+        },
+    }
+    assert topo.interface_vars("fileserver") == {
+        "management": "eth0",
+        "zones": {"servers": "z-servers"},
+    }
+    assert topo.interface_vars("cityhall-gw")["wan"] == "wan"  # the uplink building
+    assert topo.interface_vars("attacker") == {"management": "eth0", "wan": "wan"}
