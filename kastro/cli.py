@@ -67,7 +67,10 @@ def _cmd_lab_status(args: argparse.Namespace) -> int:
 def _cmd_lab_report(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
-    print(hosts.format_table(hosts.host_report(args.lab)))
+    rows = hosts.host_report(args.lab)
+    print(hosts.format_table(rows))
+    memory = hosts.memory_usage_bytes(args.lab)
+    print(f"{len(rows)} hosts using {memory / 2**20:.0f} MiB of memory together")
     return 0
 
 
