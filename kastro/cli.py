@@ -145,6 +145,15 @@ def _cmd_inventory_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from monitors.run import MonitorUsageError, run
+
+    try:
+        return run(args)
+    except MonitorUsageError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -194,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
     )
     export.set_defaults(handler=_cmd_inventory_export)
+
+    from monitors.run import add_arguments as add_monitor_arguments
+
+    monitor = commands.add_parser(
+        "monitor", help="packet-level anomaly detection: EVE alerts and Prometheus metrics"
+    )
+    add_monitor_arguments(monitor)
+    monitor.set_defaults(handler=_cmd_monitor)
 
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")

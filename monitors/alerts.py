@@ -1,0 +1,157 @@
+"""Alerts as Suricata EVE JSON lines, deduplicated and rate-limited.
+
+Each alert carries Suricata's fields (``timestamp``, ``flow_id``, ``community_id``,
+``event_type: alert``, addresses, ports, ``proto``, ``alert.{signature, signature_id,
+category, severity}``) so Filebeat's Suricata module, jq and SIEMs read it unchanged, plus a
+``kastro`` object with the detector's evidence. Repeats of one (detector, source, target)
+within ``suppress_seconds`` are counted, not written, so a flood never becomes an alert flood.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+SEVERITY_NAMES = {1: "high", 2: "medium", 3: "low"}
+
+
+def ip_text(raw: bytes) -> str:
+    if len(raw) in (4, 16):
+        return str(ipaddress.ip_address(raw))
+    return ""
+
+
+def mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def community_id(src: bytes, dst: bytes, proto: int, sport: int, dport: int, seed: int = 0) -> str:
+    """Community ID v1 (corelight/community-id-spec) of a flow, as Suricata writes it."""
+    if not src or not dst:
+        return ""
+    if proto in (1, 58):  # ICMP: type/code instead of ports, the pair ordered like a flow
+        a, b = (src, sport), (dst, dport)
+    else:
+        a, b = (src, sport), (dst, dport)
+    if (a[0], a[1]) > (b[0], b[1]):
+        a, b = b, a
+    data = struct.pack("!H", seed) + a[0] + b[0] + struct.pack("!BBHH", proto, 0, a[1], b[1])
+    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()  # noqa: S324 (spec)
+
+
+def flow_id(src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> int:
+    digest = hashlib.blake2b(src + dst + struct.pack("!BHH", proto, sport, dport), digest_size=7)
+    return int.from_bytes(digest.digest(), "big")
+
+
+@dataclass
+class Alert:
+    """One detection, before it is written."""
+
+    detector: str
+    signature_id: int
+    signature: str
+    category: str
+    severity: int  # 1 high, 2 medium, 3 low (Suricata's convention)
+    ts: float
+    src: bytes
+    dst: bytes = b""
+    proto: int = 0
+    sport: int = 0
+    dport: int = 0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    proto_name: str = ""
+    # What makes two alerts "the same" for deduplication when it is not (src, dst): e.g. a
+    # horizontal scan is one attack however many hosts it touches.
+    dedup: tuple[bytes, bytes] | None = None
+
+    @property
+    def key(self) -> tuple[int, bytes, bytes]:
+        src, dst = self.dedup or (self.src, self.dst)
+        return (self.signature_id, src, dst)
+
+    def eve(self, iface: str = "") -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(self.ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+            "flow_id": flow_id(self.src, self.dst, self.proto, self.sport, self.dport),
+            "event_type": "alert",
+            "src_ip": ip_text(self.src),
+            "src_port": self.sport,
+            "dest_ip": ip_text(self.dst),
+            "dest_port": self.dport,
+            "proto": self.proto_name
+            or {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP"}.get(self.proto, ""),
+            "alert": {
+                "action": "allowed",
+                "gid": 1,
+                "signature_id": self.signature_id,
+                "rev": 1,
+                "signature": self.signature,
+                "category": self.category,
+                "severity": self.severity,
+            },
+            "kastro": {"detector": self.detector, **self.evidence},
+        }
+        cid = community_id(self.src, self.dst, self.proto, self.sport, self.dport)
+        if cid:
+            record["community_id"] = cid
+        if iface:
+            record["in_iface"] = iface
+        return record
+
+
+class AlertSink:
+    """Deduplicates, rate-limits and writes alerts as EVE JSON lines."""
+
+    def __init__(
+        self,
+        out: IO[str] | None,
+        suppress_seconds: float = 300.0,
+        max_per_second: float = 50.0,
+        iface: str = "",
+        table_cap: int = 100_000,
+    ) -> None:
+        self.out = out
+        self.suppress_seconds = suppress_seconds
+        self.max_per_second = max_per_second
+        self.iface = iface
+        self.table_cap = table_cap
+        self._last: dict[tuple[int, bytes, bytes], float] = {}
+        self._tokens = max_per_second
+        self._token_time = 0.0
+        self.written: list[Alert] = []
+        self.suppressed = 0
+        self.rate_limited = 0
+
+    def emit(self, alert: Alert) -> bool:
+        """Write the alert unless it repeats a recent one or the rate limit is hit."""
+        last = self._last.get(alert.key)
+        if last is not None and alert.ts - last < self.suppress_seconds:
+            self.suppressed += 1
+            return False
+        elapsed = max(0.0, alert.ts - self._token_time)
+        self._token_time = alert.ts
+        self._tokens = min(self.max_per_second, self._tokens + elapsed * self.max_per_second)
+        if self._tokens < 1:
+            self.rate_limited += 1
+            return False
+        self._tokens -= 1
+        if len(self._last) >= self.table_cap:
+            del self._last[next(iter(self._last))]
+        self._last[alert.key] = alert.ts
+        self.written.append(alert)
+        if self.out is not None:
+            self.out.write(json.dumps(alert.eve(self.iface), ensure_ascii=False) + "\n")
+            self.out.flush()
+        return True
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,109 @@
+"""What every detector offers the engine."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from monitors.alerts import Alert
+from monitors.packet import Packet
+from monitors.state import BoundedTable
+
+Emit = Callable[[Alert], None]
+
+DEFAULT_HOME_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
+class ConfigError(ValueError):
+    """A detector setting is wrong; the message names the setting and the fix."""
+
+
+@dataclass
+class DetectorConfig:
+    """Thresholds of one detector; subclasses add theirs. ``enabled`` turns it off."""
+
+    enabled: bool = True
+    max_tracked: int = 100_000  # hard cap of the detector's state table
+
+    @classmethod
+    def from_dict(cls, name: str, raw: dict[str, Any]) -> DetectorConfig:
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise ConfigError(
+                    f"detectors.{name}.{key}: unknown setting; known: {', '.join(sorted(known))}"
+                )
+            default = getattr(cls(), key)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, (int, float)):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            elif isinstance(default, tuple):
+                ok = isinstance(value, list)
+                value = tuple(value) if ok else value
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ConfigError(
+                    f"detectors.{name}.{key}: {value!r} is not valid; "
+                    f"expected a value like {default!r}"
+                )
+            values[key] = value
+        return cls(**values)
+
+
+class Detector:
+    """Base class: ``observe`` each relevant packet, ``emit`` alerts, keep state bounded."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    # Which packets the engine hands over: tcp, udp, icmp, arp, ip (every IP packet).
+    wants: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        config: DetectorConfig | None = None,
+        home_networks: tuple[str, ...] = DEFAULT_HOME_NETWORKS,
+    ) -> None:
+        self.config = config or self.config_class()
+        self.table: BoundedTable[Any, Any] = BoundedTable(self.config.max_tracked)
+        self.home = HomeNetworks(home_networks)
+
+    def observe(self, pkt: Packet, emit: Emit) -> None:
+        raise NotImplementedError
+
+    def expire(self, now: float) -> None:
+        """Drop state that has aged out (called about once a second of traffic time)."""
+
+    @property
+    def tracked(self) -> int:
+        return len(self.table)
+
+    @property
+    def evictions(self) -> int:
+        return self.table.evictions
+
+
+class HomeNetworks:
+    """Fast membership test for the municipality's own address space."""
+
+    def __init__(self, cidrs: tuple[str, ...]) -> None:
+        self.v4: list[tuple[int, int]] = []
+        self.v6: list[tuple[int, int]] = []
+        for cidr in cidrs:
+            try:
+                net = ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"home_networks: '{cidr}' is not a network (e.g. 10.20.0.0/16)"
+                ) from exc
+            target = self.v4 if net.version == 4 else self.v6
+            target.append((int(net.network_address), int(net.netmask)))
+
+    def __contains__(self, raw: bytes) -> bool:
+        value = int.from_bytes(raw, "big")
+        nets = self.v4 if len(raw) == 4 else self.v6
+        return any(value & mask == base for base, mask in nets)

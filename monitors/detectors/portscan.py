@@ -1,0 +1,152 @@
+"""Port scans: vertical (many ports of one host), horizontal (one port of many hosts),
+stealth probes (NULL, FIN, Xmas) and UDP scans.
+
+Reasoning: a scanner touches many distinct (host, port) pairs in a short time and most of
+its probes go unanswered or are refused, while a normal client talks to few pairs and its
+connections succeed (Jung et al., 2004, "Fast portscan detection using sequential
+hypothesis testing": benign first contacts succeed ~80 % of the time, scans ~20 %). We count
+distinct targets per source with 128-bit linear-counting sketches (fixed memory per source),
+and require a low success ratio (SYN-ACKs returned / SYNs sent) for horizontal scans, where
+busy but legitimate clients (browsers, backup agents) could otherwise reach the count.
+NULL and Xmas segments never occur in legitimate TCP, so a few of them suffice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitors.alerts import Alert
+from monitors.detectors.base import Detector, DetectorConfig, Emit
+from monitors.packet import ACK, FIN, PROTO_TCP, PROTO_UDP, PSH, RST, SYN, URG, Packet
+from monitors.state import sketch_add, sketch_count
+
+
+@dataclass
+class PortScanConfig(DetectorConfig):
+    window_seconds: float = 60.0
+    vertical_ports: int = 20  # distinct ports on at most `vertical_max_hosts` hosts
+    vertical_max_hosts: int = 3
+    horizontal_hosts: int = 20  # distinct hosts probed
+    horizontal_max_success_ratio: float = 0.5
+    stealth_probes: int = 5  # NULL/FIN/Xmas segments
+    udp_ports: int = 20
+
+
+class _Source:
+    __slots__ = (
+        "answered",
+        "hosts",
+        "last_dport",
+        "last_dst",
+        "pairs",
+        "probes",
+        "start",
+        "stealth",
+        "udp_pairs",
+    )
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.hosts = 0
+        self.pairs = 0
+        self.udp_pairs = 0
+        self.probes = 0
+        self.answered = 0
+        self.stealth = 0
+        self.last_dst = b""
+        self.last_dport = 0
+
+
+STEALTH = {0: "NULL", FIN: "FIN", FIN | PSH | URG: "Xmas"}
+
+
+class PortScanDetector(Detector):
+    name = "portscan"
+    config_class = PortScanConfig
+    wants = frozenset({"tcp", "udp"})
+    config: PortScanConfig
+
+    def observe(self, pkt: Packet, emit: Emit) -> None:
+        cfg = self.config
+        if pkt.proto == PROTO_TCP:
+            flags = pkt.tcp_flags & (FIN | SYN | RST | PSH | ACK | URG)
+            if flags == SYN | ACK:  # an answer to whoever sent the SYN
+                state = self.table.get(pkt.dst)
+                if state is not None:
+                    state.answered += 1
+                return
+            stealth = STEALTH.get(flags)
+            if flags != SYN and stealth is None:
+                return
+        elif pkt.proto == PROTO_UDP:
+            if pkt.dport in (53, 123, 67, 68, 5353, 137, 138, 1900):  # chatty local services
+                return
+            stealth = None
+        else:
+            return
+        state = self.table.get_or_create(pkt.src, lambda: _Source(pkt.ts))
+        if pkt.ts - state.start > cfg.window_seconds:
+            state.__init__(pkt.ts)
+        target = int.from_bytes(pkt.dst, "big")
+        pair = target * 65536 + pkt.dport
+        state.hosts = sketch_add(state.hosts, target)
+        state.last_dst, state.last_dport = pkt.dst, pkt.dport
+        if pkt.proto == PROTO_UDP:
+            state.udp_pairs = sketch_add(state.udp_pairs, pair)
+            hosts = sketch_count(state.hosts)
+            if sketch_count(state.udp_pairs) >= cfg.udp_ports and hosts <= cfg.vertical_max_hosts:
+                self._alert(emit, pkt, state, 9100004, "UDP port scan", "udp")
+            return
+        state.probes += 1
+        state.pairs = sketch_add(state.pairs, pair)
+        if stealth:
+            state.stealth += 1
+            if state.stealth >= cfg.stealth_probes:
+                self._alert(
+                    emit, pkt, state, 9100003, f"TCP {stealth} stealth scan", stealth.lower()
+                )
+                return
+        hosts = sketch_count(state.hosts)
+        pairs = sketch_count(state.pairs)
+        if pairs >= cfg.vertical_ports and hosts <= cfg.vertical_max_hosts:
+            self._alert(emit, pkt, state, 9100001, "vertical TCP port scan", "vertical")
+        elif (
+            hosts >= cfg.horizontal_hosts
+            and state.answered <= cfg.horizontal_max_success_ratio * state.probes
+        ):
+            self._alert(emit, pkt, state, 9100002, "horizontal TCP port scan", "horizontal")
+
+    def _alert(
+        self, emit: Emit, pkt: Packet, state: _Source, sid: int, what: str, kind: str
+    ) -> None:
+        # A vertical scan is per target host; the others are one attack from the source.
+        dedup = None if kind == "vertical" else (pkt.src, b"")
+        emit(
+            Alert(
+                detector=self.name,
+                signature_id=sid,
+                signature=f"KASTRO SCAN {what}",
+                category="Attempted Information Leak",
+                severity=2,
+                ts=pkt.ts,
+                src=pkt.src,
+                dst=state.last_dst,
+                proto=pkt.proto,
+                sport=pkt.sport,
+                dport=state.last_dport,
+                evidence={
+                    "scan_type": kind,
+                    "distinct_hosts": round(sketch_count(state.hosts)),
+                    "distinct_targets": round(sketch_count(state.pairs | state.udp_pairs)),
+                    "probes": state.probes,
+                    "answered": state.answered,
+                    "stealth_probes": state.stealth,
+                    "window_seconds": self.config.window_seconds,
+                },
+                dedup=dedup,
+            )
+        )
+
+    def expire(self, now: float) -> None:
+        window = self.config.window_seconds
+        self.table.expire(lambda s: now - s.start > 2 * window)
