@@ -33,28 +33,19 @@ class PortScanConfig(DetectorConfig):
 
 
 class _Source:
-    __slots__ = (
-        "answered",
-        "hosts",
-        "last_dport",
-        "last_dst",
-        "pairs",
-        "probes",
-        "start",
-        "stealth",
-        "udp_pairs",
-    )
+    # Eight small fields per source: the tables must hold millions of spoofed sources in
+    # bounded memory (under 256 bytes each with its table entry, measured in the tests).
+    __slots__ = ("answered", "hosts", "last", "pairs", "probes", "start", "stealth", "udp")
 
     def __init__(self, start: float) -> None:
         self.start = start
-        self.hosts = 0
-        self.pairs = 0
-        self.udp_pairs = 0
-        self.probes = 0
-        self.answered = 0
-        self.stealth = 0
-        self.last_dst = b""
-        self.last_dport = 0
+        self.hosts = 0  # sketch of distinct hosts probed
+        self.pairs = 0  # sketch of distinct (host, port) pairs, TCP and UDP
+        self.probes = 0  # TCP probes
+        self.udp = 0  # UDP probes
+        self.answered = 0  # SYN-ACKs that came back
+        self.stealth = 0  # NULL/FIN/Xmas probes
+        self.last = 0  # last target, host << 16 | port
 
 
 STEALTH = {0: "NULL", FIN: "FIN", FIN | PSH | URG: "Xmas"}
@@ -88,17 +79,20 @@ class PortScanDetector(Detector):
         if pkt.ts - state.start > cfg.window_seconds:
             state.__init__(pkt.ts)
         target = int.from_bytes(pkt.dst, "big")
-        pair = target * 65536 + pkt.dport
         state.hosts = sketch_add(state.hosts, target)
-        state.last_dst, state.last_dport = pkt.dst, pkt.dport
+        state.last = target << 16 | pkt.dport
         if pkt.proto == PROTO_UDP:
-            state.udp_pairs = sketch_add(state.udp_pairs, pair)
-            hosts = sketch_count(state.hosts)
-            if sketch_count(state.udp_pairs) >= cfg.udp_ports and hosts <= cfg.vertical_max_hosts:
+            state.udp += 1
+            state.pairs = sketch_add(state.pairs, (target << 17) | 0x10000 | pkt.dport)
+            if (
+                state.udp >= cfg.udp_ports
+                and sketch_count(state.pairs) >= cfg.udp_ports
+                and sketch_count(state.hosts) <= cfg.vertical_max_hosts
+            ):
                 self._alert(emit, pkt, state, 9100004, "UDP port scan", "udp")
             return
         state.probes += 1
-        state.pairs = sketch_add(state.pairs, pair)
+        state.pairs = sketch_add(state.pairs, (target << 17) | pkt.dport)
         if stealth:
             state.stealth += 1
             if state.stealth >= cfg.stealth_probes:
@@ -121,6 +115,7 @@ class PortScanDetector(Detector):
     ) -> None:
         # A vertical scan is per target host; the others are one attack from the source.
         dedup = None if kind == "vertical" else (pkt.src, b"")
+        host, port = state.last >> 16, state.last & 0xFFFF
         emit(
             Alert(
                 detector=self.name,
@@ -130,15 +125,15 @@ class PortScanDetector(Detector):
                 severity=2,
                 ts=pkt.ts,
                 src=pkt.src,
-                dst=state.last_dst,
+                dst=host.to_bytes(len(pkt.src), "big"),
                 proto=pkt.proto,
                 sport=pkt.sport,
-                dport=state.last_dport,
+                dport=port,
                 evidence={
                     "scan_type": kind,
                     "distinct_hosts": round(sketch_count(state.hosts)),
-                    "distinct_targets": round(sketch_count(state.pairs | state.udp_pairs)),
-                    "probes": state.probes,
+                    "distinct_targets": round(sketch_count(state.pairs)),
+                    "probes": state.probes + state.udp,
                     "answered": state.answered,
                     "stealth_probes": state.stealth,
                     "window_seconds": self.config.window_seconds,

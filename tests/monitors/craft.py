@@ -55,6 +55,19 @@ def sids(alerts: list[Alert]) -> list[int]:
 
 
 __all__ = [
-    "ARP", "BOOTP", "DHCP", "DNS", "DNSQR", "ICMP", "IP", "TCP", "UDP", "IPv6", "Raw",
-    "eth", "frames", "run", "sids",
+    "ARP",
+    "BOOTP",
+    "DHCP",
+    "DNS",
+    "DNSQR",
+    "ICMP",
+    "IP",
+    "TCP",
+    "UDP",
+    "IPv6",
+    "Raw",
+    "eth",
+    "frames",
+    "run",
+    "sids",
 ]

@@ -5,14 +5,30 @@ import ipaddress
 import pytest
 
 from monitors.alerts import ip_text
-from tests.monitors.craft import ARP, BOOTP, DHCP, DNS, DNSQR, ICMP, IP, TCP, UDP, IPv6, eth, run, sids
+from tests.monitors.craft import (
+    ARP,
+    BOOTP,
+    DHCP,
+    DNS,
+    DNSQR,
+    ICMP,
+    IP,
+    TCP,
+    UDP,
+    IPv6,
+    eth,
+    run,
+    sids,
+)
 
 ATTACKER, VICTIM = "10.9.0.66", "10.9.0.10"
 
 
 def syn(i, dst=VICTIM, dport=80, src=ATTACKER, sport=40000, flags="S", ts=None):
-    return (ts if ts is not None else 1000 + i * 0.01,
-            eth() / IP(src=src, dst=dst) / TCP(sport=sport + i % 20000, dport=dport, flags=flags))
+    return (
+        ts if ts is not None else 1000 + i * 0.01,
+        eth() / IP(src=src, dst=dst) / TCP(sport=sport + i % 20000, dport=dport, flags=flags),
+    )
 
 
 # ---- port scans -----------------------------------------------------------------------------
@@ -38,8 +54,12 @@ def test_horizontal_contacts_that_succeed_are_not_a_scan():
     for i in range(40):  # a busy client: 40 servers, every connection answered
         dst = f"10.9.1.{i + 1}"
         packets.append(syn(2 * i, dst=dst, dport=443))
-        packets.append((1000 + 2 * i * 0.01 + 0.005,
-                        eth() / IP(src=dst, dst=ATTACKER) / TCP(sport=443, dport=40000 + 2 * i, flags="SA")))
+        packets.append(
+            (
+                1000 + 2 * i * 0.01 + 0.005,
+                eth() / IP(src=dst, dst=ATTACKER) / TCP(sport=443, dport=40000 + 2 * i, flags="SA"),
+            )
+        )
     assert run(packets) == []
 
 
@@ -53,8 +73,10 @@ def test_stealth_scans(flags, name):
 
 
 def test_udp_scan():
-    packets = [(1000 + i * 0.01, eth() / IP(src=ATTACKER, dst=VICTIM) / UDP(sport=5555, dport=1000 + i))
-               for i in range(30)]
+    packets = [
+        (1000 + i * 0.01, eth() / IP(src=ATTACKER, dst=VICTIM) / UDP(sport=5555, dport=1000 + i))
+        for i in range(30)
+    ]
     assert sids(run(packets)) == [9100004]
 
 
@@ -62,8 +84,10 @@ def test_udp_scan():
 
 
 def test_spoofed_syn_flood_is_one_alert():
-    packets = [syn(i, src=str(ipaddress.IPv4Address("10.100.0.0") + i), dport=80, ts=1000 + i * 0.002)
-               for i in range(400)]
+    packets = [
+        syn(i, src=str(ipaddress.IPv4Address("10.100.0.0") + i), dport=80, ts=1000 + i * 0.002)
+        for i in range(400)
+    ]
     alerts = [a for a in run(packets) if a.detector == "synflood"]
     assert [a.signature_id for a in alerts] == [9100006]
     assert ip_text(alerts[0].dst) == VICTIM and alerts[0].dport == 80
@@ -75,13 +99,19 @@ def test_syn_burst_that_completes_is_not_a_flood():
     for i in range(400):
         src = f"10.8.{i // 200}.{i % 200 + 1}"
         packets.append(syn(i, src=src, ts=1000 + i * 0.002))
-        packets.append((1000 + i * 0.002 + 0.001,
-                        eth() / IP(src=src, dst=VICTIM) / TCP(sport=40000 + i % 20000, dport=80, flags="A")))
+        packets.append(
+            (
+                1000 + i * 0.002 + 0.001,
+                eth() / IP(src=src, dst=VICTIM) / TCP(sport=40000 + i % 20000, dport=80, flags="A"),
+            )
+        )
     assert [a for a in run(packets) if a.detector == "synflood"] == []
 
 
 def test_syn_rate_below_threshold_is_not_a_flood():
-    packets = [syn(i, src=f"10.100.{i // 250}.{i % 250 + 1}", ts=1000 + i * 0.02) for i in range(150)]
+    packets = [
+        syn(i, src=f"10.100.{i // 250}.{i % 250 + 1}", ts=1000 + i * 0.02) for i in range(150)
+    ]
     assert [a for a in run(packets) if a.detector == "synflood"] == []
 
 
@@ -90,19 +120,33 @@ def test_syn_rate_below_threshold_is_not_a_flood():
 
 @pytest.mark.parametrize(("targets", "alerted"), [(15, False), (30, True)])
 def test_icmp_sweep(targets, alerted):
-    packets = [(1000 + i * 0.01, eth() / IP(src=ATTACKER, dst=f"10.9.2.{i + 1}") / ICMP()) for i in range(targets)]
+    packets = [
+        (1000 + i * 0.01, eth() / IP(src=ATTACKER, dst=f"10.9.2.{i + 1}") / ICMP())
+        for i in range(targets)
+    ]
     assert (9100011 in sids(run(packets))) is alerted
 
 
 def test_icmpv6_sweep():
-    packets = [(1000 + i * 0.01, eth() / IPv6(src="fd00::66", dst=f"fd00::{i + 1:x}") / ICMPv6EchoRequest())
-               for i in range(30)]
+    packets = [
+        (
+            1000 + i * 0.01,
+            eth() / IPv6(src="fd00::66", dst=f"fd00::{i + 1:x}") / ICMPv6EchoRequest(),
+        )
+        for i in range(30)
+    ]
     assert 9100011 in sids(run(packets))
 
 
 def test_arp_sweep():
-    packets = [(1000 + i * 0.01, eth(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc="02:00:00:00:00:66",
-                psrc=ATTACKER, pdst=f"10.9.0.{i + 1}")) for i in range(30)]
+    packets = [
+        (
+            1000 + i * 0.01,
+            eth(dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=1, hwsrc="02:00:00:00:00:66", psrc=ATTACKER, pdst=f"10.9.0.{i + 1}"),
+        )
+        for i in range(30)
+    ]
     assert 9100012 in sids(run(packets))
 
 
@@ -117,7 +161,9 @@ def arp_reply(ts, mac, ip=GATEWAY):
 
 def test_arp_binding_change_is_reported_once_with_both_macs():
     packets = [arp_reply(1000, "02:00:00:00:00:aa"), arp_reply(1001, "02:00:00:00:00:aa")]
-    packets += [arp_reply(1002 + i, "02:00:00:00:00:66") for i in range(5)]  # arpspoof repeats its lie
+    packets += [
+        arp_reply(1002 + i, "02:00:00:00:00:66") for i in range(5)
+    ]  # arpspoof repeats its lie
     alerts = run(packets)
     assert [a.signature_id for a in alerts] == [9100021]
     assert alerts[0].evidence["claimed_ip_mac_old"] == "02:00:00:00:00:aa"
@@ -131,16 +177,27 @@ def test_same_binding_repeated_is_normal():
 
 def test_gratuitous_arp_storm():
     mac = "02:00:00:00:00:bb"
-    packets = [(1000 + i * 0.1, eth(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc="10.9.0.50",
-                pdst="10.9.0.50")) for i in range(11)]
+    packets = [
+        (
+            1000 + i * 0.1,
+            eth(src=mac, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=1, hwsrc=mac, psrc="10.9.0.50", pdst="10.9.0.50"),
+        )
+        for i in range(11)
+    ]
     assert sids(run(packets)) == [9100022]
     assert run(packets[:10]) == []
 
 
 def dhcp_offer(ts, server, mac):
-    return (ts, eth(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=server, dst="255.255.255.255")
-            / UDP(sport=67, dport=68) / BOOTP(op=2, yiaddr="10.9.0.77", siaddr=server)
-            / DHCP(options=[("message-type", "offer"), ("server_id", server), "end"]))
+    return (
+        ts,
+        eth(src=mac, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src=server, dst="255.255.255.255")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.9.0.77", siaddr=server)
+        / DHCP(options=[("message-type", "offer"), ("server_id", server), "end"]),
+    )
 
 
 def test_rogue_dhcp_server_against_a_configured_list():
@@ -152,7 +209,12 @@ def test_rogue_dhcp_server_against_a_configured_list():
 
 
 def test_second_dhcp_server_without_a_list():
-    alerts = run([dhcp_offer(1000, "10.9.0.1", "02:00:00:00:00:aa"), dhcp_offer(1001, "10.9.0.66", "02:00:00:00:00:66")])
+    alerts = run(
+        [
+            dhcp_offer(1000, "10.9.0.1", "02:00:00:00:00:aa"),
+            dhcp_offer(1001, "10.9.0.66", "02:00:00:00:00:66"),
+        ]
+    )
     assert sids(alerts) == [9100023] and ip_text(alerts[0].src) == "10.9.0.66"
 
 
@@ -160,8 +222,13 @@ def test_second_dhcp_server_without_a_list():
 
 
 def dns_query(ts, name, qtype="A", client=VICTIM):
-    return (ts, eth() / IP(src=client, dst="10.9.0.53") / UDP(sport=33333, dport=53)
-            / DNS(rd=1, qd=DNSQR(qname=name, qtype=qtype)))
+    return (
+        ts,
+        eth()
+        / IP(src=client, dst="10.9.0.53")
+        / UDP(sport=33333, dport=53)
+        / DNS(rd=1, qd=DNSQR(qname=name, qtype=qtype)),
+    )
 
 
 def test_dns_tunnel_with_long_random_labels():
@@ -169,22 +236,40 @@ def test_dns_tunnel_with_long_random_labels():
     import random
 
     rng = random.Random(7)
-    names = [base64.b32encode(rng.randbytes(35)).decode().rstrip("=").lower() + ".t.evil.example"
-             for _ in range(25)]
+    names = [
+        base64.b32encode(rng.randbytes(35)).decode().rstrip("=").lower() + ".t.evil.example"
+        for _ in range(25)
+    ]
     alerts = run([dns_query(1000 + i, n, "NULL") for i, n in enumerate(names)])
     assert sids(alerts) == [9100031]
     assert alerts[0].evidence["domain"] == "evil.example"
 
 
 def test_normal_browsing_dns_is_quiet():
-    names = ["www.example.org", "mail.example.org", "cdn.example.net", "www.gov.gr", "ntua.gr",
-             "static.example.org", "api.example.net", "www.kastro.example.gr"] * 10
+    names = [
+        "www.example.org",
+        "mail.example.org",
+        "cdn.example.net",
+        "www.gov.gr",
+        "ntua.gr",
+        "static.example.org",
+        "api.example.net",
+        "www.kastro.example.gr",
+    ] * 10
     assert run([dns_query(1000 + i, n) for i, n in enumerate(names)]) == []
 
 
 def test_nxdomain_storm():
-    packets = [(1000 + i * 0.1, eth() / IP(src="10.9.0.53", dst=VICTIM) / UDP(sport=53, dport=33333)
-                / DNS(qr=1, rcode=3, qd=DNSQR(qname=f"x{i}q.example"))) for i in range(50)]
+    packets = [
+        (
+            1000 + i * 0.1,
+            eth()
+            / IP(src="10.9.0.53", dst=VICTIM)
+            / UDP(sport=53, dport=33333)
+            / DNS(qr=1, rcode=3, qd=DNSQR(qname=f"x{i}q.example")),
+        )
+        for i in range(50)
+    ]
     assert sids(run(packets)) == [9100032]
     assert run(packets[:49]) == []
 
@@ -211,22 +296,48 @@ def test_exfiltration_after_a_quiet_baseline():
     config = {"detectors": {"volume": {"min_bytes": 100_000, "interval_seconds": 10}}}
     packets = []
     for second in range(80):  # 80 s of ~1 kB/s to the internet
-        packets.append((1000 + second, eth() / IP(src=VICTIM, dst="198.51.100.7") / TCP(sport=5000, dport=443, flags="PA")
-                        / ("x" * 1000)))
+        packets.append(
+            (
+                1000 + second,
+                eth()
+                / IP(src=VICTIM, dst="198.51.100.7")
+                / TCP(sport=5000, dport=443, flags="PA")
+                / ("x" * 1000),
+            )
+        )
     quiet = run(packets, config)
     assert quiet == []
     for i in range(200):  # then 200 x 1.4 kB in one second
-        packets.append((1081 + i * 0.005, eth() / IP(src=VICTIM, dst="198.51.100.7") / TCP(sport=5000, dport=443, flags="PA")
-                        / ("y" * 1400)))
+        packets.append(
+            (
+                1081 + i * 0.005,
+                eth()
+                / IP(src=VICTIM, dst="198.51.100.7")
+                / TCP(sport=5000, dport=443, flags="PA")
+                / ("y" * 1400),
+            )
+        )
     alerts = run(packets, config)
     assert sids(alerts) == [9100051]
     assert ip_text(alerts[0].src) == VICTIM
 
 
 def test_internal_traffic_never_counts_as_exfiltration():
-    config = {"detectors": {"volume": {"min_bytes": 10_000, "interval_seconds": 10, "warmup_intervals": 1}}}
-    packets = [(1000 + i * 0.05, eth() / IP(src=VICTIM, dst="10.9.0.20") / TCP(sport=5000, dport=445, flags="PA") / ("z" * 1400))
-               for i in range(1000)]
+    config = {
+        "detectors": {
+            "volume": {"min_bytes": 10_000, "interval_seconds": 10, "warmup_intervals": 1}
+        }
+    }
+    packets = [
+        (
+            1000 + i * 0.05,
+            eth()
+            / IP(src=VICTIM, dst="10.9.0.20")
+            / TCP(sport=5000, dport=445, flags="PA")
+            / ("z" * 1400),
+        )
+        for i in range(1000)
+    ]
     assert run(packets, config) == []
 
 
@@ -238,7 +349,14 @@ def beacon(intervals, start=1000.0):
     packets = []
     for i, gap in enumerate([0, *intervals]):
         ts += gap
-        packets.append((ts, eth() / IP(src=VICTIM, dst="203.0.113.9") / TCP(sport=50000 + i, dport=8443, flags="S")))
+        packets.append(
+            (
+                ts,
+                eth()
+                / IP(src=VICTIM, dst="203.0.113.9")
+                / TCP(sport=50000 + i, dport=8443, flags="S"),
+            )
+        )
     return packets
 
 

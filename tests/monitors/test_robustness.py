@@ -1,0 +1,116 @@
+"""Malformed input never crashes the monitor, and its memory stays bounded under a flood."""
+
+import random
+import struct
+import tracemalloc
+
+from scapy.all import DNS, DNSQR, ICMP, IP, TCP, UDP, Ether, IPv6, fuzz  # type: ignore[attr-defined]
+from scapy.layers.inet6 import IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import ARP, Dot1Q
+
+from monitors.alerts import AlertSink
+from monitors.capture import read_file
+from monitors.config import parse_config
+from monitors.detectors import ALL
+from monitors.detectors.portscan import PortScanConfig, PortScanDetector
+from monitors.engine import Engine
+from monitors.packet import parse
+from tests.monitors.test_real_tool_pcaps import PCAPS
+
+
+def engine(cap: int = 5000) -> Engine:
+    cfg = parse_config({"detectors": {d.name: {"max_tracked": cap} for d in ALL}})
+    return Engine(cfg.build_detectors(), AlertSink(None, max_per_second=1e9))
+
+
+def test_fifty_thousand_malformed_packets_do_not_crash():
+    rng = random.Random(2026)
+    frames: list[bytes] = []
+    templates = [
+        Ether() / IP() / TCP(),
+        Ether() / IP() / UDP() / DNS(qd=DNSQR()),
+        Ether() / IP() / ICMP(),
+        Ether() / IPv6() / TCP(),
+        Ether() / ARP(),
+        Ether() / Dot1Q() / IP() / UDP(),
+        Ether() / Dot1Q() / Dot1Q() / IPv6() / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment() / UDP(),
+    ]
+    attempts = 0
+    while len(frames) < 6000 and attempts < 20_000:  # scapy's fuzz(): random values in every field
+        attempts += 1
+        try:
+            frames.append(bytes(fuzz(templates[attempts % len(templates)])))
+        except (TypeError, ValueError, OSError, struct.error):
+            continue  # scapy itself could not build this random combination
+    assert len(frames) == 6000
+    real = [f for batch in read_file(PCAPS / "normal.pcap") for _, f, _ in batch][:400]
+    real += [f for batch in read_file(PCAPS / "iodine-tunnel.pcap") for _, f, _ in batch]
+    for frame in real:  # every truncation of real frames
+        frames.extend(frame[:cut] for cut in range(0, len(frame), max(1, len(frame) // 60)))
+    while len(frames) < 50_000:  # random bytes, some with a plausible Ethernet/IP start
+        body = rng.randbytes(rng.randrange(0, 200))
+        if rng.random() < 0.5:
+            body = (
+                b"\x02" * 12
+                + rng.choice([b"\x08\x00\x45", b"\x86\xdd\x60", b"\x08\x06", b"\x81\x00"])
+                + body
+            )
+        frames.append(body)
+    assert len(frames) >= 50_000
+    monitor = engine()
+    tracemalloc.start()
+    for i in range(0, len(frames), 512):
+        monitor.process_batch(
+            [(1000 + j * 1e-4, f, len(f)) for j, f in enumerate(frames[i : i + 512], i)]
+        )
+        if i == 25_088:
+            halfway = tracemalloc.get_traced_memory()[0]
+    end = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    stats = monitor.stats
+    assert stats.total_packets == len(frames)
+    assert sum(stats.malformed.values()) > 10_000  # counted and skipped
+    assert end - halfway < 8 * 2**20  # bounded: the second half adds at most a few MB
+    assert all(d.tracked <= 5000 for d in monitor.detectors)
+
+
+def syn(src: bytes, sport: int, dport: int) -> bytes:
+    eth = b"\x02" * 6 + b"\x02\x00\x00\x00\x00\x66" + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src, b"\x0a\x09\x00\x0a")
+    return eth + ip + struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, 0x02, 1024, 0, 0)
+
+
+def test_memory_is_flat_under_a_flood_of_random_spoofed_sources():
+    rng = random.Random(7)
+    monitor = engine(cap=10_000)
+    tracemalloc.start()
+    marks = []
+    for chunk in range(6):
+        batch = [
+            (1000 + chunk + i * 1e-6, syn(rng.randbytes(4), rng.randrange(1024, 65535), 80), 54)
+            for i in range(50_000)
+        ]
+        for i in range(0, len(batch), 512):
+            monitor.process_batch(batch[i : i + 512])
+        del batch
+        marks.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    # 300,000 sources later the tables hold their caps and memory stopped growing.
+    assert all(d.tracked <= 10_000 for d in monitor.detectors)
+    assert sum(d.evictions for d in monitor.detectors) >= 250_000
+    assert marks[-1] - marks[1] < 2 * 2**20
+
+
+def test_per_source_state_is_at_most_256_bytes():
+    rng = random.Random(3)
+    detector = PortScanDetector(PortScanConfig(max_tracked=50_000))
+    sources = 20_000
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(sources):
+        frame = syn(rng.randbytes(4), rng.randrange(1024, 65535), rng.randrange(1, 1024))
+        detector.observe(parse(frame, 1000 + i * 1e-3), lambda alert: None)
+    per_source = (tracemalloc.get_traced_memory()[0] - before) / sources
+    tracemalloc.stop()
+    assert detector.tracked == sources
+    assert per_source <= 256, per_source
