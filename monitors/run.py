@@ -21,7 +21,7 @@ from monitors.metrics import MonitorCollector
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--iface", metavar="IF", help="capture live from this interface (needs CAP_NET_RAW)"
     )
@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop a live capture after this long"
     )
+    parser.add_argument("--check-config", action="store_true", help="only check --config and exit")
 
 
 class MonitorUsageError(Exception):
@@ -69,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise MonitorUsageError(str(exc)) from exc
+    if args.check_config:
+        print(
+            f"{args.config or 'default configuration'}: valid ({len(config.build_detectors())} detectors on)"
+        )
+        return 0
+    if not args.iface and not args.pcap:
+        raise MonitorUsageError("give --iface IF to capture live or --pcap FILE... to read files")
     if args.metrics_port and not 0 < args.metrics_port < 65536:
         raise MonitorUsageError(
             f"--metrics-port {args.metrics_port}: use a port between 1 and 65535"
