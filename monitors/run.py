@@ -71,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise MonitorUsageError(str(exc)) from exc
     if args.check_config:
-        print(
-            f"{args.config or 'default configuration'}: valid ({len(config.build_detectors())} detectors on)"
-        )
+        detectors = len(config.build_detectors())
+        print(f"{args.config or 'default configuration'}: valid ({detectors} detectors on)")
         return 0
     if not args.iface and not args.pcap:
         raise MonitorUsageError("give --iface IF to capture live or --pcap FILE... to read files")
