@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 Frame = tuple[float, bytes, int]
 BATCH = 512
+CHUNK = 1 << 22
 
 LINKTYPE_ETHERNET = 1
 
@@ -64,21 +65,30 @@ def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterat
     record = struct.Struct(order + "IIII")
     divisor = 1e9 if nano else 1e6
     out: list[Frame] = []
-    read = handle.read
+    # Read in large chunks and cut records out of them: two small reads per packet would
+    # cost more than parsing the packet.
+    buffer = b""
+    position = 0
+    unpack = record.unpack_from
     while True:
-        head = read(16)
-        if len(head) < 16:
+        chunk = handle.read(CHUNK)
+        if not chunk:
             break
-        sec, frac, caplen, wirelen = record.unpack(head)
-        if caplen > 262144:
-            raise CaptureError(f"{path}: corrupt record (caplen {caplen})")
-        data = read(caplen)
-        if len(data) < caplen:
-            break  # a file cut short while it was written: keep what is complete
-        out.append((sec + frac / divisor, data, wirelen))
-        if len(out) >= batch:
-            yield out
-            out = []
+        buffer = buffer[position:] + chunk
+        position = 0
+        end = len(buffer)
+        while position + 16 <= end:
+            sec, frac, caplen, wirelen = unpack(buffer, position)
+            if caplen > 262144:
+                raise CaptureError(f"{path}: corrupt record (caplen {caplen})")
+            stop = position + 16 + caplen
+            if stop > end:
+                break
+            out.append((sec + frac / divisor, buffer[position + 16 : stop], wirelen))
+            position = stop
+            if len(out) >= batch:
+                yield out
+                out = []
     if out:
         yield out
 

@@ -11,16 +11,22 @@ from monitors.alerts import Alert, AlertSink
 from monitors.detectors.base import Detector
 from monitors.metrics import BATCH_BUCKETS
 from monitors.packet import (
+    ACK,
     ETH_ARP,
+    ETH_IPV4,
+    ETH_IPV6,
     PROTO_ICMP,
     PROTO_ICMPV6,
+    PROTO_NAMES,
     PROTO_TCP,
     PROTO_UDP,
+    SYN,
     MalformedPacketError,
     parse,
 )
 
-EXPIRE_EVERY_SECONDS = 1.0
+KINDS = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
+EXPIRE_EVERY_SECONDS = 10.0  # of traffic time; windows are 2 s to minutes, so this is timely
 
 
 @dataclass
@@ -50,7 +56,7 @@ class Engine:
         # Dispatch lists: each packet goes only to the detectors that want its kind.
         self._by_kind: dict[str, list[Detector]] = {
             kind: [d for d in detectors if kind in d.wants or (kind != "arp" and "ip" in d.wants)]
-            for kind in ("tcp", "udp", "icmp", "arp", "ip")
+            for kind in ("tcp_syn", "tcp_ack", "tcp", "udp", "icmp", "arp", "ip")
         }
         self._next_expiry = 0.0
 
@@ -72,25 +78,25 @@ class Engine:
             except MalformedPacketError as exc:
                 malformed[exc.reason] += 1
                 continue
-            proto_name = pkt.protocol_name
-            packets[proto_name] += 1
-            nbytes[proto_name] += wirelen
-            if pkt.ethertype == ETH_ARP:
-                kind = "arp"
-            elif pkt.fragment:
-                kind = "ip"
+            ethertype = pkt.ethertype
+            if ethertype == ETH_ARP:
+                kind, name = "arp", "ARP"
+            elif ethertype != ETH_IPV4 and ethertype != ETH_IPV6:  # counted, not inspected
+                packets["other"] += 1
+                nbytes["other"] += wirelen
+                continue
             else:
                 proto = pkt.proto
-                if proto == PROTO_TCP:
-                    kind = "tcp"
-                elif proto == PROTO_UDP:
-                    kind = "udp"
-                elif proto in (PROTO_ICMP, PROTO_ICMPV6):
-                    kind = "icmp"
-                elif proto:
-                    kind = "ip"
-                else:
-                    continue
+                name = PROTO_NAMES.get(proto, "other-ip")
+                kind = "ip" if pkt.fragment else KINDS.get(proto, "ip")
+                if kind == "tcp":
+                    flags = pkt.tcp_flags
+                    if flags & SYN or not flags & ACK:
+                        kind = "tcp_syn"
+                    elif flags & 0x3F == ACK and pkt.payload_offset >= len(pkt.frame):
+                        kind = "tcp_ack"
+            packets[name] += 1
+            nbytes[name] += wirelen
             for detector in by_kind[kind]:
                 try:
                     detector.observe(pkt, emit)

@@ -91,7 +91,54 @@ def parse(frame: bytes, ts: float, wire_length: int | None = None) -> Packet:
         raise MalformedPacketError("inconsistent") from exc
 
 
+_FAST_V4 = struct.Struct("!HBBHHHBBH4s4sHH")  # ethertype, IPv4 header (IHL 5), ports
+_TCP, _UDP = PROTO_TCP, PROTO_UDP
+
+
 def _parse(frame: bytes, ts: float, wire_length: int) -> Packet:
+    # Fast path for the common case, untagged IPv4 without options carrying TCP or UDP:
+    # one struct call reads the ethertype, the IP header and the ports.
+    if len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[14] == 0x45:
+        (_et, _vihl, _tos, _total, _ident, frag, _ttl, proto, _csum, src, dst, sport, dport) = (
+            _FAST_V4.unpack_from(frame, 12)
+        )
+        if proto == _TCP and not frag & 0x1FFF and len(frame) >= 54:
+            data_offset = (frame[46] >> 4) * 4
+            if data_offset < 20:
+                raise MalformedPacketError("bad_tcp_header")
+            return Packet(
+                ts,
+                wire_length,
+                frame[6:12],
+                frame[0:6],
+                ETH_IPV4,
+                src,
+                dst,
+                proto,
+                sport,
+                dport,
+                frame[47],
+                34 + data_offset,
+                False,
+                frame,
+            )
+        if proto == _UDP and not frag & 0x1FFF:
+            return Packet(
+                ts,
+                wire_length,
+                frame[6:12],
+                frame[0:6],
+                ETH_IPV4,
+                src,
+                dst,
+                proto,
+                sport,
+                dport,
+                0,
+                42,
+                False,
+                frame,
+            )
     if len(frame) < 14:
         raise MalformedPacketError("truncated")
     dst_mac, src_mac, ethertype = _ETH.unpack_from(frame, 0)

@@ -60,7 +60,10 @@ class Detector:
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
-    # Which packets the engine hands over: tcp, udp, icmp, arp, ip (every IP packet).
+    # Which packets the engine hands over: tcp_syn (SYN set, or no ACK: handshakes and
+    # probes), tcp_ack (a bare ACK without data), tcp (the rest of TCP), udp, icmp, arp,
+    # ip (every IP packet). Established TCP traffic, most of any network, thus reaches
+    # only the detectors that need it.
     wants: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
@@ -103,7 +106,18 @@ class HomeNetworks:
             target = self.v4 if net.version == 4 else self.v6
             target.append((int(net.network_address), int(net.netmask)))
 
+        self._cache: dict[bytes, bool] = {}
+
     def __contains__(self, raw: bytes) -> bool:
+        # Every packet asks this twice; a small cache makes it one dict lookup. It is cleared
+        # when full, so a flood of random addresses cannot grow it.
+        cached = self._cache.get(raw)
+        if cached is not None:
+            return cached
         value = int.from_bytes(raw, "big")
         nets = self.v4 if len(raw) == 4 else self.v6
-        return any(value & mask == base for base, mask in nets)
+        result = any(value & mask == base for base, mask in nets)
+        if len(self._cache) >= 65_536:
+            self._cache.clear()
+        self._cache[raw] = result
+        return result

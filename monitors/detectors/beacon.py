@@ -41,7 +41,7 @@ class _Series:
 class BeaconDetector(Detector):
     name = "beacon"
     config_class = BeaconConfig
-    wants = frozenset({"tcp", "udp"})
+    wants = frozenset({"tcp_syn", "udp"})
     config: BeaconConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:

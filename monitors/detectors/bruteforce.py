@@ -54,7 +54,7 @@ class _Attempts:
 class BruteForceDetector(Detector):
     name = "bruteforce"
     config_class = BruteForceConfig
-    wants = frozenset({"tcp"})
+    wants = frozenset({"tcp_syn"})
     config: BruteForceConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:

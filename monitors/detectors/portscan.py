@@ -54,17 +54,18 @@ STEALTH = {0: "NULL", FIN: "FIN", FIN | PSH | URG: "Xmas"}
 class PortScanDetector(Detector):
     name = "portscan"
     config_class = PortScanConfig
-    wants = frozenset({"tcp", "udp"})
+    wants = frozenset({"tcp_syn", "udp"})
     config: PortScanConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
         cfg = self.config
         if pkt.proto == PROTO_TCP:
             flags = pkt.tcp_flags & (FIN | SYN | RST | PSH | ACK | URG)
-            if flags == SYN | ACK:  # an answer to whoever sent the SYN
-                state = self.table.get(pkt.dst)
-                if state is not None:
-                    state.answered += 1
+            if flags & ACK:  # most packets: established traffic, and the answers to probes
+                if flags == SYN | ACK:  # an answer to whoever sent the SYN
+                    state = self.table.get(pkt.dst)
+                    if state is not None:
+                        state.answered += 1
                 return
             stealth = STEALTH.get(flags)
             if flags != SYN and stealth is None:
@@ -113,8 +114,8 @@ class PortScanDetector(Detector):
     def _alert(
         self, emit: Emit, pkt: Packet, state: _Source, sid: int, what: str, kind: str
     ) -> None:
-        # A vertical scan is per target host; the others are one attack from the source.
-        dedup = None if kind == "vertical" else (pkt.src, b"")
+        # One alert per scanning source and kind: after a scan the source's ordinary
+        # connections would otherwise re-trigger it with innocent targets.
         host, port = state.last >> 16, state.last & 0xFFFF
         emit(
             Alert(
@@ -138,7 +139,7 @@ class PortScanDetector(Detector):
                     "stealth_probes": state.stealth,
                     "window_seconds": self.config.window_seconds,
                 },
-                dedup=dedup,
+                dedup=(pkt.src, kind.encode()),
             )
         )
 

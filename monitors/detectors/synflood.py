@@ -31,10 +31,11 @@ class SynFloodConfig(DetectorConfig):
 
 
 class _Target:
-    __slots__ = ("completed", "pending", "sources", "start", "syns")
+    __slots__ = ("alerted", "completed", "pending", "sources", "start", "syns")
 
     def __init__(self, start: float) -> None:
         self.start = start
+        self.alerted = False
         self.syns = 0
         self.completed = 0
         self.pending = 0
@@ -44,13 +45,13 @@ class _Target:
 class SynFloodDetector(Detector):
     name = "synflood"
     config_class = SynFloodConfig
-    wants = frozenset({"tcp"})
+    wants = frozenset({"tcp_syn", "tcp_ack"})
     config: SynFloodConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
         flags = pkt.tcp_flags & (SYN | ACK | RST | FIN)
         if flags == SYN:
-            key = pkt.dst + pkt.dport.to_bytes(2, "big")
+            key = (pkt.dst, pkt.dport)
             state = self.table.get_or_create(key, lambda: _Target(pkt.ts))
             cfg = self.config
             if pkt.ts - state.start > cfg.window_seconds:
@@ -60,10 +61,10 @@ class SynFloodDetector(Detector):
             client = int.from_bytes(pkt.src, "big") * 65536 + pkt.sport
             state.pending |= 1 << (client * 0x9E3779B1 >> 5) % PENDING_BITS
             state.sources = sketch_add(state.sources, int.from_bytes(pkt.src, "big"))
-            if state.syns >= cfg.min_syn_rate * cfg.window_seconds:
+            if not state.alerted and state.syns >= cfg.min_syn_rate * cfg.window_seconds:
                 self._check(state, pkt, emit)
         elif flags == ACK:
-            state = self.table.get(pkt.dst + pkt.dport.to_bytes(2, "big"))
+            state = self.table.get((pkt.dst, pkt.dport))
             if state is not None:
                 client = int.from_bytes(pkt.src, "big") * 65536 + pkt.sport
                 bit = 1 << (client * 0x9E3779B1 >> 5) % PENDING_BITS
@@ -81,6 +82,7 @@ class SynFloodDetector(Detector):
             or half_open < cfg.min_half_open_ratio
         ):
             return
+        state.alerted = True  # once per window; the sink deduplicates across windows
         sources = sketch_count(state.sources)
         spoofed = sources >= cfg.spoofed_min_sources
         emit(

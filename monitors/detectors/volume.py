@@ -44,8 +44,8 @@ class VolumeDetector(Detector):
     config: VolumeConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
-        if pkt.src not in self.home or pkt.dst in self.home:
-            return  # only traffic leaving the municipality
+        if pkt.dst in self.home or pkt.src not in self.home:
+            return  # only traffic leaving the municipality (most traffic stays inside)
         state = self.table.get_or_create(pkt.src, lambda: _Host(pkt.ts))
         cfg = self.config
         while pkt.ts - state.bucket_start >= cfg.interval_seconds:

@@ -14,7 +14,11 @@ def test_service_runs_as_its_own_user(host):
 def test_only_cap_net_raw(host):
     pid = host.check_output("systemctl show -p MainPID --value kastro-monitor")
     status = host.file(f"/proc/{pid}/status").content_string
-    caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+    caps = {
+        line.split(":")[0]: int(line.split()[1], 16)
+        for line in status.splitlines()
+        if line.startswith("Cap")
+    }
     assert caps["CapEff"] == 1 << 13  # CAP_NET_RAW only
     assert caps["CapBnd"] == 1 << 13
 
@@ -31,8 +35,10 @@ def test_metrics_answer_and_count_real_packets(host):
     deadline = time.time() + 20
     body = ""
     while time.time() < deadline:
-        body = host.run("python3 -c \"import urllib.request;print(urllib.request.urlopen("
-                        "'http://127.0.0.1:9550/metrics').read().decode())\"").stdout
+        body = host.run(
+            'python3 -c "import urllib.request;print(urllib.request.urlopen('
+            "'http://127.0.0.1:9550/metrics').read().decode())\""
+        ).stdout
         if 'kastro_monitor_packets_total{protocol="ICMP"}' in body:
             break
         time.sleep(1)
