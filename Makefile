@@ -17,7 +17,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help deps apt venv image lint unit molecule test demo demo-down clean
+.PHONY: help deps apt venv image lint unit molecule test demo demo-down bench clean
 
 help:
 	@echo "make demo       build test hosts, run playbooks/site.yml on them, show the result"
@@ -25,6 +25,7 @@ help:
 	@echo "make test       lint + unit tests + Molecule scenarios (everything CI runs)"
 	@echo "make molecule SCENARIO=base   one Molecule scenario"
 	@echo "make lint       ansible-lint (production), yamllint, ruff, mypy"
+	@echo "make bench      monitor benchmark against Suricata (prints numbers; not a test)"
 
 $(STAMPS):
 	@mkdir -p $@
@@ -81,6 +82,18 @@ demo: deps image
 	echo "==> what is deployed where"; \
 	kastro lab report --lab $(LAB); \
 	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
+
+# Not part of `make test`: benchmarks print numbers, they do not pass or fail.
+bench: deps
+	@if ! command -v suricata >/dev/null || ! command -v tcpreplay >/dev/null; then \
+	  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+	    "$$(python3 -c 'from kastro.lab.image import debian_mirror; print(debian_mirror())')" \
+	    > /etc/apt/sources.list.d/kastro-bookworm-backports.sources; \
+	  apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports suricata; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcpreplay; \
+	fi
+	python benchmarks/monitor_bench.py --live
 
 demo-down: venv
 	kastro lab down --lab $(LAB)

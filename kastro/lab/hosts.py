@@ -439,35 +439,17 @@ def host_report(lab: str) -> list[dict[str, str]]:
 
 
 def memory_usage_bytes(lab: str) -> int:
-    """Resident memory of all the lab's containers together (cgroup accounting)."""
-    total = 0
+    """Resident memory of every process in the lab's hosts (sum of RSS; page cache excluded)."""
+    total_kib = 0
     for host in list_hosts(lab):
         if host.state != "running":
             continue
-        proc = _podman("stats", "--no-stream", "--format", "json", host.container, check=False)
-        try:
-            rows = json.loads(proc.stdout or "[]")
-            usage = rows[0]["mem_usage"].split("/")[0].strip()
-        except (json.JSONDecodeError, IndexError, KeyError):
-            continue
-        total += _parse_size(usage)
-    return total
-
-
-def _parse_size(text: str) -> int:
-    units = {
-        "B": 1,
-        "kB": 1000,
-        "KB": 1000,
-        "MB": 1000**2,
-        "GB": 1000**3,
-        "KiB": 1024,
-        "MiB": 1024**2,
-        "GiB": 1024**3,
-    }
-    number = text.rstrip("BKMGikb")
-    unit = text[len(number) :]
-    return int(float(number) * units.get(unit, 1))
+        proc = _podman("top", host.container, "rss", check=False)
+        for line in proc.stdout.splitlines()[1:]:
+            value = line.strip()
+            if value.isdigit():
+                total_kib += int(value)
+    return total_kib * 1024
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
