@@ -249,7 +249,14 @@ class LiveCapture:
             value = (fanout_group & 0xFFFF) | (
                 (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16
             )
-            self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, value)
+            try:  # the value is an unsigned 32-bit int (the flag sets bit 31)
+                self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", value))
+            except OSError as exc:
+                self.close()
+                raise CaptureError(
+                    f"--fanout-group {fanout_group}: cannot join ({exc.strerror}); every member "
+                    "must capture on the same interface with the same settings"
+                ) from exc
         self._block = 0
         self.kernel_packets = 0
         self.kernel_drops = 0

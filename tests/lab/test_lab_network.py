@@ -5,7 +5,6 @@ plus the internet side's home and attacker hosts) and site.yml converges it once
 """
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -16,30 +15,12 @@ import yaml
 
 from kastro.lab import hosts, switch
 from kastro.lab.topology import OUTSIDE_HOSTS
+from tests.lab.conftest import INVENTORY, LAB
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "tests" / "data" / "lab-small"
-LAB = "kastro-net"
 MUNICIPAL_HOSTS = ("annex-gw", "hall-gw", "probe", "web")
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def lab():
-    hosts.down(LAB)
-    overlay = hosts.up(INVENTORY, LAB)
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), "-i", str(overlay), "playbooks/site.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    yield overlay
-    hosts.down(LAB)
 
 
 def ssh_host(name: str):

@@ -138,3 +138,66 @@ def test_unknown_interface_is_a_clear_error():
     )
     assert proc.returncode == 2
     assert "--iface nosuch0: no such interface" in proc.stderr
+
+
+SPREAD = """
+from scapy.all import Ether, IP, TCP, sendp, conf
+conf.verb = 0
+frames = [Ether(dst="ff:ff:ff:ff:ff:ff") / IP(src="10.77.0.66", dst="10.77.0.10") /
+          TCP(sport=20000 + i, dport=443, flags="PA") for i in range(400)]
+sendp(frames, iface="scan0")
+"""
+
+
+def test_two_monitors_in_one_fanout_group_share_the_interface(veth_pair, tmp_path: Path):
+    """PACKET_FANOUT: each flow goes to one of the workers; together they see every packet."""
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    workers = []
+    for i in range(2):
+        metrics = tmp_path / f"worker{i}.prom"
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                SENSOR,
+                sys.executable,
+                "-m",
+                "monitors",
+                "--iface",
+                "sense0",
+                "--filter",
+                "tcp",
+                "--fanout-group",
+                "4242",
+                "--duration",
+                "6",
+                "--eve-log",
+                "/dev/null",
+                "--metrics-file",
+                str(metrics),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        workers.append((proc, metrics))
+    time.sleep(2)
+    subprocess.run(
+        ["ip", "netns", "exec", SCANNER, sys.executable, "-c", SPREAD], check=True, timeout=60
+    )
+    counts = []
+    for proc, metrics in workers:
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        line = next(
+            (
+                x
+                for x in metrics.read_text().splitlines()
+                if x.startswith('kastro_monitor_packets_total{protocol="TCP"}')
+            ),
+            "x 0",
+        )
+        counts.append(float(line.split()[-1]))
+    assert sum(counts) == 400
+    assert all(count > 0 for count in counts), counts

@@ -1,0 +1,31 @@
+"""The small lab of real hosts, brought up once per pytest session for every lab test."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kastro.lab import hosts
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "tests" / "data" / "lab-small"
+LAB = "kastro-net"
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """Two buildings, a radio link, a server, a sensor, home and attacker; site.yml converged."""
+    hosts.down(LAB)
+    overlay = hosts.up(INVENTORY, LAB)
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), "-i", str(overlay), "playbooks/site.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    yield overlay
+    hosts.down(LAB)
