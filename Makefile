@@ -74,7 +74,7 @@ demo: deps image
 	@set -e; SECONDS=0; mkdir -p .kastro; \
 	echo "==> validating and planning $(INVENTORY)"; \
 	kastro validate $(INVENTORY); \
-	kastro plan $(INVENTORY) --check --policy --graph .kastro/topology.svg; \
+	kastro plan $(INVENTORY) --check --policy --matrix --graph .kastro/topology.svg; \
 	echo "==> starting the lab hosts of $(INVENTORY)"; \
 	kastro lab up $(INVENTORY) --lab $(LAB); \
 	echo "==> running playbooks/site.yml"; \

@@ -99,6 +99,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from kastro.inventory.project import (
         describe_policy,
         plan_inventory,
+        policy_matrix,
         render_graph,
         topology_dot,
         write_plan,
@@ -130,6 +131,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print("Policy:")
         for line in describe_policy(planned.model):
             print(f"  - {line}")
+    if args.matrix:
+        from kastro.lab.hosts import format_table
+
+        print("Reachability between zones allowed by the policy (the firewall enforces it):")
+        print(format_table(policy_matrix(planned.model)))
     return 0
 
 
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--graph", metavar="FILE", help="draw the topology (.svg, .png, .pdf or .dot)"
     )
     plan.add_argument("--policy", action="store_true", help="print the policy in plain words")
+    plan.add_argument(
+        "--matrix", action="store_true", help="print which zones may reach which (a table)"
+    )
     plan.set_defaults(handler=_cmd_plan)
 
     inventory = commands.add_parser("inventory", help="asset inventory (NIS2, law 5160/2024)")

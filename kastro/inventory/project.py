@@ -200,6 +200,45 @@ def describe_policy(model: Model) -> list[str]:
     return lines
 
 
+def policy_matrix(model: Model) -> list[dict[str, str]]:
+    """Who may reach what, as a table: one row per source, one column per destination kind.
+
+    A cell lists the allowed services; "@cityhall" marks services allowed to that building's
+    zone only; "-" means refused.
+    """
+    kinds = sorted({z.kind for z in model.zones})
+    sources = [
+        *kinds,
+        *(f"{TELEWORKER_PREFIX}{g}" for g in sorted(model.teleworker_groups)),
+        INTERNET,
+    ]
+    columns = [*kinds, INTERNET]
+    kind_of = {z.key: z.kind for z in model.zones}
+    cells: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for rule in model.policy:
+        for source in rule.sources:
+            for destination in rule.destinations:
+                where = destination.split(".")[0] if destination in kind_of else ""
+                services = cells.setdefault(
+                    (kind_of.get(source, source), kind_of.get(destination, destination)), {}
+                )
+                services.setdefault(where, []).extend(rule.services)
+    rows = []
+    for source in sources:
+        row = {"from \\ to": source}
+        for column in columns:
+            groups = cells.get((source, column), {})
+            row[column] = (
+                "; ".join(
+                    ", ".join(dict.fromkeys(names)) + (f" @{where}" if where else "")
+                    for where, names in sorted(groups.items())
+                )
+                or "-"
+            )
+        rows.append(row)
+    return rows
+
+
 def asset_rows(model: Model, plan: dict[str, Any]) -> list[dict[str, str]]:
     """NIS2 asset list: every building, zone, link and host with its addresses and purpose."""
     rows: list[dict[str, str]] = []

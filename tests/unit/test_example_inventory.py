@@ -155,3 +155,14 @@ def test_asset_export_csv_and_json():
     fileserver = next(r for r in rows if r["name"] == "fileserver")
     assert fileserver["type"] == "host" and fileserver["zone"] == "cityhall.servers"
     assert {r["type"] for r in rows} == {"building", "zone", "link", "host"}
+
+
+def test_policy_matrix_shows_who_may_reach_what():
+    from kastro.inventory.project import policy_matrix
+
+    rows = {row["from \\ to"]: row for row in policy_matrix(validate_inventory(EXAMPLE).model)}
+    assert rows["staff"]["servers"] == "web, dns, file-sharing, printing @cityhall"
+    assert rows["guest"]["internet"] == "web, dns"
+    assert rows["guest"]["servers"] == "-"
+    assert rows["teleworkers.it-admins"]["management"] == "ssh, web, metrics, ping"
+    assert all(value == "-" for key, value in rows["internet"].items() if key != "from \\ to")
