@@ -79,7 +79,34 @@ class Detector:
         raise NotImplementedError
 
     def expire(self, now: float) -> None:
-        """Drop state that has aged out (called about once a second of traffic time)."""
+        """Drop state that has aged out (called every few seconds of traffic time)."""
+
+    def flow_alert(
+        self,
+        pkt: Packet,
+        signature_id: int,
+        signature: str,
+        category: str,
+        severity: int,
+        evidence: dict[str, Any],
+        dedup: tuple[bytes, bytes] | None = None,
+    ) -> Alert:
+        """An alert about the packet's own flow (its addresses, protocol and ports)."""
+        return Alert(
+            detector=self.name,
+            signature_id=signature_id,
+            signature=signature,
+            category=category,
+            severity=severity,
+            ts=pkt.ts,
+            src=pkt.src,
+            dst=pkt.dst,
+            proto=pkt.proto,
+            sport=pkt.sport,
+            dport=pkt.dport,
+            evidence=evidence,
+            dedup=dedup,
+        )
 
     @property
     def tracked(self) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from monitors.alerts import Alert
 from monitors.detectors.base import Detector, DetectorConfig, Emit
 from monitors.packet import ACK, PROTO_TCP, PROTO_UDP, SYN, Packet
 
@@ -74,19 +73,13 @@ class BeaconDetector(Detector):
         variation = math.sqrt(state.m2 / (state.count - 1)) / state.mean
         if variation <= cfg.max_variation:
             emit(
-                Alert(
-                    detector=self.name,
-                    signature_id=9100061,
-                    signature="KASTRO periodic beaconing to one destination",
-                    category="Potentially Bad Traffic",
-                    severity=2,
-                    ts=pkt.ts,
-                    src=pkt.src,
-                    dst=pkt.dst,
-                    proto=pkt.proto,
-                    sport=pkt.sport,
-                    dport=pkt.dport,
-                    evidence={
+                self.flow_alert(
+                    pkt,
+                    9100061,
+                    "KASTRO periodic beaconing to one destination",
+                    "Potentially Bad Traffic",
+                    2,
+                    {
                         "connections": state.count + 1,
                         "mean_interval_seconds": round(state.mean, 2),
                         "interval_variation": round(variation, 4),

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitors.alerts import Alert
 from monitors.detectors.base import Detector, DetectorConfig, Emit
-from monitors.packet import ACK, PROTO_TCP, RST, SYN, Packet
+from monitors.packet import ACK, RST, SYN, Packet
 
 SERVICES = {
     22: "SSH",
@@ -72,19 +71,13 @@ class BruteForceDetector(Detector):
         state.count += 1
         if state.count >= self.config.min_attempts:
             emit(
-                Alert(
-                    detector=self.name,
-                    signature_id=9100041,
-                    signature=f"KASTRO brute force against {service}",
-                    category="Attempted User Privilege Gain",
-                    severity=1,
-                    ts=pkt.ts,
-                    src=pkt.src,
-                    dst=pkt.dst,
-                    proto=PROTO_TCP,
-                    sport=pkt.sport,
-                    dport=pkt.dport,
-                    evidence={
+                self.flow_alert(
+                    pkt,
+                    9100041,
+                    f"KASTRO brute force against {service}",
+                    "Attempted User Privilege Gain",
+                    1,
+                    {
                         "service": service,
                         "connection_attempts": state.count,
                         "window_seconds": self.config.window_seconds,

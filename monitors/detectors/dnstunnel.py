@@ -162,19 +162,13 @@ class DnsTunnelDetector(Detector):
             reasons.append("TXT/NULL volume")
         if reasons:
             emit(
-                Alert(
-                    detector=self.name,
-                    signature_id=9100031,
-                    signature="KASTRO DNS tunnel or exfiltration suspected",
-                    category="Potentially Bad Traffic",
-                    severity=1,
-                    ts=pkt.ts,
-                    src=pkt.src,
-                    dst=pkt.dst,
-                    proto=pkt.proto,
-                    sport=pkt.sport,
-                    dport=pkt.dport,
-                    evidence={
+                self.flow_alert(
+                    pkt,
+                    9100031,
+                    "KASTRO DNS tunnel or exfiltration suspected",
+                    "Potentially Bad Traffic",
+                    1,
+                    {
                         "domain": domain,
                         "reasons": reasons,
                         "queries": state.queries,

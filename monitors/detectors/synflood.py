@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitors.alerts import Alert
 from monitors.detectors.base import Detector, DetectorConfig, Emit
-from monitors.packet import ACK, FIN, PROTO_TCP, RST, SYN, Packet
+from monitors.packet import ACK, FIN, RST, SYN, Packet
 from monitors.state import SKETCH_BITS, sketch_add, sketch_count
 
 PENDING_BITS = 1024
@@ -86,19 +85,13 @@ class SynFloodDetector(Detector):
         sources = sketch_count(state.sources)
         spoofed = sources >= cfg.spoofed_min_sources
         emit(
-            Alert(
-                detector=self.name,
-                signature_id=9100006 if spoofed else 9100005,
-                signature="KASTRO DOS SYN flood" + (" from spoofed sources" if spoofed else ""),
-                category="Attempted Denial of Service",
-                severity=1,
-                ts=pkt.ts,
-                src=pkt.src,
-                dst=pkt.dst,
-                proto=PROTO_TCP,
-                sport=pkt.sport,
-                dport=pkt.dport,
-                evidence={
+            self.flow_alert(
+                pkt,
+                9100006 if spoofed else 9100005,
+                "KASTRO DOS SYN flood" + (" from spoofed sources" if spoofed else ""),
+                "Attempted Denial of Service",
+                1,
+                {
                     "syn_rate_per_second": round(rate, 1),
                     "syns": state.syns,
                     "completed_handshakes": state.completed,

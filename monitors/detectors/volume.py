@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitors.alerts import Alert
 from monitors.detectors.base import Detector, DetectorConfig, Emit
 from monitors.packet import Packet
 
@@ -73,19 +72,13 @@ class VolumeDetector(Detector):
 
     def _alert(self, state: _Host, pkt: Packet, emit: Emit) -> None:
         emit(
-            Alert(
-                detector=self.name,
-                signature_id=9100051,
-                signature="KASTRO unusual outbound volume (possible exfiltration)",
-                category="Potential Corporate Privacy Violation",
-                severity=2,
-                ts=pkt.ts,
-                src=pkt.src,
-                dst=pkt.dst,
-                proto=pkt.proto,
-                sport=pkt.sport,
-                dport=pkt.dport,
-                evidence={
+            self.flow_alert(
+                pkt,
+                9100051,
+                "KASTRO unusual outbound volume (possible exfiltration)",
+                "Potential Corporate Privacy Violation",
+                2,
+                {
                     "bytes_in_interval": state.bucket,
                     "interval_seconds": self.config.interval_seconds,
                     "baseline_bytes": round(state.mean),
