@@ -32,17 +32,42 @@ def mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
+# ICMP message types and their counterparts (request <-> reply), per the Community ID spec:
+# both directions of an exchange get one ID; other ICMP messages are one-way.
+_ICMP_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMPV6_PAIRS = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    144: 145,
+    145: 144,
+    146: 147,
+    147: 146,
+}
+
+
 def community_id(src: bytes, dst: bytes, proto: int, sport: int, dport: int, seed: int = 0) -> str:
-    """Community ID v1 (corelight/community-id-spec) of a flow, as Suricata writes it."""
+    """Community ID v1 (corelight/community-id-spec) of a flow, as Suricata and Zeek write it.
+
+    For ICMP, ``sport`` is the message type and ``dport`` the code.
+    """
     if not src or not dst:
         return ""
-    if proto in (1, 58):  # ICMP: type/code instead of ports, the pair ordered like a flow
-        a, b = (src, sport), (dst, dport)
-    else:
-        a, b = (src, sport), (dst, dport)
-    if (a[0], a[1]) > (b[0], b[1]):
-        a, b = b, a
-    data = struct.pack("!H", seed) + a[0] + b[0] + struct.pack("!BBHH", proto, 0, a[1], b[1])
+    one_way = False
+    if proto in (1, 58):
+        pairs = _ICMP_PAIRS if proto == 1 else _ICMPV6_PAIRS
+        if sport in pairs:
+            dport = pairs[sport]
+        else:
+            one_way = True
+    if not one_way and (src, sport) > (dst, dport):
+        src, dst, sport, dport = dst, src, dport, sport
+    data = struct.pack("!H", seed) + src + dst + struct.pack("!BBHH", proto, 0, sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()  # noqa: S324 (spec)
 
 

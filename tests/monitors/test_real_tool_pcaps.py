@@ -133,16 +133,40 @@ def test_cli_writes_eve_lines_and_metrics_that_promtool_accepts(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_community_id_matches_the_spec_example():
-    # Community ID spec test vector (seed 0): TCP 128.232.110.120:34855 -> 66.35.250.204:80
+@pytest.mark.parametrize(
+    ("src", "dst", "proto", "sport", "dport", "expected"),
+    [  # the Community ID specification's test vectors (seed 0), as Zeek's tests use them
+        ("128.232.110.120", "66.35.250.204", 6, 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+        ("1.2.3.4", "5.6.7.8", 6, 1122, 3344, "1:wCb3OG7yAFWelaUydu0D+125CLM="),
+        ("1.2.3.4", "5.6.7.8", 17, 1122, 3344, "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg="),
+        ("1.2.3.4", "5.6.7.8", 1, 8, 0, "1:crodRHL2FEsHjbv3UkRrfbs4bZ0="),
+        (
+            "fe80:1:203:405:607:809:a0b:c0d",
+            "fe80:1011:1213:1415:1617:1819:1a1b:1c1d",
+            58,
+            128,
+            0,
+            "1:0bf7hyMJUwt3fMED7z8LIfRpBeo=",
+        ),
+    ],
+)
+def test_community_id_matches_the_spec(src, dst, proto, sport, dport, expected):
     from ipaddress import ip_address
 
     from monitors.alerts import community_id
 
-    cid = community_id(
-        ip_address("128.232.110.120").packed, ip_address("66.35.250.204").packed, 6, 34855, 80
+    assert (
+        community_id(ip_address(src).packed, ip_address(dst).packed, proto, sport, dport)
+        == expected
     )
-    assert cid == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+    # Both directions of a flow get the same ID (an echo reply answers the request).
+    a, b = ip_address(src).packed, ip_address(dst).packed
+    back = (
+        (b, a, proto, {8: 0, 128: 129}[sport], 0)
+        if proto in (1, 58)
+        else (b, a, proto, dport, sport)
+    )
+    assert community_id(*back) == expected
 
 
 def test_bad_config_is_a_clear_error(tmp_path, capsys):
