@@ -39,7 +39,7 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	@touch $@
 
 # Python virtualenv: re-run when the dependencies change.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "==> creating $(VENV) and installing kastro with its dev dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
