@@ -102,10 +102,14 @@ def _parse(frame: bytes, ts: float, wire_length: int) -> Packet:
         (_et, _vihl, _tos, _total, _ident, frag, _ttl, proto, _csum, src, dst, sport, dport) = (
             _FAST_V4.unpack_from(frame, 12)
         )
-        if proto == _TCP and not frag & 0x1FFF and len(frame) >= 54:
-            data_offset = (frame[46] >> 4) * 4
-            if data_offset < 20:
-                raise MalformedPacketError("bad_tcp_header")
+        if not frag & 0x1FFF and (proto == _UDP or (proto == _TCP and len(frame) >= 54)):
+            if proto == _TCP:
+                data_offset = (frame[46] >> 4) * 4
+                if data_offset < 20:
+                    raise MalformedPacketError("bad_tcp_header")
+                flags, payload_offset = frame[47], 34 + data_offset
+            else:
+                flags, payload_offset = 0, 42
             return Packet(
                 ts,
                 wire_length,
@@ -117,25 +121,8 @@ def _parse(frame: bytes, ts: float, wire_length: int) -> Packet:
                 proto,
                 sport,
                 dport,
-                frame[47],
-                34 + data_offset,
-                False,
-                frame,
-            )
-        if proto == _UDP and not frag & 0x1FFF:
-            return Packet(
-                ts,
-                wire_length,
-                frame[6:12],
-                frame[0:6],
-                ETH_IPV4,
-                src,
-                dst,
-                proto,
-                sport,
-                dport,
-                0,
-                42,
+                flags,
+                payload_offset,
                 False,
                 frame,
             )

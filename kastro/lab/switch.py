@@ -78,9 +78,26 @@ def _links_in(ns: str) -> dict[str, dict[str, object]]:
     return {entry["ifname"]: entry for entry in json.loads(proc.stdout or "[]")}
 
 
+def _in_container(pid: int, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command of this machine inside a container's network namespace."""
+    return _run(["nsenter", "-t", str(pid), "-n", *argv], check=check)
+
+
 def _container_links(pid: int) -> set[str]:
-    proc = _run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "link", "show"])
+    proc = _in_container(pid, "ip", "-j", "link", "show")
     return {entry["ifname"] for entry in json.loads(proc.stdout or "[]")}
+
+
+def _plug(ns: str, switch_end: str, pid: int, iface: str) -> None:
+    """A veth pair: ``switch_end`` stays in the switch namespace, the other end becomes
+    ``iface`` (up) in the container whose init has ``pid``."""
+    temporary = f"{switch_end}t"
+    _run(["ip", "-n", ns, "link", "del", switch_end], check=False)  # left by a stopped host
+    _run(["ip", "-n", ns, "link", "add", switch_end, "type", "veth", "peer", "name", temporary])
+    _run(["ip", "-n", ns, "link", "set", temporary, "netns", str(pid)])
+    _in_container(pid, "ip", "link", "set", temporary, "name", iface)
+    _in_container(pid, "ip", "link", "set", iface, "up")
+    _checksum_offload_off(pid, iface)
 
 
 def wire(lab: str, topo: Topology, pids: dict[str, int]) -> None:
@@ -111,29 +128,22 @@ def wire(lab: str, topo: Topology, pids: dict[str, int]) -> None:
                 ]
             )
         _run(["ip", "-n", ns, "link", "set", bridge, "up"])
+    present = {host: _container_links(pid) for host, pid in pids.items()}
     for net in topo.networks:
         bridge = bridges[net.name]
         for index, member in enumerate(net.members):
             pid = pids.get(member.host)
-            if pid is None:
-                continue
-            if member.iface in _container_links(pid):
+            if pid is None or member.iface in present[member.host]:
                 continue
             port = f"{bridge}p{index}"
-            peer = f"{bridge}t{index}"
-            _run(["ip", "-n", ns, "link", "del", port], check=False)  # left by a stopped host
-            _run(["ip", "-n", ns, "link", "add", port, "type", "veth", "peer", "name", peer])
-            _run(["ip", "-n", ns, "link", "set", peer, "netns", str(pid)])
-            _run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", peer, "name", member.iface])
-            _run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", member.iface, "up"])
-            _checksum_offload_off(pid, member.iface)
+            _plug(ns, port, pid, member.iface)
             _run(["ip", "-n", ns, "link", "set", port, "master", bridge, "up"])
 
 
 def _checksum_offload_off(pid: int, iface: str) -> None:
     # Captured frames must carry real checksums, or IDSs flag every packet as invalid.
     if shutil.which("ethtool"):
-        _run(["nsenter", "-t", str(pid), "-n", "ethtool", "-K", iface, "tx", "off"], check=False)
+        _in_container(pid, "ethtool", "-K", iface, "tx", "off", check=False)
 
 
 def bridge_ports(lab: str, bridge: str) -> list[str]:
@@ -147,38 +157,8 @@ def attach_capture(lab: str, topo: Topology, network: str, sensor_pid: int, ifac
     bridge = bridge_names(topo)[network]
     mirror = f"{bridge}m"
     if iface not in _container_links(sensor_pid):
-        _run(["ip", "-n", ns, "link", "del", mirror], check=False)
-        _run(["ip", "-n", ns, "link", "add", mirror, "type", "veth", "peer", "name", f"{mirror}t"])
-        _run(["ip", "-n", ns, "link", "set", f"{mirror}t", "netns", str(sensor_pid)])
-        _run(
-            [
-                "nsenter",
-                "-t",
-                str(sensor_pid),
-                "-n",
-                "ip",
-                "link",
-                "set",
-                f"{mirror}t",
-                "name",
-                iface,
-            ]
-        )
-        _run(
-            [
-                "nsenter",
-                "-t",
-                str(sensor_pid),
-                "-n",
-                "ip",
-                "link",
-                "set",
-                iface,
-                "promisc",
-                "on",
-                "up",
-            ]
-        )
+        _plug(ns, mirror, sensor_pid, iface)
+        _in_container(sensor_pid, "ip", "link", "set", iface, "promisc", "on")
         _run(["ip", "-n", ns, "link", "set", mirror, "up"])
     for port in bridge_ports(lab, bridge):
         # Ingress of every port is every frame on the segment, each exactly once.
