@@ -1,0 +1,1 @@
+"""The firewall role's controller side: policy → nftables ruleset compilation."""

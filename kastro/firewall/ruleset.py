@@ -1,0 +1,586 @@
+"""Compile the municipality's policy into one host's nftables ruleset.
+
+The role's template lays the result out as `table inet kastro`; this module decides what goes
+in it. It reads the same variables the roles see (kastro_plan, kastro_policy, kastro_services,
+kastro_municipality, kastro_interfaces), which `kastro validate` has already checked, so it
+only has to translate, not to judge the model again.
+
+How a gateway decides (one building, one gateway):
+- Zones are recognised by address, not by interface: traffic from another building arrives on
+  a link interface, and the prerouting anti-spoofing chain guarantees that whatever arrives on a
+  zone interface carries that zone's addresses.
+- A gateway checks every forwarded packet whose source or destination is local to it (one of
+  its building's zones, the internet if it holds an uplink, the teleworker pools if it
+  terminates the VPN). Packets passing between two links are in transit: the gateways at both
+  ends have checked them already.
+- One chain per zone pair the policy names; the dispatch rules in `forward` jump to it by
+  source and destination prefix. Each policy rule gets a named counter per zone pair.
+A server only filters what reaches it (`input`), from the sources the policy names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import netaddr
+
+from kastro.inventory.model import parse_port
+from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
+
+# ICMP the network cannot work without: errors (path MTU discovery needs "too big"/"frag
+# needed"), and IPv6 neighbour discovery. Echo is allowed too, but rate limited.
+ICMP_ERRORS_V4 = "destination-unreachable, time-exceeded, parameter-problem"
+ICMP_ERRORS_V6 = "destination-unreachable, packet-too-big, time-exceeded, parameter-problem"
+ICMP_NDP_V6 = (
+    "nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, "
+    "mld-listener-query, mld-listener-report, mld2-listener-report"
+)
+NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+# Extra protocols an input rule may name as proto/NAME (routing and redundancy protocols).
+EXTRA_PROTOCOLS = ("ospf", "vrrp", "gre", "esp", "ah")
+
+
+class FirewallConfigError(ValueError):
+    """A role variable the compiler cannot translate; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a zone pair: a zone, a teleworker pool, or the internet."""
+
+    key: str  # cityhall.staff, teleworkers.finance, internet
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+    internet: bool = False
+
+    @property
+    def label(self) -> str:
+        return NAME_CHARS.sub("_", self.key.replace(TELEWORKER_PREFIX, "tw."))
+
+
+@dataclass
+class Chain:
+    name: str
+    comment: str
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Ruleset:
+    """Everything the template needs to write `table inet kastro` for one host."""
+
+    host: str
+    kind: str  # gateway or host
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counters: dict[str, str] = field(default_factory=dict)  # name -> comment
+    prerouting: list[str] = field(default_factory=list)
+    input: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    postrouting: list[str] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    def counter(self, name: str, comment: str) -> str:
+        self.counters.setdefault(name, comment[:120])
+        return f"counter name {name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "kind": self.kind,
+            "sets": self.sets,
+            "counters": self.counters,
+            "prerouting": self.prerouting,
+            "input": self.input,
+            "forward": self.forward,
+            "postrouting": self.postrouting,
+            "chains": [
+                {"name": c.name, "comment": c.comment, "rules": c.rules} for c in self.chains
+            ],
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The role variables that shape the ruleset (see roles/firewall/meta/argument_specs.yml)."""
+
+    management_interface: str = ""
+    management_networks: tuple[str, ...] = ()
+    management_ports: tuple[int, ...] = (22,)
+    allowlist: tuple[str, ...] = ()
+    log_rate: str = "10/minute"
+    echo_rate: str = "20/second"
+    nat: bool = True
+    nat_ipv6: bool = True
+    snat_ipv4: str = ""
+    vpn_interfaces: tuple[str, ...] = ()
+    input_allow: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_vars(cls, raw: Mapping[str, Any]) -> Settings:
+        return cls(
+            management_interface=str(raw.get("management_interface") or ""),
+            management_networks=tuple(str(n) for n in raw.get("management_networks") or ()),
+            management_ports=tuple(int(p) for p in raw.get("management_ports") or (22,)),
+            allowlist=tuple(str(n) for n in raw.get("allowlist") or ()),
+            log_rate=str(raw.get("log_rate") or "10/minute"),
+            echo_rate=str(raw.get("echo_rate") or "20/second"),
+            nat=bool(raw.get("nat", True)),
+            nat_ipv6=bool(raw.get("nat_ipv6", True)),
+            snat_ipv4=str(raw.get("snat_ipv4") or ""),
+            vpn_interfaces=tuple(str(i) for i in raw.get("vpn_interfaces") or ()),
+            input_allow=tuple(raw.get("input_allow") or ()),
+        )
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _split_families(networks: Iterable[str], what: str) -> tuple[list[str], list[str]]:
+    v4: list[str] = []
+    v6: list[str] = []
+    for text in networks:
+        try:
+            net = netaddr.IPNetwork(text)
+        except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
+            raise FirewallConfigError(
+                f"{what}: '{text}' is not an address or network; write e.g. 10.20.3.96/27"
+            ) from exc
+        (v4 if net.version == 4 else v6).append(str(net.cidr) if net.prefixlen else str(net))
+    return v4, v6
+
+
+def _nft_set(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def merge_ports(spans: Iterable[str]) -> list[str]:
+    """Port spans ("80", "1000-2000") merged so that none overlaps: nft refuses overlaps."""
+    ranges = sorted((int(a), int(b or a)) for a, _, b in (span.partition("-") for span in spans))
+    merged: list[list[int]] = []
+    for first, last in ranges:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [str(a) if a == b else f"{a}-{b}" for a, b in merged]
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', "'").replace("\\", "/") + '"'
+
+
+class Compiler:
+    def __init__(self, host: str, variables: Mapping[str, Any], settings: Settings) -> None:
+        self.host = host
+        self.plan: Mapping[str, Any] = variables.get("kastro_plan") or {}
+        self.policy: list[Mapping[str, Any]] = list(variables.get("kastro_policy") or [])
+        self.services: Mapping[str, Any] = variables.get("kastro_services") or {}
+        self.buildings: Mapping[str, Any] = variables.get("kastro_buildings") or {}
+        municipality = variables.get("kastro_municipality") or {}
+        self.supernet_v4, self.supernet_v6 = _split_families(
+            municipality.get("supernets") or (), "kastro_municipality.supernets"
+        )
+        self.interfaces: Mapping[str, Any] = variables.get("kastro_interfaces") or {}
+        self.settings = settings
+        planned = (self.plan.get("hosts") or {}).get(host)
+        if planned is None:
+            raise FirewallConfigError(
+                f"host '{host}' is not in kastro_plan.hosts; add it to kastro_buildings and run "
+                "'kastro plan' again"
+            )
+        self.me: Mapping[str, Any] = planned
+        self.zones: Mapping[str, Mapping[str, Any]] = self.plan.get("zones") or {}
+        self.pools: Mapping[str, Mapping[str, Any]] = self.plan.get("vpn_pools") or {}
+        self.out = Ruleset(host, "gateway" if planned.get("role") == "gateway" else "host")
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def zone_endpoint(self, key: str) -> Endpoint:
+        zone = self.zones[key]
+        return Endpoint(key, (str(zone["ipv4"]),), (str(zone["ipv6"]),))
+
+    def internet(self) -> Endpoint:
+        return Endpoint(INTERNET, (), (), internet=True)
+
+    def resolve(self, name: str) -> list[Endpoint]:
+        """A policy side (kind, BUILDING.ZONE, teleworkers.GROUP, internet) as endpoints."""
+        if name == INTERNET:
+            return [self.internet()]
+        if name.startswith(TELEWORKER_PREFIX):
+            pool = self.pools.get(name[len(TELEWORKER_PREFIX) :])
+            if not pool:
+                return []
+            return [Endpoint(name, (str(pool["ipv4"]),), (str(pool["ipv6"]),))]
+        if name in self.zones:
+            return [self.zone_endpoint(name)]
+        return [self.zone_endpoint(k) for k in sorted(self.zones) if self.zones[k]["kind"] == name]
+
+    def ports(self, service_names: Iterable[str]) -> list[tuple[str, str]]:
+        """(protocol, port expression) pairs; ("any", "") for the service 'any'."""
+        out: list[tuple[str, str]] = []
+        for name in service_names:
+            if name == "any":
+                return [("any", "")]
+            service = self.services.get(name) or {}
+            for text in service.get("ports") or ():
+                port, problem = parse_port(text)
+                if port is None:
+                    raise FirewallConfigError(f"kastro_services.{name}.ports: {problem}")
+                span = str(port.first) if port.first == port.last else f"{port.first}-{port.last}"
+                out.append((port.protocol, span))
+        return out
+
+    # --- building blocks ---------------------------------------------------------------
+
+    def match(self, direction: str, end: Endpoint, family: int) -> str | None:
+        """The address match for one side, or None when the side has no such family."""
+        field_ = f"{'ip' if family == 4 else 'ip6'} {direction}"
+        if end.internet:
+            supernet = self.supernet_v4 if family == 4 else self.supernet_v6
+            return f"{field_} != {_nft_set(supernet)}" if supernet else ""
+        nets = end.ipv4 if family == 4 else end.ipv6
+        return f"{field_} {_nft_set(nets)}" if nets else None
+
+    def port_rules(self, ports: list[tuple[str, str]], verdict: str) -> list[str]:
+        tcp = [p for proto, p in ports if proto == "tcp"]
+        udp = [p for proto, p in ports if proto == "udp"]
+        rules = []
+        if any(proto == "any" for proto, _ in ports):
+            return [verdict]
+        if tcp:
+            rules.append(f"tcp dport {_nft_set(merge_ports(tcp))} {verdict}")
+        if udp:
+            rules.append(f"udp dport {_nft_set(merge_ports(udp))} {verdict}")
+        if any(proto == "icmp" for proto, _ in ports):
+            rules.append(f"icmp type echo-request {verdict}")
+            rules.append(f"icmpv6 type echo-request {verdict}")
+        return rules
+
+    def common_head(self, chain: list[str], hook: str) -> None:
+        """What every input/forward chain starts with: management, blocklists, conntrack."""
+        s = self.settings
+        if hook == "input":
+            chain.append('iif "lo" accept')
+            ports = _nft_set([str(p) for p in dict.fromkeys(s.management_ports)])
+            if s.management_interface:
+                chain.append(
+                    f'iifname "{s.management_interface}" tcp dport {ports} '
+                    f"{self.out.counter('management_in', 'management interface')} accept"
+                    ' comment "management first: never locked out"'
+                )
+            chain.append(
+                f"ip saddr @management_v4 tcp dport {ports} "
+                f"{self.out.counter('management_in', 'management interface')} accept"
+            )
+            chain.append(
+                f"ip6 saddr @management_v6 tcp dport {ports} "
+                f"{self.out.counter('management_in', 'management interface')} accept"
+            )
+        counter = self.out.counter(f"blocklist_{hook}", f"blocked by the SOC ({hook})")
+        chain.append(f"ip saddr @blocklist_v4 ip saddr != @allowlist_v4 {counter} drop")
+        chain.append(f"ip6 saddr @blocklist_v6 ip6 saddr != @allowlist_v6 {counter} drop")
+        if hook == "forward":
+            chain.append(f"ip daddr @blocklist_v4 ip daddr != @allowlist_v4 {counter} drop")
+            chain.append(f"ip6 daddr @blocklist_v6 ip6 daddr != @allowlist_v6 {counter} drop")
+        chain.append("ct state established,related accept")
+        chain.append(
+            f"ct state invalid {self.out.counter(f'invalid_{hook}', 'invalid state')} drop"
+        )
+        chain.append(f"icmp type {{ {ICMP_ERRORS_V4} }} accept")
+        chain.append(f"icmpv6 type {{ {ICMP_ERRORS_V6} }} accept")
+        if hook == "input":
+            chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 hoplimit 255 accept")
+            chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 saddr fe80::/10 accept")
+            chain.append(f"icmp type echo-request limit rate {s.echo_rate} accept")
+            chain.append(f"icmpv6 type echo-request limit rate {s.echo_rate} accept")
+
+    def drop_tail(self, chain: list[str], hook: str, interfaces: Mapping[str, str]) -> None:
+        """Rate-limited logging and a counter per source interface, then the default drop."""
+        rate = self.settings.log_rate
+        for label, iface in interfaces.items():
+            prefix = f"kastro {hook} drop {label}: "[:60]
+            chain.append(
+                f'iifname "{iface}" limit rate {rate} log prefix {_quote(prefix)} level info'
+            )
+            counter = self.out.counter(f"drop_{hook}_{label}", f"dropped {hook} from {label}")
+            chain.append(f'iifname "{iface}" {counter} drop')
+        chain.append(f"limit rate {rate} log prefix {_quote(f'kastro {hook} drop: ')} level info")
+        chain.append(f"{self.out.counter(f'drop_{hook}', f'dropped {hook}')} drop")
+
+    # --- the two kinds of host -----------------------------------------------------------
+
+    def local_endpoints(self) -> list[Endpoint]:
+        building = self.me.get("building")
+        local = [
+            self.zone_endpoint(k)
+            for k in sorted(self.zones)
+            if self.zones[k]["building"] == building
+        ]
+        if self.interfaces.get("wan"):
+            local.append(self.internet())
+        if self.terminates_vpn():
+            local += [
+                Endpoint(f"{TELEWORKER_PREFIX}{g}", (str(p["ipv4"]),), (str(p["ipv6"]),))
+                for g, p in sorted(self.pools.items())
+            ]
+        return local
+
+    def terminates_vpn(self) -> bool:
+        if self.interfaces.get("vpn") or self.settings.vpn_interfaces:
+            return True
+        building = self.buildings.get(str(self.me.get("building"))) or {}
+        return bool(building.get("city_hall"))
+
+    def policy_pairs(self) -> dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]]:
+        """(source key, destination key) -> the policy rules (1-based index, rule) naming it."""
+        pairs: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        for index, rule in enumerate(self.policy, start=1):
+            for src_name in _as_list(rule.get("from")):
+                for dst_name in _as_list(rule.get("to")):
+                    for src in self.resolve(src_name):
+                        for dst in self.resolve(dst_name):
+                            if src.key == dst.key:
+                                continue  # inside one zone: never crosses the gateway
+                            self.endpoints[src.key] = src
+                            self.endpoints[dst.key] = dst
+                            pairs.setdefault((src.key, dst.key), []).append((index, rule))
+        return pairs
+
+    def gateway(self) -> None:
+        out, s = self.out, self.settings
+        local = {e.key for e in self.local_endpoints()}
+        zone_ifaces: dict[str, str] = dict(self.interfaces.get("zones") or {})
+        link_ifaces: dict[str, str] = dict(self.interfaces.get("links") or {})
+        wan = str(self.interfaces.get("wan") or "")
+        building = str(self.me.get("building"))
+
+        # Anti-spoofing before conntrack: a zone's packets carry that zone's addresses.
+        for zone_name, iface in sorted(zone_ifaces.items()):
+            key = f"{building}.{zone_name}"
+            if key not in self.zones:
+                raise FirewallConfigError(
+                    f"kastro_interfaces.zones.{zone_name}: building '{building}' has no zone "
+                    f"'{zone_name}'; use a zone name from kastro_buildings.{building}.zones"
+                )
+            zone = self.zones[key]
+            counter = out.counter(f"spoofed_{zone_name}", f"spoofed source on zone {key}")
+            out.prerouting.append(
+                f'iifname "{iface}" ip saddr != {{ {zone["ipv4"]}, 0.0.0.0 }} {counter} drop'
+            )
+            out.prerouting.append(
+                f'iifname "{iface}" ip6 saddr != {{ {zone["ipv6"]}, fe80::/10, :: }} {counter} drop'
+            )
+        if wan:
+            counter = out.counter("spoofed_wan", "municipal source address from the internet")
+            if self.supernet_v4:
+                out.prerouting.append(
+                    f'iifname "{wan}" ip saddr {_nft_set(self.supernet_v4)} {counter} drop'
+                )
+            if self.supernet_v6:
+                out.prerouting.append(
+                    f'iifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} {counter} drop'
+                )
+        vpn_ifaces = [*_as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
+        pools_v4 = [str(p["ipv4"]) for _, p in sorted(self.pools.items())]
+        pools_v6 = [str(p["ipv6"]) for _, p in sorted(self.pools.items())]
+        for iface in vpn_ifaces:
+            counter = out.counter("spoofed_vpn", "teleworker outside its pool")
+            if pools_v4:
+                out.prerouting.append(
+                    f'iifname "{iface}" ip saddr != {_nft_set(pools_v4)} {counter} drop'
+                )
+            if pools_v6:
+                allowed = ", ".join([*pools_v6, "fe80::/10"])
+                out.prerouting.append(
+                    f'iifname "{iface}" ip6 saddr != {{ {allowed} }} {counter} drop'
+                )
+
+        self.common_head(out.input, "input")
+        self.input_allow(out.input)
+        self.common_head(out.forward, "forward")
+
+        # One chain per zone pair touching this gateway, reached by prefix.
+        for (src_key, dst_key), rules in sorted(self.policy_pairs().items()):
+            if src_key not in local and dst_key not in local:
+                continue
+            src, dst = self.endpoints[src_key], self.endpoints[dst_key]
+            if src.internet and dst.internet:
+                continue
+            chain = Chain(f"from_{src.label}_to_{dst.label}", f"{src_key} -> {dst_key}")
+            for index, rule in rules:
+                names = _as_list(rule.get("services"))
+                comment = str(rule.get("comment") or "")
+                counter = out.counter(
+                    f"policy{index}_{src.label}_to_{dst.label}",
+                    f"policy rule {index}: {src_key} -> {dst_key} ({', '.join(names)})"
+                    + (f" - {comment}" if comment else ""),
+                )
+                for rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
+                    chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
+            out.chains.append(chain)
+            for family in (4, 6):
+                src_match, dst_match = (
+                    self.match("saddr", src, family),
+                    self.match("daddr", dst, family),
+                )
+                if src_match is None or dst_match is None:
+                    continue
+                out.forward.append(
+                    " ".join(m for m in (src_match, dst_match) if m) + f" jump {chain.name}"
+                )
+            out.summary.append(
+                f"{src_key} -> {dst_key}: rules {', '.join(str(i) for i, _ in rules)}"
+            )
+
+        if len(link_ifaces) >= 2:
+            links = _nft_set([f'"{i}"' for i in sorted(link_ifaces.values())])
+            counter = out.counter("transit", "between two links: checked at both ends")
+            out.forward.append(f"iifname {links} oifname {links} {counter} accept")
+
+        sources = {z: i for z, i in sorted(zone_ifaces.items())}
+        sources.update({f"link-{n}": i for n, i in sorted(link_ifaces.items())})
+        if wan:
+            sources["internet"] = wan
+        for iface in vpn_ifaces:
+            sources["teleworkers"] = iface
+        self.drop_tail(out.forward, "forward", sources)
+        if s.management_interface:
+            sources["management"] = s.management_interface
+        self.drop_tail(out.input, "input", sources)
+
+        if wan and s.nat:
+            if self.supernet_v4:
+                action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 else "masquerade"
+                out.postrouting.append(
+                    f'oifname "{wan}" ip saddr {_nft_set(self.supernet_v4)} {action}'
+                )
+            if self.supernet_v6 and s.nat_ipv6:
+                out.postrouting.append(
+                    f'oifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} masquerade'
+                )
+
+    def server(self) -> None:
+        """A host firewall: only what the policy lets reach this host's zone comes in."""
+        out = self.out
+        zone_key = str(self.me.get("zone") or "")
+        self.common_head(out.input, "input")
+        self.input_allow(out.input)
+        for (src_key, dst_key), rules in sorted(self.policy_pairs().items()):
+            if dst_key != zone_key:
+                continue
+            src = self.endpoints[src_key]
+            for index, rule in rules:
+                names = _as_list(rule.get("services"))
+                counter = out.counter(
+                    f"policy{index}_{src.label}",
+                    f"policy rule {index}: {src_key} ({', '.join(names)})",
+                )
+                for family in (4, 6):
+                    src_match = self.match("saddr", src, family)
+                    if src_match is None:
+                        continue
+                    for rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
+                        # ICMP rules carry their own family; keep each with its own address family.
+                        if ("icmpv6" in rule_text) != (family == 6) and "icmp" in rule_text:
+                            continue
+                        prefix = f"{src_match} " if src_match else ""
+                        out.input.append(
+                            f"{prefix}{rule_text} comment {_quote(f'policy rule {index}')}"
+                        )
+            out.summary.append(
+                f"{src_key} -> {self.host}: rules {', '.join(str(i) for i, _ in rules)}"
+            )
+        ifaces = (
+            {"management": self.settings.management_interface}
+            if self.settings.management_interface
+            else {}
+        )
+        self.drop_tail(out.input, "input", ifaces)
+
+    def input_allow(self, chain: list[str]) -> None:
+        """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""
+        for i, item in enumerate(self.settings.input_allow):
+            where = f"firewall_input_allow[{i}]"
+            name = NAME_CHARS.sub("_", str(item.get("name") or f"input_allow{i}"))
+            ifaces = _as_list(item.get("interfaces"))
+            sources_v4, sources_v6 = _split_families(
+                _as_list(item.get("sources")), f"{where}.sources"
+            )
+            counter = self.out.counter(f"allow_{name}", f"{where}: {item.get('name', '')}")
+            for text in _as_list(item.get("ports")):
+                match = re.fullmatch(r"proto/([a-z]+)", text)
+                if match:
+                    if match.group(1) not in EXTRA_PROTOCOLS:
+                        raise FirewallConfigError(
+                            f"{where}.ports: '{text}' names an unknown protocol; use one of "
+                            + ", ".join(f"proto/{p}" for p in EXTRA_PROTOCOLS)
+                        )
+                    statements = [f"meta l4proto {match.group(1)} {counter} accept"]
+                else:
+                    port, problem = parse_port(text)
+                    if port is None:
+                        raise FirewallConfigError(f"{where}.ports: {problem}")
+                    span = (
+                        str(port.first) if port.first == port.last else f"{port.first}-{port.last}"
+                    )
+                    statements = self.port_rules([(port.protocol, span)], f"{counter} accept")
+                iface_match = (
+                    f"iifname {_nft_set([f'{chr(34)}{x}{chr(34)}' for x in ifaces])} "
+                    if ifaces
+                    else ""
+                )
+                for statement in statements:
+                    if sources_v4 or sources_v6:
+                        if sources_v4 and "icmpv6" not in statement:
+                            chain.append(
+                                f"{iface_match}ip saddr {_nft_set(sources_v4)} {statement}"
+                            )
+                        if sources_v6 and not statement.startswith("icmp type"):
+                            chain.append(
+                                f"{iface_match}ip6 saddr {_nft_set(sources_v6)} {statement}"
+                            )
+                    else:
+                        chain.append(f"{iface_match}{statement}")
+
+    def compile(self) -> Ruleset:
+        s = self.settings
+        mgmt_v4, mgmt_v6 = _split_families(s.management_networks, "firewall_management_networks")
+        allow_v4, allow_v6 = _split_families(
+            [*s.allowlist, *s.management_networks], "firewall_allowlist"
+        )
+        self.out.sets = {
+            "management_v4": {"type": "ipv4_addr", "elements": mgmt_v4},
+            "management_v6": {"type": "ipv6_addr", "elements": mgmt_v6},
+            "allowlist_v4": {"type": "ipv4_addr", "elements": sorted(set(allow_v4))},
+            "allowlist_v6": {"type": "ipv6_addr", "elements": sorted(set(allow_v6))},
+        }
+        if self.out.kind == "gateway":
+            self.gateway()
+        else:
+            self.server()
+        return self.out
+
+
+def compile_ruleset(
+    host: str, variables: Mapping[str, Any], settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ruleset for `host` as plain data for the template (see the module docstring)."""
+    return Compiler(host, variables, Settings.from_vars(settings)).compile().as_dict()
+
+
+def management_allows(address: str, interface: str, settings: Mapping[str, Any]) -> bool:
+    """Whether the management rules let `address` (arriving on `interface`) reach SSH."""
+    s = Settings.from_vars(settings)
+    if s.management_interface and interface == s.management_interface:
+        return True
+    ip = netaddr.IPAddress(address)
+    return any(ip in netaddr.IPNetwork(n) for n in s.management_networks)

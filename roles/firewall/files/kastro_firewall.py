@@ -1,0 +1,397 @@
+#!/usr/bin/python3
+"""kastro-firewall: apply, confirm and roll back Kastro's nftables table on this host.
+
+Installed by the firewall role as /usr/local/sbin/kastro-firewall. Standard library only
+(the exporter also needs python3-prometheus-client).
+
+Commit-confirm, run on the host so it works when the controller cannot reach it any more:
+  apply FILE --rollback-after N   load FILE in one nft transaction, keeping the SOC's blocklist
+                                  entries, and arm a transient systemd timer that restores the
+                                  previous table after N seconds
+  confirm                         disarm the timer and make FILE the table loaded at boot
+  rollback                        what the timer runs: restore the previous table
+SOC actions (the allowlist is never blocked):
+  block ADDRESS [--timeout 1h]    unblock ADDRESS    blocked
+Other: boot (load the confirmed ruleset), status, needs-apply FILE, exporter --listen ADDR:PORT
+Only `table inet kastro` is ever touched: other tables (Docker, fail2ban, ...) are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TABLE = "inet kastro"
+CONFIG_DIR = Path("/etc/kastro/firewall")
+ACTIVE = CONFIG_DIR / "active.nft"  # the confirmed ruleset, loaded at boot
+STATE_DIR = Path("/var/lib/kastro/firewall")
+PENDING = STATE_DIR / "pending.json"  # an applied, not yet confirmed change
+SNAPSHOT = STATE_DIR / "rollback.nft"  # the table as it was before that change
+LAST_ROLLBACK = STATE_DIR / "last-rollback.json"
+TIMER_UNIT = "kastro-firewall-rollback"
+SETS = ("blocklist_v4", "blocklist_v6")
+# Recreating the table in one transaction: "table" creates it if absent so "delete" never fails.
+RESET = f"table {TABLE}\ndelete table {TABLE}\n"
+
+
+class FirewallError(Exception):
+    pass
+
+
+def nft(*args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(["nft", *args], input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise FirewallError(proc.stderr.strip() or f"nft {' '.join(args)} failed")
+    return proc.stdout
+
+
+def nft_json(*args: str) -> list[dict[str, Any]]:
+    data = json.loads(nft("-j", *args))
+    items: list[dict[str, Any]] = data.get("nftables", [])
+    return items
+
+
+def table_loaded() -> bool:
+    try:
+        nft("list", "table", *TABLE.split())
+    except FirewallError:
+        return False
+    return True
+
+
+def set_elements(name: str) -> list[dict[str, Any]]:
+    """The live elements of one of our sets: {"val": str, "timeout": s|None, "expires": s|None}."""
+    try:
+        items = nft_json("list", "set", *TABLE.split(), name)
+    except FirewallError:
+        return []
+    out = []
+    for item in items:
+        for elem in item.get("set", {}).get("elem", []):
+            if isinstance(elem, dict) and "elem" in elem:
+                inner = elem["elem"]
+                value = inner["val"]
+                out.append(
+                    {
+                        "val": _value_text(value),
+                        "timeout": inner.get("timeout"),
+                        "expires": inner.get("expires"),
+                        "comment": inner.get("comment"),
+                    }
+                )
+            else:
+                out.append({"val": _value_text(elem), "timeout": None, "expires": None})
+    return out
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, dict) and "prefix" in value:
+        return f"{value['prefix']['addr']}/{value['prefix']['len']}"
+    if isinstance(value, dict) and "range" in value:
+        return f"{value['range'][0]}-{value['range'][1]}"
+    return str(value)
+
+
+def carry_over() -> str:
+    """nft statements that put the SOC's current blocklist entries back after a reload."""
+    lines = []
+    for name in SETS:
+        for elem in set_elements(name):
+            text = elem["val"]
+            if elem.get("expires"):
+                text += f" timeout {max(int(elem['expires']), 1)}s"
+            if elem.get("comment"):
+                text += f' comment "{elem["comment"]}"'
+            lines.append(f"add element {TABLE} {name} {{ {text} }}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def without_blocklist_elements(listing: str) -> str:
+    """A table listing minus the blocklists' entries: those are carried over live instead,
+    so a rollback neither loses a block added since nor revives one removed since."""
+    out, skipping, in_blocklist = [], False, False
+    for line in listing.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("set "):
+            in_blocklist = stripped.split()[1] in SETS
+        if in_blocklist and stripped.startswith("elements = {"):
+            skipping = True
+        if not skipping:
+            out.append(line)
+        elif stripped.endswith("}"):
+            skipping = False
+    return "\n".join(out) + "\n"
+
+
+def load(ruleset: str) -> None:
+    """One atomic transaction: the new table plus the carried-over blocklist."""
+    with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as tmp:
+        tmp.write(ruleset + "\n" + carry_over())
+    try:
+        nft("-f", tmp.name)
+    finally:
+        Path(tmp.name).unlink()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def systemctl(*args: str) -> None:
+    subprocess.run(["systemctl", *args], capture_output=True, check=False)
+
+
+def disarm() -> None:
+    systemctl("stop", f"{TIMER_UNIT}.timer")
+    systemctl("stop", f"{TIMER_UNIT}.service")
+    systemctl("reset-failed", f"{TIMER_UNIT}.timer", f"{TIMER_UNIT}.service")
+
+
+def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
+    candidate = Path(args.file)
+    nft("-c", "-f", str(candidate))  # nothing is loaded if this fails
+    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if not PENDING.exists():
+        # The last confirmed state: what a rollback must return to, even after several
+        # unconfirmed attempts in a row.
+        current = nft("list", "table", *TABLE.split()) if table_loaded() else ""
+        SNAPSHOT.write_text(RESET + without_blocklist_elements(current), encoding="utf-8")
+    disarm()
+    load(candidate.read_text(encoding="utf-8"))
+    deadline = time.time() + args.rollback_after
+    PENDING.write_text(
+        json.dumps({"file": str(candidate), "sha256": sha256(candidate), "deadline": deadline}),
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [
+            "systemd-run",
+            f"--unit={TIMER_UNIT}",
+            f"--on-active={args.rollback_after}s",
+            "--timer-property=AccuracySec=1s",
+            "--description=Kastro firewall: restore the previous ruleset unless confirmed",
+            "/usr/local/sbin/kastro-firewall",
+            "rollback",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        # Without a timer there is no safety net: put the old table back now.
+        restore("could not arm the rollback timer: " + proc.stderr.strip())
+        raise FirewallError(f"systemd-run failed, previous ruleset restored: {proc.stderr.strip()}")
+    return {"applied": str(candidate), "rollback_in_seconds": args.rollback_after}
+
+
+def cmd_confirm(_: argparse.Namespace) -> dict[str, Any]:
+    if not PENDING.exists():
+        return {"confirmed": False, "reason": "nothing pending"}
+    pending = json.loads(PENDING.read_text(encoding="utf-8"))
+    disarm()
+    CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pending["file"], ACTIVE)
+    ACTIVE.chmod(0o600)
+    PENDING.unlink()
+    SNAPSHOT.unlink(missing_ok=True)
+    return {"confirmed": True, "sha256": sha256(ACTIVE)}
+
+
+def restore(reason: str) -> dict[str, Any]:
+    snapshot = SNAPSHOT.read_text(encoding="utf-8") if SNAPSHOT.exists() else RESET
+    load(snapshot)
+    record = {"time": time.time(), "reason": reason}
+    if PENDING.exists():
+        record["rejected_sha256"] = json.loads(PENDING.read_text(encoding="utf-8"))["sha256"]
+        PENDING.unlink()
+    LAST_ROLLBACK.write_text(json.dumps(record), encoding="utf-8")
+    print(f"kastro-firewall: restored the previous ruleset ({reason})", flush=True)
+    return {"rolled_back": True, **record}
+
+
+def cmd_rollback(_: argparse.Namespace) -> dict[str, Any]:
+    if not PENDING.exists():
+        return {"rolled_back": False, "reason": "nothing pending"}
+    return restore("the change was not confirmed in time")
+
+
+def cmd_boot(_: argparse.Namespace) -> dict[str, Any]:
+    """At boot: the confirmed ruleset. A change still pending at shutdown was never confirmed."""
+    if PENDING.exists():
+        PENDING.unlink()
+        SNAPSHOT.unlink(missing_ok=True)
+    if not ACTIVE.exists():
+        return {"loaded": False, "reason": f"{ACTIVE} does not exist yet"}
+    load(ACTIVE.read_text(encoding="utf-8"))
+    return {"loaded": True, "sha256": sha256(ACTIVE)}
+
+
+def cmd_status(_: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "table_loaded": table_loaded(),
+        "pending": json.loads(PENDING.read_text(encoding="utf-8")) if PENDING.exists() else None,
+        "active_sha256": sha256(ACTIVE) if ACTIVE.exists() else None,
+        "last_rollback": (
+            json.loads(LAST_ROLLBACK.read_text(encoding="utf-8"))
+            if LAST_ROLLBACK.exists()
+            else None
+        ),
+    }
+
+
+def cmd_needs_apply(args: argparse.Namespace) -> dict[str, Any]:
+    candidate = Path(args.file)
+    reasons = []
+    if not table_loaded():
+        reasons.append("table inet kastro is not loaded")
+    if PENDING.exists():
+        reasons.append("an earlier change was never confirmed")
+    if not ACTIVE.exists() or sha256(ACTIVE) != sha256(candidate):
+        reasons.append("the rendered ruleset differs from the confirmed one")
+    return {"needs_apply": bool(reasons), "reasons": reasons}
+
+
+def _address(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise FirewallError(f"'{text}' is not an IP address or network") from exc
+
+
+def _allowlisted(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    name = "allowlist_v4" if net.version == 4 else "allowlist_v6"
+    for elem in set_elements(name):
+        if net.overlaps(ipaddress.ip_network(elem["val"], strict=False)):
+            return str(elem["val"])
+    return None
+
+
+def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
+    net = _address(args.address)
+    protected = _allowlisted(net)
+    if protected:
+        raise FirewallError(
+            f"{net} overlaps the allowlist entry {protected} (management hosts, the SOC); "
+            "it is never blocked. Change firewall_allowlist in the inventory if this is wrong."
+        )
+    name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
+    element = str(net) + (f" timeout {args.timeout}" if args.timeout else "")
+    nft("add", "element", *TABLE.split(), name, "{ " + element + " }")
+    return {"blocked": str(net), "timeout": args.timeout}
+
+
+def cmd_unblock(args: argparse.Namespace) -> dict[str, Any]:
+    net = _address(args.address)
+    name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
+    nft("delete", "element", *TABLE.split(), name, "{ " + str(net) + " }")
+    return {"unblocked": str(net)}
+
+
+def cmd_blocked(_: argparse.Namespace) -> dict[str, Any]:
+    return {name: set_elements(name) for name in SETS}
+
+
+def cmd_exporter(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: only the exporter needs prometheus_client.
+    from prometheus_client import start_http_server
+    from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+
+    class NftCollector:
+        """Reads the named counters at scrape time: nothing is cached, nothing goes stale."""
+
+        def collect(self) -> Any:
+            up = GaugeMetricFamily("kastro_firewall_up", "1 if table inet kastro could be read")
+            packets = CounterMetricFamily(
+                "kastro_firewall_packets",
+                "Packets counted by a named rule counter",
+                labels=["counter", "comment"],
+            )
+            octets = CounterMetricFamily(
+                "kastro_firewall_bytes",
+                "Bytes counted by a named rule counter",
+                labels=["counter", "comment"],
+            )
+            elements = GaugeMetricFamily(
+                "kastro_firewall_set_elements", "Entries in a SOC set", labels=["set"]
+            )
+            pending = GaugeMetricFamily(
+                "kastro_firewall_change_pending", "1 while an applied change awaits confirmation"
+            )
+            rollback = GaugeMetricFamily(
+                "kastro_firewall_last_rollback_timestamp_seconds",
+                "When the host last restored its previous ruleset by itself (0: never)",
+            )
+            try:
+                for item in nft_json("list", "counters", "table", *TABLE.split()):
+                    counter = item.get("counter")
+                    if counter:
+                        labels = [counter["name"], counter.get("comment", "")]
+                        packets.add_metric(labels, counter["packets"])
+                        octets.add_metric(labels, counter["bytes"])
+                for name in (*SETS, "allowlist_v4", "allowlist_v6"):
+                    elements.add_metric([name], len(set_elements(name)))
+                up.add_metric([], 1)
+            except (FirewallError, json.JSONDecodeError, KeyError):
+                up.add_metric([], 0)
+            pending.add_metric([], 1 if PENDING.exists() else 0)
+            last = 0.0
+            if LAST_ROLLBACK.exists():
+                last = float(json.loads(LAST_ROLLBACK.read_text(encoding="utf-8"))["time"])
+            rollback.add_metric([], last)
+            yield from (up, packets, octets, elements, pending, rollback)
+
+    host, _, port = args.listen.rpartition(":")
+    REGISTRY.register(NftCollector())
+    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0")  # noqa: S104
+    while True:
+        time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kastro-firewall", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("apply", help="load a ruleset file and arm the rollback timer")
+    p.add_argument("file")
+    p.add_argument("--rollback-after", type=int, required=True, metavar="SECONDS")
+    p.set_defaults(func=cmd_apply)
+    sub.add_parser("confirm", help="keep the applied ruleset").set_defaults(func=cmd_confirm)
+    sub.add_parser("rollback", help="restore the previous ruleset").set_defaults(func=cmd_rollback)
+    sub.add_parser("boot", help="load the confirmed ruleset").set_defaults(func=cmd_boot)
+    sub.add_parser("status", help="what is loaded, pending, rolled back").set_defaults(
+        func=cmd_status
+    )
+    p = sub.add_parser("needs-apply", help="whether FILE differs from what is confirmed")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_needs_apply)
+    p = sub.add_parser("block", help="add an address or network to the blocklist")
+    p.add_argument("address")
+    p.add_argument("--timeout", help="e.g. 30m, 1h, 7d (default: until unblocked)")
+    p.set_defaults(func=cmd_block)
+    p = sub.add_parser("unblock", help="remove an address or network from the blocklist")
+    p.add_argument("address")
+    p.set_defaults(func=cmd_unblock)
+    sub.add_parser("blocked", help="list the blocklists").set_defaults(func=cmd_blocked)
+    p = sub.add_parser("exporter", help="serve the counters for Prometheus")
+    p.add_argument("--listen", default="0.0.0.0:9552")
+    p.set_defaults(func=cmd_exporter)
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except FirewallError as exc:
+        print(f"kastro-firewall {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Filters the firewall role uses; the logic lives in kastro.firewall (tested there)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, management_allows
+
+
+def _compile(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return compile_ruleset(host, variables, settings)
+    except FirewallConfigError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def _allows(settings: dict[str, Any], address: str, interface: str) -> bool:
+    try:
+        return management_allows(address, interface, settings)
+    except FirewallConfigError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "kastro_firewall_ruleset": _compile,
+            "kastro_firewall_management_allows": _allows,
+        }
