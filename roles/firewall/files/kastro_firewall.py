@@ -199,7 +199,8 @@ def cmd_confirm(_: argparse.Namespace) -> dict[str, Any]:
     pending = json.loads(PENDING.read_text(encoding="utf-8"))
     disarm()
     CONFIG_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pending["file"], ACTIVE)
+    if Path(pending["file"]).resolve() != ACTIVE.resolve():
+        shutil.copyfile(pending["file"], ACTIVE)
     ACTIVE.chmod(0o600)
     PENDING.unlink()
     SNAPSHOT.unlink(missing_ok=True)
