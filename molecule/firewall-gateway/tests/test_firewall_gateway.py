@@ -129,11 +129,13 @@ def test_blocklist_survives_a_reload(host):
 
 def test_exporter_serves_the_counters(host):
     body = host.check_output(
-        "python3 -c \"import urllib.request;"
+        'python3 -c "import urllib.request;'
         "print(urllib.request.urlopen('http://127.0.0.1:9552/metrics').read().decode())\""
     )
     assert "kastro_firewall_up 1.0" in body
     assert 'kastro_firewall_packets_total{comment="dropped input",counter="drop_input"}' in body
     assert 'kastro_firewall_set_elements{set="blocklist_v4"}' in body
-    unit = host.check_output("systemctl show -p User,DynamicUser,AmbientCapabilities kastro-firewall-exporter")
+    unit = host.check_output(
+        "systemctl show -p User,DynamicUser,AmbientCapabilities kastro-firewall-exporter"
+    )
     assert "DynamicUser=yes" in unit and "cap_net_admin" in unit.lower()

@@ -11,9 +11,7 @@ def test_live_ruleset_and_files_unchanged(host):
         "nft -s list table inet kastro | sha256sum; "
         "sha256sum /etc/kastro/firewall/candidate.nft /etc/kastro/firewall/active.nft"
     ).split("\n")
-    assert [line.split()[0] for line in now if line] == [
-        line.split()[0] for line in before if line
-    ]
+    assert [line.split()[0] for line in now if line] == [line.split()[0] for line in before if line]
 
 
 def test_nothing_pending(host):

@@ -23,21 +23,39 @@ PORTS = "22,80,443,8080"
 def pid(host: str) -> str:
     return subprocess.run(
         ["podman", "inspect", "-f", "{{.State.Pid}}", f"{LAB}-{host}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
 
 
 def inside(host: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["nsenter", "-t", pid(host), "-n", *argv],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def open_ports(source: str, target: str, *extra: str) -> set[int]:
     proc = inside(
-        source, "nmap", "-n", "-Pn", "-sS", *extra, "-p", PORTS, "--max-retries", "1",
-        "--host-timeout", "60s", "-oG", "-", target,
+        source,
+        "nmap",
+        "-n",
+        "-Pn",
+        "-sS",
+        *extra,
+        "-p",
+        PORTS,
+        "--max-retries",
+        "1",
+        "--host-timeout",
+        "60s",
+        "-oG",
+        "-",
+        target,
     )
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
@@ -86,17 +104,36 @@ def test_spoofed_sources_are_dropped_at_the_gateway(host):
     for source in (GUEST_V4, CLIENT_V4):
         before = counter(host, "spoofed_staff")
         capture = subprocess.Popen(
-            ["nsenter", "-t", pid("web"), "-n", "timeout", "6", "tcpdump", "-n", "-l", "-i",
-             "z-servers", f"tcp dst port 80 and src host {source} and tcp[tcpflags] == tcp-syn"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                "nsenter",
+                "-t",
+                pid("web"),
+                "-n",
+                "timeout",
+                "6",
+                "tcpdump",
+                "-n",
+                "-l",
+                "-i",
+                "z-servers",
+                f"tcp dst port 80 and src host {source} and tcp[tcpflags] == tcp-syn",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         time.sleep(1.5)  # tcpdump is listening
         sent = inside("client", sys.executable, "-c", SCAPY, source, WEB_V4, timeout=60)
         assert sent.returncode == 0, sent.stderr
         out, _ = capture.communicate(timeout=15)
         seen[source] = sum(1 for line in out.splitlines() if f" IP {source}." in line)
-        print(source, "reached the server:", seen[source], "dropped as spoofed:",
-              counter(host, "spoofed_staff") - before)
+        print(
+            source,
+            "reached the server:",
+            seen[source],
+            "dropped as spoofed:",
+            counter(host, "spoofed_staff") - before,
+        )
         if source == GUEST_V4:
             assert counter(host, "spoofed_staff") - before == 5
     assert seen == {GUEST_V4: 0, CLIENT_V4: 5}

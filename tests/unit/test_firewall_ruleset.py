@@ -1,0 +1,126 @@
+"""The policy compiler, checked by nft itself: every host of the example municipality gets a
+ruleset that `nft -c` accepts (in a private network namespace, so this machine's own ruleset
+is never touched), and the rules say what the policy says."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, merge_ports
+from kastro.inventory.project import load_model
+from kastro.lab.topology import build_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "inventory" / "example"
+TEMPLATE = ROOT / "roles/firewall/templates/etc/kastro/firewall/candidate.nft.j2"
+
+
+def example_vars() -> dict:
+    variables: dict = {}
+    for path in sorted((EXAMPLE / "group_vars" / "all").glob("*.yml")):
+        variables.update(yaml.safe_load(path.read_text()) or {})
+    return variables
+
+
+def settings(**overrides) -> dict:
+    return {"management_interface": "eth0", "management_networks": ["10.20.3.96/27"], **overrides}
+
+
+def render(ruleset: dict) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    template = env.from_string(TEMPLATE.read_text())
+    return template.render(firewall_ruleset=ruleset, ansible_managed="test")
+
+
+def hosts_and_vars():
+    variables = example_vars()
+    topology = build_topology(load_model(EXAMPLE)[0])
+    for name in sorted(variables["kastro_plan"]["hosts"]):
+        yield name, {**variables, "kastro_interfaces": topology.interface_vars(name)}
+
+
+needs_nft = pytest.mark.skipif(
+    not (shutil.which("nft") and shutil.which("unshare")), reason="needs nft and unshare"
+)
+
+
+@needs_nft
+@pytest.mark.parametrize(
+    ("host", "variables"), list(hosts_and_vars()), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_example_host_gets_a_ruleset_nft_accepts(host, variables, tmp_path):
+    text = render(compile_ruleset(host, variables, settings()))
+    path = tmp_path / "kastro.nft"
+    path.write_text(text)
+    proc = subprocess.run(
+        ["unshare", "--net", "nft", "-c", "-f", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_gateway_pairs_follow_the_policy():
+    variables = dict(hosts_and_vars())["cityhall-gw"]
+    ruleset = compile_ruleset("cityhall-gw", variables, settings())
+    chains = {c["name"]: c for c in ruleset["chains"]}
+    # staff (every building) -> cityhall.servers: web, dns, file-sharing, printing
+    pair = " ".join(chains["from_kep.staff_to_cityhall.servers"]["rules"])
+    assert "tcp dport { 53, 80, 443, 445, 631, 9100 }" in pair and "udp dport 53" in pair
+    # guests only reach the internet
+    assert not [
+        n for n in chains if n.startswith("from_cityhall.guest_to_") and "internet" not in n
+    ]
+    # a pair between two other buildings is not this gateway's business
+    assert "from_kep.management_to_library.staff" not in chains
+    # teleworkers terminate at city hall
+    assert "from_tw.finance_to_cityhall.servers" in chains
+    assert any("masquerade" in r for r in ruleset["postrouting"])
+
+
+def test_non_uplink_gateway_has_no_nat_and_teleworkers_only_towards_its_zones():
+    variables = dict(hosts_and_vars())["kep-gw"]
+    ruleset = compile_ruleset("kep-gw", variables, settings())
+    assert ruleset["postrouting"] == []
+    teleworker_chains = [c["name"] for c in ruleset["chains"] if "tw." in c["name"]]
+    # IT admins may reach management zones everywhere, so kep's management zone is guarded here
+    assert teleworker_chains == ["from_tw.it-admins_to_kep.management"]
+    # transit between its two links is accepted: both ends check the policy
+    assert any("counter name transit accept" in r for r in ruleset["forward"])
+
+
+def test_server_input_comes_only_from_allowed_zones():
+    variables = dict(hosts_and_vars())["fileserver"]
+    rules = "\n".join(compile_ruleset("fileserver", variables, settings())["input"])
+    assert "ip saddr 10.20.0.128/25 tcp dport" in rules  # cityhall staff
+    assert "10.20.0.0/25" not in rules  # cityhall guest
+    assert "ip saddr 10.20.4.192/26 tcp dport { 80, 443, 445 }" in rules  # finance teleworkers
+
+
+def test_management_comes_before_blocklists():
+    variables = dict(hosts_and_vars())["village-gw"]
+    rules = compile_ruleset("village-gw", variables, settings())["input"]
+    first_block = next(i for i, r in enumerate(rules) if "@blocklist_v4" in r)
+    assert 'iifname "eth0" tcp dport 22' in rules[1] and first_block > 1
+
+
+def test_bad_role_input_names_the_variable():
+    variables = dict(hosts_and_vars())["village-gw"]
+    with pytest.raises(FirewallConfigError, match=r"firewall_input_allow\[0\].ports"):
+        compile_ruleset(
+            "village-gw", variables, settings(input_allow=[{"name": "x", "ports": ["tcp/0"]}])
+        )
+    with pytest.raises(FirewallConfigError, match="firewall_management_networks"):
+        compile_ruleset("village-gw", variables, settings(management_networks=["10.0.0.300/8"]))
+    with pytest.raises(FirewallConfigError, match="kastro plan"):
+        compile_ruleset("no-such-host", variables, settings())
+
+
+def test_overlapping_port_ranges_are_merged():
+    assert merge_ports(["80", "443", "10000-20000", "15000", "20001", "79"]) == [
+        "79-80",
+        "443",
+        "10000-20001",
+    ]
