@@ -157,6 +157,14 @@ def _split_families(networks: Iterable[str], what: str) -> tuple[list[str], list
     return v4, v6
 
 
+def _prefixes(entry: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A planned zone's or pool's (IPv4, IPv6) prefixes; a family the plan lacks is empty."""
+    return (
+        (str(entry["ipv4"]),) if entry.get("ipv4") else (),
+        (str(entry["ipv6"]),) if entry.get("ipv6") else (),
+    )
+
+
 def _nft_set(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
@@ -204,8 +212,7 @@ class Compiler:
     # --- endpoints ---------------------------------------------------------------------
 
     def zone_endpoint(self, key: str) -> Endpoint:
-        zone = self.zones[key]
-        return Endpoint(key, (str(zone["ipv4"]),), (str(zone["ipv6"]),))
+        return Endpoint(key, *_prefixes(self.zones[key]))
 
     def internet(self) -> Endpoint:
         return Endpoint(INTERNET, (), (), internet=True)
@@ -218,7 +225,7 @@ class Compiler:
             pool = self.pools.get(name[len(TELEWORKER_PREFIX) :])
             if not pool:
                 return []
-            return [Endpoint(name, (str(pool["ipv4"]),), (str(pool["ipv6"]),))]
+            return [Endpoint(name, *_prefixes(pool))]
         if name in self.zones:
             return [self.zone_endpoint(name)]
         return [self.zone_endpoint(k) for k in sorted(self.zones) if self.zones[k]["kind"] == name]
@@ -328,7 +335,7 @@ class Compiler:
             local.append(self.internet())
         if self.terminates_vpn():
             local += [
-                Endpoint(f"{TELEWORKER_PREFIX}{g}", (str(p["ipv4"]),), (str(p["ipv6"]),))
+                Endpoint(f"{TELEWORKER_PREFIX}{g}", *_prefixes(p))
                 for g, p in sorted(self.pools.items())
             ]
         return local
@@ -371,13 +378,16 @@ class Compiler:
                     f"kastro_interfaces.zones.{zone_name}: building '{building}' has no zone "
                     f"'{zone_name}'; use a zone name from kastro_buildings.{building}.zones"
                 )
-            zone = self.zones[key]
+            v4, v6 = _prefixes(self.zones[key])
             counter = out.counter(f"spoofed_{zone_name}", f"spoofed source on zone {key}")
+            allowed_v4 = ", ".join([*v4, "0.0.0.0"])  # noqa: S104  (DHCP clients have no address yet)
             out.prerouting.append(
-                f'iifname "{iface}" ip saddr != {{ {zone["ipv4"]}, 0.0.0.0 }} {counter} drop'
+                f'iifname "{iface}" ip saddr != {{ {allowed_v4} }} {counter} drop'
             )
+            # A zone without IPv6 prefix still has link-local neighbours.
+            allowed_v6 = ", ".join([*v6, "fe80::/10", "::"])
             out.prerouting.append(
-                f'iifname "{iface}" ip6 saddr != {{ {zone["ipv6"]}, fe80::/10, :: }} {counter} drop'
+                f'iifname "{iface}" ip6 saddr != {{ {allowed_v6} }} {counter} drop'
             )
         if wan:
             counter = out.counter("spoofed_wan", "municipal source address from the internet")
@@ -390,8 +400,8 @@ class Compiler:
                     f'iifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} {counter} drop'
                 )
         vpn_ifaces = [*_as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
-        pools_v4 = [str(p["ipv4"]) for _, p in sorted(self.pools.items())]
-        pools_v6 = [str(p["ipv6"]) for _, p in sorted(self.pools.items())]
+        pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
+        pools_v6 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[1]]
         for iface in vpn_ifaces:
             counter = out.counter("spoofed_vpn", "teleworker outside its pool")
             if pools_v4:

@@ -19,9 +19,12 @@ EXAMPLE = ROOT / "inventory" / "example"
 TEMPLATE = ROOT / "roles/firewall/templates/etc/kastro/firewall/candidate.nft.j2"
 
 
-def example_vars() -> dict:
+SMALL = ROOT / "tests" / "data" / "lab-small"  # IPv4 only
+
+
+def example_vars(inventory: Path = EXAMPLE) -> dict:
     variables: dict = {}
-    for path in sorted((EXAMPLE / "group_vars" / "all").glob("*.yml")):
+    for path in sorted((inventory / "group_vars" / "all").glob("*.yml")):
         variables.update(yaml.safe_load(path.read_text()) or {})
     return variables
 
@@ -36,9 +39,9 @@ def render(ruleset: dict) -> str:
     return template.render(firewall_ruleset=ruleset, ansible_managed="test")
 
 
-def hosts_and_vars():
-    variables = example_vars()
-    topology = build_topology(load_model(EXAMPLE)[0])
+def hosts_and_vars(inventory: Path = EXAMPLE):
+    variables = example_vars(inventory)
+    topology = build_topology(load_model(inventory)[0])
     for name in sorted(variables["kastro_plan"]["hosts"]):
         yield name, {**variables, "kastro_interfaces": topology.interface_vars(name)}
 
@@ -50,7 +53,9 @@ needs_nft = pytest.mark.skipif(
 
 @needs_nft
 @pytest.mark.parametrize(
-    ("host", "variables"), list(hosts_and_vars()), ids=lambda v: v if isinstance(v, str) else ""
+    ("host", "variables"),
+    [*hosts_and_vars(), *hosts_and_vars(SMALL)],
+    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_every_example_host_gets_a_ruleset_nft_accepts(host, variables, tmp_path):
     text = render(compile_ruleset(host, variables, settings()))
