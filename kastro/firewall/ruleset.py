@@ -306,6 +306,9 @@ class Compiler:
         if hook == "input":
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 hoplimit 255 accept")
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 saddr fe80::/10 accept")
+            # Replies to `ping ff02::1%IFACE` (the admin's "who is on this segment"): conntrack
+            # cannot tie them to a multicast request. Link-local only, so never from afar.
+            chain.append("icmpv6 type echo-reply ip6 saddr fe80::/10 ip6 daddr fe80::/10 accept")
             chain.append(f"icmp type echo-request limit rate {s.echo_rate} accept")
             chain.append(f"icmpv6 type echo-request limit rate {s.echo_rate} accept")
 
