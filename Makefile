@@ -6,7 +6,8 @@ VENV        ?= .venv
 PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
-                prometheus graphviz tcpdump ethtool nmap util-linux
+                prometheus graphviz tcpdump ethtool nmap util-linux \
+                wireguard-tools qrencode
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro

@@ -1,0 +1,78 @@
+"""What each teleworker group's devices route into the VPN, and the OpenVPN addresses.
+
+The firewall enforces the policy (by pool prefix, on the city-hall gateway); these routes
+only keep a split-tunnel device from sending everything else through the municipality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import netaddr
+
+from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
+
+FULL_TUNNEL = ("0.0.0.0/0", "::/0")
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def allowed_ips(variables: Mapping[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
+    """The prefixes a device of `group` routes through the tunnel: the zones the policy lets
+    the group reach (and the group's own pool, for the server), or everything for a full
+    tunnel or a group allowed to the internet."""
+    plan = variables.get("kastro_plan") or {}
+    zones: Mapping[str, Mapping[str, Any]] = plan.get("zones") or {}
+    pool = (plan.get("vpn_pools") or {}).get(group) or {}
+    source = f"{TELEWORKER_PREFIX}{group}"
+    prefixes: list[str | None] = []
+    for rule in variables.get("kastro_policy") or []:
+        if source not in _as_list(rule.get("from")):
+            continue
+        for destination in _as_list(rule.get("to")):
+            if destination == INTERNET:
+                full_tunnel = True
+            elif destination in zones:
+                prefixes += [zones[destination].get("ipv4"), zones[destination].get("ipv6")]
+            else:  # a zone kind: every zone of that kind
+                prefixes += [
+                    zones[k].get(family)
+                    for k in sorted(zones)
+                    if zones[k].get("kind") == destination
+                    for family in ("ipv4", "ipv6")
+                ]
+    if full_tunnel:
+        return list(FULL_TUNNEL)
+    prefixes += [pool.get("ipv4"), pool.get("ipv6")]
+    merged = netaddr.cidr_merge([netaddr.IPNetwork(p) for p in prefixes if p])
+    return [str(n) for n in sorted(merged, key=lambda n: (n.version, n))]
+
+
+def openvpn_address(variables: Mapping[str, Any], teleworker: str) -> dict[str, str]:
+    """A teleworker's OpenVPN address: the WireGuard address moved into the upper half of
+    the group's pool, so the two tunnels never claim the same address and the firewall
+    still recognises the group by its pool."""
+    plan = variables.get("kastro_plan") or {}
+    entry = (plan.get("teleworkers") or {}).get(teleworker)
+    if not entry:
+        raise ValueError(f"teleworker '{teleworker}' is not in kastro_plan.teleworkers")
+    pool = netaddr.IPNetwork(plan["vpn_pools"][entry["group"]]["ipv4"])
+    address = netaddr.IPAddress(entry["ipv4"])
+    half = pool.size // 2
+    if int(address) - int(pool.first) >= half - 1:
+        raise ValueError(
+            f"teleworker '{teleworker}' ({address}) is in the upper half of the "
+            f"{entry['group']} pool {pool}, which OpenVPN uses: raise the group's pool_size"
+        )
+    upper = netaddr.IPNetwork(f"{netaddr.IPAddress(int(pool.first) + half)}/{pool.prefixlen + 1}")
+    return {
+        "address": str(netaddr.IPAddress(int(address) + half)),
+        "netmask": str(upper.netmask),
+        "subnet": str(upper.cidr),
+        "server": str(netaddr.IPAddress(int(upper.first) + 1)),
+    }

@@ -1,0 +1,249 @@
+"""Telework with real tunnels. Two staff devices at home (the lab's `home` and `attacker`
+hosts, on the internet side) connect to the city-hall gateway; the tests then revoke and
+re-key people by changing a copy of the inventory and running playbooks/telework.yml, as an
+admin would. All traffic stays inside the lab.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+testinfra_hosts = ["hall-gw"]
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+LAB = os.environ.get("KASTRO_LAB", "mol-telework")
+MUNICIPALITY = Path(os.environ["KASTRO_LAB_INVENTORY"])
+SECRETS = Path(os.environ["KASTRO_TELEWORK_SECRETS"])
+CLIENTS = SECRETS / "clients"
+WEB = "10.50.0.10"  # planned address of web in hall.servers
+OVERLAY = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
+SSH_CONFIG = PROJECT / ".kastro" / "lab" / LAB / "ssh_config"
+
+
+def on(host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), host, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def connect(device: str, teleworker: str) -> None:
+    """Install a person's client config on a device and bring the tunnel up."""
+    conf = (CLIENTS / f"{teleworker}.conf").read_text()
+    on(device, "wg-quick down wg-k 2>/dev/null; true")
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(SSH_CONFIG),
+            device,
+            "umask 077; cat > /etc/wireguard/wg-k.conf && wg-quick up wg-k",
+        ],
+        input=conf,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def http_status(device: str, port: int) -> str:
+    proc = on(
+        device,
+        f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{WEB}:{port}/', "
+        f'timeout=4).status)" 2>&1 | tail -1',
+    )
+    return proc.stdout.strip()
+
+
+def tcp_open(device: str, port: int) -> bool:
+    proc = on(
+        device,
+        f"python3 -c \"import socket; socket.create_connection(('{WEB}', {port}), timeout=3)\"",
+    )
+    return proc.returncode == 0
+
+
+def server_peers(host) -> dict[str, int]:
+    """teleworker id -> latest handshake (0: never), from the gateway's metrics helper."""
+    rows = json.loads(host.check_output("kastro-telework peers"))
+    return {r["teleworker"]: r["latest_handshake"] for r in rows}
+
+
+def run_playbook(tmp_path: Path, edit=None, extra: str = "") -> str:
+    """playbooks/telework.yml on an edited copy of the municipality, as an admin would."""
+    inventory = tmp_path / "municipality"
+    if not inventory.exists():
+        shutil.copytree(MUNICIPALITY, inventory)
+    if edit:
+        model = inventory / "group_vars" / "all" / "model.yml"
+        data = yaml.safe_load(model.read_text())
+        edit(data)
+        model.write_text(yaml.safe_dump(data, sort_keys=False))
+        # The admin's next step after editing the model: re-plan (addresses stay put).
+        planned = subprocess.run(
+            ["kastro", "plan", str(inventory)], capture_output=True, text=True, cwd=PROJECT
+        )
+        assert planned.returncode == 0, planned.stderr
+    extra_vars = f"telework_endpoint=198.51.100.1 telework_secrets_dir={SECRETS} {extra}"
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "-v",
+            "-i",
+            str(inventory),
+            "-i",
+            str(OVERLAY),
+            "-e",
+            extra_vars,
+            str(PROJECT / "playbooks" / "telework.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=PROJECT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")},
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def secrets() -> list[str]:
+    """Every private and preshared key on the controller."""
+    keys = SECRETS / "keys"
+    return [p.read_text().strip() for p in keys.iterdir() if p.suffix in (".key", ".psk")]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("telework")
+
+
+def test_secrets_are_private_on_the_controller():
+    assert oct(SECRETS.stat().st_mode & 0o777) == "0o700"
+    for path in [*(SECRETS / "keys").iterdir(), *CLIENTS.iterdir()]:
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert sorted(p.name for p in CLIENTS.iterdir()) == [
+        "tw-0001.conf",
+        "tw-0001.png",
+        "tw-0002.conf",
+        "tw-0002.png",
+        "tw-0003.conf",
+        "tw-0003.png",
+    ]
+
+
+def test_server_config_is_private_and_peers_are_by_id(host):
+    conf = host.file("/etc/wireguard/wg-tw.conf")
+    assert conf.mode == 0o600
+    ids = re.findall(r"^# (tw-\d+)", conf.content_string, re.M)
+    assert ids == ["tw-0001", "tw-0002", "tw-0003"]
+
+
+def test_split_tunnel_routes_only_what_the_group_may_reach():
+    office = (CLIENTS / "tw-0001.conf").read_text()
+    allowed = re.search(r"^AllowedIPs = (.*)$", office, re.M).group(1).split(", ")
+    assert "0.0.0.0/0" not in allowed
+    assert "10.50.0.0/28" in allowed  # hall.servers
+
+
+def test_enabled_teleworker_reaches_allowed_service_only(host):
+    connect("home", "tw-0001")
+    assert http_status("home", 80) == "200"
+    assert not tcp_open("home", 22), "office staff must not reach SSH on the server"
+    assert server_peers(host)["tw-0001"] > 0  # a real handshake happened
+
+
+def test_metrics_label_peers_by_teleworker_id(host):
+    body = host.check_output(
+        'python3 -c "import urllib.request;'
+        "print(urllib.request.urlopen('http://127.0.0.1:9553/metrics').read().decode())\""
+    )
+    assert re.search(
+        r'kastro_telework_peer_received_bytes_total\{interface="wg-tw",'
+        r'teleworker="tw-0001"\} [1-9]',
+        body,
+    )
+    assert 'teleworker="tw-0003"' in body
+    for key in secrets():
+        assert key not in body
+
+
+def test_revocation_is_immediate_and_nobody_else_notices(host, workdir):
+    connect("attacker", "tw-0002")  # a colleague, working at the same time
+    assert http_status("attacker", 80) == "200"
+    started = host.check_output(
+        "systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg-tw"
+    )
+    pinger = subprocess.Popen(
+        ["ssh", "-F", str(SSH_CONFIG), "attacker", f"ping -n -i 0.2 -w 120 {WEB}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+    def revoke(model):
+        for person in model["kastro_teleworkers"]:
+            if person["id"] == "tw-0001":
+                person["state"] = "revoked"
+
+    output = run_playbook(workdir, revoke)
+    time.sleep(1)
+    on("attacker", "pkill -INT ping")
+    ping_out, _ = pinger.communicate(timeout=30)
+    sent, received = map(
+        int, re.search(r"(\d+) packets transmitted, (\d+) received", ping_out).groups()
+    )
+    print(f"colleague's pings during the revocation run: {received}/{sent}")
+    assert sent > 20 and received == sent, ping_out[-500:]
+    assert (
+        host.check_output("systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg-tw")
+        == started
+    ), "the interface was restarted"
+    assert "tw-0001" not in server_peers(host)
+    assert not (CLIENTS / "tw-0001.conf").exists()
+    # The revoked device cannot get a new handshake, even after restarting its tunnel.
+    on("home", "wg-quick down wg-k; wg-quick up wg-k")
+    assert http_status("home", 80) != "200"
+    handshake = on("home", "wg show wg-k latest-handshakes").stdout.split()
+    assert handshake[-1] == "0", "the revoked peer completed a handshake"
+    for key in secrets():
+        assert key not in output
+
+
+def test_rekey_touches_only_that_person(host, workdir):
+    before = {p.name: p.read_bytes() for p in CLIENTS.glob("*.conf")}
+    server_before = host.file("/etc/wireguard/wg-tw.conf").content_string
+    output = run_playbook(workdir, extra="telework_rekey=['tw-0003']")
+    after = {p.name: p.read_bytes() for p in CLIENTS.glob("*.conf")}
+    assert after["tw-0002.conf"] == before["tw-0002.conf"]
+    assert after["tw-0003.conf"] != before["tw-0003.conf"]
+    server_after = host.file("/etc/wireguard/wg-tw.conf").content_string
+
+    def blocks(text):
+        return {b.split("\n", 1)[0]: b for b in text.split("\n# ")[1:]}
+
+    changed = [
+        k for k in blocks(server_after) if blocks(server_after)[k] != blocks(server_before).get(k)
+    ]
+    assert changed == ["tw-0003 (admins)"]
+    for key in secrets():
+        assert key not in output
+
+
+def test_second_run_changes_nothing(workdir):
+    output = run_playbook(workdir)
+    recap = re.findall(r"changed=(\d+)", output)
+    assert recap and all(n == "0" for n in recap), output[-3000:]
