@@ -298,6 +298,11 @@ class Compiler:
             chain.append(f"ip daddr @blocklist_v4 ip daddr != @allowlist_v4 {counter} drop")
             chain.append(f"ip6 daddr @blocklist_v6 ip6 daddr != @allowlist_v6 {counter} drop")
         chain.append("ct state established,related accept")
+        if hook == "input":
+            # Replies to `ping ff02::1%IFACE` (the admin's "who is on this segment"): conntrack
+            # cannot tie them to a multicast request and calls them invalid. Link-local only,
+            # so they never come from beyond the segment.
+            chain.append("icmpv6 type echo-reply ip6 saddr fe80::/10 ip6 daddr fe80::/10 accept")
         chain.append(
             f"ct state invalid {self.out.counter(f'invalid_{hook}', 'invalid state')} drop"
         )
@@ -306,9 +311,6 @@ class Compiler:
         if hook == "input":
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 hoplimit 255 accept")
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 saddr fe80::/10 accept")
-            # Replies to `ping ff02::1%IFACE` (the admin's "who is on this segment"): conntrack
-            # cannot tie them to a multicast request. Link-local only, so never from afar.
-            chain.append("icmpv6 type echo-reply ip6 saddr fe80::/10 ip6 daddr fe80::/10 accept")
             chain.append(f"icmp type echo-request limit rate {s.echo_rate} accept")
             chain.append(f"icmpv6 type echo-request limit rate {s.echo_rate} accept")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Every test takes the `host` fixture, so pytest keeps this file's order (they build on each other).
 testinfra_hosts = ["hall-gw"]
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
 LAB = os.environ.get("KASTRO_LAB", "mol-telework")
@@ -80,7 +81,7 @@ def server_peers(host) -> dict[str, int]:
     return {r["teleworker"]: r["latest_handshake"] for r in rows}
 
 
-def run_playbook(tmp_path: Path, edit=None, extra: str = "") -> str:
+def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
     """playbooks/telework.yml on an edited copy of the municipality, as an admin would."""
     inventory = tmp_path / "municipality"
     if not inventory.exists():
@@ -131,7 +132,7 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("telework")
 
 
-def test_secrets_are_private_on_the_controller():
+def test_secrets_are_private_on_the_controller(host):
     assert oct(SECRETS.stat().st_mode & 0o777) == "0o700"
     for path in [*(SECRETS / "keys").iterdir(), *CLIENTS.iterdir()]:
         assert path.stat().st_mode & 0o077 == 0, path
@@ -152,7 +153,7 @@ def test_server_config_is_private_and_peers_are_by_id(host):
     assert ids == ["tw-0001", "tw-0002", "tw-0003"]
 
 
-def test_split_tunnel_routes_only_what_the_group_may_reach():
+def test_split_tunnel_routes_only_what_the_group_may_reach(host):
     office = (CLIENTS / "tw-0001.conf").read_text()
     allowed = re.search(r"^AllowedIPs = (.*)$", office, re.M).group(1).split(", ")
     assert "0.0.0.0/0" not in allowed
@@ -226,7 +227,7 @@ def test_revocation_is_immediate_and_nobody_else_notices(host, workdir):
 def test_rekey_touches_only_that_person(host, workdir):
     before = {p.name: p.read_bytes() for p in CLIENTS.glob("*.conf")}
     server_before = host.file("/etc/wireguard/wg-tw.conf").content_string
-    output = run_playbook(workdir, extra="telework_rekey=['tw-0003']")
+    output = run_playbook(workdir, extra={"telework_rekey": ["tw-0003"]})
     after = {p.name: p.read_bytes() for p in CLIENTS.glob("*.conf")}
     assert after["tw-0002.conf"] == before["tw-0002.conf"]
     assert after["tw-0003.conf"] != before["tw-0003.conf"]
@@ -243,7 +244,7 @@ def test_rekey_touches_only_that_person(host, workdir):
         assert key not in output
 
 
-def test_second_run_changes_nothing(workdir):
+def test_second_run_changes_nothing(host, workdir):
     output = run_playbook(workdir)
     recap = re.findall(r"changed=(\d+)", output)
     assert recap and all(n == "0" for n in recap), output[-3000:]

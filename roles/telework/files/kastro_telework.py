@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "peers":
         names = json.loads(PEERS.read_text(encoding="utf-8")) if PEERS.exists() else {}
-        rows = [{**r, "teleworker": names.get(r.pop("public_key"), "unknown")} for r in peer_rows()]
+        rows = [{**r, "teleworker": names.get(r["public_key"], "unknown")} for r in peer_rows()]
         print(json.dumps(rows, sort_keys=True))
         return 0
 
