@@ -96,7 +96,7 @@ def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
             ["kastro", "plan", str(inventory)], capture_output=True, text=True, cwd=PROJECT
         )
         assert planned.returncode == 0, planned.stderr
-    extra_vars = f"telework_endpoint=198.51.100.1 telework_secrets_dir={SECRETS} {extra}"
+    extra_vars = {"telework_endpoint": "198.51.100.1", "telework_secrets_dir": str(SECRETS)}
     proc = subprocess.run(
         [
             "ansible-playbook",
@@ -106,7 +106,7 @@ def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
             "-i",
             str(OVERLAY),
             "-e",
-            extra_vars,
+            json.dumps({**extra_vars, **(extra or {})}),
             str(PROJECT / "playbooks" / "telework.yml"),
         ],
         capture_output=True,
