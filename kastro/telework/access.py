@@ -53,6 +53,26 @@ def allowed_ips(variables: Mapping[str, Any], group: str, full_tunnel: bool = Fa
     return [str(n) for n in sorted(merged, key=lambda n: (n.version, n))]
 
 
+def openvpn_subnet(pool_ipv4: str) -> dict[str, str]:
+    """The upper half of a group's IPv4 pool, which OpenVPN uses, and the server's address in it."""
+    pool = netaddr.IPNetwork(pool_ipv4)
+    upper = netaddr.IPNetwork(
+        f"{netaddr.IPAddress(int(pool.first) + pool.size // 2)}/{pool.prefixlen + 1}"
+    )
+    return {
+        "subnet": str(upper.cidr),
+        "netmask": str(upper.netmask),
+        "prefixlen": str(upper.prefixlen),
+        "server": str(netaddr.IPAddress(int(upper.first) + 1)),
+    }
+
+
+def openvpn_subnets(variables: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """group -> its OpenVPN half-pool (see openvpn_subnet)."""
+    pools = (variables.get("kastro_plan") or {}).get("vpn_pools") or {}
+    return {group: openvpn_subnet(str(pool["ipv4"])) for group, pool in sorted(pools.items())}
+
+
 def openvpn_address(variables: Mapping[str, Any], teleworker: str) -> dict[str, str]:
     """A teleworker's OpenVPN address: the WireGuard address moved into the upper half of
     the group's pool, so the two tunnels never claim the same address and the firewall
@@ -69,10 +89,4 @@ def openvpn_address(variables: Mapping[str, Any], teleworker: str) -> dict[str, 
             f"teleworker '{teleworker}' ({address}) is in the upper half of the "
             f"{entry['group']} pool {pool}, which OpenVPN uses: raise the group's pool_size"
         )
-    upper = netaddr.IPNetwork(f"{netaddr.IPAddress(int(pool.first) + half)}/{pool.prefixlen + 1}")
-    return {
-        "address": str(netaddr.IPAddress(int(address) + half)),
-        "netmask": str(upper.netmask),
-        "subnet": str(upper.cidr),
-        "server": str(netaddr.IPAddress(int(upper.first) + 1)),
-    }
+    return {"address": str(netaddr.IPAddress(int(address) + half)), **openvpn_subnet(str(pool))}

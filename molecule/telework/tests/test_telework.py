@@ -127,6 +127,38 @@ def secrets() -> list[str]:
     return [p.read_text().strip() for p in keys.iterdir() if p.suffix in (".key", ".psk")]
 
 
+SAVED: dict[str, str] = {}  # tw-0001's OpenVPN profile, kept to try it after revocation
+
+
+def openvpn_up(device: str, profile: str, wait: float = 30) -> str:
+    """Start OpenVPN with `profile` on `device`; return its log once connected or given up."""
+    on(device, "pkill -x openvpn; sleep 1; rm -f /tmp/ovpn.log; true")
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(SSH_CONFIG),
+            device,
+            "umask 077; cat > /root/k.ovpn && openvpn --config /root/k.ovpn --daemon kastro-test "
+            "--log /tmp/ovpn.log",
+        ],
+        input=profile,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + wait
+    log = ""
+    while time.monotonic() < deadline:
+        log = on(device, "cat /tmp/ovpn.log").stdout
+        if "Initialization Sequence Completed" in log:
+            break
+        time.sleep(1)
+    return log
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("telework")
@@ -222,6 +254,26 @@ def test_revocation_is_immediate_and_nobody_else_notices(host, workdir):
     assert handshake[-1] == "0", "the revoked peer completed a handshake"
     for key in secrets():
         assert key not in output
+
+
+def test_openvpn_over_tcp_443_gets_the_same_policy(host):
+    on("home", "wg-quick down wg-k; true")  # this device's WireGuard person was revoked
+    log = openvpn_up("home", (CLIENTS / "tw-0002.ovpn").read_text())
+    assert "Initialization Sequence Completed" in log, log[-2000:]
+    assert http_status("home", 80) == "200"
+    assert not tcp_open("home", 22), "office staff must not reach SSH over OpenVPN either"
+    assert "10.50.0.43" in on("home", "ip -4 -br addr").stdout  # tw-0002's OpenVPN address
+    on("home", "pkill -x openvpn; true")
+
+
+def test_openvpn_refuses_a_revoked_certificate(host):
+    log = openvpn_up("home", SAVED["tw-0001.ovpn"], wait=20)
+    on("home", "pkill -x openvpn; true")
+    assert "Initialization Sequence Completed" not in log
+    journal = host.check_output("journalctl -u openvpn-server@tw --no-pager")
+    assert re.search(
+        r"(certificate revoked|CRL CHECK FAILED).*tw-0001|tw-0001.*revoked", journal, re.I | re.S
+    ), journal[-2000:]
 
 
 def test_rekey_touches_only_that_person(host, workdir):

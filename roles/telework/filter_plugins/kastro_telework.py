@@ -6,7 +6,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from kastro.telework.access import allowed_ips
+from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
 
 
 def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
@@ -16,6 +16,17 @@ def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = Fals
         raise AnsibleFilterError(f"teleworker group '{group}': {exc}") from exc
 
 
+def _openvpn_address(variables: dict[str, Any], teleworker: str) -> dict[str, str]:
+    try:
+        return openvpn_address(variables, teleworker)
+    except (KeyError, ValueError) as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kastro_telework_allowed_ips": _allowed_ips}
+        return {
+            "kastro_telework_allowed_ips": _allowed_ips,
+            "kastro_telework_openvpn_address": _openvpn_address,
+            "kastro_telework_openvpn_subnets": openvpn_subnets,
+        }
