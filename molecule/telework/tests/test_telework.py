@@ -168,14 +168,11 @@ def test_secrets_are_private_on_the_controller(host):
     assert oct(SECRETS.stat().st_mode & 0o777) == "0o700"
     for path in [*(SECRETS / "keys").iterdir(), *CLIENTS.iterdir()]:
         assert path.stat().st_mode & 0o077 == 0, path
-    assert sorted(p.name for p in CLIENTS.iterdir()) == [
-        "tw-0001.conf",
-        "tw-0001.png",
-        "tw-0002.conf",
-        "tw-0002.png",
-        "tw-0003.conf",
-        "tw-0003.png",
-    ]
+    names = sorted(p.name for p in CLIENTS.iterdir())
+    assert names == [f"tw-000{i}.{ext}" for i in (1, 2, 3) for ext in ("conf", "ovpn", "png")]
+    SAVED["tw-0001.ovpn"] = (CLIENTS / "tw-0001.ovpn").read_text()
+    for path in (SECRETS / "pki" / "private").iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
 
 
 def test_server_config_is_private_and_peers_are_by_id(host):
