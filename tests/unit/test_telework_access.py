@@ -1,0 +1,68 @@
+"""Split-tunnel routes and OpenVPN addresses for the example municipality's teleworkers."""
+
+from pathlib import Path
+
+import netaddr
+import pytest
+import yaml
+
+from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example() -> dict:
+    variables: dict = {}
+    for path in sorted((ROOT / "inventory/example/group_vars/all").glob("*.yml")):
+        variables.update(yaml.safe_load(path.read_text()) or {})
+    return variables
+
+
+def test_split_tunnel_holds_the_allowed_zones_and_the_pool_only():
+    v = example()
+    assert allowed_ips(v, "finance") == [
+        "10.20.2.0/26",  # cityhall.servers
+        "10.20.4.192/26",  # the finance pool
+        "fd4b:5354:2000:3::/64",
+        "fd4b:5354:2000:19::/64",
+    ]
+
+
+def test_a_kind_means_every_zone_of_that_kind():
+    routes = allowed_ips(example(), "it-admins")
+    management = [
+        z["ipv4"] for z in example()["kastro_plan"]["zones"].values() if z["kind"] == "management"
+    ]
+    covered = netaddr.IPSet(routes)
+    assert all(netaddr.IPNetwork(m) in covered for m in management)
+    assert netaddr.IPNetwork("10.20.0.128/25") not in covered  # staff zones are not theirs
+
+
+def test_full_tunnel_on_request_or_when_the_internet_is_allowed():
+    v = example()
+    assert allowed_ips(v, "finance", full_tunnel=True) == ["0.0.0.0/0", "::/0"]
+    v["kastro_policy"].append(
+        {"from": "teleworkers.finance", "to": "internet", "services": ["web"]}
+    )
+    assert allowed_ips(v, "finance") == ["0.0.0.0/0", "::/0"]
+
+
+def test_openvpn_addresses_sit_in_the_upper_half_of_the_group_pool():
+    v = example()
+    plan = v["kastro_plan"]
+    for tw, entry in plan["teleworkers"].items():
+        pool = netaddr.IPNetwork(plan["vpn_pools"][entry["group"]]["ipv4"])
+        ovpn = openvpn_address(v, tw)
+        address = netaddr.IPAddress(ovpn["address"])
+        assert address in pool and address in netaddr.IPNetwork(ovpn["subnet"])
+        assert int(address) - int(pool.first) >= pool.size // 2
+        assert address != netaddr.IPAddress(entry["ipv4"])
+    subnets = openvpn_subnets(v)
+    assert len({s["subnet"] for s in subnets.values()}) == len(subnets)
+
+
+def test_openvpn_refuses_an_address_that_would_leave_the_pool():
+    v = example()
+    v["kastro_plan"]["teleworkers"]["tw-0006"]["ipv4"] = "10.20.4.151"  # upper half of a /28
+    with pytest.raises(ValueError, match="pool_size"):
+        openvpn_address(v, "tw-0006")
