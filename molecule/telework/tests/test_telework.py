@@ -27,9 +27,12 @@ OVERLAY = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
 SSH_CONFIG = PROJECT / ".kastro" / "lab" / LAB / "ssh_config"
 
 
-def on(host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def on(
+    host: str, command: str, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-F", str(SSH_CONFIG), host, command],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -41,20 +44,7 @@ def connect(device: str, teleworker: str) -> None:
     """Install a person's client config on a device and bring the tunnel up."""
     conf = (CLIENTS / f"{teleworker}.conf").read_text()
     on(device, "wg-quick down wg-k 2>/dev/null; true")
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-F",
-            str(SSH_CONFIG),
-            device,
-            "umask 077; cat > /etc/wireguard/wg-k.conf && wg-quick up wg-k",
-        ],
-        input=conf,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = on(device, "umask 077; cat > /etc/wireguard/wg-k.conf && wg-quick up wg-k", stdin=conf)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -133,20 +123,11 @@ SAVED: dict[str, str] = {}  # tw-0001's OpenVPN profile, kept to try it after re
 def openvpn_up(device: str, profile: str, wait: float = 30) -> str:
     """Start OpenVPN with `profile` on `device`; return its log once connected or given up."""
     on(device, "pkill -x openvpn; sleep 1; rm -f /tmp/ovpn.log; true")
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-F",
-            str(SSH_CONFIG),
-            device,
-            "umask 077; cat > /root/k.ovpn && openvpn --config /root/k.ovpn --daemon kastro-test "
-            "--log /tmp/ovpn.log",
-        ],
-        input=profile,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    proc = on(
+        device,
+        "umask 077; cat > /root/k.ovpn && openvpn --config /root/k.ovpn --daemon kastro-test "
+        "--log /tmp/ovpn.log",
+        stdin=profile,
     )
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + wait
