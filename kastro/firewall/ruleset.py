@@ -137,7 +137,8 @@ class Settings:
         )
 
 
-def _as_list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
+    """A policy field that may name one thing or a list of them, as a list."""
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
@@ -185,6 +186,22 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', "'").replace("\\", "/") + '"'
 
 
+INTERNET_ENDPOINT = Endpoint(INTERNET, (), (), internet=True)
+
+
+def resolve_side(plan: Mapping[str, Any], name: str) -> list[Endpoint]:
+    """A policy side (zone kind, BUILDING.ZONE, teleworkers.GROUP, internet) as the planned
+    prefixes it stands for; the firewall and the telework routes both read it this way."""
+    zones: Mapping[str, Mapping[str, Any]] = plan.get("zones") or {}
+    if name == INTERNET:
+        return [INTERNET_ENDPOINT]
+    if name.startswith(TELEWORKER_PREFIX):
+        pool = (plan.get("vpn_pools") or {}).get(name[len(TELEWORKER_PREFIX) :])
+        return [Endpoint(name, *_prefixes(pool))] if pool else []
+    keys = [name] if name in zones else [k for k in sorted(zones) if zones[k]["kind"] == name]
+    return [Endpoint(k, *_prefixes(zones[k])) for k in keys]
+
+
 class Compiler:
     def __init__(self, host: str, variables: Mapping[str, Any], settings: Settings) -> None:
         self.host = host
@@ -214,21 +231,8 @@ class Compiler:
     def zone_endpoint(self, key: str) -> Endpoint:
         return Endpoint(key, *_prefixes(self.zones[key]))
 
-    def internet(self) -> Endpoint:
-        return Endpoint(INTERNET, (), (), internet=True)
-
     def resolve(self, name: str) -> list[Endpoint]:
-        """A policy side (kind, BUILDING.ZONE, teleworkers.GROUP, internet) as endpoints."""
-        if name == INTERNET:
-            return [self.internet()]
-        if name.startswith(TELEWORKER_PREFIX):
-            pool = self.pools.get(name[len(TELEWORKER_PREFIX) :])
-            if not pool:
-                return []
-            return [Endpoint(name, *_prefixes(pool))]
-        if name in self.zones:
-            return [self.zone_endpoint(name)]
-        return [self.zone_endpoint(k) for k in sorted(self.zones) if self.zones[k]["kind"] == name]
+        return resolve_side(self.plan, name)
 
     def ports(self, service_names: Iterable[str]) -> list[tuple[str, str]]:
         """(protocol, port expression) pairs; ("any", "") for the service 'any'."""
@@ -241,8 +245,7 @@ class Compiler:
                 port, problem = parse_port(text)
                 if port is None:
                     raise FirewallConfigError(f"kastro_services.{name}.ports: {problem}")
-                span = str(port.first) if port.first == port.last else f"{port.first}-{port.last}"
-                out.append((port.protocol, span))
+                out.append((port.protocol, port.span))
         return out
 
     # --- building blocks ---------------------------------------------------------------
@@ -256,19 +259,22 @@ class Compiler:
         nets = end.ipv4 if family == 4 else end.ipv6
         return f"{field_} {_nft_set(nets)}" if nets else None
 
-    def port_rules(self, ports: list[tuple[str, str]], verdict: str) -> list[str]:
+    def port_rules(
+        self, ports: list[tuple[str, str]], verdict: str
+    ) -> list[tuple[int | None, str]]:
+        """(address family the rule belongs to, None for both; rule) for these ports."""
         tcp = [p for proto, p in ports if proto == "tcp"]
         udp = [p for proto, p in ports if proto == "udp"]
-        rules = []
+        rules: list[tuple[int | None, str]] = []
         if any(proto == "any" for proto, _ in ports):
-            return [verdict]
+            return [(None, verdict)]
         if tcp:
-            rules.append(f"tcp dport {_nft_set(merge_ports(tcp))} {verdict}")
+            rules.append((None, f"tcp dport {_nft_set(merge_ports(tcp))} {verdict}"))
         if udp:
-            rules.append(f"udp dport {_nft_set(merge_ports(udp))} {verdict}")
+            rules.append((None, f"udp dport {_nft_set(merge_ports(udp))} {verdict}"))
         if any(proto == "icmp" for proto, _ in ports):
-            rules.append(f"icmp type echo-request {verdict}")
-            rules.append(f"icmpv6 type echo-request {verdict}")
+            rules.append((4, f"icmp type echo-request {verdict}"))
+            rules.append((6, f"icmpv6 type echo-request {verdict}"))
         return rules
 
     def common_head(self, chain: list[str], hook: str) -> None:
@@ -337,7 +343,7 @@ class Compiler:
             if self.zones[k]["building"] == building
         ]
         if self.interfaces.get("wan"):
-            local.append(self.internet())
+            local.append(INTERNET_ENDPOINT)
         if self.terminates_vpn():
             local += [
                 Endpoint(f"{TELEWORKER_PREFIX}{g}", *_prefixes(p))
@@ -351,21 +357,24 @@ class Compiler:
         building = self.buildings.get(str(self.me.get("building"))) or {}
         return bool(building.get("city_hall"))
 
-    def policy_pairs(self) -> dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]]:
-        """(source key, destination key) -> the policy rules (1-based index, rule) naming it."""
+    def policy_pairs(
+        self,
+    ) -> tuple[dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]], dict[str, Endpoint]]:
+        """(source key, destination key) -> the policy rules (1-based index, rule) naming it,
+        and the endpoints those keys stand for."""
         pairs: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = {}
-        self.endpoints: dict[str, Endpoint] = {}
+        endpoints: dict[str, Endpoint] = {}
         for index, rule in enumerate(self.policy, start=1):
-            for src_name in _as_list(rule.get("from")):
-                for dst_name in _as_list(rule.get("to")):
+            for src_name in as_list(rule.get("from")):
+                for dst_name in as_list(rule.get("to")):
                     for src in self.resolve(src_name):
                         for dst in self.resolve(dst_name):
                             if src.key == dst.key:
                                 continue  # inside one zone: never crosses the gateway
-                            self.endpoints[src.key] = src
-                            self.endpoints[dst.key] = dst
+                            endpoints[src.key] = src
+                            endpoints[dst.key] = dst
                             pairs.setdefault((src.key, dst.key), []).append((index, rule))
-        return pairs
+        return pairs, endpoints
 
     def gateway(self) -> None:
         out, s = self.out, self.settings
@@ -404,7 +413,7 @@ class Compiler:
                 out.prerouting.append(
                     f'iifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} {counter} drop'
                 )
-        vpn_ifaces = [*_as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
+        vpn_ifaces = [*as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
         pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
         pools_v6 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[1]]
         for iface in vpn_ifaces:
@@ -424,22 +433,23 @@ class Compiler:
         self.common_head(out.forward, "forward")
 
         # One chain per zone pair touching this gateway, reached by prefix.
-        for (src_key, dst_key), rules in sorted(self.policy_pairs().items()):
+        pairs, endpoints = self.policy_pairs()
+        for (src_key, dst_key), rules in sorted(pairs.items()):
             if src_key not in local and dst_key not in local:
                 continue
-            src, dst = self.endpoints[src_key], self.endpoints[dst_key]
+            src, dst = endpoints[src_key], endpoints[dst_key]
             if src.internet and dst.internet:
                 continue
             chain = Chain(f"from_{src.label}_to_{dst.label}", f"{src_key} -> {dst_key}")
             for index, rule in rules:
-                names = _as_list(rule.get("services"))
+                names = as_list(rule.get("services"))
                 comment = str(rule.get("comment") or "")
                 counter = out.counter(
                     f"policy{index}_{src.label}_to_{dst.label}",
                     f"policy rule {index}: {src_key} -> {dst_key} ({', '.join(names)})"
                     + (f" - {comment}" if comment else ""),
                 )
-                for rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
+                for _, rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
                     chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
             out.chains.append(chain)
             for family in (4, 6):
@@ -489,12 +499,13 @@ class Compiler:
         zone_key = str(self.me.get("zone") or "")
         self.common_head(out.input, "input")
         self.input_allow(out.input)
-        for (src_key, dst_key), rules in sorted(self.policy_pairs().items()):
+        pairs, endpoints = self.policy_pairs()
+        for (src_key, dst_key), rules in sorted(pairs.items()):
             if dst_key != zone_key:
                 continue
-            src = self.endpoints[src_key]
+            src = endpoints[src_key]
             for index, rule in rules:
-                names = _as_list(rule.get("services"))
+                names = as_list(rule.get("services"))
                 counter = out.counter(
                     f"policy{index}_{src.label}",
                     f"policy rule {index}: {src_key} ({', '.join(names)})",
@@ -503,9 +514,10 @@ class Compiler:
                     src_match = self.match("saddr", src, family)
                     if src_match is None:
                         continue
-                    for rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
-                        # ICMP rules carry their own family; keep each with its own address family.
-                        if ("icmpv6" in rule_text) != (family == 6) and "icmp" in rule_text:
+                    for rule_family, rule_text in self.port_rules(
+                        self.ports(names), f"{counter} accept"
+                    ):
+                        if rule_family not in (None, family):
                             continue
                         prefix = f"{src_match} " if src_match else ""
                         out.input.append(
@@ -526,12 +538,12 @@ class Compiler:
         for i, item in enumerate(self.settings.input_allow):
             where = f"firewall_input_allow[{i}]"
             name = NAME_CHARS.sub("_", str(item.get("name") or f"input_allow{i}"))
-            ifaces = _as_list(item.get("interfaces"))
+            ifaces = as_list(item.get("interfaces"))
             sources_v4, sources_v6 = _split_families(
-                _as_list(item.get("sources")), f"{where}.sources"
+                as_list(item.get("sources")), f"{where}.sources"
             )
             counter = self.out.counter(f"allow_{name}", f"{where}: {item.get('name', '')}")
-            for text in _as_list(item.get("ports")):
+            for text in as_list(item.get("ports")):
                 match = re.fullmatch(r"proto/([a-z]+)", text)
                 if match:
                     if match.group(1) not in EXTRA_PROTOCOLS:
@@ -539,27 +551,26 @@ class Compiler:
                             f"{where}.ports: '{text}' names an unknown protocol; use one of "
                             + ", ".join(f"proto/{p}" for p in EXTRA_PROTOCOLS)
                         )
-                    statements = [f"meta l4proto {match.group(1)} {counter} accept"]
+                    statements: list[tuple[int | None, str]] = [
+                        (None, f"meta l4proto {match.group(1)} {counter} accept")
+                    ]
                 else:
                     port, problem = parse_port(text)
                     if port is None:
                         raise FirewallConfigError(f"{where}.ports: {problem}")
-                    span = (
-                        str(port.first) if port.first == port.last else f"{port.first}-{port.last}"
-                    )
-                    statements = self.port_rules([(port.protocol, span)], f"{counter} accept")
+                    statements = self.port_rules([(port.protocol, port.span)], f"{counter} accept")
                 iface_match = (
                     f"iifname {_nft_set([f'{chr(34)}{x}{chr(34)}' for x in ifaces])} "
                     if ifaces
                     else ""
                 )
-                for statement in statements:
+                for family, statement in statements:
                     if sources_v4 or sources_v6:
-                        if sources_v4 and "icmpv6" not in statement:
+                        if sources_v4 and family in (None, 4):
                             chain.append(
                                 f"{iface_match}ip saddr {_nft_set(sources_v4)} {statement}"
                             )
-                        if sources_v6 and not statement.startswith("icmp type"):
+                        if sources_v6 and family in (None, 6):
                             chain.append(
                                 f"{iface_match}ip6 saddr {_nft_set(sources_v6)} {statement}"
                             )

@@ -97,11 +97,13 @@ class Port:
     first: int
     last: int
 
+    @property
+    def span(self) -> str:
+        """The port or range as nftables and the inventory write it: 443 or 10000-20000."""
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
     def __str__(self) -> str:
-        if self.protocol == "icmp":
-            return "icmp"
-        span = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
-        return f"{self.protocol}/{span}"
+        return "icmp" if self.protocol == "icmp" else f"{self.protocol}/{self.span}"
 
 
 @dataclass(frozen=True)

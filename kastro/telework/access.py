@@ -11,15 +11,10 @@ from typing import Any
 
 import netaddr
 
+from kastro.firewall.ruleset import as_list, resolve_side
 from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
 
 FULL_TUNNEL = ("0.0.0.0/0", "::/0")
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def allowed_ips(variables: Mapping[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
@@ -27,25 +22,17 @@ def allowed_ips(variables: Mapping[str, Any], group: str, full_tunnel: bool = Fa
     the group reach (and the group's own pool, for the server), or everything for a full
     tunnel or a group allowed to the internet."""
     plan = variables.get("kastro_plan") or {}
-    zones: Mapping[str, Mapping[str, Any]] = plan.get("zones") or {}
     pool = (plan.get("vpn_pools") or {}).get(group) or {}
     source = f"{TELEWORKER_PREFIX}{group}"
     prefixes: list[str | None] = []
     for rule in variables.get("kastro_policy") or []:
-        if source not in _as_list(rule.get("from")):
+        if source not in as_list(rule.get("from")):
             continue
-        for destination in _as_list(rule.get("to")):
+        for destination in as_list(rule.get("to")):
             if destination == INTERNET:
                 full_tunnel = True
-            elif destination in zones:
-                prefixes += [zones[destination].get("ipv4"), zones[destination].get("ipv6")]
-            else:  # a zone kind: every zone of that kind
-                prefixes += [
-                    zones[k].get(family)
-                    for k in sorted(zones)
-                    if zones[k].get("kind") == destination
-                    for family in ("ipv4", "ipv6")
-                ]
+            for end in resolve_side(plan, destination):
+                prefixes += [*end.ipv4, *end.ipv6]
     if full_tunnel:
         return list(FULL_TUNNEL)
     prefixes += [pool.get("ipv4"), pool.get("ipv6")]
