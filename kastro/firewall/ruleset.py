@@ -118,6 +118,9 @@ class Settings:
     nat_ipv6: bool = True
     snat_ipv4: str = ""
     vpn_interfaces: tuple[str, ...] = ()
+    # Routed link interfaces the links role creates (a WireGuard tunnel per encrypted link),
+    # by link name; they count as links next to kastro_interfaces.links.
+    link_interfaces: Mapping[str, str] = field(default_factory=dict)
     input_allow: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
@@ -133,6 +136,7 @@ class Settings:
             nat_ipv6=bool(raw.get("nat_ipv6", True)),
             snat_ipv4=str(raw.get("snat_ipv4") or ""),
             vpn_interfaces=tuple(str(i) for i in raw.get("vpn_interfaces") or ()),
+            link_interfaces={str(k): str(v) for k, v in (raw.get("link_interfaces") or {}).items()},
             input_allow=tuple(raw.get("input_allow") or ()),
         )
 
@@ -381,6 +385,8 @@ class Compiler:
         local = {e.key for e in self.local_endpoints()}
         zone_ifaces: dict[str, str] = dict(self.interfaces.get("zones") or {})
         link_ifaces: dict[str, str] = dict(self.interfaces.get("links") or {})
+        # An encrypted link's traffic arrives on its tunnel; the underlay only carries WireGuard.
+        link_ifaces.update({f"{n}-tunnel": i for n, i in self.settings.link_interfaces.items()})
         wan = str(self.interfaces.get("wan") or "")
         building = str(self.me.get("building"))
 

@@ -1,0 +1,327 @@
+"""Turn the plan's links into one gateway's link configuration.
+
+The links role renders this for each gateway; the host helper (kastro-links) applies it. Every
+address, port and rate here follows from the plan and the inventory, never from a counter that
+depends on how many other links exist: adding a link changes the two gateways at its ends and
+nothing else (tests/unit/test_links_config.py checks that for every gateway).
+
+How an encrypted link is built:
+- The physical link (the "underlay": radio bridge, leased line) only carries WireGuard. It is
+  addressed with IPv4 link-local addresses (RFC 3927) derived from the link's planned /31, so
+  nothing is allocated twice and nothing is typed by hand.
+- The WireGuard tunnel carries the planned /31 and is what OSPF, QoS and the firewall see.
+- Its UDP port is derived from the planned /31 too, so it is unique on every gateway.
+A plain link (fibre the municipality owns) carries the planned /31 directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import netaddr
+
+from kastro.inventory.model import parse_port
+
+# WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
+WIREGUARD_PORT_BASE = 51821
+WIREGUARD_PORT_SPAN = 8192
+# Linux interface names are at most 15 characters.
+IFNAME_MAX = 15
+
+DSCP = {
+    "cs0": 0, "cs1": 8, "af11": 10, "af12": 12, "af13": 14, "cs2": 16, "af21": 18, "af22": 20,
+    "af23": 22, "cs3": 24, "af31": 26, "af32": 28, "af33": 30, "cs4": 32, "af41": 34,
+    "af42": 36, "af43": 38, "cs5": 40, "va": 44, "ef": 46, "cs6": 48, "cs7": 56,
+}  # fmt: skip
+
+
+class LinksConfigError(ValueError):
+    """The inventory or the role variables cannot be turned into links; says what to fix."""
+
+
+@dataclass(frozen=True)
+class QosClass:
+    name: str
+    share: int  # percent of the shaped rate it is guaranteed
+    priority: int  # 0 is served first
+    dscp: tuple[str, ...]
+    strict: bool  # may not borrow beyond its share (VoIP: strict priority, but bounded)
+    limit: int  # packets queued before dropping
+
+
+def tunnel_interface(peer_building: str) -> str:
+    """wl-<peer>: readable, unique per gateway (one link per pair of buildings)."""
+    name = f"wl-{peer_building}"
+    if len(name) <= IFNAME_MAX:
+        return name
+    digest = hashlib.sha256(peer_building.encode()).hexdigest()[:4]
+    return f"wl-{peer_building[: IFNAME_MAX - 8]}-{digest}"
+
+
+def underlay_addresses(link_v4: str) -> tuple[str, str]:
+    """169.254.x.y/31 for both ends, from the low 16 bits of the planned /31."""
+    net = netaddr.IPNetwork(link_v4)
+    low = int(net.network) & 0xFFFE
+    first = netaddr.IPAddress(int(netaddr.IPAddress("169.254.0.0")) + low)
+    return f"{first}/31", f"{first + 1}/31"
+
+
+def wireguard_port(link_v4: str) -> int:
+    return WIREGUARD_PORT_BASE + (int(netaddr.IPNetwork(link_v4).network) >> 1) % (
+        WIREGUARD_PORT_SPAN
+    )
+
+
+def parse_classes(raw: Sequence[Mapping[str, Any]]) -> list[QosClass]:
+    classes: list[QosClass] = []
+    for i, item in enumerate(raw):
+        where = f"links_qos_classes[{i}]"
+        name = str(item.get("name") or "")
+        if not name.isidentifier():
+            raise LinksConfigError(f"{where}.name: give each class a short name such as voip")
+        try:
+            share = int(item.get("share", 0))
+            priority = int(item.get("priority", 3))
+        except (TypeError, ValueError) as exc:
+            raise LinksConfigError(f"{where}: share and priority must be numbers") from exc
+        if not 1 <= share <= 100:
+            raise LinksConfigError(f"{where}.share: {share} is not a percentage 1..100")
+        if not 0 <= priority <= 7:
+            raise LinksConfigError(f"{where}.priority: {priority} is not 0..7 (0 first)")
+        dscp = tuple(str(d).lower() for d in item.get("dscp") or ())
+        for d in dscp:
+            if d not in DSCP:
+                raise LinksConfigError(
+                    f"{where}.dscp: '{d}' is not a DSCP name; use one of {', '.join(DSCP)}"
+                )
+        limit = int(item.get("limit", 200))
+        classes.append(QosClass(name, share, priority, dscp, bool(item.get("strict")), limit))
+    if not classes:
+        raise LinksConfigError("links_qos_classes: give at least one class (the default)")
+    total = sum(c.share for c in classes)
+    if total > 100:
+        raise LinksConfigError(
+            f"links_qos_classes: the shares add up to {total} %; make them add up to 100 at most"
+        )
+    names = [c.name for c in classes]
+    if len(set(names)) != len(names):
+        raise LinksConfigError("links_qos_classes: two classes have the same name")
+    if "default" not in names:
+        raise LinksConfigError(
+            "links_qos_classes: name one class 'default' (unmarked traffic goes there)"
+        )
+    return classes
+
+
+def qos_plan(rate_kbit: int, classes: Sequence[QosClass]) -> list[dict[str, Any]]:
+    """HTB classes 1:10, 1:20, ... in the order given; what the helper hands to tc."""
+    out = []
+    for i, cls in enumerate(classes):
+        rate = max(8, rate_kbit * cls.share // 100)
+        out.append(
+            {
+                "name": cls.name,
+                "classid": f"1:{10 * (i + 1)}",
+                "rate_kbit": rate,
+                "ceil_kbit": rate if cls.strict else rate_kbit,
+                "priority": cls.priority,
+                "dscp": [DSCP[d] for d in cls.dscp],
+                "limit": cls.limit,
+            }
+        )
+    return out
+
+
+def _prefixlen(net: str) -> str:
+    return net.split("/")[1]
+
+
+def gateway_config(host: str, variables: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything kastro-links and frr.conf need on one gateway (no secrets)."""
+    plan = variables.get("kastro_plan") or {}
+    interfaces = variables.get("kastro_interfaces") or {}
+    me = (plan.get("hosts") or {}).get(host)
+    if not me or me.get("role") != "gateway":
+        raise LinksConfigError(
+            f"{host} is not a gateway in kastro_plan.hosts; the links role runs on gateways only"
+        )
+    building = str(me["building"])
+    router_id = (plan.get("router_ids") or {}).get(host)
+    if not router_id:
+        raise LinksConfigError(
+            f"kastro_plan.router_ids.{host} is missing: run 'kastro plan INVENTORY' again"
+        )
+    classes = parse_classes(settings.get("qos_classes") or ())
+    link_ifaces: Mapping[str, str] = interfaces.get("links") or {}
+    zone_ifaces: Mapping[str, str] = interfaces.get("zones") or {}
+
+    addresses: list[dict[str, str]] = [
+        {"interface": "lo", "address": f"{router_id['ipv4']}/32"},
+    ]
+    if router_id.get("ipv6"):
+        addresses.append({"interface": "lo", "address": f"{router_id['ipv6']}/128"})
+
+    zones = []
+    for zone_name, iface in sorted(zone_ifaces.items()):
+        key = f"{building}.{zone_name}"
+        zone = (plan.get("zones") or {}).get(key)
+        mine = (me.get("interfaces") or {}).get(zone_name)
+        if zone is None or mine is None:
+            raise LinksConfigError(
+                f"kastro_interfaces.zones.{zone_name}: building '{building}' has no zone "
+                f"'{zone_name}' in the plan; use a zone name from kastro_buildings.{building}.zones"
+            )
+        zones.append({"name": zone_name, "kind": zone["kind"], "interface": iface})
+        addresses.append({"interface": iface, "address": f"{mine['ipv4']}/{_prefixlen(zone['ipv4'])}"})
+        if mine.get("ipv6") and zone.get("ipv6"):
+            addresses.append(
+                {"interface": iface, "address": f"{mine['ipv6']}/{_prefixlen(zone['ipv6'])}"}
+            )
+
+    links = []
+    ports_seen: dict[int, str] = {}
+    for name, link in sorted((plan.get("links") or {}).items()):
+        ends = link["ends"]
+        if building not in ends:
+            continue
+        peer = next(b for b in ends if b != building)
+        if name not in link_ifaces:
+            raise LinksConfigError(
+                f"kastro_interfaces.links.{name}: {host} has no interface for link '{name}' "
+                f"(to {peer}); set kastro_interfaces.links.{name} to the interface name in "
+                "this host's host_vars"
+            )
+        underlay = str(link_ifaces[name])
+        index = list(ends).index(building)
+        entry: dict[str, Any] = {
+            "name": name,
+            "peer_building": peer,
+            "peer_gateway": ends[peer]["gateway"],
+            "encrypted": bool(link["encrypted"]),
+            "underlay": underlay,
+            "ipv4": f"{ends[building]['ipv4']}/31",
+            "peer_ipv4": ends[peer]["ipv4"],
+            "cost": int(link["cost"]),
+            "capacity_mbps": int(link["capacity_mbps"]),
+            "mtu": int(link["mtu"]),
+        }
+        if link["encrypted"]:
+            port = wireguard_port(link["ipv4"])
+            if port in ports_seen:
+                raise LinksConfigError(
+                    f"kastro_plan.links.{name}: its WireGuard port {port} is already used by "
+                    f"link '{ports_seen[port]}' on {host}; renumber one of them "
+                    f"('kastro plan --renumber kastro_plan.links.{name} INVENTORY')"
+                )
+            ports_seen[port] = name
+            pair = underlay_addresses(link["ipv4"])
+            entry["interface"] = tunnel_interface(peer)
+            entry["routed_mtu"] = int(link["inner_mtu"])
+            entry["wireguard"] = {
+                "port": port,
+                "address": pair[index],
+                "peer_endpoint": f"{pair[1 - index].split('/')[0]}:{port}",
+            }
+            addresses.append({"interface": underlay, "address": pair[index]})
+        else:
+            entry["interface"] = underlay
+            entry["routed_mtu"] = int(link["mtu"])
+        addresses.append({"interface": entry["interface"], "address": entry["ipv4"]})
+        # Shape a little under the medium's rate, so the queue builds here (where the classes
+        # are) and not in the radio or the provider's box. Tunnels lose their overhead too.
+        rate = int(link["capacity_mbps"]) * 1000 * int(settings.get("shape_percent", 95)) // 100
+        if link["encrypted"]:
+            rate = rate * int(link["inner_mtu"]) // int(link["mtu"])
+        entry["shaped_rate_kbit"] = rate
+        entry["qos"] = qos_plan(rate, classes) if settings.get("qos_enabled", True) else []
+        links.append(entry)
+
+    return {
+        "host": host,
+        "building": building,
+        "router_id": router_id["ipv4"],
+        "addresses": addresses,
+        "zones": zones,
+        "links": links,
+        "qos_ruleset": qos_ruleset(variables, zones, links, settings),
+    }
+
+
+def _nft_set(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def qos_ruleset(
+    variables: Mapping[str, Any],
+    zones: Sequence[Mapping[str, Any]],
+    links: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+) -> str:
+    """nftables table that gives forwarded packets their DSCP at the edge of the network.
+
+    Packets that arrive over a link were marked by the gateway they entered at and keep their
+    mark. Everything else (zones, the internet, teleworkers) is re-marked: a PC cannot put its
+    downloads in the VoIP class by marking them itself. Later rules win over earlier ones.
+    """
+    plan = variables.get("kastro_plan") or {}
+    link_ifaces = sorted({f'"{i}"' for link in links for i in (link["interface"], link["underlay"])})
+    rules: list[str] = []
+    if link_ifaces:
+        rules.append(f"iifname {_nft_set(link_ifaces)} return")
+    rules += ["ip dscp set cs0", "ip6 dscp set cs0"]
+    for i, item in enumerate(settings.get("qos_marking") or ()):
+        where = f"links_qos_marking[{i}]"
+        dscp = str(item.get("dscp") or "").lower()
+        if dscp not in DSCP:
+            raise LinksConfigError(f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ...")
+        kind = item.get("zone_kind")
+        ports = item.get("ports")
+        if bool(kind) == bool(ports):
+            raise LinksConfigError(f"{where}: give either zone_kind or ports (not both)")
+        comment = f'comment "{item.get("name") or where}"'
+        if kind:
+            local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] == kind)
+            nets4 = sorted(
+                z["ipv4"] for z in (plan.get("zones") or {}).values() if z.get("kind") == kind
+            )
+            nets6 = sorted(
+                z["ipv6"]
+                for z in (plan.get("zones") or {}).values()
+                if z.get("kind") == kind and z.get("ipv6")
+            )
+            for family in ("ip", "ip6"):
+                if local:
+                    rules.append(f"iifname {_nft_set(local)} {family} dscp set {dscp} {comment}")
+                nets = nets4 if family == "ip" else nets6
+                if nets:
+                    rules.append(f"{family} daddr {_nft_set(nets)} {family} dscp set {dscp} {comment}")
+            continue
+        by_proto: dict[str, list[str]] = {}
+        for text in ports:
+            port, problem = parse_port(text)
+            if port is None or port.protocol == "icmp":
+                raise LinksConfigError(
+                    f"{where}.ports: {problem or 'icmp has no port'}; write tcp/PORT or udp/FIRST-LAST"
+                )
+            by_proto.setdefault(port.protocol, []).append(port.span)
+        for proto, spans in sorted(by_proto.items()):
+            for direction in ("dport", "sport"):  # requests and their answers
+                for family in ("ip", "ip6"):
+                    rules.append(
+                        f"meta l4proto {proto} th {direction} {_nft_set(spans)} "
+                        f"{family} dscp set {dscp} {comment}"
+                    )
+    body = "\n".join(f"    {r}" for r in rules)
+    return (
+        "table inet kastro_qos\n"
+        "delete table inet kastro_qos\n"
+        "table inet kastro_qos {\n"
+        "  chain classify {\n"
+        "    type filter hook forward priority mangle; policy accept;\n"
+        f"{body}\n"
+        "  }\n"
+        "}\n"
+    )

@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""kastro-links: apply a gateway's inter-building links, and watch their health.
+
+Installed by the links role as /usr/local/sbin/kastro-links. `apply` reads
+/etc/kastro/links.json (written by the role from the plan) and makes the host match it:
+addresses, one WireGuard tunnel per encrypted link, MTUs, HTB classes on every routed link and
+the DSCP marking table. It runs at boot (kastro-links.service, before FRR) and when the role
+changes the configuration. Running it again changes nothing.
+
+`exporter` serves Prometheus metrics: ICMP probes to each link's far end (latency, loss),
+interface byte counters (throughput), HTB class counters and FRR's OSPF neighbour states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CONFIG = Path("/etc/kastro/links.json")
+WG_DIR = Path("/etc/kastro/links")  # <interface>.conf in `wg setconf` format, 0600
+STATE = Path("/var/lib/kastro/links-applied.json")  # what the last apply set, to remove later
+QOS_RULESET = Path("/etc/kastro/links-qos.nft")
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def ensure_wireguard(name: str) -> None:
+    """The kernel module where there is one; wireguard-go (a unit per interface) otherwise."""
+    if link_exists(name):
+        return
+    if run("ip", "link", "add", name, "type", "wireguard", check=False).returncode == 0:
+        return
+    run("systemctl", "start", f"kastro-wireguard-go@{name}.service")
+    for _ in range(50):
+        if link_exists(name):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name}: wireguard-go did not create the interface")
+
+
+def addresses_of(iface: str) -> set[str]:
+    out = run("ip", "-j", "addr", "show", "dev", iface, check=False).stdout or "[]"
+    found = set()
+    for entry in json.loads(out):
+        for addr in entry.get("addr_info", []):
+            if addr.get("scope") != "link" or addr.get("family") == "inet":
+                found.add(f"{addr['local']}/{addr['prefixlen']}")
+    return found
+
+
+def apply_tc(link: dict[str, Any]) -> None:
+    """HTB on the routed interface: one class per traffic kind, each with its own queue."""
+    dev = link["interface"]
+    if not link["qos"]:
+        run("tc", "qdisc", "del", "dev", dev, "root", check=False)
+        return
+    default = next(c["classid"] for c in link["qos"] if c["name"] == "default").split(":")[1]
+    rate = link["shaped_rate_kbit"]
+    # HTB cannot change its root qdisc in place: keep a matching one, rebuild anything else.
+    roots = [q for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout or "[]")
+             if q.get("root")]  # fmt: skip
+    current = roots[0] if roots else {}
+    if not (
+        current.get("kind") == "htb"
+        and current.get("handle") == "1:"
+        and int(str(current.get("options", {}).get("default", "-1")), 0) == int(default, 16)
+    ):
+        run("tc", "qdisc", "del", "dev", dev, "root", check=False)
+        run("tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", default)
+    run("tc", "class", "replace", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+        "rate", f"{rate}kbit", "ceil", f"{rate}kbit")  # fmt: skip
+    for cls in link["qos"]:
+        # quantum: how many bytes a class sends per round; one full frame at least.
+        quantum = max(1514, min(60000, cls["rate_kbit"] * 125 // 10))
+        run("tc", "class", "replace", "dev", dev, "parent", "1:1", "classid", cls["classid"],
+            "htb", "rate", f"{cls['rate_kbit']}kbit", "ceil", f"{cls['ceil_kbit']}kbit",
+            "prio", str(cls["priority"]), "quantum", str(quantum))  # fmt: skip
+        minor = cls["classid"].split(":")[1]
+        run("tc", "qdisc", "replace", "dev", dev, "parent", cls["classid"], "handle", f"{minor}:",
+            "pfifo", "limit", str(cls["limit"]))  # fmt: skip
+    # Filters have no "replace" that is safe for u32; rebuild them (a few ms, default class).
+    run("tc", "filter", "del", "dev", dev, "parent", "1:", check=False)
+    for cls in link["qos"]:
+        for dscp in cls["dscp"]:
+            tos = f"0x{dscp << 2:02x}"
+            run("tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+                "u32", "match", "ip", "dsfield", tos, "0xfc", "flowid", cls["classid"])  # fmt: skip
+            run("tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ipv6", "prio", "2",
+                "u32", "match", "ip6", "priority", tos, "0xfc", "flowid", cls["classid"])  # fmt: skip
+
+
+def apply(config: dict[str, Any]) -> list[str]:
+    """Make the host match the configuration; returns what changed (for the log)."""
+    changes: list[str] = []
+    previous = json.loads(STATE.read_text()) if STATE.exists() else {"addresses": [], "tunnels": []}
+
+    tunnels = [link for link in config["links"] if link.get("wireguard")]
+    for link in config["links"]:
+        run("ip", "link", "set", link["underlay"], "mtu", str(link["mtu"]), "up")
+    for link in tunnels:
+        name = link["interface"]
+        if not link_exists(name):
+            changes.append(f"created {name}")
+        ensure_wireguard(name)
+        # syncconf changes only what differs: an unchanged peer keeps its session.
+        run("wg", "syncconf", name, str(WG_DIR / f"{name}.conf"))
+        run("ip", "link", "set", name, "mtu", str(link["routed_mtu"]), "multicast", "on", "up")
+
+    wanted = {(a["interface"], a["address"]) for a in config["addresses"]}
+    for iface, address in sorted(wanted):
+        if address not in addresses_of(iface):
+            extra = ["nodad"] if ":" in address else []
+            run("ip", "addr", "replace", address, "dev", iface, *extra)
+            changes.append(f"{iface} {address}")
+    for iface, address in previous.get("addresses", []):
+        if (iface, address) not in wanted and link_exists(iface):
+            run("ip", "addr", "del", address, "dev", iface, check=False)
+            changes.append(f"removed {iface} {address}")
+    for name in previous.get("tunnels", []):
+        if name not in {link["interface"] for link in tunnels} and link_exists(name):
+            run("ip", "link", "del", name, check=False)
+            run("systemctl", "stop", f"kastro-wireguard-go@{name}.service", check=False)
+            changes.append(f"removed {name}")
+
+    for link in config["links"]:
+        apply_tc(link)
+    QOS_RULESET.write_text(config["qos_ruleset"], encoding="utf-8")
+    run("nft", "-f", str(QOS_RULESET))
+
+    STATE.parent.mkdir(parents=True, exist_ok=True)
+    STATE.write_text(
+        json.dumps({"addresses": sorted(wanted), "tunnels": [t["interface"] for t in tunnels]}),
+        encoding="utf-8",
+    )
+    return changes
+
+
+# --- health -----------------------------------------------------------------------------------
+
+PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+PING_RTT = re.compile(r"= [\d.]+/([\d.]+)/")
+
+
+class Prober(threading.Thread):
+    """Pings one link's far end every `interval` seconds, a few packets at a time."""
+
+    def __init__(self, link: dict[str, Any], interval: float, count: int) -> None:
+        super().__init__(daemon=True, name=f"probe-{link['name']}")
+        self.link, self.interval, self.count = link, interval, count
+        self.sent = self.received = 0
+        self.rtt_seconds = float("nan")
+        self.last_loss = float("nan")
+
+    def run(self) -> None:
+        while True:
+            proc = run("ping", "-n", "-q", "-c", str(self.count), "-i", "0.2", "-W", "1",
+                       "-I", self.link["interface"], self.link["peer_ipv4"], check=False)  # fmt: skip
+            summary = PING_SUMMARY.search(proc.stdout)
+            if summary:
+                sent, received = int(summary.group(1)), int(summary.group(2))
+                self.sent += sent
+                self.received += received
+                self.last_loss = (sent - received) / sent if sent else float("nan")
+                rtt = PING_RTT.search(proc.stdout)
+                self.rtt_seconds = float(rtt.group(1)) / 1000 if rtt else float("nan")
+            time.sleep(self.interval)
+
+
+def ospf_neighbors() -> list[dict[str, Any]] | None:
+    if not shutil.which("vtysh"):
+        return None
+    proc = run("vtysh", "-c", "show ip ospf neighbor json", check=False)
+    if proc.returncode != 0:
+        return None
+    rows = []
+    for router_id, entries in (json.loads(proc.stdout or "{}").get("neighbors") or {}).items():
+        for entry in entries:
+            iface = str(entry.get("ifaceName", "")).split(":")[0]
+            rows.append(
+                {
+                    "router_id": router_id,
+                    "interface": iface,
+                    "state": str(entry.get("nbrState", "")).split("/")[0],
+                }
+            )
+    return rows
+
+
+def tc_classes(dev: str) -> list[dict[str, Any]]:
+    out = run("tc", "-s", "-j", "class", "show", "dev", dev, check=False).stdout
+    try:
+        return list(json.loads(out or "[]"))
+    except json.JSONDecodeError:
+        return []
+
+
+def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -> None:
+    from prometheus_client import start_http_server
+    from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+
+    probers = [Prober(link, interval, count) for link in config["links"]]
+    for prober in probers:
+        prober.start()
+
+    class LinksCollector:
+        def collect(self) -> Iterator[Any]:
+            labels = ["link", "peer", "interface"]
+            up = GaugeMetricFamily("kastro_link_up", "1 if the last probe got an answer from the far end", labels=labels)
+            rtt = GaugeMetricFamily("kastro_link_rtt_seconds", "Mean round-trip time of the last probe", labels=labels)
+            loss = GaugeMetricFamily("kastro_link_probe_loss_ratio", "Share of the last probe's pings lost", labels=labels)
+            sent = CounterMetricFamily("kastro_link_probes_sent", "Probe pings sent", labels=labels)
+            lost = CounterMetricFamily("kastro_link_probes_lost", "Probe pings unanswered", labels=labels)
+            tx = CounterMetricFamily("kastro_link_transmit_bytes", "Bytes sent over the link", labels=labels)
+            rx = CounterMetricFamily("kastro_link_receive_bytes", "Bytes received over the link", labels=labels)
+            cap = GaugeMetricFamily("kastro_link_capacity_bytes_per_second", "The link's capacity from the inventory", labels=labels)
+            shaped = GaugeMetricFamily("kastro_link_shaped_bytes_per_second", "The rate HTB shapes the link to", labels=labels)
+            cls_bytes = CounterMetricFamily("kastro_link_qos_sent_bytes", "Bytes sent per QoS class", labels=[*labels, "class"])
+            cls_drops = CounterMetricFamily("kastro_link_qos_dropped_packets", "Packets dropped per QoS class", labels=[*labels, "class"])  # fmt: skip
+            for prober in probers:
+                link = prober.link
+                values = [link["name"], link["peer_building"], link["interface"]]
+                up.add_metric(values, 1.0 if prober.last_loss == prober.last_loss and prober.last_loss < 1 else 0.0)
+                rtt.add_metric(values, prober.rtt_seconds)
+                loss.add_metric(values, prober.last_loss)
+                sent.add_metric(values, prober.sent)
+                lost.add_metric(values, prober.sent - prober.received)
+                stats = Path("/sys/class/net", link["interface"], "statistics")
+                if stats.exists():
+                    tx.add_metric(values, int((stats / "tx_bytes").read_text()))
+                    rx.add_metric(values, int((stats / "rx_bytes").read_text()))
+                cap.add_metric(values, link["capacity_mbps"] * 125_000)
+                shaped.add_metric(values, link["shaped_rate_kbit"] * 125)
+                names = {c["classid"]: c["name"] for c in link["qos"]}
+                for row in tc_classes(link["interface"]):
+                    name = names.get(str(row.get("handle")))
+                    if name:
+                        cls_bytes.add_metric([*values, name], row.get("stats", {}).get("bytes", 0))
+                        cls_drops.add_metric([*values, name], row.get("stats", {}).get("drops", 0))
+            yield from (up, rtt, loss, sent, lost, tx, rx, cap, shaped, cls_bytes, cls_drops)
+
+            neighbors = ospf_neighbors()
+            ospf_up = GaugeMetricFamily("kastro_ospf_up", "1 if FRR's ospfd answered")
+            ospf_up.add_metric([], 0.0 if neighbors is None else 1.0)
+            yield ospf_up
+            full = GaugeMetricFamily(
+                "kastro_ospf_neighbor_full",
+                "1 if the OSPF adjacency over the link is Full (expected: one per link)",
+                labels=labels,
+            )
+            by_iface = {n["interface"]: n for n in neighbors or []}
+            for link in config["links"]:
+                n = by_iface.get(link["interface"])
+                full.add_metric(
+                    [link["name"], link["peer_building"], link["interface"]],
+                    1.0 if n and n["state"] == "Full" else 0.0,
+                )
+            yield full
+
+    REGISTRY.register(LinksCollector())
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0")  # noqa: S104
+    while True:
+        time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kastro-links", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("apply", help="make the host match the configuration")
+    p = sub.add_parser("exporter", help="serve link health metrics")
+    p.add_argument("--listen", default="0.0.0.0:9554")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between probes")
+    p.add_argument("--count", type=int, default=5, help="pings per probe")
+    sub.add_parser("neighbors", help="print FRR's OSPF neighbours as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "neighbors":
+        print(json.dumps(ospf_neighbors()))
+        return 0
+    try:
+        config = json.loads(args.config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"kastro-links: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "apply":
+        try:
+            changes = apply(config)
+        except RuntimeError as exc:
+            print(f"kastro-links: {exc}", file=sys.stderr)
+            return 1
+        print("kastro-links: " + ("; ".join(changes) if changes else "nothing to change"))
+        return 0
+    exporter(config, args.listen, args.interval, args.count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Filters the links role uses; the logic lives in kastro.links (tested there)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from kastro.links.config import LinksConfigError, gateway_config
+
+
+def _config(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return gateway_config(host, variables, settings)
+    except LinksConfigError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"kastro_links_config": _config}
