@@ -281,7 +281,7 @@ class Compiler:
             rules.append((6, f"icmpv6 type echo-request {verdict}"))
         return rules
 
-    def common_head(self, chain: list[str], hook: str) -> None:
+    def common_head(self, chain: list[str], hook: str, transit: str = "") -> None:
         """What every input/forward chain starts with: management, blocklists, conntrack."""
         s = self.settings
         if hook == "input":
@@ -307,6 +307,12 @@ class Compiler:
         if hook == "forward":
             chain.append(f"ip daddr @blocklist_v4 ip daddr != @allowlist_v4 {counter} drop")
             chain.append(f"ip6 daddr @blocklist_v6 ip6 daddr != @allowlist_v6 {counter} drop")
+        if transit:
+            # Before conntrack: in a ring, the two directions of a flow can pass different
+            # transit gateways (equal-cost paths), so a transit gateway may see only the
+            # replies, which conntrack would call invalid.
+            counter = self.out.counter("transit", "between two links: checked at both ends")
+            chain.append(f"iifname {transit} oifname {transit} {counter} accept")
         chain.append("ct state established,related accept")
         if hook == "input":
             # Replies to `ping ff02::1%IFACE` (the admin's "who is on this segment"): conntrack
@@ -436,7 +442,12 @@ class Compiler:
 
         self.common_head(out.input, "input")
         self.input_allow(out.input)
-        self.common_head(out.forward, "forward")
+        transit = (
+            _nft_set([f'"{i}"' for i in sorted(set(link_ifaces.values()))])
+            if len(link_ifaces) >= 2
+            else ""
+        )
+        self.common_head(out.forward, "forward", transit)
 
         # One chain per zone pair touching this gateway, reached by prefix.
         pairs, endpoints = self.policy_pairs()
@@ -471,11 +482,6 @@ class Compiler:
             out.summary.append(
                 f"{src_key} -> {dst_key}: rules {', '.join(str(i) for i, _ in rules)}"
             )
-
-        if len(link_ifaces) >= 2:
-            links = _nft_set([f'"{i}"' for i in sorted(link_ifaces.values())])
-            counter = out.counter("transit", "between two links: checked at both ends")
-            out.forward.append(f"iifname {links} oifname {links} {counter} accept")
 
         sources = {z: i for z, i in sorted(zone_ifaces.items())}
         sources.update({f"link-{n}": i for n, i in sorted(link_ifaces.items())})

@@ -204,12 +204,21 @@ def ospf_neighbors() -> list[dict[str, Any]] | None:
     return rows
 
 
+TC_CLASS = re.compile(
+    r"^class htb (?P<handle>\S+) .*?\n\s*Sent (?P<bytes>\d+) bytes (?P<packets>\d+) pkt "
+    r"\(dropped (?P<drops>\d+)",
+    re.MULTILINE,
+)
+
+
 def tc_classes(dev: str) -> list[dict[str, Any]]:
-    out = run("tc", "-s", "-j", "class", "show", "dev", dev, check=False).stdout
-    try:
-        return list(json.loads(out or "[]"))
-    except json.JSONDecodeError:
-        return []
+    """HTB class counters (this iproute2 has no JSON output for HTB classes)."""
+    out = run("tc", "-s", "class", "show", "dev", dev, check=False).stdout
+    return [
+        {"handle": m["handle"], "bytes": int(m["bytes"]), "packets": int(m["packets"]),
+         "drops": int(m["drops"])}
+        for m in TC_CLASS.finditer(out)
+    ]  # fmt: skip
 
 
 def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -> None:
@@ -252,8 +261,8 @@ def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -
                 for row in tc_classes(link["interface"]):
                     name = names.get(str(row.get("handle")))
                     if name:
-                        cls_bytes.add_metric([*values, name], row.get("stats", {}).get("bytes", 0))
-                        cls_drops.add_metric([*values, name], row.get("stats", {}).get("drops", 0))
+                        cls_bytes.add_metric([*values, name], row["bytes"])
+                        cls_drops.add_metric([*values, name], row["drops"])
             yield from (up, rtt, loss, sent, lost, tx, rx, cap, shaped, cls_bytes, cls_drops)
 
             neighbors = ospf_neighbors()

@@ -1,0 +1,266 @@
+"""Links between buildings with real tunnels, real OSPF and real queues.
+
+The lab (molecule/_lab/ring): hall - kep - lib - deya - hall is a ring, school hangs off lib.
+kep-lib, deya-hall and lib-school are encrypted (radio, leased), the others plain fibre. Each
+building has one LAN host. Measured figures are printed (the verifier runs pytest with -s).
+All traffic stays inside the lab's own networks.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Every test takes the `host` fixture, so pytest keeps this file's order (they build on each other).
+testinfra_hosts = ["hall-gw"]
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+LAB = os.environ.get("KASTRO_LAB", "mol-links")
+MUNICIPALITY = Path(os.environ["KASTRO_LAB_INVENTORY"])
+SSH_CONFIG = PROJECT / ".kastro" / "lab" / LAB / "ssh_config"
+PLAN = yaml.safe_load((MUNICIPALITY / "group_vars" / "all" / "kastro_plan.yml").read_text())[
+    "kastro_plan"
+]
+GATEWAYS = sorted(PLAN["router_ids"])
+LAN_HOSTS = {h: v for h, v in PLAN["hosts"].items() if v["role"] != "gateway"}
+PROBE = (Path(__file__).parent / "probe.py").read_text()
+# OSPF timers the role sets (roles/links/defaults/main.yml) and what failover may take:
+# the dead interval, the SPF delay, one hello of jitter (FRR starts the dead timer at the last
+# hello heard) and a second for the new route to reach the kernel and the tunnel handshake.
+HELLO, DEAD, SPF_DELAY = 1.0, 3.0, 0.05
+FAILOVER_BOUND = DEAD + SPF_DELAY + HELLO + 1.0
+
+
+def on(host: str, command: str, timeout: float = 60, stdin: str | None = None):
+    return subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), host, command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def config(gateway: str) -> dict:
+    return json.loads(on(gateway, "cat /etc/kastro/links.json").stdout)
+
+
+def link_of(gateway: str, name: str) -> dict:
+    return next(link for link in config(gateway)["links"] if link["name"] == name)
+
+
+def full_neighbors(gateway: str) -> set[str]:
+    rows = json.loads(on(gateway, "kastro-links neighbors").stdout or "[]")
+    return {r["interface"] for r in rows or [] if r["state"] == "Full"}
+
+
+def wait_full(timeout: float = 40) -> dict[str, set[str]]:
+    """Each gateway -> interfaces with a Full adjacency, once all links are Full (or timeout)."""
+    wanted = {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {g: full_neighbors(g) for g in GATEWAYS}
+        if got == wanted or time.monotonic() > deadline:
+            return got
+        time.sleep(1)
+
+
+def test_every_link_has_a_full_adjacency(host):
+    wanted = {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
+    # Five links, two ends each.
+    assert sum(len(v) for v in wanted.values()) == 2 * len(PLAN["links"]) == 10
+    assert wait_full() == wanted
+
+
+def test_routes_follow_the_costs(host):
+    # lib reaches deya's LAN over the fibre (cost 100), not round the ring over the radio.
+    deya_lan = LAN_HOSTS["pc-deya"]["ipv4"]
+    route = on("lib-gw", f"ip route get {deya_lan}").stdout
+    assert f"dev {link_of('lib-gw', 'lib-deya')['interface']}" in route, route
+    # The encrypted links route over their tunnels, never over the underlay.
+    route = on("lib-gw", f"ip route get {LAN_HOSTS['pc-school']['ipv4']}").stdout
+    assert "dev wl-school" in route, route
+
+
+def reachable(source: str, targets: list[str]) -> dict[str, bool]:
+    script = "; ".join(
+        f"ping -n -c 2 -i 0.2 -W 1 {ip} >/dev/null 2>&1 && echo {ip} yes || echo {ip} no"
+        for ip in targets
+    )
+    out = on(source, script, timeout=120).stdout
+    return {line.split()[0]: line.split()[1] == "yes" for line in out.splitlines()}
+
+
+def test_lan_hosts_reach_each_other_as_the_policy_allows(host):
+    # Policy (molecule/_lab/ring): staff -> staff and staff -> hall.servers may ping;
+    # nothing may start from the servers towards staff.
+    results = {}
+    for source, me in sorted(LAN_HOSTS.items()):
+        others = {h: v["ipv4"] for h, v in LAN_HOSTS.items() if h != source}
+        got = reachable(source, list(others.values()))
+        for target, ip in others.items():
+            results[(source, target)] = got.get(ip)
+    expected = {
+        (s, t): LAN_HOSTS[s]["zone"].endswith(".staff") for (s, t) in results
+    }
+    assert results == expected
+    allowed = sum(expected.values())
+    print(f"\nreachability: {allowed} allowed pairs answer, {len(expected) - allowed} denied pairs do not")
+    assert allowed == 16  # 4 staff hosts x 4 others
+
+
+def capture(gateway: str, interface: str, source: str, ping: str, pattern: str) -> str:
+    """Ping with a recognisable payload while capturing on a gateway's interface."""
+    on(gateway, f"rm -f /tmp/cap.pcap; timeout 8 tcpdump -i {interface} -U -n -w /tmp/cap.pcap "
+       ">/dev/null 2>&1 & sleep 1.5")  # fmt: skip
+    out = on(source, f"ping -n -c 5 -i 0.2 -p {pattern} -s 200 {ping}").stdout
+    assert " 0% packet loss" in out, out
+    time.sleep(1)
+    on(gateway, "pkill -INT tcpdump; sleep 0.5")
+    return on(gateway, "tcpdump -r /tmp/cap.pcap -n -X 2>/dev/null").stdout
+
+
+def test_encrypted_link_carries_only_wireguard(host):
+    pattern = "c0ffee15deadbeef"
+    link = link_of("kep-gw", "kep-lib")
+    seen = capture("kep-gw", link["underlay"], "pc-kep", LAN_HOSTS["pc-lib"]["ipv4"], pattern)
+    packets = [line for line in seen.splitlines() if re.match(r"^\d\d:\d\d", line)]
+    assert len(packets) >= 10, seen[:2000]
+    port = link["wireguard"]["port"]
+    for line in packets:
+        if "ARP," in line or "fe80::" in line:  # the underlay's own neighbour discovery
+            continue
+        assert re.search(rf"169\.254\.\d+\.\d+\.{port} > 169\.254\.\d+\.\d+\.{port}: UDP", line), line
+    hexdump = seen.replace(" ", "")
+    assert "ICMP echo" not in seen and pattern not in hexdump
+    # Control: the same capture on a plain fibre link does show the pings and their payload.
+    plain = link_of("lib-gw", "lib-deya")
+    seen = capture("lib-gw", plain["underlay"], "pc-lib", LAN_HOSTS["pc-deya"]["ipv4"], pattern)
+    assert "ICMP echo request" in seen and pattern in seen.replace(" ", "")
+    print(f"\nunderlay of kep-lib: {len(packets)} packets, all WireGuard (UDP {port}), payload never in clear")
+
+
+def test_link_health_metrics(host, tmp_path):
+    time.sleep(6)  # one probe round
+    text = on("lib-gw", "python3 -c \"import urllib.request as u; "
+              "print(u.urlopen('http://127.0.0.1:9554/metrics').read().decode())\"").stdout  # fmt: skip
+    (tmp_path / "metrics.txt").write_text(text)
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for name in ("kep-lib", "lib-deya", "lib-school"):
+        assert re.search(rf'kastro_ospf_neighbor_full\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), name
+        assert re.search(rf'kastro_link_up\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), name
+        rtt = re.search(rf'kastro_link_rtt_seconds\{{[^}}]*link="{name}"[^}}]*\}} (\S+)', text)
+        assert rtt and 0 < float(rtt.group(1)) < 0.5, text
+    assert re.search(r'kastro_link_transmit_bytes_total\{[^}]*link="lib-school"[^}]*\} [1-9]', text)
+    assert re.search(r'kastro_link_qos_sent_bytes_total\{class="voip"[^}]*link="lib-school"[^}]*\} [1-9]', text)
+
+
+@pytest.fixture(scope="module")
+def echo_servers():
+    for lan in ("pc-school", "pc-lib"):
+        on(lan, "cat > /root/probe.py", stdin=PROBE)
+    on("pc-school", "systemctl stop lab-echo-rtp lab-echo-bulk lab-iperf 2>/dev/null; "
+       "systemd-run --unit=lab-echo-rtp python3 /root/probe.py serve 16384; "
+       "systemd-run --unit=lab-echo-bulk python3 /root/probe.py serve 9102; sleep 1")  # fmt: skip
+    yield
+    on("pc-school", "systemctl stop lab-echo-rtp lab-echo-bulk lab-iperf; true")
+
+
+def probe(kind: str, port: int, count: int, gap: float) -> dict:
+    school = LAN_HOSTS["pc-school"]["ipv4"]
+    out = on("pc-lib", f"python3 /root/probe.py {kind} {school} {port} {count} {gap}", timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def voip_class_packets() -> int:
+    """Packets sent so far by the voip class (1:10) of lib-gw's tunnel to the school."""
+    out = on("lib-gw", "tc -s class show dev wl-school classid 1:10").stdout
+    match = re.search(r"Sent \d+ bytes (\d+) pkt", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def test_voip_keeps_its_latency_when_bulk_traffic_fills_the_link(host, echo_servers):
+    link = link_of("lib-gw", "lib-school")
+    shaped_mbit = link["shaped_rate_kbit"] / 1000
+    idle = probe("udp", 16384, 100, 0.02)
+    before = voip_class_packets()
+    # Four bulk streams (rsync's port: marked cs1) from pc-lib to pc-school for 12 s.
+    on("pc-school", "systemd-run --unit=lab-iperf iperf3 -s -p 873 -1; sleep 1")
+    on("pc-lib", "rm -f /tmp/iperf.json; (iperf3 -c {} -p 873 -P 4 -t 12 -J > /tmp/iperf.json 2>&1 &)"
+       .format(LAN_HOSTS["pc-school"]["ipv4"]))  # fmt: skip
+    time.sleep(3)
+    voip = probe("udp", 16384, 200, 0.02)  # 50 packets/s, G.711-sized: 4 s
+    bulk = probe("tcp", 9102, 40, 0.05)  # the same path in the bulk class
+    time.sleep(8)
+    result = json.loads(on("pc-lib", "cat /tmp/iperf.json").stdout)
+    bulk_mbit = result["end"]["sum_received"]["bits_per_second"] / 1e6
+    classified = voip_class_packets() - before
+    print(
+        f"\nQoS on lib-school (20 Mbit/s radio, shaped to {shaped_mbit:.1f} Mbit/s inside WireGuard):"
+        f"\n  bulk iperf3 (4 TCP streams, cs1): {bulk_mbit:.1f} Mbit/s"
+        f"\n  VoIP stream (EF) idle:  loss {idle['sent'] - idle['received']}/{idle['sent']}, "
+        f"p50 {idle['p50_ms']} ms, p95 {idle['p95_ms']} ms"
+        f"\n  VoIP stream (EF) saturated: loss {voip['sent'] - voip['received']}/{voip['sent']}, "
+        f"p50 {voip['p50_ms']} ms, p95 {voip['p95_ms']} ms, max {voip['max_ms']} ms"
+        f"\n  bulk-class probe saturated: p50 {bulk['p50_ms']} ms, p95 {bulk['p95_ms']} ms"
+        f"\n  packets in the voip class during the test: {classified}"
+    )
+    # The link really was full: bulk got (close to) the shaped rate and its queue filled.
+    assert 0.7 * shaped_mbit <= bulk_mbit <= 1.05 * shaped_mbit
+    assert bulk["p50_ms"] >= 20
+    # VoIP was marked at the edge and went through its own class, unharmed.
+    assert classified >= 200
+    assert voip["received"] >= 0.99 * voip["sent"]
+    assert voip["p95_ms"] <= idle["p95_ms"] + 10
+    assert voip["p50_ms"] * 5 <= bulk["p50_ms"]
+
+
+def outage_seconds(ping_output: str, interval: float) -> float:
+    """Longest run of unanswered pings, in seconds (ping -O prints each sequence number)."""
+    answered = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ttl", ping_output)})
+    assert answered, ping_output[-500:]
+    gaps = [b - a - 1 for a, b in zip(answered, answered[1:])]
+    return max(gaps, default=0) * interval
+
+
+def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
+    assert wait_full() == {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
+    kep_lib = link_of("kep-gw", "kep-lib")
+    target = LAN_HOSTS["pc-lib"]["ipv4"]
+    assert f"dev {kep_lib['interface']}" in on("kep-gw", f"ip route get {target}").stdout
+    interval = 0.05
+    # 20 pings a second for 16 s; the radio "fades" 3 s in: kep-gw drops everything on its
+    # underlay, in both directions, so neither end sees the interface go down.
+    on("pc-kep", f"rm -f /tmp/ping.txt; (ping -n -O -i {interval} -w 16 {target} > /tmp/ping.txt 2>&1 &)")
+    time.sleep(3)
+    cut = (
+        "nft add table inet labcut; "
+        "nft add chain inet labcut in '{ type filter hook input priority -300; }'; "
+        "nft add chain inet labcut out '{ type filter hook output priority -300; }'; "
+        f"nft add rule inet labcut in iifname {kep_lib['underlay']} drop; "
+        f"nft add rule inet labcut out oifname {kep_lib['underlay']} drop"
+    )
+    assert on("kep-gw", cut).returncode == 0
+    time.sleep(14)
+    outage = outage_seconds(on("pc-kep", "cat /tmp/ping.txt").stdout, interval)
+    detour = on("kep-gw", f"ip route get {target}").stdout
+    on("kep-gw", "nft delete table inet labcut")
+    restored = wait_full()
+    print(
+        f"\nfailover kep-lib (radio) cut: traffic pc-kep -> pc-lib stopped for {outage:.2f} s "
+        f"(bound {FAILOVER_BOUND:.2f} s = dead {DEAD} + SPF {SPF_DELAY} + hello {HELLO} + 1 s); "
+        f"new path: {detour.split(' uid')[0].strip()}"
+    )
+    assert "dev l-hall" in detour  # round the ring: kep -> hall -> deya -> lib
+    assert 0 < outage <= FAILOVER_BOUND
+    assert kep_lib["interface"] in restored["kep-gw"]
