@@ -32,10 +32,29 @@ WIREGUARD_PORT_SPAN = 8192
 IFNAME_MAX = 15
 
 DSCP = {
-    "cs0": 0, "cs1": 8, "af11": 10, "af12": 12, "af13": 14, "cs2": 16, "af21": 18, "af22": 20,
-    "af23": 22, "cs3": 24, "af31": 26, "af32": 28, "af33": 30, "cs4": 32, "af41": 34,
-    "af42": 36, "af43": 38, "cs5": 40, "va": 44, "ef": 46, "cs6": 48, "cs7": 56,
-}  # fmt: skip
+    "cs0": 0,
+    "cs1": 8,
+    "af11": 10,
+    "af12": 12,
+    "af13": 14,
+    "cs2": 16,
+    "af21": 18,
+    "af22": 20,
+    "af23": 22,
+    "cs3": 24,
+    "af31": 26,
+    "af32": 28,
+    "af33": 30,
+    "cs4": 32,
+    "af41": 34,
+    "af42": 36,
+    "af43": 38,
+    "cs5": 40,
+    "va": 44,
+    "ef": 46,
+    "cs6": 48,
+    "cs7": 56,
+}
 
 
 class LinksConfigError(ValueError):
@@ -139,7 +158,9 @@ def _prefixlen(net: str) -> str:
     return net.split("/")[1]
 
 
-def gateway_config(host: str, variables: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+def gateway_config(
+    host: str, variables: Mapping[str, Any], settings: Mapping[str, Any]
+) -> dict[str, Any]:
     """Everything kastro-links and frr.conf need on one gateway (no secrets)."""
     plan = variables.get("kastro_plan") or {}
     interfaces = variables.get("kastro_interfaces") or {}
@@ -175,7 +196,9 @@ def gateway_config(host: str, variables: Mapping[str, Any], settings: Mapping[st
                 f"'{zone_name}' in the plan; use a zone name from kastro_buildings.{building}.zones"
             )
         zones.append({"name": zone_name, "kind": zone["kind"], "interface": iface})
-        addresses.append({"interface": iface, "address": f"{mine['ipv4']}/{_prefixlen(zone['ipv4'])}"})
+        addresses.append(
+            {"interface": iface, "address": f"{mine['ipv4']}/{_prefixlen(zone['ipv4'])}"}
+        )
         if mine.get("ipv6") and zone.get("ipv6"):
             addresses.append(
                 {"interface": iface, "address": f"{mine['ipv6']}/{_prefixlen(zone['ipv6'])}"}
@@ -267,7 +290,9 @@ def qos_ruleset(
     downloads in the VoIP class by marking them itself. Later rules win over earlier ones.
     """
     plan = variables.get("kastro_plan") or {}
-    link_ifaces = sorted({f'"{i}"' for link in links for i in (link["interface"], link["underlay"])})
+    link_ifaces = sorted(
+        {f'"{i}"' for link in links for i in (link["interface"], link["underlay"])}
+    )
     rules: list[str] = []
     if link_ifaces:
         rules.append(f"iifname {_nft_set(link_ifaces)} return")
@@ -276,7 +301,9 @@ def qos_ruleset(
         where = f"links_qos_marking[{i}]"
         dscp = str(item.get("dscp") or "").lower()
         if dscp not in DSCP:
-            raise LinksConfigError(f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ...")
+            raise LinksConfigError(
+                f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ..."
+            )
         kind = item.get("zone_kind")
         ports = item.get("ports")
         if bool(kind) == bool(ports):
@@ -297,14 +324,17 @@ def qos_ruleset(
                     rules.append(f"iifname {_nft_set(local)} {family} dscp set {dscp} {comment}")
                 nets = nets4 if family == "ip" else nets6
                 if nets:
-                    rules.append(f"{family} daddr {_nft_set(nets)} {family} dscp set {dscp} {comment}")
+                    rules.append(
+                        f"{family} daddr {_nft_set(nets)} {family} dscp set {dscp} {comment}"
+                    )
             continue
         by_proto: dict[str, list[str]] = {}
         for text in ports:
             port, problem = parse_port(text)
             if port is None or port.protocol == "icmp":
                 raise LinksConfigError(
-                    f"{where}.ports: {problem or 'icmp has no port'}; write tcp/PORT or udp/FIRST-LAST"
+                    f"{where}.ports: {problem or 'icmp has no port'}; "
+                    "write tcp/PORT or udp/FIRST-LAST"
                 )
             by_proto.setdefault(port.protocol, []).append(port.span)
         for proto, spans in sorted(by_proto.items()):

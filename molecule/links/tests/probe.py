@@ -44,8 +44,13 @@ def summary(rtts: list[float], sent: int) -> dict:
     def pct(p: float) -> float:
         return round(rtts[min(len(rtts) - 1, int(p * len(rtts)))] * 1000, 2) if rtts else -1.0
 
-    return {"sent": sent, "received": len(rtts), "p50_ms": pct(0.5), "p95_ms": pct(0.95),
-            "max_ms": pct(1.0)}
+    return {
+        "sent": sent,
+        "received": len(rtts),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "max_ms": pct(1.0),
+    }
 
 
 def udp_client(host: str, port: int, count: int, gap: float) -> dict:
@@ -58,7 +63,7 @@ def udp_client(host: str, port: int, count: int, gap: float) -> dict:
         while True:
             try:
                 data = sock.recv(2048)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return
             seq = int.from_bytes(data[:4], "big")
             if seq in sent_at:
@@ -97,4 +102,6 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     else:
         client = udp_client if mode == "udp" else tcp_client
-        print(json.dumps(client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))))
+        print(
+            json.dumps(client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))
+        )

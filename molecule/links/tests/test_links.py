@@ -6,6 +6,7 @@ building has one LAN host. Measured figures are printed (the verifier runs pytes
 All traffic stays inside the lab's own networks.
 """
 
+import itertools
 import json
 import os
 import re
@@ -100,24 +101,28 @@ def test_lan_hosts_reach_each_other_as_the_policy_allows(host):
     # Policy (molecule/_lab/ring): staff -> staff and staff -> hall.servers may ping;
     # nothing may start from the servers towards staff.
     results = {}
-    for source, me in sorted(LAN_HOSTS.items()):
+    for source in sorted(LAN_HOSTS):
         others = {h: v["ipv4"] for h, v in LAN_HOSTS.items() if h != source}
         got = reachable(source, list(others.values()))
         for target, ip in others.items():
             results[(source, target)] = got.get(ip)
-    expected = {
-        (s, t): LAN_HOSTS[s]["zone"].endswith(".staff") for (s, t) in results
-    }
+    expected = {(s, t): LAN_HOSTS[s]["zone"].endswith(".staff") for (s, t) in results}
     assert results == expected
     allowed = sum(expected.values())
-    print(f"\nreachability: {allowed} allowed pairs answer, {len(expected) - allowed} denied pairs do not")
+    print(
+        f"\nreachability: {allowed} allowed pairs answer, "
+        f"{len(expected) - allowed} denied pairs do not"
+    )
     assert allowed == 16  # 4 staff hosts x 4 others
 
 
 def capture(gateway: str, interface: str, source: str, ping: str, pattern: str) -> str:
     """Ping with a recognisable payload while capturing on a gateway's interface."""
-    on(gateway, f"rm -f /tmp/cap.pcap; timeout 8 tcpdump -i {interface} -U -n -w /tmp/cap.pcap "
-       ">/dev/null 2>&1 & sleep 1.5")  # fmt: skip
+    on(
+        gateway,
+        f"rm -f /tmp/cap.pcap; timeout 8 tcpdump -i {interface} -U -n -w /tmp/cap.pcap "
+        ">/dev/null 2>&1 & sleep 1.5",
+    )
     out = on(source, f"ping -n -c 5 -i 0.2 -p {pattern} -s 200 {ping}").stdout
     assert " 0% packet loss" in out, out
     time.sleep(1)
@@ -135,41 +140,56 @@ def test_encrypted_link_carries_only_wireguard(host):
     for line in packets:
         if "ARP," in line or "fe80::" in line:  # the underlay's own neighbour discovery
             continue
-        assert re.search(rf"169\.254\.\d+\.\d+\.{port} > 169\.254\.\d+\.\d+\.{port}: UDP", line), line
+        assert re.search(rf"169\.254\.\d+\.\d+\.{port} > 169\.254\.\d+\.\d+\.{port}: UDP", line), (
+            line
+        )
     hexdump = seen.replace(" ", "")
     assert "ICMP echo" not in seen and pattern not in hexdump
     # Control: the same capture on a plain fibre link does show the pings and their payload.
     plain = link_of("lib-gw", "lib-deya")
     seen = capture("lib-gw", plain["underlay"], "pc-lib", LAN_HOSTS["pc-deya"]["ipv4"], pattern)
     assert "ICMP echo request" in seen and pattern in seen.replace(" ", "")
-    print(f"\nunderlay of kep-lib: {len(packets)} packets, all WireGuard (UDP {port}), payload never in clear")
+    print(
+        f"\nunderlay of kep-lib: {len(packets)} packets, all WireGuard (UDP {port}), "
+        "payload never in clear"
+    )
 
 
 def test_link_health_metrics(host, tmp_path):
     time.sleep(6)  # one probe round
-    text = on("lib-gw", "python3 -c \"import urllib.request as u; "
-              "print(u.urlopen('http://127.0.0.1:9554/metrics').read().decode())\"").stdout  # fmt: skip
+    text = on(
+        "lib-gw",
+        'python3 -c "import urllib.request as u; '
+        "print(u.urlopen('http://127.0.0.1:9554/metrics').read().decode())\"",
+    ).stdout
     (tmp_path / "metrics.txt").write_text(text)
     check = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
     for name in ("kep-lib", "lib-deya", "lib-school"):
-        assert re.search(rf'kastro_ospf_neighbor_full\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), name
+        assert re.search(rf'kastro_ospf_neighbor_full\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), (
+            name
+        )
         assert re.search(rf'kastro_link_up\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), name
         rtt = re.search(rf'kastro_link_rtt_seconds\{{[^}}]*link="{name}"[^}}]*\}} (\S+)', text)
         assert rtt and 0 < float(rtt.group(1)) < 0.5, text
     assert re.search(r'kastro_link_transmit_bytes_total\{[^}]*link="lib-school"[^}]*\} [1-9]', text)
-    assert re.search(r'kastro_link_qos_sent_bytes_total\{class="voip"[^}]*link="lib-school"[^}]*\} [1-9]', text)
+    assert re.search(
+        r'kastro_link_qos_sent_bytes_total\{class="voip"[^}]*link="lib-school"[^}]*\} [1-9]', text
+    )
 
 
 @pytest.fixture(scope="module")
 def echo_servers():
     for lan in ("pc-school", "pc-lib"):
         on(lan, "cat > /root/probe.py", stdin=PROBE)
-    on("pc-school", "systemctl stop lab-echo-rtp lab-echo-bulk lab-iperf 2>/dev/null; "
-       "systemd-run --unit=lab-echo-rtp python3 /root/probe.py serve 16384; "
-       "systemd-run --unit=lab-echo-bulk python3 /root/probe.py serve 9102; sleep 1")  # fmt: skip
+    on(
+        "pc-school",
+        "systemctl stop lab-echo-rtp lab-echo-bulk lab-iperf 2>/dev/null; "
+        "systemd-run --unit=lab-echo-rtp python3 /root/probe.py serve 16384; "
+        "systemd-run --unit=lab-echo-bulk python3 /root/probe.py serve 9102; sleep 1",
+    )
     yield
     on("pc-school", "systemctl stop lab-echo-rtp lab-echo-bulk lab-iperf; true")
 
@@ -196,8 +216,11 @@ def test_voip_keeps_its_latency_when_bulk_traffic_fills_the_link(host, echo_serv
     before = voip_class_packets()
     # Four bulk streams (rsync's port: marked cs1) from pc-lib to pc-school for 12 s.
     on("pc-school", "systemd-run --unit=lab-iperf iperf3 -s -p 873 -1; sleep 1")
-    on("pc-lib", "rm -f /tmp/iperf.json; (iperf3 -c {} -p 873 -P 4 -t 12 -J > /tmp/iperf.json 2>&1 &)"
-       .format(LAN_HOSTS["pc-school"]["ipv4"]))  # fmt: skip
+    on(
+        "pc-lib",
+        f"rm -f /tmp/iperf.json; (iperf3 -c {LAN_HOSTS['pc-school']['ipv4']} -p 873 -P 4 -t 12 "
+        "-J > /tmp/iperf.json 2>&1 &)",
+    )
     time.sleep(3)
     voip = probe("udp", 16384, 200, 0.02)  # 50 packets/s, G.711-sized: 4 s
     bulk = probe("tcp", 9102, 40, 0.05)  # the same path in the bulk class
@@ -206,7 +229,8 @@ def test_voip_keeps_its_latency_when_bulk_traffic_fills_the_link(host, echo_serv
     bulk_mbit = result["end"]["sum_received"]["bits_per_second"] / 1e6
     classified = voip_class_packets() - before
     print(
-        f"\nQoS on lib-school (20 Mbit/s radio, shaped to {shaped_mbit:.1f} Mbit/s inside WireGuard):"
+        f"\nQoS on lib-school (20 Mbit/s radio, shaped to {shaped_mbit:.1f} Mbit/s "
+        "inside WireGuard):"
         f"\n  bulk iperf3 (4 TCP streams, cs1): {bulk_mbit:.1f} Mbit/s"
         f"\n  VoIP stream (EF) idle:  loss {idle['sent'] - idle['received']}/{idle['sent']}, "
         f"p50 {idle['p50_ms']} ms, p95 {idle['p95_ms']} ms"
@@ -229,7 +253,7 @@ def outage_seconds(ping_output: str, interval: float) -> float:
     """Longest run of unanswered pings, in seconds (ping -O prints each sequence number)."""
     answered = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ttl", ping_output)})
     assert answered, ping_output[-500:]
-    gaps = [b - a - 1 for a, b in zip(answered, answered[1:])]
+    gaps = [b - a - 1 for a, b in itertools.pairwise(answered)]
     return max(gaps, default=0) * interval
 
 
@@ -241,7 +265,10 @@ def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
     interval = 0.05
     # 20 pings a second for 16 s; the radio "fades" 3 s in: kep-gw drops everything on its
     # underlay, in both directions, so neither end sees the interface go down.
-    on("pc-kep", f"rm -f /tmp/ping.txt; (ping -n -O -i {interval} -w 16 {target} > /tmp/ping.txt 2>&1 &)")
+    on(
+        "pc-kep",
+        f"rm -f /tmp/ping.txt; (ping -n -O -i {interval} -w 16 {target} > /tmp/ping.txt 2>&1 &)",
+    )
     time.sleep(3)
     cut = (
         "nft add table inet labcut; "

@@ -75,8 +75,11 @@ def apply_tc(link: dict[str, Any]) -> None:
     default = next(c["classid"] for c in link["qos"] if c["name"] == "default").split(":")[1]
     rate = link["shaped_rate_kbit"]
     # HTB cannot change its root qdisc in place: keep a matching one, rebuild anything else.
-    roots = [q for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout or "[]")
-             if q.get("root")]  # fmt: skip
+    roots = [
+        q
+        for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout or "[]")
+        if q.get("root")
+    ]
     current = roots[0] if roots else {}
     if not (
         current.get("kind") == "htb"
@@ -85,26 +88,107 @@ def apply_tc(link: dict[str, Any]) -> None:
     ):
         run("tc", "qdisc", "del", "dev", dev, "root", check=False)
         run("tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", default)
-    run("tc", "class", "replace", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
-        "rate", f"{rate}kbit", "ceil", f"{rate}kbit")  # fmt: skip
+    run(
+        "tc",
+        "class",
+        "replace",
+        "dev",
+        dev,
+        "parent",
+        "1:",
+        "classid",
+        "1:1",
+        "htb",
+        "rate",
+        f"{rate}kbit",
+        "ceil",
+        f"{rate}kbit",
+    )
     for cls in link["qos"]:
         # quantum: how many bytes a class sends per round; one full frame at least.
         quantum = max(1514, min(60000, cls["rate_kbit"] * 125 // 10))
-        run("tc", "class", "replace", "dev", dev, "parent", "1:1", "classid", cls["classid"],
-            "htb", "rate", f"{cls['rate_kbit']}kbit", "ceil", f"{cls['ceil_kbit']}kbit",
-            "prio", str(cls["priority"]), "quantum", str(quantum))  # fmt: skip
+        run(
+            "tc",
+            "class",
+            "replace",
+            "dev",
+            dev,
+            "parent",
+            "1:1",
+            "classid",
+            cls["classid"],
+            "htb",
+            "rate",
+            f"{cls['rate_kbit']}kbit",
+            "ceil",
+            f"{cls['ceil_kbit']}kbit",
+            "prio",
+            str(cls["priority"]),
+            "quantum",
+            str(quantum),
+        )
         minor = cls["classid"].split(":")[1]
-        run("tc", "qdisc", "replace", "dev", dev, "parent", cls["classid"], "handle", f"{minor}:",
-            "pfifo", "limit", str(cls["limit"]))  # fmt: skip
+        run(
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "parent",
+            cls["classid"],
+            "handle",
+            f"{minor}:",
+            "pfifo",
+            "limit",
+            str(cls["limit"]),
+        )
     # Filters have no "replace" that is safe for u32; rebuild them (a few ms, default class).
     run("tc", "filter", "del", "dev", dev, "parent", "1:", check=False)
     for cls in link["qos"]:
         for dscp in cls["dscp"]:
             tos = f"0x{dscp << 2:02x}"
-            run("tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
-                "u32", "match", "ip", "dsfield", tos, "0xfc", "flowid", cls["classid"])  # fmt: skip
-            run("tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ipv6", "prio", "2",
-                "u32", "match", "ip6", "priority", tos, "0xfc", "flowid", cls["classid"])  # fmt: skip
+            run(
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:",
+                "protocol",
+                "ip",
+                "prio",
+                "1",
+                "u32",
+                "match",
+                "ip",
+                "dsfield",
+                tos,
+                "0xfc",
+                "flowid",
+                cls["classid"],
+            )
+            run(
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:",
+                "protocol",
+                "ipv6",
+                "prio",
+                "2",
+                "u32",
+                "match",
+                "ip6",
+                "priority",
+                tos,
+                "0xfc",
+                "flowid",
+                cls["classid"],
+            )
 
 
 def apply(config: dict[str, Any]) -> list[str]:
@@ -171,8 +255,21 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         while True:
-            proc = run("ping", "-n", "-q", "-c", str(self.count), "-i", "0.2", "-W", "1",
-                       "-I", self.link["interface"], self.link["peer_ipv4"], check=False)  # fmt: skip
+            proc = run(
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                str(self.count),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                self.link["interface"],
+                self.link["peer_ipv4"],
+                check=False,
+            )
             summary = PING_SUMMARY.search(proc.stdout)
             if summary:
                 sent, received = int(summary.group(1)), int(summary.group(2))
@@ -215,10 +312,14 @@ def tc_classes(dev: str) -> list[dict[str, Any]]:
     """HTB class counters (this iproute2 has no JSON output for HTB classes)."""
     out = run("tc", "-s", "class", "show", "dev", dev, check=False).stdout
     return [
-        {"handle": m["handle"], "bytes": int(m["bytes"]), "packets": int(m["packets"]),
-         "drops": int(m["drops"])}
+        {
+            "handle": m["handle"],
+            "bytes": int(m["bytes"]),
+            "packets": int(m["packets"]),
+            "drops": int(m["drops"]),
+        }
         for m in TC_CLASS.finditer(out)
-    ]  # fmt: skip
+    ]
 
 
 def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -> None:
@@ -232,21 +333,54 @@ def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -
     class LinksCollector:
         def collect(self) -> Iterator[Any]:
             labels = ["link", "peer", "interface"]
-            up = GaugeMetricFamily("kastro_link_up", "1 if the last probe got an answer from the far end", labels=labels)
-            rtt = GaugeMetricFamily("kastro_link_rtt_seconds", "Mean round-trip time of the last probe", labels=labels)
-            loss = GaugeMetricFamily("kastro_link_probe_loss_ratio", "Share of the last probe's pings lost", labels=labels)
+            up = GaugeMetricFamily(
+                "kastro_link_up",
+                "1 if the last probe got an answer from the far end",
+                labels=labels,
+            )
+            rtt = GaugeMetricFamily(
+                "kastro_link_rtt_seconds", "Mean round-trip time of the last probe", labels=labels
+            )
+            loss = GaugeMetricFamily(
+                "kastro_link_probe_loss_ratio",
+                "Share of the last probe's pings lost",
+                labels=labels,
+            )
             sent = CounterMetricFamily("kastro_link_probes_sent", "Probe pings sent", labels=labels)
-            lost = CounterMetricFamily("kastro_link_probes_lost", "Probe pings unanswered", labels=labels)
-            tx = CounterMetricFamily("kastro_link_transmit_bytes", "Bytes sent over the link", labels=labels)
-            rx = CounterMetricFamily("kastro_link_receive_bytes", "Bytes received over the link", labels=labels)
-            cap = GaugeMetricFamily("kastro_link_capacity_bytes_per_second", "The link's capacity from the inventory", labels=labels)
-            shaped = GaugeMetricFamily("kastro_link_shaped_bytes_per_second", "The rate HTB shapes the link to", labels=labels)
-            cls_bytes = CounterMetricFamily("kastro_link_qos_sent_bytes", "Bytes sent per QoS class", labels=[*labels, "class"])
-            cls_drops = CounterMetricFamily("kastro_link_qos_dropped_packets", "Packets dropped per QoS class", labels=[*labels, "class"])  # fmt: skip
+            lost = CounterMetricFamily(
+                "kastro_link_probes_lost", "Probe pings unanswered", labels=labels
+            )
+            tx = CounterMetricFamily(
+                "kastro_link_transmit_bytes", "Bytes sent over the link", labels=labels
+            )
+            rx = CounterMetricFamily(
+                "kastro_link_receive_bytes", "Bytes received over the link", labels=labels
+            )
+            cap = GaugeMetricFamily(
+                "kastro_link_capacity_bytes_per_second",
+                "The link's capacity from the inventory",
+                labels=labels,
+            )
+            shaped = GaugeMetricFamily(
+                "kastro_link_shaped_bytes_per_second",
+                "The rate HTB shapes the link to",
+                labels=labels,
+            )
+            cls_bytes = CounterMetricFamily(
+                "kastro_link_qos_sent_bytes", "Bytes sent per QoS class", labels=[*labels, "class"]
+            )
+            cls_drops = CounterMetricFamily(
+                "kastro_link_qos_dropped_packets",
+                "Packets dropped per QoS class",
+                labels=[*labels, "class"],
+            )
             for prober in probers:
                 link = prober.link
                 values = [link["name"], link["peer_building"], link["interface"]]
-                up.add_metric(values, 1.0 if prober.last_loss == prober.last_loss and prober.last_loss < 1 else 0.0)
+                up.add_metric(
+                    values,
+                    1.0 if prober.last_loss == prober.last_loss and prober.last_loss < 1 else 0.0,
+                )
                 rtt.add_metric(values, prober.rtt_seconds)
                 loss.add_metric(values, prober.last_loss)
                 sent.add_metric(values, prober.sent)
