@@ -92,8 +92,21 @@ def test_non_uplink_gateway_has_no_nat_and_teleworkers_only_towards_its_zones():
     teleworker_chains = [c["name"] for c in ruleset["chains"] if "tw." in c["name"]]
     # IT admins may reach management zones everywhere, so kep's management zone is guarded here
     assert teleworker_chains == ["from_tw.it-admins_to_kep.management"]
-    # transit between its two links is accepted: both ends check the policy
-    assert any("counter name transit accept" in r for r in ruleset["forward"])
+    # transit between its two links is accepted: both ends check the policy. It comes before
+    # conntrack, because in a ring a transit gateway may see only one direction of a flow.
+    forward = ruleset["forward"]
+    transit = next(i for i, r in enumerate(forward) if "counter name transit accept" in r)
+    assert transit < forward.index("ct state established,related accept")
+
+
+def test_link_tunnels_count_as_links():
+    variables = dict(hosts_and_vars())["deya-gw"]
+    plain = compile_ruleset("deya-gw", variables, settings())
+    tunnels = {"deya-cityhall": "wl-cityhall", "library-deya": "wl-library"}
+    ruleset = compile_ruleset("deya-gw", variables, settings(link_interfaces=tunnels))
+    transit = next(r for r in ruleset["forward"] if "transit" in r)
+    assert '"wl-cityhall"' in transit and '"wl-library"' in transit
+    assert '"wl-cityhall"' not in next(r for r in plain["forward"] if "transit" in r)
 
 
 def test_server_input_comes_only_from_allowed_zones():
