@@ -426,6 +426,11 @@ def host_report(lab: str) -> list[dict[str, str]]:
         "password_login": "sshd -T | awk '/^passwordauthentication/ {print $2}'",
         "admins": "getent group kastro-admins | cut -d: -f4",
         "auto_updates": "apt-config dump APT::Periodic::Unattended-Upgrade | cut -d'\"' -f2",
+        # Gateways: OSPF adjacencies that are Full, and WireGuard tunnels to other buildings.
+        "ospf_full": (
+            "command -v vtysh >/dev/null && vtysh -c 'show ip ospf neighbor' | grep -c Full"
+        ),
+        "link_tunnels": "ls /sys/class/net | grep -c '^wl-' || true",
     }
     rows: list[dict[str, str]] = []
     for host in list_hosts(lab):

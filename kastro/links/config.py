@@ -88,6 +88,12 @@ def underlay_addresses(link_v4: str) -> tuple[str, str]:
     return f"{first}/31", f"{first + 1}/31"
 
 
+def tunnel_link_local(end_v4: str) -> str:
+    """fe80::a3c:ff1/64 for the end 10.60.15.241: unique per end, readable back to the plan."""
+    value = int(netaddr.IPNetwork(end_v4).ip)
+    return f"fe80::{value >> 16:x}:{value & 0xFFFF:x}/64"
+
+
 def wireguard_port(link_v4: str) -> int:
     return WIREGUARD_PORT_BASE + (int(netaddr.IPNetwork(link_v4).network) >> 1) % (
         WIREGUARD_PORT_SPAN
@@ -253,6 +259,16 @@ def gateway_config(
             entry["interface"] = underlay
             entry["routed_mtu"] = int(link["mtu"])
         addresses.append({"interface": entry["interface"], "address": entry["ipv4"]})
+        if ends[building].get("ipv6") and ends[peer].get("ipv6"):
+            entry["ipv6"] = f"{ends[building]['ipv6']}/127"
+            entry["peer_ipv6"] = ends[peer]["ipv6"]
+            addresses.append({"interface": entry["interface"], "address": entry["ipv6"]})
+            if link["encrypted"]:
+                # OSPFv3 talks link-local; a kernel WireGuard interface has none of its own
+                # (wireguard-go's tun device gets a random one), so give it a stable one.
+                addresses.append(
+                    {"interface": entry["interface"], "address": tunnel_link_local(entry["ipv4"])}
+                )
         # Shape a little under the medium's rate, so the queue builds here (where the classes
         # are) and not in the radio or the provider's box. Tunnels lose their overhead too.
         rate = int(link["capacity_mbps"]) * 1000 * int(settings.get("shape_percent", 95)) // 100
@@ -266,6 +282,7 @@ def gateway_config(
         "host": host,
         "building": building,
         "router_id": router_id["ipv4"],
+        "ospf6": bool(settings.get("ospf6")),
         "addresses": addresses,
         "zones": zones,
         "links": links,

@@ -55,27 +55,28 @@ def link_of(gateway: str, name: str) -> dict:
     return next(link for link in config(gateway)["links"] if link["name"] == name)
 
 
-def full_neighbors(gateway: str) -> set[str]:
-    rows = json.loads(on(gateway, "kastro-links neighbors").stdout or "[]")
+def full_neighbors(gateway: str, family: str) -> set[str]:
+    rows = json.loads(on(gateway, f"kastro-links neighbors --family {family}").stdout or "[]")
     return {r["interface"] for r in rows or [] if r["state"] == "Full"}
 
 
-def wait_full(timeout: float = 40) -> dict[str, set[str]]:
+def wait_full(family: str = "ipv4", timeout: float = 40) -> dict[str, set[str]]:
     """Each gateway -> interfaces with a Full adjacency, once all links are Full (or timeout)."""
     wanted = {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
     deadline = time.monotonic() + timeout
     while True:
-        got = {g: full_neighbors(g) for g in GATEWAYS}
+        got = {g: full_neighbors(g, family) for g in GATEWAYS}
         if got == wanted or time.monotonic() > deadline:
             return got
         time.sleep(1)
 
 
-def test_every_link_has_a_full_adjacency(host):
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])  # OSPFv2 and OSPFv3
+def test_every_link_has_a_full_adjacency(host, family):
     wanted = {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
     # Five links, two ends each.
     assert sum(len(v) for v in wanted.values()) == 2 * len(PLAN["links"]) == 10
-    assert wait_full() == wanted
+    assert wait_full(family) == wanted
 
 
 def test_routes_follow_the_costs(host):
@@ -97,12 +98,13 @@ def reachable(source: str, targets: list[str]) -> dict[str, bool]:
     return {line.split()[0]: line.split()[1] == "yes" for line in out.splitlines()}
 
 
-def test_lan_hosts_reach_each_other_as_the_policy_allows(host):
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_lan_hosts_reach_each_other_as_the_policy_allows(host, family):
     # Policy (molecule/_lab/ring): staff -> staff and staff -> hall.servers may ping;
     # nothing may start from the servers towards staff.
     results = {}
     for source in sorted(LAN_HOSTS):
-        others = {h: v["ipv4"] for h, v in LAN_HOSTS.items() if h != source}
+        others = {h: v[family] for h, v in LAN_HOSTS.items() if h != source}
         got = reachable(source, list(others.values()))
         for target, ip in others.items():
             results[(source, target)] = got.get(ip)
@@ -110,7 +112,7 @@ def test_lan_hosts_reach_each_other_as_the_policy_allows(host):
     assert results == expected
     allowed = sum(expected.values())
     print(
-        f"\nreachability: {allowed} allowed pairs answer, "
+        f"\nreachability ({family}): {allowed} allowed pairs answer, "
         f"{len(expected) - allowed} denied pairs do not"
     )
     assert allowed == 16  # 4 staff hosts x 4 others
@@ -168,9 +170,8 @@ def test_link_health_metrics(host, tmp_path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     for name in ("kep-lib", "lib-deya", "lib-school"):
-        assert re.search(rf'kastro_ospf_neighbor_full\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), (
-            name
-        )
+        full = re.findall(rf'kastro_ospf_neighbor_full\{{([^}}]*link="{name}"[^}}]*)\}} 1\.0', text)
+        assert len(full) == 2, name  # OSPFv2 and OSPFv3
         assert re.search(rf'kastro_link_up\{{[^}}]*link="{name}"[^}}]*\}} 1\.0', text), name
         rtt = re.search(rf'kastro_link_rtt_seconds\{{[^}}]*link="{name}"[^}}]*\}} (\S+)', text)
         assert rtt and 0 < float(rtt.group(1)) < 0.5, text

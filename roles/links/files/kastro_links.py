@@ -61,8 +61,7 @@ def addresses_of(iface: str) -> set[str]:
     found = set()
     for entry in json.loads(out):
         for addr in entry.get("addr_info", []):
-            if addr.get("scope") != "link" or addr.get("family") == "inet":
-                found.add(f"{addr['local']}/{addr['prefixlen']}")
+            found.add(f"{addr['local']}/{addr['prefixlen']}")
     return found
 
 
@@ -281,21 +280,37 @@ class Prober(threading.Thread):
             time.sleep(self.interval)
 
 
-def ospf_neighbors() -> list[dict[str, Any]] | None:
+def ospf_neighbors(family: str = "ipv4") -> list[dict[str, Any]] | None:
+    """FRR's OSPF (ipv4) or OSPFv3 (ipv6) neighbours: router id, interface, state."""
     if not shutil.which("vtysh"):
         return None
-    proc = run("vtysh", "-c", "show ip ospf neighbor json", check=False)
-    if proc.returncode != 0:
+    command = "show ip ospf neighbor json" if family == "ipv4" else "show ipv6 ospf6 neighbor json"
+    proc = run("vtysh", "-c", command, check=False)
+    try:
+        data = json.loads(proc.stdout or "")
+    except json.JSONDecodeError:
+        return None  # the daemon is not running: vtysh prints a message instead
+    if proc.returncode != 0 or not isinstance(data, dict):
         return None
     rows = []
-    for router_id, entries in (json.loads(proc.stdout or "{}").get("neighbors") or {}).items():
-        for entry in entries:
-            iface = str(entry.get("ifaceName", "")).split(":")[0]
+    neighbors = data.get("neighbors") or {}
+    if isinstance(neighbors, dict):  # ospfd: {router id: [entries]}
+        for router_id, entries in neighbors.items():
+            for entry in entries:
+                rows.append(
+                    {
+                        "router_id": router_id,
+                        "interface": str(entry.get("ifaceName", "")).split(":")[0],
+                        "state": str(entry.get("nbrState", "")).split("/")[0],
+                    }
+                )
+    else:  # ospf6d: [entries]
+        for entry in neighbors:
             rows.append(
                 {
-                    "router_id": router_id,
-                    "interface": iface,
-                    "state": str(entry.get("nbrState", "")).split("/")[0],
+                    "router_id": str(entry.get("neighborId", "")),
+                    "interface": str(entry.get("interfaceName", "")),
+                    "state": str(entry.get("state", "")),
                 }
             )
     return rows
@@ -327,6 +342,7 @@ def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -
     from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
     probers = [Prober(link, interval, count) for link in config["links"]]
+    families = ["ipv4"] + (["ipv6"] if config.get("ospf6") else [])
     for prober in probers:
         prober.start()
 
@@ -399,22 +415,25 @@ def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -
                         cls_drops.add_metric([*values, name], row["drops"])
             yield from (up, rtt, loss, sent, lost, tx, rx, cap, shaped, cls_bytes, cls_drops)
 
-            neighbors = ospf_neighbors()
-            ospf_up = GaugeMetricFamily("kastro_ospf_up", "1 if FRR's ospfd answered")
-            ospf_up.add_metric([], 0.0 if neighbors is None else 1.0)
-            yield ospf_up
+            ospf_up = GaugeMetricFamily(
+                "kastro_ospf_up", "1 if FRR's OSPF daemon answered", labels=["family"]
+            )
             full = GaugeMetricFamily(
                 "kastro_ospf_neighbor_full",
                 "1 if the OSPF adjacency over the link is Full (expected: one per link)",
-                labels=labels,
+                labels=[*labels, "family"],
             )
-            by_iface = {n["interface"]: n for n in neighbors or []}
-            for link in config["links"]:
-                n = by_iface.get(link["interface"])
-                full.add_metric(
-                    [link["name"], link["peer_building"], link["interface"]],
-                    1.0 if n and n["state"] == "Full" else 0.0,
-                )
+            for family in families:
+                neighbors = ospf_neighbors(family)
+                ospf_up.add_metric([family], 0.0 if neighbors is None else 1.0)
+                by_iface = {n["interface"]: n for n in neighbors or []}
+                for link in config["links"]:
+                    n = by_iface.get(link["interface"])
+                    full.add_metric(
+                        [link["name"], link["peer_building"], link["interface"], family],
+                        1.0 if n and n["state"] == "Full" else 0.0,
+                    )
+            yield ospf_up
             yield full
 
     REGISTRY.register(LinksCollector())
@@ -433,10 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", default="0.0.0.0:9554")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between probes")
     p.add_argument("--count", type=int, default=5, help="pings per probe")
-    sub.add_parser("neighbors", help="print FRR's OSPF neighbours as JSON")
+    p = sub.add_parser("neighbors", help="print FRR's OSPF neighbours as JSON")
+    p.add_argument("--family", choices=["ipv4", "ipv6"], default="ipv4")
     args = parser.parse_args(argv)
     if args.command == "neighbors":
-        print(json.dumps(ospf_neighbors()))
+        print(json.dumps(ospf_neighbors(args.family)))
         return 0
     try:
         config = json.loads(args.config.read_text(encoding="utf-8"))
