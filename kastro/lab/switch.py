@@ -9,6 +9,7 @@ sensor's interface with tc (clsact + u32 + mirred).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -32,8 +33,15 @@ def namespace(lab: str) -> str:
 
 
 def bridge_names(topo: Topology) -> dict[str, str]:
-    """network name -> bridge name (stable: by position in the sorted network list)."""
-    return {net.name: f"br{i}" for i, net in enumerate(sorted(topo.networks, key=lambda n: n.name))}
+    """network name -> bridge name, from a hash of the network's name alone.
+
+    Not from its position in a list: a link added to the model would shift every later name,
+    and `lab up` would then unplug running hosts to reuse the names (found by the links test).
+    The bridge's ports are named <bridge>p<member index>, so 11 characters leave room.
+    """
+    return {
+        net.name: "b" + hashlib.sha256(net.name.encode()).hexdigest()[:10] for net in topo.networks
+    }
 
 
 def ensure_namespace(lab: str) -> None:

@@ -322,9 +322,19 @@ def qos_ruleset(
                 f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ..."
             )
         kind = item.get("zone_kind")
-        ports = item.get("ports")
+        ports = list(item.get("ports") or ())
+        services = variables.get("kastro_services") or {}
+        for service in item.get("services") or ():
+            if service not in services:
+                raise LinksConfigError(
+                    f"{where}.services: '{service}' is not in kastro_services; "
+                    f"use one of {', '.join(sorted(services))}"
+                )
+            ports += [p for p in services[service].get("ports") or () if p != "icmp"]
         if bool(kind) == bool(ports):
-            raise LinksConfigError(f"{where}: give either zone_kind or ports (not both)")
+            raise LinksConfigError(
+                f"{where}: give either zone_kind, or ports / services with TCP or UDP ports"
+            )
         comment = f'comment "{item.get("name") or where}"'
         if kind:
             local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] == kind)

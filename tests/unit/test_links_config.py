@@ -141,7 +141,7 @@ def test_shaping_follows_capacity_and_the_shares(ring: Path):
         ),
         (
             lambda s: s["qos_marking"].append({"name": "x", "dscp": "ef"}),
-            "either zone_kind or ports",
+            "either zone_kind, or ports",
         ),
     ],
 )
@@ -155,6 +155,28 @@ def test_bad_settings_say_what_to_fix(ring: Path, change, message):
     settings = copy.deepcopy(SETTINGS)
     change(settings)
     with pytest.raises(LinksConfigError, match=message):
+        gateway_config("lib-gw", variables, settings)
+
+
+def test_marking_by_service_name_uses_the_inventory_ports(ring: Path):
+    planned = plan_inventory(ring)
+    variables = {
+        "kastro_plan": planned.result.data,
+        "kastro_interfaces": build_topology(planned.model).interface_vars("lib-gw"),
+        "kastro_services": {"voice": {"ports": ["udp/5060", "udp/16384-32767"]}},
+    }
+    settings = {
+        **SETTINGS,
+        "qos_marking": [{"name": "phones", "services": ["voice"], "dscp": "ef"}],
+    }
+    ruleset = gateway_config("lib-gw", variables, settings)["qos_ruleset"]
+    assert (
+        'meta l4proto udp th dport { 5060, 16384-32767 } ip dscp set ef comment "phones"' in ruleset
+    )
+    settings["qos_marking"][0]["services"] = ["voip"]
+    with pytest.raises(
+        LinksConfigError, match="'voip' is not in kastro_services; use one of voice"
+    ):
         gateway_config("lib-gw", variables, settings)
 
 

@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -292,3 +293,55 @@ def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
     assert "dev l-hall" in detour  # round the ring: kep -> hall -> deya -> lib
     assert 0 < outage <= FAILOVER_BOUND
     assert kep_lib["interface"] in restored["kep-gw"]
+
+
+def changed_hosts(output: str) -> set[str]:
+    """Hosts with a changed task of their own (not the controller tasks delegated from them)."""
+    return {m for m in re.findall(r"^changed: \[([^\]\s]+)\]", output, re.MULTILINE)}
+
+
+def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
+    """The admin adds a radio link kep - deya, re-plans, cables it (lab up) and runs links.yml."""
+    inventory = tmp_path / "ring"
+    shutil.copytree(MUNICIPALITY, inventory)
+    model_file = inventory / "group_vars" / "all" / "model.yml"
+    model = yaml.safe_load(model_file.read_text())
+    model["kastro_links"]["kep-deya"] = {
+        "ends": ["kep", "deya"],
+        "medium": "radio",
+        "capacity_mbps": 50,
+    }
+    model_file.write_text(yaml.safe_dump(model, sort_keys=False))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
+
+    planned = subprocess.run(
+        ["kastro", "plan", str(inventory)], capture_output=True, text=True, cwd=PROJECT, env=env
+    )
+    assert planned.returncode == 0, planned.stderr
+    added = [line.strip() for line in planned.stdout.splitlines() if line.strip().startswith("+")]
+    assert added and all(line.split()[1] == "links.kep-deya" for line in added), planned.stdout
+
+    cabled = subprocess.run(
+        ["kastro", "lab", "up", str(inventory), "--lab", LAB],
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=300,
+    )  # fmt: skip
+    assert cabled.returncode == 0, cabled.stderr
+    overlay = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
+    run = subprocess.run(
+        ["ansible-playbook", "-v", "-i", str(inventory), "-i", str(overlay),
+         "-e", f"links_secrets_dir={os.environ['KASTRO_LINKS_SECRETS']}",
+         str(PROJECT / "playbooks" / "links.yml")],
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert changed_hosts(output) == {"kep-gw", "deya-gw"}
+    new_tunnels = {"kep-gw": "wl-deya", "deya-gw": "wl-kep"}
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        full = {g: full_neighbors(g, "ipv4") for g in new_tunnels}
+        if all(new_tunnels[g] in full[g] for g in new_tunnels):
+            break
+        time.sleep(1)
+    assert all(new_tunnels[g] in full[g] for g in new_tunnels), full
+    print("\nnew link kep-deya: plan added only links.kep-deya; changed hosts: kep-gw, deya-gw")

@@ -14,6 +14,7 @@ interface byte counters (throughput), HTB class counters and FRR's OSPF neighbou
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -190,7 +191,37 @@ def apply_tc(link: dict[str, Any]) -> None:
             )
 
 
-def apply(config: dict[str, Any]) -> list[str]:
+def config_digest(config_path: Path) -> str:
+    """What the host should look like: the configuration and the tunnels' settings."""
+    digest = hashlib.sha256(config_path.read_bytes())
+    for path in sorted(WG_DIR.glob("*.conf")) if WG_DIR.exists() else []:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def needs_apply(config: dict[str, Any], config_path: Path) -> list[str]:
+    """Why the host does not match its configuration (empty: it does).
+
+    The role asks this instead of relying on a handler, so a run that failed half-way is
+    finished by the next run even though the files on the host no longer change.
+    """
+    reasons = []
+    state = json.loads(STATE.read_text()) if STATE.exists() else {}
+    if state.get("digest") != config_digest(config_path):
+        reasons.append("the configuration changed since the last apply")
+    for link in config["links"]:
+        if not link_exists(link["interface"]):
+            reasons.append(f"{link['interface']} is missing")
+        elif link["qos"] and '"kind":"htb"' not in run(
+            "tc", "-j", "qdisc", "show", "dev", link["interface"], "root", check=False
+        ).stdout.replace(" ", ""):
+            reasons.append(f"{link['interface']} has no HTB classes")
+    if run("nft", "list", "table", "inet", "kastro_qos", check=False).returncode != 0:
+        reasons.append("table inet kastro_qos is not loaded")
+    return reasons
+
+
+def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
     """Make the host match the configuration; returns what changed (for the log)."""
     changes: list[str] = []
     previous = json.loads(STATE.read_text()) if STATE.exists() else {"addresses": [], "tunnels": []}
@@ -230,7 +261,13 @@ def apply(config: dict[str, Any]) -> list[str]:
 
     STATE.parent.mkdir(parents=True, exist_ok=True)
     STATE.write_text(
-        json.dumps({"addresses": sorted(wanted), "tunnels": [t["interface"] for t in tunnels]}),
+        json.dumps(
+            {
+                "addresses": sorted(wanted),
+                "tunnels": [t["interface"] for t in tunnels],
+                "digest": config_digest(config_path),
+            }
+        ),
         encoding="utf-8",
     )
     return changes
@@ -448,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("apply", help="make the host match the configuration")
+    sub.add_parser(
+        "needs-apply", help="exit 0 (and say why) if the host does not match its configuration"
+    )
     p = sub.add_parser("exporter", help="serve link health metrics")
     p.add_argument("--listen", default="0.0.0.0:9554")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between probes")
@@ -463,9 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"kastro-links: cannot read {args.config}: {exc}", file=sys.stderr)
         return 2
+    if args.command == "needs-apply":
+        reasons = needs_apply(config, args.config)
+        print("; ".join(reasons) if reasons else "the host matches its configuration")
+        return 0 if reasons else 1
     if args.command == "apply":
         try:
-            changes = apply(config)
+            changes = apply(config, args.config)
         except RuntimeError as exc:
             print(f"kastro-links: {exc}", file=sys.stderr)
             return 1
