@@ -66,129 +66,53 @@ def addresses_of(iface: str) -> set[str]:
     return found
 
 
+def tc(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`tc` with its arguments written as on the command line (names hold no spaces)."""
+    return run("tc", *command.split(), check=check)
+
+
 def apply_tc(link: dict[str, Any]) -> None:
     """HTB on the routed interface: one class per traffic kind, each with its own queue."""
     dev = link["interface"]
     if not link["qos"]:
-        run("tc", "qdisc", "del", "dev", dev, "root", check=False)
+        tc(f"qdisc del dev {dev} root", check=False)
         return
     default = next(c["classid"] for c in link["qos"] if c["name"] == "default").split(":")[1]
     rate = link["shaped_rate_kbit"]
     # HTB cannot change its root qdisc in place: keep a matching one, rebuild anything else.
-    roots = [
-        q
-        for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout or "[]")
-        if q.get("root")
-    ]
+    roots = [q for q in json.loads(tc(f"-j qdisc show dev {dev}").stdout or "[]") if q.get("root")]
     current = roots[0] if roots else {}
     if not (
         current.get("kind") == "htb"
         and current.get("handle") == "1:"
         and int(str(current.get("options", {}).get("default", "-1")), 0) == int(default, 16)
     ):
-        run("tc", "qdisc", "del", "dev", dev, "root", check=False)
-        run("tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", default)
-    run(
-        "tc",
-        "class",
-        "replace",
-        "dev",
-        dev,
-        "parent",
-        "1:",
-        "classid",
-        "1:1",
-        "htb",
-        "rate",
-        f"{rate}kbit",
-        "ceil",
-        f"{rate}kbit",
-    )
+        tc(f"qdisc del dev {dev} root", check=False)
+        tc(f"qdisc add dev {dev} root handle 1: htb default {default}")
+    tc(f"class replace dev {dev} parent 1: classid 1:1 htb rate {rate}kbit ceil {rate}kbit")
     for cls in link["qos"]:
         # quantum: how many bytes a class sends per round; one full frame at least.
         quantum = max(1514, min(60000, cls["rate_kbit"] * 125 // 10))
-        run(
-            "tc",
-            "class",
-            "replace",
-            "dev",
-            dev,
-            "parent",
-            "1:1",
-            "classid",
-            cls["classid"],
-            "htb",
-            "rate",
-            f"{cls['rate_kbit']}kbit",
-            "ceil",
-            f"{cls['ceil_kbit']}kbit",
-            "prio",
-            str(cls["priority"]),
-            "quantum",
-            str(quantum),
+        tc(
+            f"class replace dev {dev} parent 1:1 classid {cls['classid']} htb "
+            f"rate {cls['rate_kbit']}kbit ceil {cls['ceil_kbit']}kbit "
+            f"prio {cls['priority']} quantum {quantum}"
         )
         minor = cls["classid"].split(":")[1]
-        run(
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            dev,
-            "parent",
-            cls["classid"],
-            "handle",
-            f"{minor}:",
-            "pfifo",
-            "limit",
-            str(cls["limit"]),
+        tc(
+            f"qdisc replace dev {dev} parent {cls['classid']} handle {minor}: "
+            f"pfifo limit {cls['limit']}"
         )
     # Filters have no "replace" that is safe for u32; rebuild them (a few ms, default class).
-    run("tc", "filter", "del", "dev", dev, "parent", "1:", check=False)
+    tc(f"filter del dev {dev} parent 1:", check=False)
     for cls in link["qos"]:
         for dscp in cls["dscp"]:
-            tos = f"0x{dscp << 2:02x}"
-            run(
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:",
-                "protocol",
-                "ip",
-                "prio",
-                "1",
-                "u32",
-                "match",
-                "ip",
-                "dsfield",
-                tos,
-                "0xfc",
-                "flowid",
-                cls["classid"],
-            )
-            run(
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:",
-                "protocol",
-                "ipv6",
-                "prio",
-                "2",
-                "u32",
-                "match",
-                "ip6",
-                "priority",
-                tos,
-                "0xfc",
-                "flowid",
-                cls["classid"],
-            )
+            tos = f"0x{dscp << 2:02x}"  # DSCP is the upper six bits of the TOS / traffic class
+            for protocol, prio, field in (("ip", 1, "ip dsfield"), ("ipv6", 2, "ip6 priority")):
+                tc(
+                    f"filter add dev {dev} parent 1: protocol {protocol} prio {prio} "
+                    f"u32 match {field} {tos} 0xfc flowid {cls['classid']}"
+                )
 
 
 def config_digest(config_path: Path) -> str:
@@ -212,8 +136,8 @@ def needs_apply(config: dict[str, Any], config_path: Path) -> list[str]:
     for link in config["links"]:
         if not link_exists(link["interface"]):
             reasons.append(f"{link['interface']} is missing")
-        elif link["qos"] and '"kind":"htb"' not in run(
-            "tc", "-j", "qdisc", "show", "dev", link["interface"], "root", check=False
+        elif link["qos"] and '"kind":"htb"' not in tc(
+            f"-j qdisc show dev {link['interface']} root", check=False
         ).stdout.replace(" ", ""):
             reasons.append(f"{link['interface']} has no HTB classes")
     if run("nft", "list", "table", "inet", "kastro_qos", check=False).returncode != 0:
@@ -291,19 +215,10 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         while True:
+            link = self.link
             proc = run(
-                "ping",
-                "-n",
-                "-q",
-                "-c",
-                str(self.count),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "-I",
-                self.link["interface"],
-                self.link["peer_ipv4"],
+                *f"ping -n -q -c {self.count} -i 0.2 -W 1 -I {link['interface']}".split(),
+                link["peer_ipv4"],
                 check=False,
             )
             summary = PING_SUMMARY.search(proc.stdout)
