@@ -7,7 +7,7 @@ PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
                 prometheus graphviz tcpdump ethtool nmap util-linux \
-                wireguard-tools qrencode easy-rsa openvpn
+                wireguard-tools qrencode easy-rsa openvpn iputils-ping
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro
