@@ -170,7 +170,8 @@ def _prefixes(entry: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...
     )
 
 
-def _nft_set(items: Sequence[str]) -> str:
+def nft_set(items: Sequence[str]) -> str:
+    """One nftables value, or an anonymous set of several: 22 or { 22, 443 }."""
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
@@ -259,9 +260,9 @@ class Compiler:
         field_ = f"{'ip' if family == 4 else 'ip6'} {direction}"
         if end.internet:
             supernet = self.supernet_v4 if family == 4 else self.supernet_v6
-            return f"{field_} != {_nft_set(supernet)}" if supernet else ""
+            return f"{field_} != {nft_set(supernet)}" if supernet else ""
         nets = end.ipv4 if family == 4 else end.ipv6
-        return f"{field_} {_nft_set(nets)}" if nets else None
+        return f"{field_} {nft_set(nets)}" if nets else None
 
     def port_rules(
         self, ports: list[tuple[str, str]], verdict: str
@@ -273,9 +274,9 @@ class Compiler:
         if any(proto == "any" for proto, _ in ports):
             return [(None, verdict)]
         if tcp:
-            rules.append((None, f"tcp dport {_nft_set(merge_ports(tcp))} {verdict}"))
+            rules.append((None, f"tcp dport {nft_set(merge_ports(tcp))} {verdict}"))
         if udp:
-            rules.append((None, f"udp dport {_nft_set(merge_ports(udp))} {verdict}"))
+            rules.append((None, f"udp dport {nft_set(merge_ports(udp))} {verdict}"))
         if any(proto == "icmp" for proto, _ in ports):
             rules.append((4, f"icmp type echo-request {verdict}"))
             rules.append((6, f"icmpv6 type echo-request {verdict}"))
@@ -286,7 +287,7 @@ class Compiler:
         s = self.settings
         if hook == "input":
             chain.append('iif "lo" accept')
-            ports = _nft_set([str(p) for p in dict.fromkeys(s.management_ports)])
+            ports = nft_set([str(p) for p in dict.fromkeys(s.management_ports)])
             if s.management_interface:
                 chain.append(
                     f'iifname "{s.management_interface}" tcp dport {ports} '
@@ -419,11 +420,11 @@ class Compiler:
             counter = out.counter("spoofed_wan", "municipal source address from the internet")
             if self.supernet_v4:
                 out.prerouting.append(
-                    f'iifname "{wan}" ip saddr {_nft_set(self.supernet_v4)} {counter} drop'
+                    f'iifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {counter} drop'
                 )
             if self.supernet_v6:
                 out.prerouting.append(
-                    f'iifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} {counter} drop'
+                    f'iifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} {counter} drop'
                 )
         vpn_ifaces = [*as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
         pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
@@ -432,7 +433,7 @@ class Compiler:
             counter = out.counter("spoofed_vpn", "teleworker outside its pool")
             if pools_v4:
                 out.prerouting.append(
-                    f'iifname "{iface}" ip saddr != {_nft_set(pools_v4)} {counter} drop'
+                    f'iifname "{iface}" ip saddr != {nft_set(pools_v4)} {counter} drop'
                 )
             if pools_v6:
                 allowed = ", ".join([*pools_v6, "fe80::/10"])
@@ -443,7 +444,7 @@ class Compiler:
         self.common_head(out.input, "input")
         self.input_allow(out.input)
         transit = (
-            _nft_set([f'"{i}"' for i in sorted(set(link_ifaces.values()))])
+            nft_set([f'"{i}"' for i in sorted(set(link_ifaces.values()))])
             if len(link_ifaces) >= 2
             else ""
         )
@@ -498,11 +499,11 @@ class Compiler:
             if self.supernet_v4:
                 action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 else "masquerade"
                 out.postrouting.append(
-                    f'oifname "{wan}" ip saddr {_nft_set(self.supernet_v4)} {action}'
+                    f'oifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {action}'
                 )
             if self.supernet_v6 and s.nat_ipv6:
                 out.postrouting.append(
-                    f'oifname "{wan}" ip6 saddr {_nft_set(self.supernet_v6)} masquerade'
+                    f'oifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
                 )
 
     def server(self) -> None:
@@ -572,19 +573,17 @@ class Compiler:
                         raise FirewallConfigError(f"{where}.ports: {problem}")
                     statements = self.port_rules([(port.protocol, port.span)], f"{counter} accept")
                 iface_match = (
-                    f"iifname {_nft_set([f'{chr(34)}{x}{chr(34)}' for x in ifaces])} "
+                    f"iifname {nft_set([f'{chr(34)}{x}{chr(34)}' for x in ifaces])} "
                     if ifaces
                     else ""
                 )
                 for family, statement in statements:
                     if sources_v4 or sources_v6:
                         if sources_v4 and family in (None, 4):
-                            chain.append(
-                                f"{iface_match}ip saddr {_nft_set(sources_v4)} {statement}"
-                            )
+                            chain.append(f"{iface_match}ip saddr {nft_set(sources_v4)} {statement}")
                         if sources_v6 and family in (None, 6):
                             chain.append(
-                                f"{iface_match}ip6 saddr {_nft_set(sources_v6)} {statement}"
+                                f"{iface_match}ip6 saddr {nft_set(sources_v6)} {statement}"
                             )
                     else:
                         chain.append(f"{iface_match}{statement}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import netaddr
 
+from kastro.firewall.ruleset import nft_set
 from kastro.inventory.model import parse_port
 
 # WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
@@ -290,10 +291,6 @@ def gateway_config(
     }
 
 
-def _nft_set(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
-
-
 def qos_ruleset(
     variables: Mapping[str, Any],
     zones: Sequence[Mapping[str, Any]],
@@ -312,7 +309,7 @@ def qos_ruleset(
     )
     rules: list[str] = []
     if link_ifaces:
-        rules.append(f"iifname {_nft_set(link_ifaces)} return")
+        rules.append(f"iifname {nft_set(link_ifaces)} return")
     rules += ["ip dscp set cs0", "ip6 dscp set cs0"]
     for i, item in enumerate(settings.get("qos_marking") or ()):
         where = f"links_qos_marking[{i}]"
@@ -348,11 +345,11 @@ def qos_ruleset(
             )
             for family in ("ip", "ip6"):
                 if local:
-                    rules.append(f"iifname {_nft_set(local)} {family} dscp set {dscp} {comment}")
+                    rules.append(f"iifname {nft_set(local)} {family} dscp set {dscp} {comment}")
                 nets = nets4 if family == "ip" else nets6
                 if nets:
                     rules.append(
-                        f"{family} daddr {_nft_set(nets)} {family} dscp set {dscp} {comment}"
+                        f"{family} daddr {nft_set(nets)} {family} dscp set {dscp} {comment}"
                     )
             continue
         by_proto: dict[str, list[str]] = {}
@@ -368,7 +365,7 @@ def qos_ruleset(
             for direction in ("dport", "sport"):  # requests and their answers
                 for family in ("ip", "ip6"):
                     rules.append(
-                        f"meta l4proto {proto} th {direction} {_nft_set(spans)} "
+                        f"meta l4proto {proto} th {direction} {nft_set(spans)} "
                         f"{family} dscp set {dscp} {comment}"
                     )
     body = "\n".join(f"    {r}" for r in rules)

@@ -5,7 +5,7 @@ Installed by the links role as /usr/local/sbin/kastro-links. `apply` reads
 /etc/kastro/links.json (written by the role from the plan) and makes the host match it:
 addresses, one WireGuard tunnel per encrypted link, MTUs, HTB classes on every routed link and
 the DSCP marking table. It runs at boot (kastro-links.service, before FRR) and when the role
-changes the configuration. Running it again changes nothing.
+finds the host differs from its configuration (`needs-apply`). Running it again changes nothing.
 
 `exporter` serves Prometheus metrics: ICMP probes to each link's far end (latency, loss),
 interface byte counters (throughput), HTB class counters and FRR's OSPF neighbour states.
