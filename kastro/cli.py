@@ -121,12 +121,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(planned.stale)}: review the change and commit it")
     else:
         print("the plan is current; nothing written")
-    if args.graph:
-        try:
-            render_graph(topology_dot(planned.model, planned.result.data), Path(args.graph))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        print(f"topology picture: {args.graph}")
     if args.policy:
         print("Policy:")
         for line in describe_policy(planned.model):
@@ -136,6 +130,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         print("Reachability between zones allowed by the policy (the firewall enforces it):")
         print(format_table(policy_matrix(planned.model)))
+    if args.graph:  # last: a missing Graphviz must not cost the admin the output above
+        try:
+            render_graph(topology_dot(planned.model, planned.result.data), Path(args.graph))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"topology picture: {args.graph}")
     return 0
 
 
@@ -272,7 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except UsageError as exc:
-        parser.error(str(exc))
+        print(f"kastro {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command must read or write: name it, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"kastro {args.command}: {where}{exc.strerror or exc}; check the path and its "
+            "permissions",
+            file=sys.stderr,
+        )
+        return 1
     except InvalidInventoryError as exc:
         print(exc.report(), file=sys.stderr)
         return 1

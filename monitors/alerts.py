@@ -15,6 +15,7 @@ import ipaddress
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -132,8 +133,24 @@ class Alert:
         return record
 
 
+def eve_line(record: dict[str, Any]) -> str:
+    """One EVE record as one line. JSON allows U+2028, U+2029 and U+0085 raw, but readers that
+    split on Unicode line breaks (Python's str.splitlines, many log shippers) would cut the
+    alert in pieces, so they are escaped like the ASCII control characters."""
+    text = json.dumps(record, ensure_ascii=False)
+    return text.translate(_LINE_BREAKS) + "\n"
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 class AlertSink:
-    """Deduplicates, rate-limits and writes alerts as EVE JSON lines."""
+    """Deduplicates, rate-limits and writes alerts as EVE JSON lines.
+
+    Nothing of an alert is kept once it is written: memory stays bounded (the suppression
+    table holds at most ``table_cap`` keys) however many alerts an attacker provokes.
+    Callers that want the alerts (tests, the CLI's summary) pass ``on_write``.
+    """
 
     def __init__(
         self,
@@ -142,6 +159,7 @@ class AlertSink:
         max_per_second: float = 50.0,
         iface: str = "",
         table_cap: int = 100_000,
+        on_write: Callable[[Alert], None] | None = None,
     ) -> None:
         self.out = out
         self.suppress_seconds = suppress_seconds
@@ -151,7 +169,8 @@ class AlertSink:
         self._last: dict[tuple[int, bytes, bytes], float] = {}
         self._tokens = max_per_second
         self._token_time = 0.0
-        self.written: list[Alert] = []
+        self.on_write = on_write
+        self.written = 0
         self.suppressed = 0
         self.rate_limited = 0
 
@@ -171,9 +190,11 @@ class AlertSink:
         if len(self._last) >= self.table_cap:
             del self._last[next(iter(self._last))]
         self._last[alert.key] = alert.ts
-        self.written.append(alert)
+        self.written += 1
+        if self.on_write is not None:
+            self.on_write(alert)
         if self.out is not None:
-            self.out.write(json.dumps(alert.eve(self.iface), ensure_ascii=False) + "\n")
+            self.out.write(eve_line(alert.eve(self.iface)))
             self.out.flush()
         return True
 

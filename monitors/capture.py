@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -93,7 +94,12 @@ def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterat
         yield out
 
 
+MAX_TIMESTAMP = float(1 << 33)  # year 2242: a later capture time is a corrupt block
+
+
 def _read_pcapng(handle: BinaryIO, batch: int, path: Path) -> Iterator[list[Frame]]:
+    """Frames of a pcapng file. A block too short for its own fields is a corrupt file (a
+    clean error naming it); a packet with an impossible timestamp is skipped."""
     handle.seek(0)
     order = "<"
     resolutions: list[float] = []
@@ -108,31 +114,58 @@ def _read_pcapng(handle: BinaryIO, batch: int, path: Path) -> Iterator[list[Fram
             bom = handle.read(4)
             order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
             length = struct.unpack(order + "I", head[4:])[0]
+            if length < 28 or length > 1 << 24 or length % 4:
+                raise CaptureError(f"{path}: corrupt pcapng section header (length {length})")
             handle.read(length - 12)
             resolutions, linktypes = [], []
             continue
         length = struct.unpack(order + "I", head[4:])[0]
         if length < 12 or length > 1 << 24:
-            raise CaptureError(f"{path}: corrupt pcapng block")
+            raise CaptureError(f"{path}: corrupt pcapng block (length {length})")
         body = handle.read(length - 8)
         if len(body) < length - 8:
             break
-        if block_type == 1:  # interface description
-            linktypes.append(struct.unpack_from(order + "H", body, 0)[0])
-            resolutions.append(_if_tsresol(body[8:-4], order))
-        elif block_type == 6:  # enhanced packet
-            iface, ts_high, ts_low, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
-            if iface < len(linktypes) and linktypes[iface] == LINKTYPE_ETHERNET:
-                ts = ((ts_high << 32) | ts_low) * resolutions[iface]
-                out.append((ts, bytes(body[20 : 20 + caplen]), wirelen))
-        elif block_type == 3:  # simple packet
-            (wirelen,) = struct.unpack_from(order + "I", body, 0)
-            out.append((0.0, bytes(body[4 : 4 + min(wirelen, len(body) - 8)]), wirelen))
+        frame = _pcapng_block(block_type, body, order, linktypes, resolutions, path)
+        if frame is not None:
+            out.append(frame)
         if len(out) >= batch:
             yield out
             out = []
     if out:
         yield out
+
+
+# The fixed part of each block type we read (body without the trailing length).
+_PCAPNG_MIN_BODY = {1: 8 + 4, 6: 20 + 4, 3: 4 + 4}
+
+
+def _pcapng_block(
+    block_type: int,
+    body: bytes,
+    order: str,
+    linktypes: list[int],
+    resolutions: list[float],
+    path: Path,
+) -> Frame | None:
+    """One block: an interface is recorded, a packet returned, anything else ignored."""
+    if len(body) < _PCAPNG_MIN_BODY.get(block_type, 0):
+        raise CaptureError(
+            f"{path}: corrupt pcapng block of type {block_type} ({len(body) + 8} bytes, "
+            f"at least {_PCAPNG_MIN_BODY[block_type] + 8} expected)"
+        )
+    if block_type == 1:  # interface description
+        linktypes.append(struct.unpack_from(order + "H", body, 0)[0])
+        resolutions.append(_if_tsresol(body[8:-4], order))
+    elif block_type == 6:  # enhanced packet
+        iface, ts_high, ts_low, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
+        if iface < len(linktypes) and linktypes[iface] == LINKTYPE_ETHERNET:
+            ts = ((ts_high << 32) | ts_low) * resolutions[iface]
+            if 0 <= ts < MAX_TIMESTAMP:
+                return (ts, bytes(body[20 : min(20 + caplen, len(body) - 4)]), wirelen)
+    elif block_type == 3:  # simple packet
+        (wirelen,) = struct.unpack_from(order + "I", body, 0)
+        return (0.0, bytes(body[4 : 4 + min(wirelen, len(body) - 8)]), wirelen)
+    return None
 
 
 def _if_tsresol(options: bytes, order: str) -> float:
@@ -183,6 +216,11 @@ def compile_bpf(expression: str) -> bytes:
     """Compile a tcpdump filter to classic BPF with tcpdump itself (no libpcap binding)."""
     if not expression:
         return b""
+    if shutil.which("tcpdump") is None:
+        raise CaptureError(
+            f"--filter '{expression}': compiling a capture filter needs tcpdump; "
+            "run 'apt-get install tcpdump' or leave --filter out"
+        )
     proc = subprocess.run(
         ["tcpdump", "-ddd", "-y", "EN10MB", expression], capture_output=True, text=True, check=False
     )

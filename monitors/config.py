@@ -75,6 +75,17 @@ def parse_config(raw: Any) -> MonitorConfig:
         HomeNetworks(tuple(str(n) for n in nets))  # validates
         config.home_networks = tuple(str(n) for n in nets)
     alerts = raw.get("alerts") or {}
+    if not isinstance(alerts, dict):
+        raise ConfigError(
+            f"alerts: {alerts!r} must be a mapping, "
+            "e.g. {suppress_seconds: 300, max_per_second: 50}"
+        )
+    unknown = set(alerts) - {"suppress_seconds", "max_per_second"}
+    if unknown:
+        raise ConfigError(
+            f"alerts: unknown setting(s) {', '.join(sorted(map(str, unknown)))}; "
+            "known: suppress_seconds, max_per_second"
+        )
     for key, attr in (
         ("suppress_seconds", "suppress_seconds"),
         ("max_per_second", "max_alerts_per_second"),

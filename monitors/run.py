@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import signal
 import sys
 import time
@@ -80,6 +82,15 @@ def run(args: argparse.Namespace) -> int:
         raise MonitorUsageError(
             f"--metrics-port {args.metrics_port}: use a port between 1 and 65535"
         )
+    try:
+        ipaddress.ip_address(args.metrics_address)
+    except ValueError as exc:
+        raise MonitorUsageError(
+            f"--metrics-address {args.metrics_address!r}: not an IP address; give the sensor's "
+            "management address, e.g. 10.20.3.10 (or 127.0.0.1)"
+        ) from exc
+    if args.metrics_file:
+        _check_writable(args.metrics_file, "--metrics-file")
     eve: IO[str] | None
     if args.eve_log == "-":
         eve = sys.stdout
@@ -94,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(config.build_detectors(), sink)
     registry = CollectorRegistry()
     registry.register(MonitorCollector(engine))
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_address, registry=registry)
     try:
+        if args.metrics_port:
+            _serve_metrics(args.metrics_port, args.metrics_address, registry)
         if args.pcap:
             return _run_files(engine, args.pcap)
         return _run_live(engine, args)
@@ -104,9 +115,38 @@ def run(args: argparse.Namespace) -> int:
         raise MonitorUsageError(str(exc)) from exc
     finally:
         if args.metrics_file:
-            args.metrics_file.write_bytes(generate_latest(registry))
+            _write_metrics(args.metrics_file, registry)
         if eve is not sys.stdout and eve is not None:
             eve.close()
+
+
+def _serve_metrics(port: int, address: str, registry: CollectorRegistry) -> None:
+    try:
+        start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise MonitorUsageError(
+            f"--metrics-port {port} on {address}: {exc.strerror or exc}; choose a free port "
+            "or stop the program using it (ss -ltnp)"
+        ) from exc
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done."""
+    target = path if path.exists() else path.parent
+    if path.is_dir() or not os.access(target, os.W_OK):
+        raise MonitorUsageError(
+            f"{option} {path}: cannot write there; give a file in a writable directory"
+        )
+
+
+def _write_metrics(path: Path, registry: CollectorRegistry) -> None:
+    """Atomically (node_exporter's textfile collector must never read half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(generate_latest(registry))
+        tmp.replace(path)
+    except OSError as exc:
+        print(f"kastro monitor: --metrics-file {path}: {exc.strerror}", file=sys.stderr)
 
 
 def _run_files(engine: Engine, paths: list[Path]) -> int:

@@ -65,13 +65,69 @@ class Source:
         self.errors.append(InventoryError(file, line, dotted(path), message, fix))
 
 
-def _construct(node: yaml.Node, path: Path_, file: str, src: Source) -> Any:
+# Bounds on what one model file may build. A real municipality is a few thousand values and a
+# dozen levels deep; an alias bomb (a few hundred bytes that expand to billions of values) or a
+# recursive alias would otherwise cost minutes, gigabytes or a RecursionError.
+MAX_VALUES = 200_000
+MAX_DEPTH = 40
+
+
+class _TooBigError(Exception):
+    def __init__(self, node: yaml.Node, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.message = message
+        self.fix = fix
+
+
+@dataclass
+class _Budget:
+    values: int = 0
+    active: set[int] = field(default_factory=set)  # ids of the nodes being built (cycles)
+
+
+def _construct(
+    node: yaml.Node, path: Path_, file: str, src: Source, budget: _Budget | None = None
+) -> Any:
+    budget = budget if budget is not None else _Budget()
+    budget.values += 1
+    if budget.values > MAX_VALUES:
+        raise _TooBigError(
+            node,
+            f"expands to more than {MAX_VALUES} values (YAML aliases repeating each other?)",
+            "write the values out instead of nesting &anchors and *aliases",
+        )
+    if len(path) > MAX_DEPTH:
+        raise _TooBigError(
+            node,
+            f"is nested more than {MAX_DEPTH} levels deep",
+            "flatten the structure; the model is never more than a few levels deep",
+        )
+    if id(node) in budget.active:
+        raise _TooBigError(
+            node,
+            "is an alias that contains itself (a recursive structure)",
+            "remove the *alias that points back to its own &anchor",
+        )
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        budget.active.add(id(node))
+        try:
+            return _construct_collection(node, path, file, src, budget)
+        finally:
+            budget.active.discard(id(node))
+    src.locations.setdefault(path, (file, node.start_mark.line + 1))
+    return _SCALARS.construct_object(node, deep=True)
+
+
+def _construct_collection(
+    node: yaml.MappingNode | yaml.SequenceNode, path: Path_, file: str, src: Source, budget: _Budget
+) -> Any:
     src.locations.setdefault(path, (file, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _construct(key_node, (*path, "<key>"), file, src)
-            if not isinstance(key, (str, int)):
+            key = _construct(key_node, (*path, "<key>"), file, src, budget)
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
                 key = str(key)
             child = (*path, key)
             if key in result:
@@ -86,11 +142,32 @@ def _construct(node: yaml.Node, path: Path_, file: str, src: Source) -> Any:
                     )
                 )
             src.locations[child] = (file, key_node.start_mark.line + 1)
-            result[key] = _construct(value_node, child, file, src)
+            result[key] = _construct(value_node, child, file, src, budget)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), file, src) for i, item in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)
+    return [_construct(item, (*path, i), file, src, budget) for i, item in enumerate(node.value)]
+
+
+class UnreadableFileError(ValueError):
+    """A generated YAML file that cannot be read within the bounds; the message says why."""
+
+
+def load_bounded(path: Path) -> Any:
+    """One YAML file with the model's bounds (aliases, depth). For generated files such as the
+    plan, which need no per-value locations."""
+    file = str(path)
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        return None if node is None else _construct(node, (), file, Source(path.parent))
+    except _TooBigError as exc:
+        raise UnreadableFileError(f"line {exc.line} {exc.message}") from exc
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError("it is not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise UnreadableFileError("it is nested too deeply") from exc
+    except yaml.YAMLError as exc:
+        raise UnreadableFileError(f"it is not valid YAML ({exc.__class__.__name__})") from exc
+    except OSError as exc:
+        raise UnreadableFileError(f"it cannot be read ({exc.strerror})") from exc
 
 
 def load_source(inventory: Path) -> Source:
@@ -124,9 +201,38 @@ def load_source(inventory: Path) -> Source:
         if path.name == PLAN_FILE.name:
             continue
         file = str(path)
+        if not path.is_file():
+            src.errors.append(
+                InventoryError(
+                    file,
+                    0,
+                    "(file)",
+                    "is a directory or a broken link, not a model file",
+                    "remove it from group_vars/all or point the link at a real file",
+                )
+            )
+            continue
         try:
             text = path.read_text(encoding="utf-8")
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except OSError as exc:
+            src.errors.append(
+                InventoryError(
+                    file, 0, "(file)", f"cannot be read ({exc.strerror})", "check its permissions"
+                )
+            )
+            continue
+        except RecursionError:
+            src.errors.append(
+                InventoryError(
+                    file,
+                    0,
+                    "(file)",
+                    "is nested too deeply to read",
+                    "flatten the structure; the model is never more than a few levels deep",
+                )
+            )
+            continue
         except UnicodeDecodeError:
             src.errors.append(
                 InventoryError(file, 0, "(file)", "is not UTF-8 text", "save the file as UTF-8")
@@ -190,5 +296,8 @@ def load_source(inventory: Path) -> Source:
                 )
                 continue
             src.locations[(key,)] = (file, key_node.start_mark.line + 1)
-            src.data[key] = _construct(value_node, (key,), file, src)
+            try:
+                src.data[key] = _construct(value_node, (key,), file, src)
+            except _TooBigError as exc:
+                src.errors.append(InventoryError(file, exc.line, key, exc.message, exc.fix))
     return src

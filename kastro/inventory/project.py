@@ -14,7 +14,15 @@ from typing import Any
 import yaml
 
 from kastro.inventory.errors import InvalidInventoryError, InventoryError
-from kastro.inventory.loader import HOSTS_FILE, PLAN_FILE, PLAN_KEY, Source, load_source
+from kastro.inventory.loader import (
+    HOSTS_FILE,
+    PLAN_FILE,
+    PLAN_KEY,
+    Source,
+    UnreadableFileError,
+    load_bounded,
+    load_source,
+)
 from kastro.inventory.model import Model, parse_model
 from kastro.inventory.plan import PlanResult, make_plan
 from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX, check_model
@@ -46,26 +54,38 @@ class Planned:
     stale: list[str]
 
 
+PLAN_SECTIONS = ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers")
+_PLAN_FIX = "restore it from version control (git checkout), or delete it, then run 'kastro plan'"
+
+
 def read_previous_plan(inventory: Path) -> dict[str, Any]:
+    """The committed plan, type-checked: every section a mapping of mappings. A damaged file
+    is one error naming it, never a traceback."""
     path = inventory / PLAN_FILE
     if not path.exists():
         return {}
+
+    def broken(what: str) -> InvalidInventoryError:
+        return InvalidInventoryError([InventoryError(str(path), 0, PLAN_KEY, what, _PLAN_FIX)])
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidInventoryError(
-            [
-                InventoryError(
-                    str(path),
-                    0,
-                    PLAN_KEY,
-                    f"is not valid YAML ({exc.__class__.__name__})",
-                    "restore it from version control (git checkout), then run 'kastro plan' again",
-                )
-            ]
-        ) from exc
-    plan = data.get(PLAN_KEY) if isinstance(data, dict) else None
-    return plan if isinstance(plan, dict) else {}
+        data = load_bounded(path)
+    except UnreadableFileError as exc:
+        raise broken(f"is damaged: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get(PLAN_KEY), dict):
+        raise broken(f"must be a mapping with '{PLAN_KEY}:' at the top")
+    plan: dict[str, Any] = data[PLAN_KEY]
+    for section in PLAN_SECTIONS:
+        entries = plan.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in entries.items()
+        ):
+            raise broken(f"{PLAN_KEY}.{section} must map names to mappings")
+    return plan
 
 
 def load_model(inventory: Path) -> tuple[Model, Source]:

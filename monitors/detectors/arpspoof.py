@@ -11,10 +11,11 @@ second server answering on the segment is reported.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from monitors.alerts import Alert, mac_text
-from monitors.detectors.base import Detector, DetectorConfig, Emit
+from monitors.detectors.base import ConfigError, Detector, DetectorConfig, Emit
 from monitors.packet import ETH_ARP, PROTO_UDP, Packet
 from monitors.state import BoundedTable
 
@@ -29,6 +30,16 @@ class ArpSpoofConfig(DetectorConfig):
     gratuitous_window_seconds: float = 10.0
     gratuitous_max: int = 10
     dhcp_servers: tuple[str, ...] = ()  # allowed DHCP server addresses; empty: learn the first
+
+    def check(self, name: str) -> None:
+        for i, text in enumerate(self.dhcp_servers):
+            try:
+                ipaddress.IPv4Address(text)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"detectors.{name}.dhcp_servers[{i}]: '{text}' is not an IPv4 address; "
+                    "list the DHCP servers' addresses, e.g. [10.20.1.5]"
+                ) from exc
 
 
 class _Binding:
@@ -49,7 +60,7 @@ class ArpSpoofDetector(Detector):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.gratuitous: BoundedTable[bytes, list[float]] = BoundedTable(10_000)
         self.dhcp_seen: BoundedTable[bytes, float] = BoundedTable(64)
-        self.allowed_dhcp = {bytes(int(p) for p in a.split(".")) for a in self.config.dhcp_servers}
+        self.allowed_dhcp = {ipaddress.IPv4Address(a).packed for a in self.config.dhcp_servers}
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
         if pkt.ethertype == ETH_ARP:

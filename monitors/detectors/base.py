@@ -41,8 +41,10 @@ class DetectorConfig:
                 ok = isinstance(value, bool)
             elif isinstance(default, (int, float)):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+                # A table cap of 0 could hold nothing: the first packet would have no state.
+                ok = ok and (key != "max_tracked" or value >= 1)
             elif isinstance(default, tuple):
-                ok = isinstance(value, list)
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
                 value = tuple(value) if ok else value
             else:
                 ok = isinstance(value, type(default))
@@ -50,9 +52,15 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detectors.{name}.{key}: {value!r} is not valid; "
                     f"expected a value like {default!r}"
+                    + (" (at least 1)" if key == "max_tracked" else "")
                 )
             values[key] = value
-        return cls(**values)
+        config = cls(**values)
+        config.check(name)
+        return config
+
+    def check(self, name: str) -> None:
+        """Cross-field and syntax checks a subclass adds; raises ConfigError naming the key."""
 
 
 class Detector:

@@ -42,12 +42,13 @@ def frames(packets: Iterable[tuple[float, object]]) -> list[tuple[float, bytes, 
 
 def run(packets: Iterable[tuple[float, object]], config: dict | None = None) -> list[Alert]:
     cfg: MonitorConfig = parse_config({"home_networks": LAB_HOME, **(config or {})})
-    sink = AlertSink(None, cfg.suppress_seconds, 1e9)
+    written: list[Alert] = []
+    sink = AlertSink(None, cfg.suppress_seconds, 1e9, on_write=written.append)
     engine = Engine(cfg.build_detectors(), sink)
     batch = frames(packets)
     for i in range(0, len(batch), 256):
         engine.process_batch(batch[i : i + 256])
-    return sink.written
+    return written
 
 
 def sids(alerts: list[Alert]) -> list[int]:
