@@ -28,7 +28,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import parse_port
-from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
+from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX, interface_problems
 
 # ICMP the network cannot work without: errors (path MTU discovery needs "too big"/"frag
 # needed"), and IPv6 neighbour discovery. Echo is allowed too, but rate limited.
@@ -39,6 +39,8 @@ ICMP_NDP_V6 = (
     "mld-listener-query, mld-listener-report, mld2-listener-report"
 )
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+# What a chain, set or counter name may be (nft identifiers; at most 256 bytes).
+NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,250}")
 # Extra protocols an input rule may name as proto/NAME (routing and redundancy protocols).
 EXTRA_PROTOCOLS = ("ospf", "vrrp", "gre", "esp", "ah")
 
@@ -58,7 +60,15 @@ class Endpoint:
 
     @property
     def label(self) -> str:
-        return NAME_CHARS.sub("_", self.key.replace(TELEWORKER_PREFIX, "tw."))
+        """The side's part of chain and counter names, injective by construction: model names
+        are [a-z0-9-] only, so a zone key always has one '.', a teleworker label one '_'
+        ('tw_' + group) and 'internet' neither; no two sides can share a label, and
+        'from_A_to_B' splits one way only (see test_chain_names_are_injective)."""
+        if self.internet:
+            return INTERNET
+        if self.key.startswith(TELEWORKER_PREFIX):
+            return "tw_" + self.key[len(TELEWORKER_PREFIX) :]
+        return self.key
 
 
 @dataclass
@@ -82,10 +92,32 @@ class Ruleset:
     postrouting: list[str] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    _counter_meaning: dict[str, str] = field(default_factory=dict, repr=False)
 
     def counter(self, name: str, comment: str) -> str:
+        """A named counter; one name always means one thing (the same comment), else the
+        compiler stops: nft would merge the two and one rule would count or hide another."""
+        if not NFT_NAME.fullmatch(name):
+            raise FirewallConfigError(f"counter name '{name}' is not a safe nftables name")
+        first = self._counter_meaning.setdefault(name, comment)
+        if first != comment:
+            raise FirewallConfigError(
+                f"two counters would be named '{name}' ('{first}' and '{comment}'); rename "
+                "one of the zones, links or firewall_input_allow entries they come from"
+            )
         self.counters.setdefault(name, comment[:120])
         return f"counter name {name}"
+
+    def add_chain(self, chain: Chain) -> None:
+        """Chains are unique by name: nft merges two blocks of one name into one chain, so a
+        rule meant for one pair of zones would then accept the other's traffic."""
+        if not NFT_NAME.fullmatch(chain.name):
+            raise FirewallConfigError(f"chain name '{chain.name}' is not a safe nftables name")
+        if any(c.name == chain.name for c in self.chains):
+            raise FirewallConfigError(
+                f"two chains would be named '{chain.name}'; rename a zone or teleworker group"
+            )
+        self.chains.append(chain)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +259,21 @@ class Compiler:
                 "'kastro plan' again"
             )
         self.me: Mapping[str, Any] = planned
+        building = str(planned.get("building"))
+        zones = self.plan.get("zones") or {}
+        links = self.plan.get("links") or {}
+        problems = list(
+            interface_problems(
+                str(planned.get("role")),
+                {k.split(".", 1)[1] for k, z in zones.items() if z.get("building") == building},
+                {n for n, link in links.items() if building in (link.get("ends") or {})},
+                self.interfaces,
+            )
+        )
+        if problems:
+            raise FirewallConfigError(
+                "; ".join(f"kastro_interfaces.{path}: {msg} ({fix})" for path, msg, fix in problems)
+            )
         self.zones: Mapping[str, Mapping[str, Any]] = self.plan.get("zones") or {}
         self.pools: Mapping[str, Mapping[str, Any]] = self.plan.get("vpn_pools") or {}
         self.out = Ruleset(host, "gateway" if planned.get("role") == "gateway" else "host")
@@ -426,6 +473,26 @@ class Compiler:
                 out.prerouting.append(
                     f'iifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} {counter} drop'
                 )
+        # This building's zones live behind its zone interfaces: on a link, such a source is
+        # spoofed (or a loop), whichever building sent it.
+        local_v4 = [
+            n for z in sorted(zone_ifaces) for n in _prefixes(self.zones[f"{building}.{z}"])[0]
+        ]
+        local_v6 = [
+            n for z in sorted(zone_ifaces) for n in _prefixes(self.zones[f"{building}.{z}"])[1]
+        ]
+        for link_name, iface in sorted(link_ifaces.items()):
+            counter = out.counter(
+                f"spoofed_link_{link_name}", f"own zone's source on link {link_name}"
+            )
+            if local_v4:
+                out.prerouting.append(
+                    f'iifname "{iface}" ip saddr {nft_set(local_v4)} {counter} drop'
+                )
+            if local_v6:
+                out.prerouting.append(
+                    f'iifname "{iface}" ip6 saddr {nft_set(local_v6)} {counter} drop'
+                )
         vpn_ifaces = [*as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
         pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
         pools_v6 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[1]]
@@ -469,7 +536,7 @@ class Compiler:
                 )
                 for _, rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
                     chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
-            out.chains.append(chain)
+            out.add_chain(chain)
             for family in (4, 6):
                 src_match, dst_match = (
                     self.match("saddr", src, family),
@@ -484,8 +551,9 @@ class Compiler:
                 f"{src_key} -> {dst_key}: rules {', '.join(str(i) for i, _ in rules)}"
             )
 
-        sources = {z: i for z, i in sorted(zone_ifaces.items())}
-        sources.update({f"link-{n}": i for n, i in sorted(link_ifaces.items())})
+        # Prefixed so that no zone or link name can take another source's counter.
+        sources = {f"zone_{z}": i for z, i in sorted(zone_ifaces.items())}
+        sources.update({f"link_{n}": i for n, i in sorted(link_ifaces.items())})
         if wan:
             sources["internet"] = wan
         for iface in vpn_ifaces:

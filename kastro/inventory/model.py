@@ -24,9 +24,14 @@ LINK_MEDIA = ("fibre", "radio", "leased", "copper")
 UNTRUSTED_MEDIA = ("radio", "leased")
 PROTOCOLS = ("tcp", "udp", "icmp")
 TELEWORKER_STATES = ("enabled", "revoked")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Always used with fullmatch: `$` would also match before a final newline ("iot\n").
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# Words the policy and the firewall give a meaning of their own: a building, zone, group or
+# service with one of these names would be ambiguous (teleworkers.finance, the tw. chain label).
+RESERVED_NAMES = frozenset({"internet", "teleworkers", "tw", "any", "all", "self", "local"})
+RESERVED_FIX = "rename it; these words are reserved: " + ", ".join(sorted(RESERVED_NAMES))
 MIN_MTU, MAX_MTU = 1280, 9216  # IPv6 minimum; the largest jumbo frame common switches pass
 MAX_CAPACITY_MBPS = 400_000
 
@@ -128,6 +133,12 @@ class TeleworkerGroup:
     description: str
     pool_size: int
 
+    @property
+    def capacity(self) -> int:
+        """People the pool holds: WireGuard takes the lower half (minus network, server and
+        the offset OpenVPN's server needs in the upper half), OpenVPN mirrors it above."""
+        return self.pool_size // 2 - 3
+
 
 @dataclass(frozen=True)
 class Teleworker:
@@ -218,6 +229,13 @@ class Parser:
                 fix or f"write {name} as {_TYPE_NAMES.get(kind, kind.__name__)}",
             )
             return None
+        if isinstance(raw, str) and _LINE_BREAK_OR_CONTROL.search(raw):
+            self.src.error(
+                (*path, name),
+                "contains a line break or control character",
+                "write it on one line, without tabs or control characters",
+            )
+            return None
         if check is not None:
             problem = check(raw)
             if problem:
@@ -226,6 +244,8 @@ class Parser:
         return raw  # type: ignore[no-any-return]
 
 
+# Text reaches comments in rulesets, configs and banners: one line, nothing invisible.
+_LINE_BREAK_OR_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _MAPPING_FIX = "indent the fields under it as 'name: value' lines"
 _TYPE_NAMES: dict[type, str] = {
     str: "text",
@@ -265,9 +285,17 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
 
 
 def check_name(value: str) -> str | None:
-    if NAME_RE.match(value):
-        return None
-    return f"'{value}' is not a valid name"
+    if not NAME_RE.fullmatch(value):
+        return f"'{value}' is not a valid name"
+    return None
+
+
+def reserved(p: Parser, path: Path_, name: str, what: str) -> bool:
+    """Record an error if ``name`` is a reserved word; True when it is."""
+    if name in RESERVED_NAMES:
+        p.src.error(path, f"'{name}' is a reserved word and cannot name a {what}", RESERVED_FIX)
+        return True
+    return False
 
 
 NAME_FIX = "use lower-case letters, digits and '-', starting with a letter (at most 32 characters)"
@@ -286,6 +314,37 @@ def parse_network(text: Any, version: int | None = None) -> tuple[netaddr.IPNetw
     if net.ip != net.network:
         return None, f"'{text}' has host bits set (the network is {net.cidr})"
     return net, ""
+
+
+# Blocks a municipality's own addresses can never come from: a supernet that covers one of
+# them (0.0.0.0/0 above all) would make the firewall treat the internet as "inside".
+_SPECIAL_NETWORKS = tuple(
+    netaddr.IPNetwork(n)
+    for n in (
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/8",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+MIN_SUPERNET_PREFIX = {4: 8, 6: 16}
+
+
+def supernet_problem(net: netaddr.IPNetwork) -> str:
+    """Why a block cannot be a municipality's supernet, or ''."""
+    if net.prefixlen < MIN_SUPERNET_PREFIX[net.version]:
+        return (
+            f"is far too large for one municipality (at most "
+            f"/{MIN_SUPERNET_PREFIX[net.version]}); it would count the internet as inside"
+        )
+    for special in _SPECIAL_NETWORKS:
+        if special.version == net.version and (net in special or special in net):
+            return f"overlaps {special}, which is never a municipality's own address space"
+    return ""
 
 
 def wireguard_key_problem(key: str) -> str | None:
@@ -356,7 +415,7 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         path,
         "domain",
         str,
-        check=lambda d: None if DOMAIN_RE.match(d) else f"'{d}' is not a DNS domain name",
+        check=lambda d: None if DOMAIN_RE.fullmatch(d) else f"'{d}' is not a DNS domain name",
         fix="write the municipality's domain in lower case, e.g. dimos-kastrou.gr",
     )
     mtu = p.get(
@@ -384,6 +443,12 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
                 (*path, "supernets", i),
                 problem,
                 "write the block as NETWORK/PREFIX, e.g. 10.20.0.0/16 or fd20:4b41::/48",
+            )
+        elif supernet_problem(net):
+            p.src.error(
+                (*path, "supernets", i),
+                f"{net} {supernet_problem(net)}",
+                "list the municipality's own blocks, e.g. 10.20.0.0/16 or fd20:4b41::/48",
             )
         elif net.version == 4:
             v4.append(net)
@@ -430,6 +495,8 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         if check_name(str(bname)):
             p.src.error(bpath, f"'{bname}' is not a valid building name", NAME_FIX)
             continue
+        if reserved(p, bpath, str(bname), "building"):
+            continue
         b = p.mapping(braw, bpath, "description, zones, hosts")
         if b is None:
             continue
@@ -442,6 +509,8 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
             zpath: Path_ = (*bpath, "zones", zname)
             if check_name(str(zname)):
                 p.src.error(zpath, f"'{zname}' is not a valid zone name", NAME_FIX)
+                continue
+            if reserved(p, zpath, str(zname), "zone"):
                 continue
             z = p.mapping(zraw, zpath, "hosts, kind, subnet")
             if z is None:
@@ -480,7 +549,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         hraw_all = p.mapping(p.get(b, bpath, "hosts", dict, {}), (*bpath, "hosts"), "hosts")
         for hname, hraw in (hraw_all or {}).items():
             hpath: Path_ = (*bpath, "hosts", hname)
-            if not HOSTNAME_RE.match(str(hname)):
+            if not HOSTNAME_RE.fullmatch(str(hname)):
                 p.src.error(
                     hpath,
                     f"'{hname}' is not a valid host name",
@@ -536,6 +605,8 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
         lpath: Path_ = (*path, lname)
         if check_name(str(lname)):
             p.src.error(lpath, f"'{lname}' is not a valid link name", NAME_FIX)
+            continue
+        if reserved(p, lpath, str(lname), "link"):
             continue
         link = p.mapping(lraw, lpath, "ends, medium, capacity_mbps")
         if link is None:
@@ -607,6 +678,8 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
         spath: Path_ = (*path, sname)
         if check_name(str(sname)):
             p.src.error(spath, f"'{sname}' is not a valid service name", NAME_FIX)
+            continue
+        if reserved(p, spath, str(sname), "service"):
             continue
         s = p.mapping(sraw, spath, "ports, description")
         if s is None:
@@ -685,6 +758,8 @@ def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
         gpath: Path_ = (*path, gname)
         if check_name(str(gname)):
             p.src.error(gpath, f"'{gname}' is not a valid group name", NAME_FIX)
+            continue
+        if reserved(p, gpath, str(gname), "teleworker group"):
             continue
         g = p.mapping(graw if graw is not None else {}, gpath, "description, pool_size")
         if g is None:

@@ -381,6 +381,15 @@ def _host_addresses(
     return out
 
 
+def wireguard_limit(pool: netaddr.IPNetwork) -> int:
+    """First offset in a group's pool that a teleworker's WireGuard address may not have.
+
+    Offset 0 is the network and 1 the server; the upper half is OpenVPN's, which gives each
+    person their WireGuard offset plus half and keeps its own server at half + 1, so
+    WireGuard offsets end before half - 1."""
+    return int(pool.size) // 2 - 1
+
+
 def _teleworker_addresses(
     model: Model, pools: dict[str, Any], previous: dict[str, Any], src: Source
 ) -> dict[str, Any] | None:
@@ -397,18 +406,20 @@ def _teleworker_addresses(
             offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
         except (KeyError, netaddr.AddrFormatError, ValueError, TypeError):
             continue
-        if 1 < offset < net.size - 1 and offset not in used[person.group]:
+        if 1 < offset < wireguard_limit(net) and offset not in used[person.group]:
             offsets[person.id] = offset
             used[person.group].add(offset)
     for index, person in enumerate(model.teleworkers):
         if person.group not in pools or person.id in offsets:
             continue
         net = netaddr.IPNetwork(pools[person.group]["ipv4"])
-        free = [i for i in range(2, net.size - 1) if i not in used[person.group]]
+        free = [i for i in range(2, wireguard_limit(net)) if i not in used[person.group]]
         if not free:
             src.error(
                 ("kastro_teleworkers", index, "group"),
-                f"group '{person.group}' has no free VPN address ({net} is full)",
+                f"group '{person.group}' has no free VPN address: its pool {net} holds "
+                f"{wireguard_limit(net) - 2} people (WireGuard uses the lower half, OpenVPN "
+                "the upper half)",
                 f"raise kastro_teleworker_groups.{person.group}.pool_size",
             )
             continue

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
+from collections.abc import Iterator
+from typing import Any
 
 from kastro.inventory.loader import Source
 from kastro.inventory.model import UNTRUSTED_MEDIA, Model
@@ -12,6 +15,10 @@ from kastro.inventory.model import UNTRUSTED_MEDIA, Model
 WIREGUARD_OVERHEAD = 80
 INTERNET = "internet"
 TELEWORKER_PREFIX = "teleworkers."
+# A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', quotes or blanks.
+IFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+INTERFACE_KEYS = ("zones", "links", "wan", "vpn", "management")
+IFACE_FIX = "write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 characters)"
 
 
 def check_model(model: Model, src: Source) -> None:
@@ -285,6 +292,16 @@ def _zone_fix(kinds: set[str]) -> str:
 
 
 def _check_teleworkers(model: Model, src: Source) -> None:
+    members = Counter(t.group for t in model.teleworkers)
+    for name, group in model.teleworker_groups.items():
+        if members[name] > group.capacity:
+            src.error(
+                ("kastro_teleworker_groups", name, "pool_size"),
+                f"is {group.pool_size}, which holds {group.capacity} people, but "
+                f"{members[name]} teleworkers are in group '{name}' (WireGuard uses the lower "
+                "half of the pool, OpenVPN the upper half)",
+                f"raise pool_size to {_pool_for(members[name])}",
+            )
     ids: dict[str, int] = {}
     keys: dict[str, str] = {}
     for i, person in enumerate(model.teleworkers):
@@ -312,6 +329,70 @@ def _check_teleworkers(model: Model, src: Source) -> None:
             keys.setdefault(person.public_key, person.id)
 
 
+def _pool_for(people: int) -> int:
+    size = 8
+    while size // 2 - 3 < people:
+        size *= 2
+    return size
+
+
 def _known(what: str, names: object) -> str:
     listed = ", ".join(sorted(names)) if names else "none defined"  # type: ignore[call-overload]
     return f"use one of the defined {what}: {listed}"
+
+
+def interface_problems(
+    role: str, zones: set[str], links: set[str], interfaces: Any
+) -> Iterator[tuple[str, str, str]]:
+    """(path under kastro_interfaces, problem, fix) for one host's ``kastro_interfaces``.
+
+    A key the roles do not know (``zone:`` for ``zones:``), a zone or link the host does not
+    have, or a gateway zone without an interface would silently leave a zone without
+    anti-spoofing, so every one is an error before any host changes."""
+    if interfaces is None:
+        return
+    if not isinstance(interfaces, dict):
+        yield "", "must be a mapping", "write zones:, links:, wan:, vpn:, management: under it"
+        return
+    for key in interfaces:
+        if key not in INTERFACE_KEYS:
+            yield str(key), "is not a known field", f"use one of: {', '.join(INTERFACE_KEYS)}"
+    used: dict[str, str] = {}
+    for section, known in (("zones", zones), ("links", links)):
+        entries = interfaces.get(section) or {}
+        if not isinstance(entries, dict):
+            yield section, "must map names to interfaces", f"e.g. {section}: {{name: eth1}}"
+            continue
+        for name, iface in entries.items():
+            if name not in known:
+                yield (
+                    f"{section}.{name}",
+                    f"this host has no {section[:-1]} '{name}'",
+                    f"use one of: {', '.join(sorted(known)) or 'none'}",
+                )
+            yield from _iface_problem(f"{section}.{name}", iface)
+            if isinstance(iface, str) and iface in used:
+                yield (
+                    f"{section}.{name}",
+                    f"interface '{iface}' is also given to {used[iface]}",
+                    "give each zone and link its own interface (or VLAN interface)",
+                )
+            used.setdefault(str(iface), f"{section}.{name}")
+    if role == "gateway" and "zones" in interfaces:
+        for zone in sorted(zones - set(interfaces.get("zones") or {})):
+            yield (
+                f"zones.{zone}",
+                "is missing: the zone would have no anti-spoofing",
+                f"add '{zone}: IFACE' under kastro_interfaces.zones",
+            )
+    for key in ("wan", "management"):
+        if key in interfaces:
+            yield from _iface_problem(key, interfaces[key])
+    vpn = interfaces.get("vpn")
+    for i, iface in enumerate([vpn] if isinstance(vpn, str) else vpn or []):
+        yield from _iface_problem(f"vpn[{i}]", iface)
+
+
+def _iface_problem(path: str, iface: Any) -> Iterator[tuple[str, str, str]]:
+    if not isinstance(iface, str) or not IFACE_RE.fullmatch(iface):
+        yield path, f"{iface!r} is not an interface name", IFACE_FIX

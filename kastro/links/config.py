@@ -17,6 +17,7 @@ A plain link (fibre the municipality owns) carries the planned /31 directly.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,9 @@ class QosClass:
     limit: int  # packets queued before dropping
 
 
+SAFE_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
 def tunnel_interface(peer_building: str) -> str:
     """wl-<peer>: readable, unique per gateway (one link per pair of buildings)."""
     name = f"wl-{peer_building}"
@@ -106,7 +110,7 @@ def parse_classes(raw: Sequence[Mapping[str, Any]]) -> list[QosClass]:
     for i, item in enumerate(raw):
         where = f"links_qos_classes[{i}]"
         name = str(item.get("name") or "")
-        if not name.isidentifier():
+        if not (name.isascii() and name.isidentifier()):
             raise LinksConfigError(f"{where}.name: give each class a short name such as voip")
         try:
             share = int(item.get("share", 0))
@@ -332,7 +336,13 @@ def qos_ruleset(
             raise LinksConfigError(
                 f"{where}: give either zone_kind, or ports / services with TCP or UDP ports"
             )
-        comment = f'comment "{item.get("name") or where}"'
+        label = str(item.get("name") or f"marking{i}")
+        if not SAFE_LABEL.fullmatch(label):
+            raise LinksConfigError(
+                f"{where}.name: '{label}' may hold only letters, digits, '_', '.' and '-' "
+                "(at most 32)"
+            )
+        comment = f'comment "{label}"'
         if kind:
             local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] == kind)
             nets4 = sorted(
@@ -368,6 +378,7 @@ def qos_ruleset(
                         f"meta l4proto {proto} th {direction} {nft_set(spans)} "
                         f"{family} dscp set {dscp} {comment}"
                     )
+    rules += _untrusted_zones_best_effort(plan, zones, settings)
     body = "\n".join(f"    {r}" for r in rules)
     return (
         "table inet kastro_qos\n"
@@ -379,3 +390,23 @@ def qos_ruleset(
         "  }\n"
         "}\n"
     )
+
+
+def _untrusted_zones_best_effort(
+    plan: Mapping[str, Any], zones: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
+) -> list[str]:
+    """Last rules (they win): traffic from or to guest-like zones is cs0 whatever its ports,
+    so a guest cannot fill the VoIP class by sending from or to port 5060."""
+    kinds = set(settings.get("qos_untrusted_zone_kinds", ("guest",)) or ())
+    planned = [z for z in (plan.get("zones") or {}).values() if z.get("kind") in kinds]
+    rules: list[str] = []
+    local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] in kinds)
+    comment = 'comment "untrusted zones: best effort"'
+    for family, key in (("ip", "ipv4"), ("ip6", "ipv6")):
+        if local:
+            rules.append(f"iifname {nft_set(local)} {family} dscp set cs0 {comment}")
+        nets = sorted(str(z[key]) for z in planned if z.get(key))
+        if nets:
+            rules.append(f"{family} saddr {nft_set(nets)} {family} dscp set cs0 {comment}")
+            rules.append(f"{family} daddr {nft_set(nets)} {family} dscp set cs0 {comment}")
+    return rules

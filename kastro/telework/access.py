@@ -12,6 +12,7 @@ from typing import Any
 import netaddr
 
 from kastro.firewall.ruleset import as_list, resolve_side
+from kastro.inventory.plan import wireguard_limit
 from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
 
 FULL_TUNNEL = ("0.0.0.0/0", "::/0")
@@ -71,7 +72,7 @@ def openvpn_address(variables: Mapping[str, Any], teleworker: str) -> dict[str, 
     pool = netaddr.IPNetwork(plan["vpn_pools"][entry["group"]]["ipv4"])
     address = netaddr.IPAddress(entry["ipv4"])
     half = pool.size // 2
-    if int(address) - int(pool.first) >= half - 1:
+    if int(address) - int(pool.first) >= wireguard_limit(pool):
         raise ValueError(
             f"teleworker '{teleworker}' ({address}) is in the upper half of the "
             f"{entry['group']} pool {pool}, which OpenVPN uses: raise the group's pool_size"

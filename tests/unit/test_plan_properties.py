@@ -72,7 +72,7 @@ def municipalities(draw):
     for i in range(draw(st.integers(0, 12))):
         if groups:
             group = draw(st.sampled_from(sorted(groups)))
-            if sum(1 for p in people if p.group == group) < groups[group].pool_size - 3:
+            if sum(1 for p in people if p.group == group) < groups[group].capacity:
                 people.append(Teleworker(f"tw-{i:04d}", f"P{i}", group, None, "enabled"))
     return Model(
         municipality=Municipality("M", "m.example.gr", (v4,), v6, (), 1500),

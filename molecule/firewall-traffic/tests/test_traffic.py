@@ -143,5 +143,5 @@ def test_refused_traffic_is_counted_per_zone(host):
     # The scanner's probes above were dropped in forward and counted against its zone.
     # (Their log lines go to the kernel log only where net.netfilter.nf_log_all_netns=1:
     # the lab's hosts are network namespaces of one kernel, which keeps them quiet.)
-    assert counter(host, "drop_forward_guest") > 0
+    assert counter(host, "drop_forward_zone_guest") > 0
     assert counter(host, "policy1_hall.staff_to_hall.servers") > 0
