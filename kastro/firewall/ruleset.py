@@ -382,11 +382,13 @@ class Compiler:
         """Rate-limited logging and a counter per source interface, then the default drop."""
         rate = self.settings.log_rate
         for label, iface in interfaces.items():
-            prefix = f"kastro {hook} drop {label}: "[:60]
+            # Counter names carry the source's kind (zone_, link_); the log says it plainly.
+            shown = label.removeprefix("zone_").replace("link_", "link-", 1)
+            prefix = f"kastro {hook} drop {shown}: "[:60]
             chain.append(
                 f'iifname "{iface}" limit rate {rate} log prefix {_quote(prefix)} level info'
             )
-            counter = self.out.counter(f"drop_{hook}_{label}", f"dropped {hook} from {label}")
+            counter = self.out.counter(f"drop_{hook}_{label}", f"dropped {hook} from {shown}")
             chain.append(f'iifname "{iface}" {counter} drop')
         chain.append(f"limit rate {rate} log prefix {_quote(f'kastro {hook} drop: ')} level info")
         chain.append(f"{self.out.counter(f'drop_{hook}', f'dropped {hook}')} drop")

@@ -35,13 +35,22 @@ Path_ = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")
 
 
+def shown(text: str) -> str:
+    """Text for a message: line breaks and control characters written as escapes, so an
+    error about a name with a hidden newline stays on one visible line."""
+    return "".join(
+        repr(ch)[1:-1] if (ch.isspace() and ch != " ") or not ch.isprintable() else ch
+        for ch in text
+    )
+
+
 def dotted(path: Path_) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + shown(part)
     return out
 
 

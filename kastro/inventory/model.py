@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import netaddr
 
-from kastro.inventory.loader import Path_, Source, dotted
+from kastro.inventory.loader import Path_, Source, dotted, shown
 
 ZONE_KINDS = ("staff", "servers", "voip", "cctv", "iot", "guest", "management")
 HOST_ROLES = ("gateway", "server", "sensor", "endpoint")
@@ -286,7 +286,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def check_name(value: str) -> str | None:
     if not NAME_RE.fullmatch(value):
-        return f"'{value}' is not a valid name"
+        return f"'{shown(value)}' is not a valid name"
     return None
 
 
@@ -493,7 +493,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
     for bname, braw in m.items():
         bpath: Path_ = (*path, bname)
         if check_name(str(bname)):
-            p.src.error(bpath, f"'{bname}' is not a valid building name", NAME_FIX)
+            p.src.error(bpath, f"'{shown(str(bname))}' is not a valid building name", NAME_FIX)
             continue
         if reserved(p, bpath, str(bname), "building"):
             continue
@@ -508,7 +508,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         for zname, zraw in (zraw_all or {}).items():
             zpath: Path_ = (*bpath, "zones", zname)
             if check_name(str(zname)):
-                p.src.error(zpath, f"'{zname}' is not a valid zone name", NAME_FIX)
+                p.src.error(zpath, f"'{shown(str(zname))}' is not a valid zone name", NAME_FIX)
                 continue
             if reserved(p, zpath, str(zname), "zone"):
                 continue
@@ -552,7 +552,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
             if not HOSTNAME_RE.fullmatch(str(hname)):
                 p.src.error(
                     hpath,
-                    f"'{hname}' is not a valid host name",
+                    f"'{shown(str(hname))}' is not a valid host name",
                     "use lower-case letters, digits and '-' (RFC 1123)",
                 )
                 continue
@@ -604,7 +604,7 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
     for lname, lraw in m.items():
         lpath: Path_ = (*path, lname)
         if check_name(str(lname)):
-            p.src.error(lpath, f"'{lname}' is not a valid link name", NAME_FIX)
+            p.src.error(lpath, f"'{shown(str(lname))}' is not a valid link name", NAME_FIX)
             continue
         if reserved(p, lpath, str(lname), "link"):
             continue
@@ -677,7 +677,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
     for sname, sraw in m.items():
         spath: Path_ = (*path, sname)
         if check_name(str(sname)):
-            p.src.error(spath, f"'{sname}' is not a valid service name", NAME_FIX)
+            p.src.error(spath, f"'{shown(str(sname))}' is not a valid service name", NAME_FIX)
             continue
         if reserved(p, spath, str(sname), "service"):
             continue
@@ -757,7 +757,7 @@ def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
     for gname, graw in m.items():
         gpath: Path_ = (*path, gname)
         if check_name(str(gname)):
-            p.src.error(gpath, f"'{gname}' is not a valid group name", NAME_FIX)
+            p.src.error(gpath, f"'{shown(str(gname))}' is not a valid group name", NAME_FIX)
             continue
         if reserved(p, gpath, str(gname), "teleworker group"):
             continue

@@ -56,9 +56,34 @@ def test_site_playbook_stops_before_any_change(case_file: Path, tmp_path: Path, 
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
     )
     assert proc.returncode != 0
-    # Either Ansible itself refused the files (YAML errors) or the validation play failed;
-    # in both cases no play reached a managed host.
+    # Either Ansible itself refused the files (YAML errors) or the validation play (run on
+    # the controller, delegated) failed; in both cases nothing ran on a managed host.
     assert "Gathering Facts" not in proc.stdout
     recap = proc.stdout.partition("PLAY RECAP")[2]
-    assert HOST not in recap
+    assert "changed=0" in recap or HOST not in recap
+    assert "TASK [base" not in proc.stdout
+    assert host_state(container) == before
+
+
+@pytest.mark.parametrize("form", ["file", "limit"])
+def test_a_file_source_or_a_limit_does_not_skip_validation(form: str, tmp_path: Path, lab_host):
+    """-i inventory/x/hosts.yml loads the group_vars beside it; --limit HOST used to skip the
+    localhost validation play. Either way a bad model must stop the run."""
+    case = load_case(next(p for p in BROKEN_CASES if "supernet-prefix-too-long" in p.name))
+    inventory = broken_copy(case, tmp_path / "inv")
+    source = inventory / "hosts.yml" if form == "file" else inventory
+    limit = ["--limit", HOST] if form == "limit" else []
+    container = hosts.container_name(LAB, HOST)
+    before = host_state(container)
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(source), "-i", str(lab_host), *limit, "playbooks/site.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert proc.returncode != 0
+    assert "is not a valid CIDR network" in proc.stdout + proc.stderr
+    assert "TASK [base" not in proc.stdout
     assert host_state(container) == before

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ STATE_DIR = Path("/var/lib/kastro/firewall")
 PENDING = STATE_DIR / "pending.json"  # an applied, not yet confirmed change
 SNAPSHOT = STATE_DIR / "rollback.nft"  # the table as it was before that change
 LAST_ROLLBACK = STATE_DIR / "last-rollback.json"
+LIVE_DIGEST = STATE_DIR / "live.sha256"  # the live table as confirmed (see live_digest)
 TIMER_UNIT = "kastro-firewall-rollback"
 SETS = ("blocklist_v4", "blocklist_v6")
 # Recreating the table in one transaction: "table" creates it if absent so "delete" never fails.
@@ -45,6 +47,13 @@ RESET = f"table {TABLE}\ndelete table {TABLE}\n"
 
 class FirewallError(Exception):
     pass
+
+
+# Values that reach nft's command text: nft joins its arguments and parses them with its own
+# grammar, so an argument vector alone does not protect; each value must match its pattern.
+TIMEOUT = re.compile(r"(?:[1-9][0-9]{0,5}[dhms]){1,4}")  # 30m, 1h, 7d, 1h30m
+SAFE_COMMENT = re.compile(r"[A-Za-z0-9 _.,:/@+-]{1,100}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def nft(*args: str, stdin: str | None = None) -> str:
@@ -109,7 +118,7 @@ def carry_over() -> str:
             text = elem["val"]
             if elem.get("expires"):
                 text += f" timeout {max(int(elem['expires']), 1)}s"
-            if elem.get("comment"):
+            if elem.get("comment") and SAFE_COMMENT.fullmatch(str(elem["comment"])):
                 text += f' comment "{elem["comment"]}"'
             lines.append(f"add element {TABLE} {name} {{ {text} }}")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -156,27 +165,13 @@ def disarm() -> None:
     systemctl("reset-failed", f"{TIMER_UNIT}.timer", f"{TIMER_UNIT}.service")
 
 
-def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
-    candidate = Path(args.file)
-    nft("-c", "-f", str(candidate))  # nothing is loaded if this fails
-    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if not PENDING.exists():
-        # The last confirmed state: what a rollback must return to, even after several
-        # unconfirmed attempts in a row.
-        current = nft("list", "table", *TABLE.split()) if table_loaded() else ""
-        SNAPSHOT.write_text(RESET + without_blocklist_elements(current), encoding="utf-8")
-    disarm()
-    load(candidate.read_text(encoding="utf-8"))
-    deadline = time.time() + args.rollback_after
-    PENDING.write_text(
-        json.dumps({"file": str(candidate), "sha256": sha256(candidate), "deadline": deadline}),
-        encoding="utf-8",
-    )
+def arm(seconds: int) -> None:
+    """Start the transient timer that restores the last confirmed table after `seconds`."""
     proc = subprocess.run(
         [
             "systemd-run",
             f"--unit={TIMER_UNIT}",
-            f"--on-active={args.rollback_after}s",
+            f"--on-active={seconds}s",
             "--timer-property=AccuracySec=1s",
             "--description=Kastro firewall: restore the previous ruleset unless confirmed",
             "/usr/local/sbin/kastro-firewall",
@@ -187,24 +182,111 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        # Without a timer there is no safety net: put the old table back now.
-        restore("could not arm the rollback timer: " + proc.stderr.strip())
-        raise FirewallError(f"systemd-run failed, previous ruleset restored: {proc.stderr.strip()}")
+        raise FirewallError(f"could not arm the rollback timer: {proc.stderr.strip()}")
+
+
+def timer_armed() -> bool:
+    proc = subprocess.run(["systemctl", "is-active", "--quiet", f"{TIMER_UNIT}.timer"], check=False)
+    return proc.returncode == 0
+
+
+def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
+    """Commit-confirm: the timer is armed before anything is loaded, and whatever happens a
+    pending (unconfirmed) change always has a timer when this returns."""
+    candidate = Path(args.file)
+    if not 10 <= args.rollback_after <= 3600:
+        raise FirewallError("--rollback-after: give 10..3600 seconds")
+    nft("-c", "-f", str(candidate))  # nothing is loaded if this fails
+    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if not PENDING.exists():
+        # The last confirmed state: what a rollback must return to, even after several
+        # unconfirmed attempts in a row.
+        current = nft("list", "table", *TABLE.split()) if table_loaded() else ""
+        SNAPSHOT.write_text(RESET + without_blocklist_elements(current), encoding="utf-8")
+    disarm()
+    try:
+        arm(args.rollback_after)
+    except FirewallError:
+        if PENDING.exists():  # an earlier unconfirmed change is live: never leave it unguarded
+            restore("could not arm the rollback timer")
+        raise
+    deadline = time.time() + args.rollback_after
+    PENDING.write_text(
+        json.dumps({"file": str(candidate), "sha256": sha256(candidate), "deadline": deadline}),
+        encoding="utf-8",
+    )
+    try:
+        load(candidate.read_text(encoding="utf-8"))
+    finally:
+        if PENDING.exists() and not timer_armed():
+            try:
+                arm(max(int(deadline - time.time()), 10))
+            except FirewallError:
+                restore("could not re-arm the rollback timer")
     return {"applied": str(candidate), "rollback_in_seconds": args.rollback_after}
 
 
-def cmd_confirm(_: argparse.Namespace) -> dict[str, Any]:
+def cmd_confirm(args: argparse.Namespace) -> dict[str, Any]:
+    """Keep the pending change. Fails unless a change is pending and (with --sha256) it is
+    the one the caller applied: a confirm that arrives after the rollback must not report
+    success."""
     if not PENDING.exists():
-        return {"confirmed": False, "reason": "nothing pending"}
+        last = LAST_ROLLBACK.read_text(encoding="utf-8") if LAST_ROLLBACK.exists() else "{}"
+        raise FirewallError(
+            "nothing is pending: the change was already rolled back or confirmed "
+            f"(last rollback: {last.strip()})"
+        )
     pending = json.loads(PENDING.read_text(encoding="utf-8"))
+    if args.sha256:
+        if not SHA256.fullmatch(args.sha256):
+            raise FirewallError("--sha256: give the 64 hex digits of the applied file")
+        if pending.get("sha256") != args.sha256:
+            raise FirewallError(
+                f"the pending change is {pending.get('sha256')}, not {args.sha256}: "
+                "another apply ran since; nothing was confirmed"
+            )
+    if Path(pending["file"]).exists() and sha256(Path(pending["file"])) != pending["sha256"]:
+        raise FirewallError(f"{pending['file']} changed since it was applied; not confirmed")
     disarm()
     CONFIG_DIR.mkdir(parents=True, exist_ok=True)
     if Path(pending["file"]).resolve() != ACTIVE.resolve():
         shutil.copyfile(pending["file"], ACTIVE)
     ACTIVE.chmod(0o600)
+    LIVE_DIGEST.write_text(live_digest(), encoding="utf-8")
     PENDING.unlink()
     SNAPSHOT.unlink(missing_ok=True)
     return {"confirmed": True, "sha256": sha256(ACTIVE)}
+
+
+def live_digest() -> str:
+    """A digest of the live table's rules, chains and static sets, without what changes by
+    itself (counter values, rule handles, the SOC's blocklist entries): if someone flushes a
+    chain or edits a rule by hand, this changes and the next run repairs it."""
+    if not table_loaded():
+        return ""
+    items = nft_json("list", "table", *TABLE.split())
+    return hashlib.sha256(
+        json.dumps([_stable(i) for i in items], sort_keys=True).encode()
+    ).hexdigest()
+
+
+def _stable(item: dict[str, Any]) -> Any:
+    """One top-level item of `nft -j list table`: blocklist sets without their elements."""
+    if "set" in item and item["set"].get("name") in SETS:
+        return {"set": {k: v for k, v in item["set"].items() if k not in ("elem", "handle")}}
+    return _without_volatile(item)
+
+
+def _without_volatile(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_volatile(v)
+            for k, v in value.items()
+            if k not in ("handle", "packets", "bytes", "expires", "metainfo")
+        }
+    if isinstance(value, list):
+        return [_without_volatile(v) for v in value]
+    return value
 
 
 def restore(reason: str) -> dict[str, Any]:
@@ -233,6 +315,7 @@ def cmd_boot(_: argparse.Namespace) -> dict[str, Any]:
     if not ACTIVE.exists():
         return {"loaded": False, "reason": f"{ACTIVE} does not exist yet"}
     load(ACTIVE.read_text(encoding="utf-8"))
+    LIVE_DIGEST.write_text(live_digest(), encoding="utf-8")
     return {"loaded": True, "sha256": sha256(ACTIVE)}
 
 
@@ -258,14 +341,29 @@ def cmd_needs_apply(args: argparse.Namespace) -> dict[str, Any]:
         reasons.append("an earlier change was never confirmed")
     if not ACTIVE.exists() or sha256(ACTIVE) != sha256(candidate):
         reasons.append("the rendered ruleset differs from the confirmed one")
+    elif not reasons:
+        recorded = LIVE_DIGEST.read_text(encoding="utf-8") if LIVE_DIGEST.exists() else ""
+        if recorded != live_digest():
+            reasons.append("the live table was changed by hand (rules, chains or sets differ)")
     return {"needs_apply": bool(reasons), "reasons": reasons}
 
 
+ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")
+
+
 def _address(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address or network, strictly: Python also accepts IPv6 scope ids ('fe80::1%eth0'),
+    which would carry any text into nft's command, so only hex digits, dots, colons and a
+    prefix length pass."""
     try:
-        return ipaddress.ip_network(text, strict=False)
+        if not ADDRESS.fullmatch(text):
+            raise ValueError(text)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise FirewallError(f"'{text}' is not an IP address or network") from exc
+    if getattr(net.network_address, "scope_id", None):
+        raise FirewallError(f"'{text}': scoped addresses cannot be blocked")
+    return net
 
 
 def _allowlisted(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
@@ -283,6 +381,10 @@ def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
         raise FirewallError(
             f"{net} overlaps the allowlist entry {protected} (management hosts, the SOC); "
             "it is never blocked. Change firewall_allowlist in the inventory if this is wrong."
+        )
+    if args.timeout and not TIMEOUT.fullmatch(args.timeout):
+        raise FirewallError(
+            f"--timeout {args.timeout!r}: write a duration such as 30m, 1h, 7d or 1h30m"
         )
     name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
     element = str(net) + (f" timeout {args.timeout}" if args.timeout else "")
@@ -364,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--rollback-after", type=int, required=True, metavar="SECONDS")
     p.set_defaults(func=cmd_apply)
-    sub.add_parser("confirm", help="keep the applied ruleset").set_defaults(func=cmd_confirm)
+    p = sub.add_parser("confirm", help="keep the applied ruleset")
+    p.add_argument("--sha256", help="confirm only if the pending change is this file's")
+    p.set_defaults(func=cmd_confirm)
     sub.add_parser("rollback", help="restore the previous ruleset").set_defaults(func=cmd_rollback)
     sub.add_parser("boot", help="load the confirmed ruleset").set_defaults(func=cmd_boot)
     sub.add_parser("status", help="what is loaded, pending, rolled back").set_defaults(

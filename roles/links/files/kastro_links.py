@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import re
 import shutil
@@ -30,6 +31,61 @@ CONFIG = Path("/etc/kastro/links.json")
 WG_DIR = Path("/etc/kastro/links")  # <interface>.conf in `wg setconf` format, 0600
 STATE = Path("/var/lib/kastro/links-applied.json")  # what the last apply set, to remove later
 QOS_RULESET = Path("/etc/kastro/links-qos.nft")
+
+
+class ConfigValueError(ValueError):
+    """A value in links.json that is not what the role writes; nothing is applied."""
+
+
+# Every value that reaches an ip, tc, wg, nft or ping command line is checked against one of
+# these before anything runs, by the key it sits under (the commands are argument vectors as
+# well, so a value can never become a second option or command).
+_PATTERNS = {
+    "interface": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"),
+    "underlay": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"),
+    "name": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+    "classid": re.compile(r"[0-9]{1,4}:[0-9]{1,4}"),
+    "peer_endpoint": re.compile(r"[0-9a-fA-F.:\[\]]{3,60}:[0-9]{1,5}"),
+}
+_ADDRESS_KEYS = ("address", "ipv4", "ipv6", "peer_ipv4", "peer_ipv6", "router_id")
+_NUMBER_KEYS = (
+    "mtu",
+    "routed_mtu",
+    "rate_kbit",
+    "ceil_kbit",
+    "priority",
+    "limit",
+    "shaped_rate_kbit",
+    "port",
+    "cost",
+    "capacity_mbps",
+)
+
+
+def check_config(value: Any, path: str = "") -> None:
+    """Raise ConfigValueError naming the first value that does not match its key's pattern."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            _check_value(str(key), item, where)
+            check_config(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_config(item, f"{path}[{i}]")
+
+
+def _check_value(key: str, item: Any, where: str) -> None:
+    if isinstance(item, (dict, list)):
+        return
+    if key in _PATTERNS and not (isinstance(item, str) and _PATTERNS[key].fullmatch(item)):
+        raise ConfigValueError(f"{where}: {item!r} is not a valid {key}")
+    if key in _ADDRESS_KEYS:
+        try:
+            ipaddress.ip_interface(str(item))
+        except ValueError as exc:
+            raise ConfigValueError(f"{where}: {item!r} is not an address") from exc
+    if key in _NUMBER_KEYS and not (isinstance(item, int) and not isinstance(item, bool)):
+        raise ConfigValueError(f"{where}: {item!r} is not a whole number")
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,7 +123,8 @@ def addresses_of(iface: str) -> set[str]:
 
 
 def tc(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`tc` with its arguments written as on the command line (names hold no spaces)."""
+    """`tc` with its arguments written as on the command line. Safe to split: check_config
+    has made sure no value in the configuration holds a blank or anything but its pattern."""
     return run("tc", *command.split(), check=check)
 
 
@@ -415,8 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = json.loads(args.config.read_text(encoding="utf-8"))
+        check_config(config)
     except (OSError, json.JSONDecodeError) as exc:
         print(f"kastro-links: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    except ConfigValueError as exc:
+        print(f"kastro-links: {args.config}: {exc}; nothing was changed", file=sys.stderr)
         return 2
     if args.command == "needs-apply":
         reasons = needs_apply(config, args.config)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.secrets import SecretsDirError, secrets_dir
 from kastro.links.config import LinksConfigError, gateway_config
 
 
@@ -16,6 +17,13 @@ def _config(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> d
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
+    try:
+        return secrets_dir(municipality, part)
+    except SecretsDirError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kastro_links_config": _config}
+        return {"kastro_links_config": _config, "kastro_secrets_dir": _secrets_dir}

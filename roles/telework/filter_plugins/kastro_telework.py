@@ -6,6 +6,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.secrets import SecretsDirError, secrets_dir
 from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
 
 
@@ -23,9 +24,17 @@ def _openvpn_address(variables: dict[str, Any], teleworker: str) -> dict[str, st
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
+    try:
+        return secrets_dir(municipality, part)
+    except SecretsDirError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "kastro_secrets_dir": _secrets_dir,
             "kastro_telework_allowed_ips": _allowed_ips,
             "kastro_telework_openvpn_address": _openvpn_address,
             "kastro_telework_openvpn_subnets": openvpn_subnets,

@@ -1,0 +1,1 @@
+"""What the controller keeps for itself: secrets directories (more with the architecture work)."""
