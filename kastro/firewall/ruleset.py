@@ -28,6 +28,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import parse_port
+from kastro.inventory.plan import monitoring_addresses
 from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX, interface_problems
 
 # ICMP the network cannot work without: errors (path MTU discovery needs "too big"/"frag
@@ -154,6 +155,8 @@ class Settings:
     # by link name; they count as links next to kastro_interfaces.links.
     link_interfaces: Mapping[str, str] = field(default_factory=dict)
     input_allow: tuple[Mapping[str, Any], ...] = ()
+    # Ports of the exporters on this host; only the monitoring hosts may reach them.
+    metrics_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_vars(cls, raw: Mapping[str, Any]) -> Settings:
@@ -170,6 +173,7 @@ class Settings:
             vpn_interfaces=tuple(str(i) for i in raw.get("vpn_interfaces") or ()),
             link_interfaces={str(k): str(v) for k, v in (raw.get("link_interfaces") or {}).items()},
             input_allow=tuple(raw.get("input_allow") or ()),
+            metrics_ports=tuple(int(p) for p in raw.get("metrics_ports") or ()),
         )
 
 
@@ -251,6 +255,9 @@ class Compiler:
             municipality.get("supernets") or (), "kastro_municipality.supernets"
         )
         self.interfaces: Mapping[str, Any] = variables.get("kastro_interfaces") or {}
+        self.monitoring = monitoring_addresses(
+            dict(self.plan), list(municipality.get("monitoring_hosts") or ())
+        )
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
         if planned is None:
@@ -511,6 +518,7 @@ class Compiler:
                 )
 
         self.common_head(out.input, "input")
+        self.metrics_allow(out.input)
         self.input_allow(out.input)
         transit = (
             nft_set([f'"{i}"' for i in sorted(set(link_ifaces.values()))])
@@ -581,6 +589,7 @@ class Compiler:
         out = self.out
         zone_key = str(self.me.get("zone") or "")
         self.common_head(out.input, "input")
+        self.metrics_allow(out.input)
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
@@ -615,6 +624,20 @@ class Compiler:
             else {}
         )
         self.drop_tail(out.input, "input", ifaces)
+
+    def metrics_allow(self, chain: list[str]) -> None:
+        """The exporters' ports, from the monitoring hosts the inventory names and no one else
+        (kastro_municipality.monitoring_hosts)."""
+        ports = sorted(set(self.settings.metrics_ports))
+        if not ports or not self.monitoring:
+            return
+        v4, v6 = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
+        counter = self.out.counter("metrics_in", "metrics scraped by the monitoring hosts")
+        dport = nft_set([str(p) for p in ports])
+        if v4:
+            chain.append(f"ip saddr {nft_set(v4)} tcp dport {dport} {counter} accept")
+        if v6:
+            chain.append(f"ip6 saddr {nft_set(v6)} tcp dport {dport} {counter} accept")
 
     def input_allow(self, chain: list[str]) -> None:
         """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""

@@ -51,6 +51,8 @@ class Municipality:
     supernets_v6: tuple[netaddr.IPNetwork, ...]
     uplinks: tuple[Uplink, ...]
     mtu: int
+    # Hosts that scrape every exporter (Prometheus); the only sources the metrics ports admit.
+    monitoring_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -408,7 +410,11 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
     m = p.mapping(raw, path, "name, domain, supernets, ...")
     if m is None:
         return None
-    p.fields(m, path, ("name", "domain", "supernets", "uplinks", "mtu", "population"))
+    p.fields(
+        m,
+        path,
+        ("name", "domain", "supernets", "uplinks", "mtu", "population", "monitoring_hosts"),
+    )
     name = p.get(m, path, "name", str)
     domain = p.get(
         m,
@@ -479,9 +485,22 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         )
         if uname and ubuilding and ucap:
             uplinks.append(Uplink(uname, ubuilding, ucap))
+    monitoring = p.get(m, path, "monitoring_hosts", list, [])
+    monitoring_hosts: list[str] = []
+    for i, host in enumerate(monitoring or []):
+        if not isinstance(host, str) or not HOSTNAME_RE.fullmatch(host):
+            p.src.error(
+                (*path, "monitoring_hosts", i),
+                f"{host!r} is not a host name",
+                "name a server of kastro_buildings, e.g. [monitor]",
+            )
+        else:
+            monitoring_hosts.append(host)
     if name is None or domain is None or mtu is None:
         return None
-    return Municipality(name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu)
+    return Municipality(
+        name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu, tuple(monitoring_hosts)
+    )
 
 
 def _buildings(p: Parser, raw: Any) -> dict[str, Building]:

@@ -449,3 +449,27 @@ def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
             if key not in data.get(section, {}):
                 gone.append(f"{section}.{key}")
     return gone
+
+
+def management_address(plan: dict[str, Any], host: str) -> str:
+    """The address a host's own services (exporters) listen on: a gateway's address in its
+    building's management zone (its router id, on the loopback, where the building has
+    none), a server's or sensor's own address. 127.0.0.1 for a host the plan does not know."""
+    entry = (plan.get("hosts") or {}).get(host) or {}
+    if entry.get("role") == "gateway":
+        management = (entry.get("interfaces") or {}).get("management") or {}
+        router = (plan.get("router_ids") or {}).get(host) or {}
+        return str(management.get("ipv4") or router.get("ipv4") or "127.0.0.1")
+    return str(entry.get("ipv4") or "127.0.0.1")
+
+
+def monitoring_addresses(plan: dict[str, Any], hosts: list[str]) -> list[str]:
+    """The planned IPv4 and IPv6 addresses of the monitoring hosts."""
+    planned = plan.get("hosts") or {}
+    return [
+        str(planned[h][family])
+        for h in hosts
+        if h in planned
+        for family in ("ipv4", "ipv6")
+        if planned[h].get(family)
+    ]

@@ -24,6 +24,7 @@ IFACE_FIX = "write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 
 def check_model(model: Model, src: Source) -> None:
     _check_buildings(model, src)
     _check_hosts(model, src)
+    _check_monitoring_hosts(model, src)
     _check_links(model, src)
     _check_connectivity(model, src)
     _check_fixed_subnets(model, src)
@@ -60,6 +61,20 @@ def _check_buildings(model: Model, src: Source) -> None:
                     f"names unknown building '{up.building}'",
                     _known("buildings", model.buildings),
                 )
+
+
+def _check_monitoring_hosts(model: Model, src: Source) -> None:
+    if model.municipality is None:
+        return
+    roles = {h.name: h.role for h in model.hosts}
+    for i, name in enumerate(model.municipality.monitoring_hosts):
+        if roles.get(name) not in ("server", "sensor"):
+            src.error(
+                ("kastro_municipality", "monitoring_hosts", i),
+                f"'{name}' is not a server or sensor of kastro_buildings"
+                + (f" (it is a {roles[name]})" if name in roles else ""),
+                _known("servers", [h for h, r in roles.items() if r == "server"]),
+            )
 
 
 def _check_hosts(model: Model, src: Source) -> None:

@@ -12,7 +12,8 @@ Commit-confirm, run on the host so it works when the controller cannot reach it 
   rollback                        what the timer runs: restore the previous table
 SOC actions (the allowlist is never blocked):
   block ADDRESS [--timeout 1h]    unblock ADDRESS    blocked
-Other: boot (load the confirmed ruleset), status, needs-apply FILE, exporter --listen ADDR:PORT
+Other: boot (load the confirmed ruleset), status, needs-apply FILE; metrics: collect (writes
+/run/kastro-firewall-metrics/firewall.prom) and exporter --listen ADDR:PORT (serves that file)
 Only `table inet kastro` is ever touched: other tables (Docker, fail2ban, ...) are left alone.
 """
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -403,58 +405,114 @@ def cmd_blocked(_: argparse.Namespace) -> dict[str, Any]:
     return {name: set_elements(name) for name in SETS}
 
 
+class NftCollector:
+    """Reads the named counters at collect time: nothing is cached, nothing goes stale."""
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        up = GaugeMetricFamily("kastro_firewall_up", "1 if table inet kastro could be read")
+        packets = CounterMetricFamily(
+            "kastro_firewall_packets",
+            "Packets counted by a named rule counter",
+            labels=["counter", "comment"],
+        )
+        octets = CounterMetricFamily(
+            "kastro_firewall_bytes",
+            "Bytes counted by a named rule counter",
+            labels=["counter", "comment"],
+        )
+        elements = GaugeMetricFamily(
+            "kastro_firewall_set_elements", "Entries in a SOC set", labels=["set"]
+        )
+        pending = GaugeMetricFamily(
+            "kastro_firewall_change_pending", "1 while an applied change awaits confirmation"
+        )
+        rollback = GaugeMetricFamily(
+            "kastro_firewall_last_rollback_timestamp_seconds",
+            "When the host last restored its previous ruleset by itself (0: never)",
+        )
+        try:
+            for item in nft_json("list", "counters", "table", *TABLE.split()):
+                counter = item.get("counter")
+                if counter:
+                    labels = [counter["name"], counter.get("comment", "")]
+                    packets.add_metric(labels, counter["packets"])
+                    octets.add_metric(labels, counter["bytes"])
+            for name in (*SETS, "allowlist_v4", "allowlist_v6"):
+                elements.add_metric([name], len(set_elements(name)))
+            up.add_metric([], 1)
+        except (FirewallError, json.JSONDecodeError, KeyError, OSError):
+            up.add_metric([], 0)
+        pending.add_metric([], 1 if PENDING.exists() else 0)
+        last = 0.0
+        if LAST_ROLLBACK.exists():
+            last = float(json.loads(LAST_ROLLBACK.read_text(encoding="utf-8"))["time"])
+        rollback.add_metric([], last)
+        yield from (up, packets, octets, elements, pending, rollback)
+
+
+def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
+    publish(NftCollector(), Path(args.output), args.interval, once=args.once)
+    return {"written": args.output}
+
+
 def cmd_exporter(args: argparse.Namespace) -> dict[str, Any]:
-    # Imported here: only the exporter needs prometheus_client.
-    from prometheus_client import start_http_server
-    from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+    serve(Path(args.textfile), args.listen)
+    return {}
 
-    class NftCollector:
-        """Reads the named counters at scrape time: nothing is cached, nothing goes stale."""
 
-        def collect(self) -> Any:
-            up = GaugeMetricFamily("kastro_firewall_up", "1 if table inet kastro could be read")
-            packets = CounterMetricFamily(
-                "kastro_firewall_packets",
-                "Packets counted by a named rule counter",
-                labels=["counter", "comment"],
-            )
-            octets = CounterMetricFamily(
-                "kastro_firewall_bytes",
-                "Bytes counted by a named rule counter",
-                labels=["counter", "comment"],
-            )
-            elements = GaugeMetricFamily(
-                "kastro_firewall_set_elements", "Entries in a SOC set", labels=["set"]
-            )
-            pending = GaugeMetricFamily(
-                "kastro_firewall_change_pending", "1 while an applied change awaits confirmation"
-            )
-            rollback = GaugeMetricFamily(
-                "kastro_firewall_last_rollback_timestamp_seconds",
-                "When the host last restored its previous ruleset by itself (0: never)",
-            )
+METRICS_PREFIX = "kastro_firewall"
+METRICS_FILE = "/run/kastro-firewall-metrics/firewall.prom"
+
+
+# --- metrics: a privileged collector without a socket, an unprivileged server without rights --
+# The collector (root's view of the system, no network listener) writes the metrics to a
+# text file; the exporter (a dynamic user with no capabilities, bound to the management
+# address) serves that file. A compromised HTTP listener can read counters, nothing more.
+
+
+def publish(collector: Any, output: Path, interval: float, once: bool = False) -> None:
+    """Write the collector's metrics to `output` every `interval` seconds, atomically."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    stamp = Gauge(
+        f"{METRICS_PREFIX}_collect_timestamp_seconds",
+        "When these metrics were last collected",
+        registry=registry,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp.set_to_current_time()
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_bytes(generate_latest(registry))
+        tmp.chmod(0o644)
+        tmp.replace(output)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def serve(textfile: Path, listen: str) -> None:
+    """Serve the collector's file for Prometheus, parsed at every scrape (never stale
+    silently: the file carries its collect timestamp)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.parser import text_string_to_metric_families
+
+    class Textfile:
+        def collect(self) -> Iterator[Any]:
             try:
-                for item in nft_json("list", "counters", "table", *TABLE.split()):
-                    counter = item.get("counter")
-                    if counter:
-                        labels = [counter["name"], counter.get("comment", "")]
-                        packets.add_metric(labels, counter["packets"])
-                        octets.add_metric(labels, counter["bytes"])
-                for name in (*SETS, "allowlist_v4", "allowlist_v6"):
-                    elements.add_metric([name], len(set_elements(name)))
-                up.add_metric([], 1)
-            except (FirewallError, json.JSONDecodeError, KeyError):
-                up.add_metric([], 0)
-            pending.add_metric([], 1 if PENDING.exists() else 0)
-            last = 0.0
-            if LAST_ROLLBACK.exists():
-                last = float(json.loads(LAST_ROLLBACK.read_text(encoding="utf-8"))["time"])
-            rollback.add_metric([], last)
-            yield from (up, packets, octets, elements, pending, rollback)
+                text = textfile.read_text(encoding="utf-8")
+            except OSError:
+                return
+            yield from text_string_to_metric_families(text)
 
-    host, _, port = args.listen.rpartition(":")
-    REGISTRY.register(NftCollector())
-    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0")  # noqa: S104
+    host, _, port = listen.rpartition(":")
+    registry = CollectorRegistry()
+    registry.register(Textfile())
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
     while True:
         time.sleep(3600)
 
@@ -485,8 +543,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("address")
     p.set_defaults(func=cmd_unblock)
     sub.add_parser("blocked", help="list the blocklists").set_defaults(func=cmd_blocked)
-    p = sub.add_parser("exporter", help="serve the counters for Prometheus")
-    p.add_argument("--listen", default="0.0.0.0:9552")
+    p = sub.add_parser("collect", help="write the counters to a file (privileged, no socket)")
+    p.add_argument("--output", default=METRICS_FILE)
+    p.add_argument("--interval", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--once", action="store_true")
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("exporter", help="serve the collected counters for Prometheus")
+    p.add_argument("--listen", default="127.0.0.1:9552", metavar="ADDRESS:PORT")
+    p.add_argument("--textfile", default=METRICS_FILE)
     p.set_defaults(func=cmd_exporter)
     args = parser.parse_args(argv)
     try:

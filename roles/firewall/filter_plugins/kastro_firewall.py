@@ -7,6 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, management_allows
+from kastro.inventory.plan import management_address
 
 
 def _compile(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -28,4 +29,5 @@ class FilterModule:
         return {
             "kastro_firewall_ruleset": _compile,
             "kastro_firewall_management_allows": _allows,
+            "kastro_management_address": management_address,
         }

@@ -7,8 +7,9 @@ addresses, one WireGuard tunnel per encrypted link, MTUs, HTB classes on every r
 the DSCP marking table. It runs at boot (kastro-links.service, before FRR) and when the role
 finds the host differs from its configuration (`needs-apply`). Running it again changes nothing.
 
-`exporter` serves Prometheus metrics: ICMP probes to each link's far end (latency, loss),
-interface byte counters (throughput), HTB class counters and FRR's OSPF neighbour states.
+`collect` gathers the link health metrics into a file: ICMP probes to each link's far end
+(latency, loss), interface byte counters (throughput), HTB class counters and FRR's OSPF
+neighbour states; `exporter` serves that file for Prometheus without any privilege.
 """
 
 from __future__ import annotations
@@ -346,9 +347,9 @@ def tc_classes(dev: str) -> list[dict[str, Any]]:
     ]
 
 
-def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -> None:
-    from prometheus_client import start_http_server
-    from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+def collect(config: dict[str, Any], output: Path, interval: float, count: int) -> None:
+    """Probe every link continuously and write the metrics to `output` every `interval` s."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     probers = [Prober(link, interval, count) for link in config["links"]]
     families = ["ipv4"] + (["ipv6"] if config.get("ospf6") else [])
@@ -445,9 +446,60 @@ def exporter(config: dict[str, Any], listen: str, interval: float, count: int) -
             yield ospf_up
             yield full
 
-    REGISTRY.register(LinksCollector())
+    publish(LinksCollector(), output, interval)
+
+
+METRICS_PREFIX = "kastro_links"
+METRICS_FILE = "/run/kastro-links-metrics/links.prom"
+
+
+# --- metrics: a privileged collector without a socket, an unprivileged server without rights --
+# The collector (root's view of the system, no network listener) writes the metrics to a
+# text file; the exporter (a dynamic user with no capabilities, bound to the management
+# address) serves that file. A compromised HTTP listener can read counters, nothing more.
+
+
+def publish(collector: Any, output: Path, interval: float, once: bool = False) -> None:
+    """Write the collector's metrics to `output` every `interval` seconds, atomically."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    stamp = Gauge(
+        f"{METRICS_PREFIX}_collect_timestamp_seconds",
+        "When these metrics were last collected",
+        registry=registry,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp.set_to_current_time()
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_bytes(generate_latest(registry))
+        tmp.chmod(0o644)
+        tmp.replace(output)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def serve(textfile: Path, listen: str) -> None:
+    """Serve the collector's file for Prometheus, parsed at every scrape (never stale
+    silently: the file carries its collect timestamp)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.parser import text_string_to_metric_families
+
+    class Textfile:
+        def collect(self) -> Iterator[Any]:
+            try:
+                text = textfile.read_text(encoding="utf-8")
+            except OSError:
+                return
+            yield from text_string_to_metric_families(text)
+
     host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0")  # noqa: S104
+    registry = CollectorRegistry()
+    registry.register(Textfile())
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
     while True:
         time.sleep(3600)
 
@@ -460,15 +512,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "needs-apply", help="exit 0 (and say why) if the host does not match its configuration"
     )
-    p = sub.add_parser("exporter", help="serve link health metrics")
-    p.add_argument("--listen", default="0.0.0.0:9554")
+    p = sub.add_parser("collect", help="probe the links and write the metrics to a file")
+    p.add_argument("--output", type=Path, default=Path(METRICS_FILE))
     p.add_argument("--interval", type=float, default=5.0, help="seconds between probes")
     p.add_argument("--count", type=int, default=5, help="pings per probe")
+    p = sub.add_parser("exporter", help="serve the collected link health metrics")
+    p.add_argument("--listen", default="127.0.0.1:9554", metavar="ADDRESS:PORT")
+    p.add_argument("--textfile", type=Path, default=Path(METRICS_FILE))
     p = sub.add_parser("neighbors", help="print FRR's OSPF neighbours as JSON")
     p.add_argument("--family", choices=["ipv4", "ipv6"], default="ipv4")
     args = parser.parse_args(argv)
     if args.command == "neighbors":
         print(json.dumps(ospf_neighbors(args.family)))
+        return 0
+    if args.command == "exporter":  # needs no configuration: it only serves the file
+        serve(args.textfile, args.listen)
         return 0
     try:
         config = json.loads(args.config.read_text(encoding="utf-8"))
@@ -491,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("kastro-links: " + ("; ".join(changes) if changes else "nothing to change"))
         return 0
-    exporter(config, args.listen, args.interval, args.count)
+    collect(config, args.output, args.interval, args.count)
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from kastro.controller.secrets import SecretsDirError, secrets_dir
+from kastro.inventory.plan import management_address
 from kastro.links.config import LinksConfigError, gateway_config
 
 
@@ -26,4 +27,8 @@ def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kastro_links_config": _config, "kastro_secrets_dir": _secrets_dir}
+        return {
+            "kastro_links_config": _config,
+            "kastro_secrets_dir": _secrets_dir,
+            "kastro_management_address": management_address,
+        }
