@@ -526,6 +526,7 @@ class Compiler:
             else ""
         )
         self.common_head(out.forward, "forward", transit)
+        self.metrics_allow(out.forward, "forward")
 
         # One chain per zone pair touching this gateway, reached by prefix.
         pairs, endpoints = self.policy_pairs()
@@ -625,19 +626,27 @@ class Compiler:
         )
         self.drop_tail(out.input, "input", ifaces)
 
-    def metrics_allow(self, chain: list[str]) -> None:
+    def metrics_allow(self, chain: list[str], hook: str = "input") -> None:
         """The exporters' ports, from the monitoring hosts the inventory names and no one else
-        (kastro_municipality.monitoring_hosts)."""
+        (kastro_municipality.monitoring_hosts): to this host (input) or, on a gateway, to the
+        municipality's other hosts (forward)."""
         ports = sorted(set(self.settings.metrics_ports))
         if not ports or not self.monitoring:
             return
         v4, v6 = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
-        counter = self.out.counter("metrics_in", "metrics scraped by the monitoring hosts")
+        name = "metrics_in" if hook == "input" else "metrics_forward"
+        counter = self.out.counter(name, f"metrics scraped by the monitoring hosts ({hook})")
         dport = nft_set([str(p) for p in ports])
-        if v4:
-            chain.append(f"ip saddr {nft_set(v4)} tcp dport {dport} {counter} accept")
-        if v6:
-            chain.append(f"ip6 saddr {nft_set(v6)} tcp dport {dport} {counter} accept")
+        for family, sources, inside in (
+            ("ip", v4, self.supernet_v4),
+            ("ip6", v6, self.supernet_v6),
+        ):
+            if not sources or (hook == "forward" and not inside):
+                continue
+            to = f"{family} daddr {nft_set(inside)} " if hook == "forward" else ""
+            chain.append(
+                f"{family} saddr {nft_set(sources)} {to}tcp dport {dport} {counter} accept"
+            )
 
     def input_allow(self, chain: list[str]) -> None:
         """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from kastro.inventory.loader import MODEL_KEYS
-from kastro.inventory.project import load_model
+from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab import switch
 from kastro.lab.image import IMAGE_NAME
 from kastro.lab.topology import OUTSIDE_GROUP, LabHostSpec, Topology, build_topology
@@ -215,7 +215,51 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
     (state_dir(lab) / "known_hosts").write_text("\n".join(known_hosts) + "\n", encoding="utf-8")
     _write_ssh_config(lab, topo, key)
     _reapply_captures(lab, topo, pids)
+    if inventory.is_dir() and _has_model(inventory):
+        municipality = load_model(inventory)[0].municipality
+        supernets = [*municipality.supernets_v4, *municipality.supernets_v6] if municipality else []
+        _address_hosts(lab, topo, read_previous_plan(inventory), [str(n) for n in supernets])
     return write_overlay(lab, topo, key)
+
+
+def _address_hosts(lab: str, topo: Topology, plan: dict[str, object], supernets: list[str]) -> None:
+    """Servers, sensors and endpoints get their planned address in their zone, and a route to
+    the municipality's networks through their zone's gateway, as on a real network (no role
+    addresses them; gateways get theirs from the links role). The default route stays on the
+    management network. `replace`: running it again changes nothing."""
+    hosts_plan = plan.get("hosts") or {}
+    zones_plan = plan.get("zones") or {}
+    assert isinstance(hosts_plan, dict) and isinstance(zones_plan, dict)
+    for name, spec in topo.hosts.items():
+        entry = hosts_plan.get(name) or {}
+        zone = zones_plan.get(entry.get("zone")) or {}
+        iface = topo.interfaces(name).get(f"zone:{entry.get('zone')}")
+        if spec.role == "gateway" or not (entry.get("ipv4") and zone and iface):
+            continue
+        container = container_name(lab, name)
+        prefix = str(zone["ipv4"]).split("/")[1]
+        _podman(
+            "exec", container, "ip", "addr", "replace", f"{entry['ipv4']}/{prefix}", "dev", iface
+        )
+        if entry.get("ipv6") and zone.get("gateway_ipv6"):
+            _podman(
+                "exec",
+                container,
+                "ip",
+                "-6",
+                "addr",
+                "replace",
+                f"{entry['ipv6']}/64",
+                "dev",
+                iface,
+                "nodad",
+            )
+        for net in supernets:
+            via = zone.get("gateway_ipv6" if ":" in net else "gateway_ipv4")
+            if via:
+                _podman(
+                    "exec", container, "ip", "route", "replace", net, "via", str(via), "dev", iface
+                )
 
 
 def _run_args(lab: str, spec: LabHostSpec, image: str) -> list[str]:

@@ -127,15 +127,33 @@ def test_blocklist_survives_a_reload(host):
     host.check_output("kastro-firewall unblock 203.0.113.10")
 
 
+def listener(host, port: int) -> str:
+    """ADDRESS:PORT the exporter listens on (one listener, never every address)."""
+    rows = host.check_output(f"ss -Hltn 'sport = :{port}'").splitlines()
+    assert len(rows) == 1, rows
+    address = rows[0].split()[3]
+    assert not address.startswith(("0.0.0.0", "*", "[::]")), address
+    return address
+
+
 def test_exporter_serves_the_counters(host):
+    address = listener(host, 9552)
     body = host.check_output(
         'python3 -c "import urllib.request;'
-        "print(urllib.request.urlopen('http://127.0.0.1:9552/metrics').read().decode())\""
+        f"print(urllib.request.urlopen('http://{address}/metrics').read().decode())\""
     )
     assert "kastro_firewall_up 1.0" in body
     assert 'kastro_firewall_packets_total{comment="dropped input",counter="drop_input"}' in body
     assert 'kastro_firewall_set_elements{set="blocklist_v4"}' in body
-    unit = host.check_output(
-        "systemctl show -p User,DynamicUser,AmbientCapabilities kastro-firewall-exporter"
+    assert "kastro_firewall_collect_timestamp_seconds" in body
+    server = host.check_output(
+        "systemctl show -p DynamicUser,AmbientCapabilities,CapabilityBoundingSet "
+        "kastro-firewall-exporter"
     )
-    assert "DynamicUser=yes" in unit and "cap_net_admin" in unit.lower()
+    assert "DynamicUser=yes" in server and "cap_net_admin" not in server.lower()
+    collector = host.check_output(
+        "systemctl show -p DynamicUser,AmbientCapabilities,RestrictAddressFamilies "
+        "kastro-firewall-metrics"
+    )
+    assert "DynamicUser=yes" in collector and "cap_net_admin" in collector.lower()
+    assert "AF_INET" not in collector  # the privileged half has no network socket

@@ -32,3 +32,14 @@ def test_both_messages_say_what_happened(host):
     evidence = json.loads(host.file("/root/lockout-test.json").content_string)
     assert "Nothing was changed on hall-gw" in evidence["precheck"]
     assert "restored its previous ruleset by itself after 20 s" in evidence["lockout"]
+
+
+def test_the_precheck_holds_for_an_unprivileged_admin_with_sudo(host):
+    """Finding 4: the admin logs in as kadmin and becomes root; the precheck still saw the
+    controller's address and refused, and the confirmed ruleset is the one from before."""
+    message = host.file("/root/lockout-become.txt").content_string
+    assert "Nothing was changed on hall-gw" in message
+    assert "would not let in" in message
+    evidence = json.loads(host.file("/root/lockout-test.json").content_string)
+    now = host.check_output("sha256sum /etc/kastro/firewall/active.nft").split()[0]
+    assert now == evidence["before"]

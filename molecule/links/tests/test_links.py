@@ -159,11 +159,13 @@ def test_encrypted_link_carries_only_wireguard(host):
 
 
 def test_link_health_metrics(host, tmp_path):
-    time.sleep(6)  # one probe round
+    time.sleep(11)  # one probe round, then the collector's next write
+    address = on("lib-gw", "ss -Hltn 'sport = :9554'").stdout.split()[3]
+    assert not address.startswith(("0.0.0.0", "*", "[::]")), address  # management address only
     text = on(
         "lib-gw",
         'python3 -c "import urllib.request as u; '
-        "print(u.urlopen('http://127.0.0.1:9554/metrics').read().decode())\"",
+        f"print(u.urlopen('http://{address}/metrics').read().decode())\"",
     ).stdout
     (tmp_path / "metrics.txt").write_text(text)
     check = subprocess.run(

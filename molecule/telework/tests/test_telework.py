@@ -178,15 +178,20 @@ def test_enabled_teleworker_reaches_allowed_service_only(host):
 
 
 def test_metrics_label_peers_by_teleworker_id(host):
-    body = host.check_output(
-        'python3 -c "import urllib.request;'
-        "print(urllib.request.urlopen('http://127.0.0.1:9553/metrics').read().decode())\""
+    address = host.check_output("ss -Hltn 'sport = :9553'").split()[3]
+    assert not address.startswith(("0.0.0.0", "*", "[::]")), address  # management address only
+    pattern = (
+        r'kastro_telework_peer_received_bytes_total\{interface="wg-tw",teleworker="tw-0001"\} [1-9]'
     )
-    assert re.search(
-        r'kastro_telework_peer_received_bytes_total\{interface="wg-tw",'
-        r'teleworker="tw-0001"\} [1-9]',
-        body,
-    )
+    for _ in range(25):  # the collector writes every 15 s
+        body = host.check_output(
+            'python3 -c "import urllib.request;'
+            f"print(urllib.request.urlopen('http://{address}/metrics').read().decode())\""
+        )
+        if re.search(pattern, body):
+            break
+        time.sleep(1)
+    assert re.search(pattern, body), body
     assert 'teleworker="tw-0003"' in body
     for key in secrets():
         assert key not in body
