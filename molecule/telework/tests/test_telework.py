@@ -283,3 +283,20 @@ def test_second_run_changes_nothing(host, workdir):
     output = run_playbook(workdir)
     recap = re.findall(r"changed=(\d+)", output)
     assert recap and all(n == "0" for n in recap), output[-3000:]
+
+
+def test_metrics_units_are_least_privilege(host):
+    """Security review, finding 9: the telework exporter ran as uid 0 and could read the VPN
+    private keys. Now a collector (no network socket, key files hidden) and a server (no
+    capability), each scored by systemd-analyze security."""
+    for unit in ("kastro-telework-metrics", "kastro-telework-exporter"):
+        out = host.check_output(f"systemd-analyze security --no-pager {unit}.service")
+        score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+        print(f"\n{unit}: systemd-analyze security {score}")
+        assert score <= 4.0, out[-800:]
+    pid = host.check_output("systemctl show -p MainPID --value kastro-telework-metrics")
+    assert host.run(f"nsenter -t {pid} -m cat /etc/wireguard/wg-tw.conf").rc != 0
+    caps = host.check_output(
+        "systemctl show -p CapabilityBoundingSet --value kastro-telework-exporter"
+    )
+    assert caps.strip() == ""
