@@ -587,3 +587,10 @@ def test_15_unicode_line_breaks_never_split_an_alert(char):
     line = eve_line({"dns": {"rrname": f"a{char}b.example"}})
     assert len(line.splitlines()) == 1
     assert json.loads(line)["dns"]["rrname"] == f"a{char}b.example"
+
+
+def test_14_an_unwritable_graph_is_a_message(tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "dir" / "topology.dot"
+    assert main(["plan", str(EXAMPLE), "--check", "--graph", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "topology.dot" in err and "Traceback" not in err

@@ -294,6 +294,9 @@ def _without_volatile(value: Any) -> Any:
 def restore(reason: str) -> dict[str, Any]:
     snapshot = SNAPSHOT.read_text(encoding="utf-8") if SNAPSHOT.exists() else RESET
     load(snapshot)
+    # The table is the confirmed state again (re-read from its listing, so its rules print
+    # a little differently): that is now the live state to compare against.
+    LIVE_DIGEST.write_text(live_digest(), encoding="utf-8")
     record = {"time": time.time(), "reason": reason}
     if PENDING.exists():
         record["rejected_sha256"] = json.loads(PENDING.read_text(encoding="utf-8"))["sha256"]
