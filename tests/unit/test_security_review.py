@@ -2,7 +2,7 @@
 
 Each test failed on that commit and passes now; the finding's number is in the test's name.
 Findings that need real hosts (4, 6, 9 and the attacker's side of 7) are tested in
-tests/lab/test_security_hosts.py; finding 3 in tests/monitors/test_robustness.py; the
+tests/lab/test_hardening.py; finding 3 in tests/monitors/test_robustness.py; the
 validation findings (1, 8, 13) also as broken inventories 57-61 in tests/data/broken.
 """
 

@@ -347,3 +347,16 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
         time.sleep(1)
     assert all(new_tunnels[g] in full[g] for g in new_tunnels), full
     print("\nnew link kep-deya: plan added only links.kep-deya; changed hosts: kep-gw, deya-gw")
+
+
+def test_ospf_keys_are_full_length_and_private():
+    """Security review, finding 12: keys came from `tr -dc` over 64 random bytes and were often
+    short (5 characters seen). Now every link's key is the 16 characters OSPFv2 MD5 takes, each
+    file 0600 in a 0700 directory, and no two links share one."""
+    secrets = Path(os.environ["KASTRO_LINKS_SECRETS"])
+    keys = {p.name: p.read_text() for p in sorted(secrets.glob("*.ospf"))}
+    assert len(keys) >= 5, keys.keys()
+    assert all(len(k) == 16 and k.isalnum() for k in keys.values())
+    assert len(set(keys.values())) == len(keys)
+    assert oct(secrets.stat().st_mode)[-3:] == "700"
+    assert all(oct((secrets / n).stat().st_mode)[-3:] == "600" for n in keys)

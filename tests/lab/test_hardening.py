@@ -1,7 +1,9 @@
 """Security review findings tested on real hosts (the lab-small municipality, site.yml
 converged once for every lab test): commit-confirm gaps (6), exporters' privileges, listeners
 and reachability from the attacker's side (9). Finding 4 (become) is in the firewall-lockout
-Molecule scenario; 7 from the attacker's side in tests/unit/test_security_review.py."""
+Molecule scenario; 7 from the attacker's side in tests/unit/test_security_review.py.
+
+The module's name sorts before test_lab_network.py, whose last test removes the shared lab."""
 
 import json
 import re
