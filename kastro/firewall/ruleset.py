@@ -177,6 +177,25 @@ class Settings:
         )
 
 
+@dataclass(frozen=True)
+class GatewayPorts:
+    """A gateway's interfaces by what they connect (kastro_interfaces plus the link tunnels)."""
+
+    building: str
+    zones: dict[str, str]  # zone name -> interface
+    links: dict[str, str]  # link name (NAME-tunnel for an encrypted link) -> interface
+    wan: str
+    vpn: list[str]
+
+
+def _source_drops(iface: str, v4: Sequence[str], v6: Sequence[str], counter: str) -> list[str]:
+    """Drop what arrives on `iface` from these prefixes (IPv4, then IPv6)."""
+    rules = [f'iifname "{iface}" ip saddr {nft_set(v4)} {counter} drop'] if v4 else []
+    if v6:
+        rules.append(f'iifname "{iface}" ip6 saddr {nft_set(v6)} {counter} drop')
+    return rules
+
+
 def as_list(value: Any) -> list[str]:
     """A policy field that may name one thing or a list of them, as a list."""
     if value is None:
@@ -266,24 +285,25 @@ class Compiler:
                 "'kastro plan' again"
             )
         self.me: Mapping[str, Any] = planned
-        building = str(planned.get("building"))
-        zones = self.plan.get("zones") or {}
-        links = self.plan.get("links") or {}
-        problems = list(
-            interface_problems(
-                str(planned.get("role")),
-                {k.split(".", 1)[1] for k, z in zones.items() if z.get("building") == building},
-                {n for n, link in links.items() if building in (link.get("ends") or {})},
-                self.interfaces,
-            )
-        )
-        if problems:
-            raise FirewallConfigError(
-                "; ".join(f"kastro_interfaces.{path}: {msg} ({fix})" for path, msg, fix in problems)
-            )
+        self.check_interfaces()
         self.zones: Mapping[str, Mapping[str, Any]] = self.plan.get("zones") or {}
         self.pools: Mapping[str, Mapping[str, Any]] = self.plan.get("vpn_pools") or {}
         self.out = Ruleset(host, "gateway" if planned.get("role") == "gateway" else "host")
+
+    def check_interfaces(self) -> None:
+        """kastro_interfaces against the plan: every problem at once, before anything else."""
+        building = str(self.me.get("building"))
+        zones = self.plan.get("zones") or {}
+        links = self.plan.get("links") or {}
+        problems = interface_problems(
+            str(self.me.get("role")),
+            {k.split(".", 1)[1] for k, z in zones.items() if z.get("building") == building},
+            {n for n, link in links.items() if building in (link.get("ends") or {})},
+            self.interfaces,
+        )
+        text = "; ".join(f"kastro_interfaces.{path}: {msg} ({fix})" for path, msg, fix in problems)
+        if text:
+            raise FirewallConfigError(text)
 
     # --- endpoints ---------------------------------------------------------------------
 
@@ -444,146 +464,149 @@ class Compiler:
         return pairs, endpoints
 
     def gateway(self) -> None:
-        out, s = self.out, self.settings
-        local = {e.key for e in self.local_endpoints()}
-        zone_ifaces: dict[str, str] = dict(self.interfaces.get("zones") or {})
-        link_ifaces: dict[str, str] = dict(self.interfaces.get("links") or {})
-        # An encrypted link's traffic arrives on its tunnel; the underlay only carries WireGuard.
-        link_ifaces.update({f"{n}-tunnel": i for n, i in self.settings.link_interfaces.items()})
-        wan = str(self.interfaces.get("wan") or "")
-        building = str(self.me.get("building"))
+        ports = self.gateway_ports()
+        self.antispoof_zones(ports)
+        self.antispoof_wan(ports)
+        self.antispoof_links(ports)
+        self.antispoof_vpn(ports)
+        out = self.out
+        self.common_head(out.input, "input")
+        self.metrics_allow(out.input)
+        self.input_allow(out.input)
+        links = sorted(set(ports.links.values()))
+        transit = nft_set([f'"{i}"' for i in links]) if len(ports.links) >= 2 else ""
+        self.common_head(out.forward, "forward", transit)
+        self.metrics_allow(out.forward, "forward")
+        self.pair_chains({e.key for e in self.local_endpoints()})
+        self.drop_tails(ports)
+        self.nat(ports.wan)
 
-        # Anti-spoofing before conntrack: a zone's packets carry that zone's addresses.
-        for zone_name, iface in sorted(zone_ifaces.items()):
-            key = f"{building}.{zone_name}"
-            if key not in self.zones:
+    def gateway_ports(self) -> GatewayPorts:
+        """The gateway's interfaces by what they connect, checked against the plan."""
+        building = str(self.me.get("building"))
+        zones: dict[str, str] = dict(self.interfaces.get("zones") or {})
+        for zone_name in zones:
+            if f"{building}.{zone_name}" not in self.zones:
                 raise FirewallConfigError(
                     f"kastro_interfaces.zones.{zone_name}: building '{building}' has no zone "
                     f"'{zone_name}'; use a zone name from kastro_buildings.{building}.zones"
                 )
+        links: dict[str, str] = dict(self.interfaces.get("links") or {})
+        # An encrypted link's traffic arrives on its tunnel; the underlay only carries WireGuard.
+        links.update({f"{n}-tunnel": i for n, i in self.settings.link_interfaces.items()})
+        vpn = [*as_list(self.interfaces.get("vpn")), *self.settings.vpn_interfaces]
+        return GatewayPorts(building, zones, links, str(self.interfaces.get("wan") or ""), vpn)
+
+    def antispoof_zones(self, ports: GatewayPorts) -> None:
+        """Before conntrack: a zone's packets carry that zone's addresses."""
+        for zone_name, iface in sorted(ports.zones.items()):
+            key = f"{ports.building}.{zone_name}"
             v4, v6 = _prefixes(self.zones[key])
-            counter = out.counter(f"spoofed_{zone_name}", f"spoofed source on zone {key}")
+            counter = self.out.counter(f"spoofed_{zone_name}", f"spoofed source on zone {key}")
             allowed_v4 = ", ".join([*v4, "0.0.0.0"])  # noqa: S104  (DHCP clients have no address yet)
-            out.prerouting.append(
-                f'iifname "{iface}" ip saddr != {{ {allowed_v4} }} {counter} drop'
-            )
             # A zone without IPv6 prefix still has link-local neighbours.
             allowed_v6 = ", ".join([*v6, "fe80::/10", "::"])
-            out.prerouting.append(
-                f'iifname "{iface}" ip6 saddr != {{ {allowed_v6} }} {counter} drop'
-            )
-        if wan:
-            counter = out.counter("spoofed_wan", "municipal source address from the internet")
-            if self.supernet_v4:
-                out.prerouting.append(
-                    f'iifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {counter} drop'
-                )
-            if self.supernet_v6:
-                out.prerouting.append(
-                    f'iifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} {counter} drop'
-                )
-        # This building's zones live behind its zone interfaces: on a link, such a source is
-        # spoofed (or a loop), whichever building sent it.
-        local_v4 = [
-            n for z in sorted(zone_ifaces) for n in _prefixes(self.zones[f"{building}.{z}"])[0]
-        ]
-        local_v6 = [
-            n for z in sorted(zone_ifaces) for n in _prefixes(self.zones[f"{building}.{z}"])[1]
-        ]
-        for link_name, iface in sorted(link_ifaces.items()):
-            counter = out.counter(
+            self.out.prerouting += [
+                f'iifname "{iface}" ip saddr != {{ {allowed_v4} }} {counter} drop',
+                f'iifname "{iface}" ip6 saddr != {{ {allowed_v6} }} {counter} drop',
+            ]
+
+    def antispoof_wan(self, ports: GatewayPorts) -> None:
+        """The internet never sends from the municipality's own addresses."""
+        if not ports.wan:
+            return
+        counter = self.out.counter("spoofed_wan", "municipal source address from the internet")
+        self.out.prerouting += _source_drops(ports.wan, self.supernet_v4, self.supernet_v6, counter)
+
+    def antispoof_links(self, ports: GatewayPorts) -> None:
+        """This building's zones live behind its zone interfaces: on a link, such a source is
+        spoofed (or a loop), whichever building sent it."""
+        local = [_prefixes(self.zones[f"{ports.building}.{z}"]) for z in sorted(ports.zones)]
+        local_v4 = [n for v4, _ in local for n in v4]
+        local_v6 = [n for _, v6 in local for n in v6]
+        for link_name, iface in sorted(ports.links.items()):
+            counter = self.out.counter(
                 f"spoofed_link_{link_name}", f"own zone's source on link {link_name}"
             )
-            if local_v4:
-                out.prerouting.append(
-                    f'iifname "{iface}" ip saddr {nft_set(local_v4)} {counter} drop'
-                )
-            if local_v6:
-                out.prerouting.append(
-                    f'iifname "{iface}" ip6 saddr {nft_set(local_v6)} {counter} drop'
-                )
-        vpn_ifaces = [*as_list(self.interfaces.get("vpn")), *s.vpn_interfaces]
+            self.out.prerouting += _source_drops(iface, local_v4, local_v6, counter)
+
+    def antispoof_vpn(self, ports: GatewayPorts) -> None:
+        """Teleworkers send from their group's pool only."""
         pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
         pools_v6 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[1]]
-        for iface in vpn_ifaces:
-            counter = out.counter("spoofed_vpn", "teleworker outside its pool")
+        for iface in ports.vpn:
+            counter = self.out.counter("spoofed_vpn", "teleworker outside its pool")
             if pools_v4:
-                out.prerouting.append(
+                self.out.prerouting.append(
                     f'iifname "{iface}" ip saddr != {nft_set(pools_v4)} {counter} drop'
                 )
             if pools_v6:
                 allowed = ", ".join([*pools_v6, "fe80::/10"])
-                out.prerouting.append(
+                self.out.prerouting.append(
                     f'iifname "{iface}" ip6 saddr != {{ {allowed} }} {counter} drop'
                 )
 
-        self.common_head(out.input, "input")
-        self.metrics_allow(out.input)
-        self.input_allow(out.input)
-        transit = (
-            nft_set([f'"{i}"' for i in sorted(set(link_ifaces.values()))])
-            if len(link_ifaces) >= 2
-            else ""
-        )
-        self.common_head(out.forward, "forward", transit)
-        self.metrics_allow(out.forward, "forward")
-
-        # One chain per zone pair touching this gateway, reached by prefix.
+    def pair_chains(self, local: set[str]) -> None:
+        """One chain per zone pair touching this gateway, reached by prefix."""
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
-            if src_key not in local and dst_key not in local:
-                continue
             src, dst = endpoints[src_key], endpoints[dst_key]
-            if src.internet and dst.internet:
+            if (src_key not in local and dst_key not in local) or (src.internet and dst.internet):
                 continue
-            chain = Chain(f"from_{src.label}_to_{dst.label}", f"{src_key} -> {dst_key}")
-            for index, rule in rules:
-                names = as_list(rule.get("services"))
-                comment = str(rule.get("comment") or "")
-                counter = out.counter(
-                    f"policy{index}_{src.label}_to_{dst.label}",
-                    f"policy rule {index}: {src_key} -> {dst_key} ({', '.join(names)})"
-                    + (f" - {comment}" if comment else ""),
-                )
-                for _, rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
-                    chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
-            out.add_chain(chain)
+            chain = self.pair_chain(src, dst, rules)
+            self.out.add_chain(chain)
             for family in (4, 6):
-                src_match, dst_match = (
-                    self.match("saddr", src, family),
-                    self.match("daddr", dst, family),
-                )
-                if src_match is None or dst_match is None:
-                    continue
-                out.forward.append(
-                    " ".join(m for m in (src_match, dst_match) if m) + f" jump {chain.name}"
-                )
-            out.summary.append(
+                src_match = self.match("saddr", src, family)
+                dst_match = self.match("daddr", dst, family)
+                if src_match is not None and dst_match is not None:
+                    matches = " ".join(m for m in (src_match, dst_match) if m)
+                    self.out.forward.append(f"{matches} jump {chain.name}")
+            self.out.summary.append(
                 f"{src_key} -> {dst_key}: rules {', '.join(str(i) for i, _ in rules)}"
             )
 
-        # Prefixed so that no zone or link name can take another source's counter.
-        sources = {f"zone_{z}": i for z, i in sorted(zone_ifaces.items())}
-        sources.update({f"link_{n}": i for n, i in sorted(link_ifaces.items())})
-        if wan:
-            sources["internet"] = wan
-        for iface in vpn_ifaces:
-            sources["teleworkers"] = iface
-        self.drop_tail(out.forward, "forward", sources)
-        if s.management_interface:
-            sources["management"] = s.management_interface
-        self.drop_tail(out.input, "input", sources)
+    def pair_chain(
+        self, src: Endpoint, dst: Endpoint, rules: list[tuple[int, Mapping[str, Any]]]
+    ) -> Chain:
+        chain = Chain(f"from_{src.label}_to_{dst.label}", f"{src.key} -> {dst.key}")
+        for index, rule in rules:
+            names = as_list(rule.get("services"))
+            comment = str(rule.get("comment") or "")
+            counter = self.out.counter(
+                f"policy{index}_{src.label}_to_{dst.label}",
+                f"policy rule {index}: {src.key} -> {dst.key} ({', '.join(names)})"
+                + (f" - {comment}" if comment else ""),
+            )
+            for _, rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
+                chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
+        return chain
 
-        if wan and s.nat:
-            if self.supernet_v4:
-                action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 else "masquerade"
-                out.postrouting.append(
-                    f'oifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {action}'
-                )
-            if self.supernet_v6 and s.nat_ipv6:
-                out.postrouting.append(
-                    f'oifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
-                )
+    def drop_tails(self, ports: GatewayPorts) -> None:
+        # Prefixed so that no zone or link name can take another source's counter.
+        sources = {f"zone_{z}": i for z, i in sorted(ports.zones.items())}
+        sources.update({f"link_{n}": i for n, i in sorted(ports.links.items())})
+        if ports.wan:
+            sources["internet"] = ports.wan
+        for iface in ports.vpn:
+            sources["teleworkers"] = iface
+        self.drop_tail(self.out.forward, "forward", sources)
+        if self.settings.management_interface:
+            sources["management"] = self.settings.management_interface
+        self.drop_tail(self.out.input, "input", sources)
+
+    def nat(self, wan: str) -> None:
+        s = self.settings
+        if not (wan and s.nat):
+            return
+        if self.supernet_v4:
+            action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 else "masquerade"
+            self.out.postrouting.append(
+                f'oifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {action}'
+            )
+        if self.supernet_v6 and s.nat_ipv6:
+            self.out.postrouting.append(
+                f'oifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
+            )
 
     def server(self) -> None:
         """A host firewall: only what the policy lets reach this host's zone comes in."""

@@ -180,26 +180,41 @@ def gateway_config(
         raise LinksConfigError(
             f"{host} is not a gateway in kastro_plan.hosts; the links role runs on gateways only"
         )
-    building = str(me["building"])
     router_id = (plan.get("router_ids") or {}).get(host)
     if not router_id:
         raise LinksConfigError(
             f"kastro_plan.router_ids.{host} is missing: run 'kastro plan INVENTORY' again"
         )
-    classes = parse_classes(settings.get("qos_classes") or ())
-    link_ifaces: Mapping[str, str] = interfaces.get("links") or {}
-    zone_ifaces: Mapping[str, str] = interfaces.get("zones") or {}
-
     addresses: list[dict[str, str]] = [
         {"interface": "lo", "address": f"{router_id['ipv4']}/32"},
     ]
     if router_id.get("ipv6"):
         addresses.append({"interface": "lo", "address": f"{router_id['ipv6']}/128"})
+    zones = _zones(plan, me, interfaces.get("zones") or {}, addresses)
+    links = _links(host, plan, me, interfaces.get("links") or {}, settings, addresses)
+    return {
+        "host": host,
+        "building": str(me["building"]),
+        "router_id": router_id["ipv4"],
+        "ospf6": bool(settings.get("ospf6")),
+        "addresses": addresses,
+        "zones": zones,
+        "links": links,
+        "qos_ruleset": qos_ruleset(variables, zones, links, settings),
+    }
 
+
+def _zones(
+    plan: Mapping[str, Any],
+    me: Mapping[str, Any],
+    zone_ifaces: Mapping[str, str],
+    addresses: list[dict[str, str]],
+) -> list[dict[str, str]]:
+    """The gateway's zones (name, kind, interface); their addresses go into `addresses`."""
+    building = str(me["building"])
     zones = []
     for zone_name, iface in sorted(zone_ifaces.items()):
-        key = f"{building}.{zone_name}"
-        zone = (plan.get("zones") or {}).get(key)
+        zone = (plan.get("zones") or {}).get(f"{building}.{zone_name}")
         mine = (me.get("interfaces") or {}).get(zone_name)
         if zone is None or mine is None:
             raise LinksConfigError(
@@ -214,36 +229,35 @@ def gateway_config(
             addresses.append(
                 {"interface": iface, "address": f"{mine['ipv6']}/{_prefixlen(zone['ipv6'])}"}
             )
+    return zones
 
+
+def _links(
+    host: str,
+    plan: Mapping[str, Any],
+    me: Mapping[str, Any],
+    link_ifaces: Mapping[str, str],
+    settings: Mapping[str, Any],
+    addresses: list[dict[str, str]],
+) -> list[dict[str, Any]]:
+    """The gateway's end of each of its links; their addresses go into `addresses`."""
+    building = str(me["building"])
+    classes = parse_classes(settings.get("qos_classes") or ())
     links = []
     ports_seen: dict[int, str] = {}
     for name, link in sorted((plan.get("links") or {}).items()):
-        ends = link["ends"]
-        if building not in ends:
+        if building not in link["ends"]:
             continue
-        peer = next(b for b in ends if b != building)
+        peer = next(b for b in link["ends"] if b != building)
         if name not in link_ifaces:
             raise LinksConfigError(
                 f"kastro_interfaces.links.{name}: {host} has no interface for link '{name}' "
                 f"(to {peer}); set kastro_interfaces.links.{name} to the interface name in "
                 "this host's host_vars"
             )
-        underlay = str(link_ifaces[name])
-        index = list(ends).index(building)
-        entry: dict[str, Any] = {
-            "name": name,
-            "peer_building": peer,
-            "peer_gateway": ends[peer]["gateway"],
-            "encrypted": bool(link["encrypted"]),
-            "underlay": underlay,
-            "ipv4": f"{ends[building]['ipv4']}/31",
-            "peer_ipv4": ends[peer]["ipv4"],
-            "cost": int(link["cost"]),
-            "capacity_mbps": int(link["capacity_mbps"]),
-            "mtu": int(link["mtu"]),
-        }
+        entry = _link_end(name, link, building, peer, str(link_ifaces[name]))
         if link["encrypted"]:
-            port = wireguard_port(link["ipv4"])
+            port = entry["wireguard"]["port"]
             if port in ports_seen:
                 raise LinksConfigError(
                     f"kastro_plan.links.{name}: its WireGuard port {port} is already used by "
@@ -251,48 +265,73 @@ def gateway_config(
                     f"('kastro plan --renumber kastro_plan.links.{name} INVENTORY')"
                 )
             ports_seen[port] = name
-            pair = underlay_addresses(link["ipv4"])
-            entry["interface"] = tunnel_interface(peer)
-            entry["routed_mtu"] = int(link["inner_mtu"])
-            entry["wireguard"] = {
-                "port": port,
-                "address": pair[index],
-                "peer_endpoint": f"{pair[1 - index].split('/')[0]}:{port}",
-            }
-            addresses.append({"interface": underlay, "address": pair[index]})
-        else:
-            entry["interface"] = underlay
-            entry["routed_mtu"] = int(link["mtu"])
-        addresses.append({"interface": entry["interface"], "address": entry["ipv4"]})
-        if ends[building].get("ipv6") and ends[peer].get("ipv6"):
-            entry["ipv6"] = f"{ends[building]['ipv6']}/127"
-            entry["peer_ipv6"] = ends[peer]["ipv6"]
-            addresses.append({"interface": entry["interface"], "address": entry["ipv6"]})
-            if link["encrypted"]:
-                # OSPFv3 talks link-local; a kernel WireGuard interface has none of its own
-                # (wireguard-go's tun device gets a random one), so give it a stable one.
-                addresses.append(
-                    {"interface": entry["interface"], "address": tunnel_link_local(entry["ipv4"])}
-                )
-        # Shape a little under the medium's rate, so the queue builds here (where the classes
-        # are) and not in the radio or the provider's box. Tunnels lose their overhead too.
-        rate = int(link["capacity_mbps"]) * 1000 * int(settings.get("shape_percent", 95)) // 100
-        if link["encrypted"]:
-            rate = rate * int(link["inner_mtu"]) // int(link["mtu"])
-        entry["shaped_rate_kbit"] = rate
-        entry["qos"] = qos_plan(rate, classes) if settings.get("qos_enabled", True) else []
+        addresses += entry.pop("_addresses")
+        _shape(entry, link, settings, classes)
         links.append(entry)
+    return links
 
-    return {
-        "host": host,
-        "building": building,
-        "router_id": router_id["ipv4"],
-        "ospf6": bool(settings.get("ospf6")),
-        "addresses": addresses,
-        "zones": zones,
-        "links": links,
-        "qos_ruleset": qos_ruleset(variables, zones, links, settings),
+
+def _link_end(
+    name: str, link: Mapping[str, Any], building: str, peer: str, underlay: str
+) -> dict[str, Any]:
+    """One end of a link: peer, addresses, the WireGuard tunnel of an encrypted link."""
+    ends = link["ends"]
+    entry: dict[str, Any] = {
+        "name": name,
+        "peer_building": peer,
+        "peer_gateway": ends[peer]["gateway"],
+        "encrypted": bool(link["encrypted"]),
+        "underlay": underlay,
+        "ipv4": f"{ends[building]['ipv4']}/31",
+        "peer_ipv4": ends[peer]["ipv4"],
+        "cost": int(link["cost"]),
+        "capacity_mbps": int(link["capacity_mbps"]),
+        "mtu": int(link["mtu"]),
     }
+    addresses: list[dict[str, str]] = []
+    if link["encrypted"]:
+        index = list(ends).index(building)
+        port = wireguard_port(link["ipv4"])
+        pair = underlay_addresses(link["ipv4"])
+        entry["interface"] = tunnel_interface(peer)
+        entry["routed_mtu"] = int(link["inner_mtu"])
+        entry["wireguard"] = {
+            "port": port,
+            "address": pair[index],
+            "peer_endpoint": f"{pair[1 - index].split('/')[0]}:{port}",
+        }
+        addresses.append({"interface": underlay, "address": pair[index]})
+    else:
+        entry["interface"] = underlay
+        entry["routed_mtu"] = int(link["mtu"])
+    addresses.append({"interface": entry["interface"], "address": entry["ipv4"]})
+    if ends[building].get("ipv6") and ends[peer].get("ipv6"):
+        entry["ipv6"] = f"{ends[building]['ipv6']}/127"
+        entry["peer_ipv6"] = ends[peer]["ipv6"]
+        addresses.append({"interface": entry["interface"], "address": entry["ipv6"]})
+        if link["encrypted"]:
+            # OSPFv3 talks link-local; a kernel WireGuard interface has none of its own
+            # (wireguard-go's tun device gets a random one), so give it a stable one.
+            addresses.append(
+                {"interface": entry["interface"], "address": tunnel_link_local(entry["ipv4"])}
+            )
+    entry["_addresses"] = addresses
+    return entry
+
+
+def _shape(
+    entry: dict[str, Any],
+    link: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    classes: Sequence[QosClass],
+) -> None:
+    """Shape a little under the medium's rate, so the queue builds here (where the classes
+    are) and not in the radio or the provider's box. Tunnels lose their overhead too."""
+    rate = int(link["capacity_mbps"]) * 1000 * int(settings.get("shape_percent", 95)) // 100
+    if link["encrypted"]:
+        rate = rate * int(link["inner_mtu"]) // int(link["mtu"])
+    entry["shaped_rate_kbit"] = rate
+    entry["qos"] = qos_plan(rate, classes) if settings.get("qos_enabled", True) else []
 
 
 def qos_ruleset(
@@ -315,69 +354,13 @@ def qos_ruleset(
     if link_ifaces:
         rules.append(f"iifname {nft_set(link_ifaces)} return")
     rules += ["ip dscp set cs0", "ip6 dscp set cs0"]
+    services = variables.get("kastro_services") or {}
     for i, item in enumerate(settings.get("qos_marking") or ()):
-        where = f"links_qos_marking[{i}]"
-        dscp = str(item.get("dscp") or "").lower()
-        if dscp not in DSCP:
-            raise LinksConfigError(
-                f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ..."
-            )
-        kind = item.get("zone_kind")
-        ports = list(item.get("ports") or ())
-        services = variables.get("kastro_services") or {}
-        for service in item.get("services") or ():
-            if service not in services:
-                raise LinksConfigError(
-                    f"{where}.services: '{service}' is not in kastro_services; "
-                    f"use one of {', '.join(sorted(services))}"
-                )
-            ports += [p for p in services[service].get("ports") or () if p != "icmp"]
-        if bool(kind) == bool(ports):
-            raise LinksConfigError(
-                f"{where}: give either zone_kind, or ports / services with TCP or UDP ports"
-            )
-        label = str(item.get("name") or f"marking{i}")
-        if not SAFE_LABEL.fullmatch(label):
-            raise LinksConfigError(
-                f"{where}.name: '{label}' may hold only letters, digits, '_', '.' and '-' "
-                "(at most 32)"
-            )
-        comment = f'comment "{label}"'
-        if kind:
-            local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] == kind)
-            nets4 = sorted(
-                z["ipv4"] for z in (plan.get("zones") or {}).values() if z.get("kind") == kind
-            )
-            nets6 = sorted(
-                z["ipv6"]
-                for z in (plan.get("zones") or {}).values()
-                if z.get("kind") == kind and z.get("ipv6")
-            )
-            for family in ("ip", "ip6"):
-                if local:
-                    rules.append(f"iifname {nft_set(local)} {family} dscp set {dscp} {comment}")
-                nets = nets4 if family == "ip" else nets6
-                if nets:
-                    rules.append(
-                        f"{family} daddr {nft_set(nets)} {family} dscp set {dscp} {comment}"
-                    )
-            continue
-        by_proto: dict[str, list[str]] = {}
-        for text in ports:
-            port, problem = parse_port(text)
-            if port is None or port.protocol == "icmp":
-                raise LinksConfigError(
-                    f"{where}.ports: {problem or 'icmp has no port'}; "
-                    "write tcp/PORT or udp/FIRST-LAST"
-                )
-            by_proto.setdefault(port.protocol, []).append(port.span)
-        for proto, spans in sorted(by_proto.items()):
-            for direction in ("dport", "sport"):  # requests and their answers
-                for family in ("ip", "ip6"):
-                    rules.append(
-                        f"meta l4proto {proto} th {direction} {nft_set(spans)} "
-                        f"{family} dscp set {dscp} {comment}"
-                    )
+        marking = _Marking.parse(i, item, services)
+        if marking.kind:
+            rules += _zone_kind_marks(marking, plan, zones)
+        else:
+            rules += _port_marks(marking)
     rules += _untrusted_zones_best_effort(plan, zones, settings)
     body = "\n".join(f"    {r}" for r in rules)
     return (
@@ -390,6 +373,94 @@ def qos_ruleset(
         "  }\n"
         "}\n"
     )
+
+
+@dataclass(frozen=True)
+class _Marking:
+    """One links_qos_marking entry, checked: by zone kind, or by TCP/UDP port spans."""
+
+    where: str
+    dscp: str
+    kind: str
+    spans: dict[str, list[str]]  # protocol -> port spans
+    comment: str
+
+    @classmethod
+    def parse(cls, i: int, item: Mapping[str, Any], services: Mapping[str, Any]) -> _Marking:
+        where = f"links_qos_marking[{i}]"
+        dscp = str(item.get("dscp") or "").lower()
+        if dscp not in DSCP:
+            raise LinksConfigError(
+                f"{where}.dscp: '{dscp}' is not a DSCP name; use ef, af41, cs1, ..."
+            )
+        kind = str(item.get("zone_kind") or "")
+        ports = list(item.get("ports") or ()) + _service_ports(where, item, services)
+        if bool(kind) == bool(ports):
+            raise LinksConfigError(
+                f"{where}: give either zone_kind, or ports / services with TCP or UDP ports"
+            )
+        label = str(item.get("name") or f"marking{i}")
+        if not SAFE_LABEL.fullmatch(label):
+            raise LinksConfigError(
+                f"{where}.name: '{label}' may hold only letters, digits, '_', '.' and '-' "
+                "(at most 32)"
+            )
+        return cls(where, dscp, kind, _spans(where, ports), f'comment "{label}"')
+
+
+def _service_ports(where: str, item: Mapping[str, Any], services: Mapping[str, Any]) -> list[str]:
+    ports: list[str] = []
+    for service in item.get("services") or ():
+        if service not in services:
+            raise LinksConfigError(
+                f"{where}.services: '{service}' is not in kastro_services; "
+                f"use one of {', '.join(sorted(services))}"
+            )
+        ports += [p for p in services[service].get("ports") or () if p != "icmp"]
+    return ports
+
+
+def _spans(where: str, ports: list[str]) -> dict[str, list[str]]:
+    by_proto: dict[str, list[str]] = {}
+    for text in ports:
+        port, problem = parse_port(text)
+        if port is None or port.protocol == "icmp":
+            raise LinksConfigError(
+                f"{where}.ports: {problem or 'icmp has no port'}; write tcp/PORT or udp/FIRST-LAST"
+            )
+        by_proto.setdefault(port.protocol, []).append(port.span)
+    return by_proto
+
+
+def _zone_kind_marks(
+    marking: _Marking, plan: Mapping[str, Any], zones: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Traffic from this gateway's zones of the kind, and to every zone of the kind."""
+    planned = [z for z in (plan.get("zones") or {}).values() if z.get("kind") == marking.kind]
+    local = sorted(f'"{z["interface"]}"' for z in zones if z["kind"] == marking.kind)
+    nets = {
+        "ip": sorted(z["ipv4"] for z in planned),
+        "ip6": sorted(z["ipv6"] for z in planned if z.get("ipv6")),
+    }
+    rules: list[str] = []
+    for family in ("ip", "ip6"):
+        mark = f"{family} dscp set {marking.dscp} {marking.comment}"
+        if local:
+            rules.append(f"iifname {nft_set(local)} {mark}")
+        if nets[family]:
+            rules.append(f"{family} daddr {nft_set(nets[family])} {mark}")
+    return rules
+
+
+def _port_marks(marking: _Marking) -> list[str]:
+    """Requests to the ports and their answers from them, in both families."""
+    return [
+        f"meta l4proto {proto} th {direction} {nft_set(spans)} "
+        f"{family} dscp set {marking.dscp} {marking.comment}"
+        for proto, spans in sorted(marking.spans.items())
+        for direction in ("dport", "sport")
+        for family in ("ip", "ip6")
+    ]
 
 
 def _untrusted_zones_best_effort(
