@@ -77,226 +77,240 @@ def make_plan(
 ) -> PlanResult | None:
     """Plan every address; on a problem, record errors in ``src`` and return None."""
     assert model.municipality is not None
-    previous = previous or {}
-    result = PlanResult(data={})
-    v4 = Pool(model.municipality.supernets_v4)
-    v6 = Pool(model.municipality.supernets_v6) if model.municipality.supernets_v6 else None
-
-    zones = sorted(model.zones, key=lambda z: z.key)
-    groups = sorted(model.teleworker_groups.values(), key=lambda g: g.name)
-    links = sorted(model.links.values(), key=lambda link: link.name)
-    gateways = sorted((h for h in model.hosts if h.role == "gateway"), key=lambda h: h.name)
-
+    alloc = _Allocator(model, src, previous or {}, renumber)
     # 1. What the admin fixed, then what the previous plan already gave out.
-    zone_v4: dict[str, netaddr.IPNetwork] = {}
-    for zone in zones:
-        if zone.subnet is not None:
-            if not v4.is_free(zone.subnet):
-                src.error(
+    alloc.fixed_zones()
+    alloc.keep_previous()
+    alloc.check_kept_zones()
+    # 2. New allocations, largest first so small blocks do not fragment the space.
+    alloc.allocate_new()
+    if src.errors:
+        return None
+    # 3. Write it out in the shape the roles read.
+    data: dict[str, Any] = {"version": PLAN_VERSION, "municipality": model.municipality.name}
+    data["zones"] = alloc.zones_out()
+    data["hosts"] = _host_addresses(model, data["zones"], alloc.previous, renumber)
+    data["router_ids"] = alloc.router_ids_out()
+    data["links"] = alloc.links_out()
+    data["vpn_pools"] = alloc.pools_out()
+    teleworkers = _teleworker_addresses(model, data["vpn_pools"], alloc.previous, src)
+    if teleworkers is None:
+        return None
+    data["teleworkers"] = teleworkers
+    alloc.result.data = data
+    alloc.result.removed = _removed(alloc.previous, data)
+    return alloc.result
+
+
+class _Allocator:
+    """The address pools of one planning run and what has been given out of them."""
+
+    def __init__(
+        self, model: Model, src: Source, previous: dict[str, Any], renumber: frozenset[str]
+    ) -> None:
+        assert model.municipality is not None
+        self.model, self.src, self.previous, self.renumber = model, src, previous, renumber
+        self.result = PlanResult(data={})
+        self.v4 = Pool(model.municipality.supernets_v4)
+        self.v6 = Pool(model.municipality.supernets_v6) if model.municipality.supernets_v6 else None
+        self.zones = sorted(model.zones, key=lambda z: z.key)
+        self.groups = sorted(model.teleworker_groups.values(), key=lambda g: g.name)
+        self.links = sorted(model.links.values(), key=lambda link: link.name)
+        self.gateways = sorted(
+            (h for h in model.hosts if h.role == "gateway"), key=lambda h: h.name
+        )
+        self.zone_v4: dict[str, netaddr.IPNetwork] = {}
+        self.kept: dict[tuple[str, str, str], netaddr.IPNetwork] = {}
+
+    def fixed_zones(self) -> None:
+        for zone in self.zones:
+            if zone.subnet is None:
+                continue
+            if not self.v4.is_free(zone.subnet):
+                self.src.error(
                     _zone_path(zone, "subnet"),
                     f"{zone.subnet} is already in use",
                     "pick a free subnet, or remove subnet to let 'kastro plan' choose",
                 )
                 continue
-            v4.reserve(zone.subnet)
-            zone_v4[zone.key] = zone.subnet
-    kept: dict[tuple[str, str, str], netaddr.IPNetwork] = {}
+            self.v4.reserve(zone.subnet)
+            self.zone_v4[zone.key] = zone.subnet
 
-    def keep(section: str, key: str, family: str, pool: Pool | None, prefixlen: int | None) -> None:
+    def keep(
+        self, section: str, key: str, family: str, pool: Pool | None, prefixlen: int | None
+    ) -> None:
         """Reserve the previous plan's block again (any size when prefixlen is None)."""
-        if pool is None or f"kastro_plan.{section}.{key}" in renumber:
+        if pool is None or f"kastro_plan.{section}.{key}" in self.renumber:
             return
-        net = _net(_old(previous, section, key).get(family))
+        net = _net(_old(self.previous, section, key).get(family))
         if net is None or (prefixlen is not None and net.prefixlen != prefixlen):
             return
         if pool.contains(net) and pool.is_free(net):
             pool.reserve(net)
-            kept[(section, key, family)] = net
+            self.kept[(section, key, family)] = net
 
-    for zone in zones:
-        if zone.key not in zone_v4:
-            keep("zones", zone.key, "ipv4", v4, None)
-        keep("zones", zone.key, "ipv6", v6, V6_ZONE_PREFIX)
-    for group in groups:
-        keep("vpn_pools", group.name, "ipv4", v4, pool_prefix(group.pool_size))
-        keep("vpn_pools", group.name, "ipv6", v6, V6_ZONE_PREFIX)
-    for link in links:
-        keep("links", link.name, "ipv4", v4, 31)
-        keep("links", link.name, "ipv6", v6, 127)
-    for gw in gateways:
-        keep("router_ids", gw.name, "ipv4", v4, 32)
-        keep("router_ids", gw.name, "ipv6", v6, 128)
+    def keep_previous(self) -> None:
+        v4, v6 = self.v4, self.v6
+        for zone in self.zones:
+            if zone.key not in self.zone_v4:
+                self.keep("zones", zone.key, "ipv4", v4, None)
+            self.keep("zones", zone.key, "ipv6", v6, V6_ZONE_PREFIX)
+        for group in self.groups:
+            self.keep("vpn_pools", group.name, "ipv4", v4, pool_prefix(group.pool_size))
+            self.keep("vpn_pools", group.name, "ipv6", v6, V6_ZONE_PREFIX)
+        for link in self.links:
+            self.keep("links", link.name, "ipv4", v4, 31)
+            self.keep("links", link.name, "ipv6", v6, 127)
+        for gw in self.gateways:
+            self.keep("router_ids", gw.name, "ipv4", v4, 32)
+            self.keep("router_ids", gw.name, "ipv6", v6, 128)
 
-    # A kept zone block that no longer holds the zone is an error, never a silent renumbering.
-    for zone in zones:
-        held = kept.get(("zones", zone.key, "ipv4"))
-        if held is not None and held.size - 3 < zone.hosts:
-            src.error(
-                _zone_path(zone, "hosts"),
-                f"needs {zone.hosts} addresses but its planned block {held} has {held.size - 3}",
-                f"renumber the zone: kastro plan INVENTORY --renumber "
-                f"kastro_plan.zones.{zone.key} (its devices get new addresses)",
-            )
-            zone_v4[zone.key] = held
-        elif held is not None:
-            zone_v4[zone.key] = held
+    def check_kept_zones(self) -> None:
+        """A kept zone block that no longer holds the zone is an error, never a silent
+        renumbering."""
+        for zone in self.zones:
+            held = self.kept.get(("zones", zone.key, "ipv4"))
+            if held is None:
+                continue
+            if held.size - 3 < zone.hosts:
+                self.src.error(
+                    _zone_path(zone, "hosts"),
+                    f"needs {zone.hosts} addresses but its planned block {held} has "
+                    f"{held.size - 3}",
+                    f"renumber the zone: kastro plan INVENTORY --renumber "
+                    f"kastro_plan.zones.{zone.key} (its devices get new addresses)",
+                )
+            self.zone_v4[zone.key] = held
 
-    # 2. New allocations, largest first so small blocks do not fragment the space.
     def new(
-        section: str,
-        key: str,
-        family: str,
+        self,
+        where: tuple[str, str, str],
         pool: Pool | None,
         prefixlen: int,
         top: bool,
         path: tuple[str | int, ...],
     ) -> netaddr.IPNetwork | None:
+        """The kept block for (section, key, family), or a new one from the pool."""
         if pool is None:
             return None
-        got = kept.get((section, key, family))
+        got = self.kept.get(where)
         if got is not None:
             return got
         got = pool.take(prefixlen, from_top=top)
         if got is None:
-            src.error(
+            self.src.error(
                 ("kastro_municipality", "supernets"),
                 f"has no room left for {'.'.join(str(p) for p in path)} "
                 f"(an IPv{pool.supernets[0].version} /{prefixlen})",
                 "add a larger supernet, or make zones smaller",
             )
             return None
-        kept[(section, key, family)] = got
-        result.added.append(f"{section}.{key} {family} {got}")
+        self.kept[where] = got
+        section, key, family = where
+        self.result.added.append(f"{section}.{key} {family} {got}")
         return got
 
-    for zone in sorted(zones, key=lambda z: (needed_prefix(z.hosts), z.key)):
-        if zone.key not in zone_v4:
-            got = new(
-                "zones",
-                zone.key,
-                "ipv4",
-                v4,
-                needed_prefix(zone.hosts),
-                False,
-                _zone_path(zone, "hosts"),
+    def allocate_new(self) -> None:
+        v4, v6 = self.v4, self.v6
+        path: tuple[str | int, ...]
+        for zone in sorted(self.zones, key=lambda z: (needed_prefix(z.hosts), z.key)):
+            if zone.key not in self.zone_v4:
+                got = self.new(
+                    ("zones", zone.key, "ipv4"),
+                    v4,
+                    needed_prefix(zone.hosts),
+                    False,
+                    _zone_path(zone, "hosts"),
+                )
+                if got is not None:
+                    self.zone_v4[zone.key] = got
+        for group in self.groups:
+            path = ("kastro_teleworker_groups", group.name)
+            self.new(
+                ("vpn_pools", group.name, "ipv4"), v4, pool_prefix(group.pool_size), False, path
             )
-            if got is not None:
-                zone_v4[zone.key] = got
-    for group in groups:
-        new(
-            "vpn_pools",
-            group.name,
-            "ipv4",
-            v4,
-            pool_prefix(group.pool_size),
-            False,
-            ("kastro_teleworker_groups", group.name),
-        )
-    for zone in zones:
-        new("zones", zone.key, "ipv6", v6, V6_ZONE_PREFIX, False, _zone_path(zone, "hosts"))
-    for group in groups:
-        new(
-            "vpn_pools",
-            group.name,
-            "ipv6",
-            v6,
-            V6_ZONE_PREFIX,
-            False,
-            ("kastro_teleworker_groups", group.name),
-        )
-    for gw in gateways:
-        new(
-            "router_ids",
-            gw.name,
-            "ipv4",
-            v4,
-            32,
-            True,
-            ("kastro_buildings", gw.building, "hosts", gw.name),
-        )
-        new(
-            "router_ids",
-            gw.name,
-            "ipv6",
-            v6,
-            128,
-            True,
-            ("kastro_buildings", gw.building, "hosts", gw.name),
-        )
-    for link in links:
-        new("links", link.name, "ipv4", v4, 31, True, ("kastro_links", link.name))
-        new("links", link.name, "ipv6", v6, 127, True, ("kastro_links", link.name))
-    if src.errors:
-        return None
+        for zone in self.zones:
+            self.new(
+                ("zones", zone.key, "ipv6"), v6, V6_ZONE_PREFIX, False, _zone_path(zone, "hosts")
+            )
+        for group in self.groups:
+            path = ("kastro_teleworker_groups", group.name)
+            self.new(("vpn_pools", group.name, "ipv6"), v6, V6_ZONE_PREFIX, False, path)
+        for gw in self.gateways:
+            path = ("kastro_buildings", gw.building, "hosts", gw.name)
+            self.new(("router_ids", gw.name, "ipv4"), v4, 32, True, path)
+            self.new(("router_ids", gw.name, "ipv6"), v6, 128, True, path)
+        for link in self.links:
+            path = ("kastro_links", link.name)
+            self.new(("links", link.name, "ipv4"), v4, 31, True, path)
+            self.new(("links", link.name, "ipv6"), v6, 127, True, path)
 
-    # 3. Write it out in the shape the roles read.
-    data: dict[str, Any] = {"version": PLAN_VERSION, "municipality": model.municipality.name}
-    data["zones"] = {}
-    for zone in zones:
-        net4 = zone_v4[zone.key]
-        entry: dict[str, Any] = {
-            "building": zone.building,
-            "kind": zone.kind,
-            "hosts": zone.hosts,
-            "ipv4": str(net4.cidr),
-            "gateway_ipv4": str(net4[1]),
-        }
-        net6 = kept.get(("zones", zone.key, "ipv6"))
-        if net6 is not None:
-            entry["ipv6"] = str(net6)
-            entry["gateway_ipv6"] = str(net6[1])
-        data["zones"][zone.key] = entry
+    def zones_out(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for zone in self.zones:
+            net4 = self.zone_v4[zone.key]
+            entry: dict[str, Any] = {
+                "building": zone.building,
+                "kind": zone.kind,
+                "hosts": zone.hosts,
+                "ipv4": str(net4.cidr),
+                "gateway_ipv4": str(net4[1]),
+            }
+            net6 = self.kept.get(("zones", zone.key, "ipv6"))
+            if net6 is not None:
+                entry["ipv6"] = str(net6)
+                entry["gateway_ipv6"] = str(net6[1])
+            out[zone.key] = entry
+        return out
 
-    data["hosts"] = _host_addresses(model, data["zones"], previous, renumber)
-    data["router_ids"] = {}
-    for gw in gateways:
-        entry = {"ipv4": str(kept[("router_ids", gw.name, "ipv4")].ip)}
-        if v6 is not None:
-            entry["ipv6"] = str(kept[("router_ids", gw.name, "ipv6")].ip)
-        data["router_ids"][gw.name] = entry
+    def router_ids_out(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for gw in self.gateways:
+            entry = {"ipv4": str(self.kept[("router_ids", gw.name, "ipv4")].ip)}
+            if self.v6 is not None:
+                entry["ipv6"] = str(self.kept[("router_ids", gw.name, "ipv6")].ip)
+            out[gw.name] = entry
+        return out
 
-    data["links"] = {}
-    for link in links:
-        net4 = kept[("links", link.name, "ipv4")]
-        ends: dict[str, Any] = {}
-        for i, building in enumerate(link.ends):
-            gateway = model.gateway(building)
-            end = {"gateway": gateway.name if gateway else None, "ipv4": str(net4[i])}
-            if v6 is not None:
-                end["ipv6"] = str(kept[("links", link.name, "ipv6")][i])
-            ends[building] = end
-        entry = {
-            "ipv4": str(net4),
-            "ends": ends,
-            "medium": link.medium,
-            "capacity_mbps": link.capacity_mbps,
-            "cost": link.cost,
-            "encrypted": link.encrypted,
-            "mtu": link.mtu,
-            # What fits inside the tunnel without fragmenting the outer packet.
-            "inner_mtu": link.mtu - WIREGUARD_OVERHEAD if link.encrypted else link.mtu,
-        }
-        if v6 is not None:
-            entry["ipv6"] = str(kept[("links", link.name, "ipv6")])
-        data["links"][link.name] = entry
+    def links_out(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for link in self.links:
+            net4 = self.kept[("links", link.name, "ipv4")]
+            net6 = self.kept.get(("links", link.name, "ipv6")) if self.v6 is not None else None
+            ends: dict[str, Any] = {}
+            for i, building in enumerate(link.ends):
+                gateway = self.model.gateway(building)
+                end = {"gateway": gateway.name if gateway else None, "ipv4": str(net4[i])}
+                if net6 is not None:
+                    end["ipv6"] = str(net6[i])
+                ends[building] = end
+            entry: dict[str, Any] = {
+                "ipv4": str(net4),
+                "ends": ends,
+                "medium": link.medium,
+                "capacity_mbps": link.capacity_mbps,
+                "cost": link.cost,
+                "encrypted": link.encrypted,
+                "mtu": link.mtu,
+                # What fits inside the tunnel without fragmenting the outer packet.
+                "inner_mtu": link.mtu - WIREGUARD_OVERHEAD if link.encrypted else link.mtu,
+            }
+            if net6 is not None:
+                entry["ipv6"] = str(net6)
+            out[link.name] = entry
+        return out
 
-    data["vpn_pools"] = {}
-    for group in groups:
-        net4 = kept[("vpn_pools", group.name, "ipv4")]
-        entry = {"ipv4": str(net4), "server_ipv4": str(net4[1])}
-        net6 = kept.get(("vpn_pools", group.name, "ipv6"))
-        if net6 is not None:
-            entry["ipv6"] = str(net6)
-            entry["server_ipv6"] = str(net6[1])
-        data["vpn_pools"][group.name] = entry
-    teleworkers = _teleworker_addresses(model, data["vpn_pools"], previous, src)
-    if teleworkers is None:
-        return None
-    data["teleworkers"] = teleworkers
-
-    result.data = data
-    result.removed = _removed(previous, data)
-    return result
+    def pools_out(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for group in self.groups:
+            net4 = self.kept[("vpn_pools", group.name, "ipv4")]
+            entry = {"ipv4": str(net4), "server_ipv4": str(net4[1])}
+            net6 = self.kept.get(("vpn_pools", group.name, "ipv6"))
+            if net6 is not None:
+                entry["ipv6"] = str(net6)
+                entry["server_ipv6"] = str(net6[1])
+            out[group.name] = entry
+        return out
 
 
 def pool_prefix(size: int) -> int:
