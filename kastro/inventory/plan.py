@@ -14,7 +14,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.loader import Source
-from kastro.inventory.model import Model, Zone
+from kastro.inventory.model import Host, Model, Zone
 from kastro.inventory.validate import WIREGUARD_OVERHEAD, needed_prefix
 
 PLAN_VERSION = 1
@@ -330,69 +330,86 @@ def _offset_address(net6: str | None, offset: int) -> str | None:
 def _host_addresses(
     model: Model, zones: dict[str, Any], previous: dict[str, Any], renumber: frozenset[str]
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """Every host's plan entry: a gateway's address in each zone, a host's own address.
+
+    Fixed addresses first, then addresses from the previous plan, then new ones."""
+    zoned = [h for h in sorted(model.hosts, key=lambda h: h.name) if h.role != "gateway" and h.zone]
     used: dict[str, set[int]] = {key: {0, 1} for key in zones}  # network and gateway
-    hosts = sorted(model.hosts, key=lambda h: h.name)
     wanted: dict[str, int] = {}
-    # Fixed addresses first, then addresses from the previous plan, then new ones.
-    for host in hosts:
-        if host.role == "gateway" or host.zone is None:
-            continue
-        key = f"{host.building}.{host.zone}"
-        net = netaddr.IPNetwork(zones[key]["ipv4"])
-        if host.address is not None:
-            wanted[host.name] = int(host.address) - net.first
-            used[key].add(wanted[host.name])
-    for host in hosts:
-        if host.role == "gateway" or host.zone is None or host.name in wanted:
-            continue
-        key = f"{host.building}.{host.zone}"
-        net = netaddr.IPNetwork(zones[key]["ipv4"])
-        old = _old(previous, "hosts", host.name)
-        if old.get("zone") == key and f"kastro_plan.hosts.{host.name}" not in renumber:
-            try:
-                offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
-            except (KeyError, netaddr.AddrFormatError, ValueError, TypeError):
+    for pick in (_fixed_offset, _previous_offset, _free_offset):
+        for host in zoned:
+            if host.name in wanted:
                 continue
-            if 1 < offset < net.size - 1 and offset not in used[key]:
-                wanted[host.name] = offset
-                used[key].add(offset)
-    for host in hosts:
-        if host.role == "gateway" or host.zone is None or host.name in wanted:
-            continue
-        key = f"{host.building}.{host.zone}"
-        net = netaddr.IPNetwork(zones[key]["ipv4"])
-        # Servers and sensors start at .10, leaving the first addresses for network gear;
-        # small zones wrap around to .2. Validation guarantees a free address exists.
-        start = min(10, net.size - 2)
-        candidates = [*range(start, net.size - 1), *range(2, start)]
-        offset = next(i for i in candidates if i not in used[key])
-        wanted[host.name] = offset
-        used[key].add(offset)
-    for host in hosts:
-        entry: dict[str, Any] = {"building": host.building, "role": host.role}
-        if host.role == "gateway":
-            entry["interfaces"] = {
-                z.name: {
-                    "ipv4": zones[z.key]["gateway_ipv4"],
-                    **(
-                        {"ipv6": zones[z.key]["gateway_ipv6"]}
-                        if "gateway_ipv6" in zones[z.key]
-                        else {}
-                    ),
-                }
-                for z in sorted(model.buildings[host.building].zones.values(), key=lambda z: z.name)
-            }
-        else:
             key = f"{host.building}.{host.zone}"
             net = netaddr.IPNetwork(zones[key]["ipv4"])
-            entry["zone"] = key
-            entry["ipv4"] = str(net[wanted[host.name]])
-            v6 = _offset_address(zones[key].get("ipv6"), wanted[host.name])
-            if v6:
-                entry["ipv6"] = v6
-        out[host.name] = entry
-    return out
+            offset = pick(host, key, net, used[key], previous, renumber)
+            if offset is not None:
+                wanted[host.name] = offset
+                used[key].add(offset)
+    return {
+        host.name: _host_entry(model, host, zones, wanted)
+        for host in sorted(model.hosts, key=lambda h: h.name)
+    }
+
+
+def _fixed_offset(
+    host: Host, key: str, net: netaddr.IPNetwork, used: set[int], *_: Any
+) -> int | None:
+    return int(host.address) - net.first if host.address is not None else None
+
+
+def _previous_offset(
+    host: Host,
+    key: str,
+    net: netaddr.IPNetwork,
+    used: set[int],
+    previous: dict[str, Any],
+    renumber: frozenset[str],
+) -> int | None:
+    old = _old(previous, "hosts", host.name)
+    if old.get("zone") != key or f"kastro_plan.hosts.{host.name}" in renumber:
+        return None
+    try:
+        offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
+    except (KeyError, netaddr.AddrFormatError, ValueError, TypeError):
+        return None
+    return offset if 1 < offset < net.size - 1 and offset not in used else None
+
+
+def _free_offset(
+    host: Host, key: str, net: netaddr.IPNetwork, used: set[int], *_: Any
+) -> int | None:
+    """Servers and sensors start at .10, leaving the first addresses for network gear;
+    small zones wrap around to .2. Validation guarantees a free address exists."""
+    size = int(net.size)
+    start = min(10, size - 2)
+    candidates = [*range(start, size - 1), *range(2, start)]
+    return next(i for i in candidates if i not in used)
+
+
+def _host_entry(
+    model: Model, host: Host, zones: dict[str, Any], wanted: dict[str, int]
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"building": host.building, "role": host.role}
+    if host.role == "gateway":
+        entry["interfaces"] = {
+            z.name: {
+                "ipv4": zones[z.key]["gateway_ipv4"],
+                **(
+                    {"ipv6": zones[z.key]["gateway_ipv6"]} if "gateway_ipv6" in zones[z.key] else {}
+                ),
+            }
+            for z in sorted(model.buildings[host.building].zones.values(), key=lambda z: z.name)
+        }
+        return entry
+    key = f"{host.building}.{host.zone}"
+    net = netaddr.IPNetwork(zones[key]["ipv4"])
+    entry["zone"] = key
+    entry["ipv4"] = str(net[wanted[host.name]])
+    v6 = _offset_address(zones[key].get("ipv6"), wanted[host.name])
+    if v6:
+        entry["ipv6"] = v6
+    return entry
 
 
 def wireguard_limit(pool: netaddr.IPNetwork) -> int:
