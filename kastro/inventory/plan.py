@@ -384,7 +384,8 @@ def _free_offset(
     size = int(net.size)
     start = min(10, size - 2)
     candidates = [*range(start, size - 1), *range(2, start)]
-    return next(i for i in candidates if i not in used)
+    free: int = next(i for i in candidates if i not in used)
+    return free
 
 
 def _host_entry(
