@@ -522,96 +522,127 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         p.fields(b, bpath, ("description", "city_hall", "zones", "hosts"))
         description = p.get(b, bpath, "description", str, "")
         city_hall = p.get(b, bpath, "city_hall", bool, False)
-        zones: dict[str, Zone] = {}
         zraw_all = p.mapping(p.get(b, bpath, "zones", dict, {}), (*bpath, "zones"), "zones")
-        for zname, zraw in (zraw_all or {}).items():
-            zpath: Path_ = (*bpath, "zones", zname)
-            if check_name(str(zname)):
-                p.src.error(zpath, f"'{shown(str(zname))}' is not a valid zone name", NAME_FIX)
-                continue
-            if reserved(p, zpath, str(zname), "zone"):
-                continue
-            z = p.mapping(zraw, zpath, "hosts, kind, subnet")
-            if z is None:
-                continue
-            p.fields(z, zpath, ("kind", "hosts", "subnet", "description"))
-            kind = p.get(
-                z,
-                zpath,
-                "kind",
-                str,
-                zname if zname in ZONE_KINDS else _MISSING,
-                one_of(ZONE_KINDS),
-                fix=f"set kind to one of: {', '.join(ZONE_KINDS)}",
-            )
-            hosts = p.get(
-                z,
-                zpath,
-                "hosts",
-                int,
-                check=in_range(1, 1_000_000),
-                fix="give the number of devices the zone must hold (at least 1)",
-            )
-            subnet = None
-            if "subnet" in z:
-                subnet, problem = parse_network(z["subnet"], 4)
-                if subnet is None:
-                    p.src.error(
-                        (*zpath, "subnet"),
-                        problem,
-                        "write an IPv4 network such as 10.20.5.0/24, or remove subnet "
-                        "to let 'kastro plan' choose",
-                    )
-            if kind and hosts:
-                zones[zname] = Zone(bname, zname, kind, hosts, subnet)
-        hosts_out: dict[str, Host] = {}
+        zones = {
+            str(zname): zone
+            for zname, zraw in (zraw_all or {}).items()
+            if (zone := _zone(p, bname, str(zname), zraw)) is not None
+        }
         hraw_all = p.mapping(p.get(b, bpath, "hosts", dict, {}), (*bpath, "hosts"), "hosts")
-        for hname, hraw in (hraw_all or {}).items():
-            hpath: Path_ = (*bpath, "hosts", hname)
-            if not HOSTNAME_RE.fullmatch(str(hname)):
-                p.src.error(
-                    hpath,
-                    f"'{shown(str(hname))}' is not a valid host name",
-                    "use lower-case letters, digits and '-' (RFC 1123)",
-                )
-                continue
-            h = p.mapping(hraw, hpath, "role, zone")
-            if h is None:
-                continue
-            p.fields(h, hpath, ("role", "zone", "address", "ansible_host", "description"))
-            role = p.get(
-                h,
-                hpath,
-                "role",
-                str,
-                check=one_of(HOST_ROLES),
-                fix=f"set role to one of: {', '.join(HOST_ROLES)}",
-            )
-            zone = p.get(h, hpath, "zone", str, None)
-            address = None
-            if "address" in h:
-                try:
-                    address = netaddr.IPAddress(str(h["address"]))
-                except (netaddr.AddrFormatError, ValueError):
-                    p.src.error(
-                        (*hpath, "address"),
-                        f"'{h['address']}' is not an IP address",
-                        "write one address such as 10.20.1.10, or remove it to let "
-                        "'kastro plan' choose",
-                    )
-            ansible_host = p.get(h, hpath, "ansible_host", str, None)
-            if role:
-                if role != "gateway" and zone is None:
-                    p.src.error(
-                        (*hpath, "zone"),
-                        "is required for a " + role,
-                        f"add the zone of {bname} the host sits in",
-                    )
-                    continue
-                hosts_out[str(hname)] = Host(str(hname), bname, role, zone, address, ansible_host)
+        hosts = {
+            str(hname): host
+            for hname, hraw in (hraw_all or {}).items()
+            if (host := _host(p, bname, str(hname), hraw)) is not None
+        }
         if description is not None and city_hall is not None:
-            out[bname] = Building(bname, description, city_hall, zones, hosts_out)
+            out[bname] = Building(bname, description, city_hall, zones, hosts)
     return out
+
+
+def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
+    zpath: Path_ = ("kastro_buildings", building, "zones", zname)
+    if check_name(zname):
+        p.src.error(zpath, f"'{shown(zname)}' is not a valid zone name", NAME_FIX)
+        return None
+    if reserved(p, zpath, zname, "zone"):
+        return None
+    z = p.mapping(raw, zpath, "hosts, kind, subnet")
+    if z is None:
+        return None
+    p.fields(z, zpath, ("kind", "hosts", "subnet", "description"))
+    kind = p.get(
+        z,
+        zpath,
+        "kind",
+        str,
+        zname if zname in ZONE_KINDS else _MISSING,
+        one_of(ZONE_KINDS),
+        fix=f"set kind to one of: {', '.join(ZONE_KINDS)}",
+    )
+    hosts = p.get(
+        z,
+        zpath,
+        "hosts",
+        int,
+        check=in_range(1, 1_000_000),
+        fix="give the number of devices the zone must hold (at least 1)",
+    )
+    subnet = None
+    if "subnet" in z:
+        subnet, problem = parse_network(z["subnet"], 4)
+        if subnet is None:
+            p.src.error(
+                (*zpath, "subnet"),
+                problem,
+                "write an IPv4 network such as 10.20.5.0/24, or remove subnet "
+                "to let 'kastro plan' choose",
+            )
+    return Zone(building, zname, kind, hosts, subnet) if kind and hosts else None
+
+
+def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
+    hpath: Path_ = ("kastro_buildings", building, "hosts", hname)
+    if not HOSTNAME_RE.fullmatch(hname):
+        p.src.error(
+            hpath,
+            f"'{shown(hname)}' is not a valid host name",
+            "use lower-case letters, digits and '-' (RFC 1123)",
+        )
+        return None
+    h = p.mapping(raw, hpath, "role, zone")
+    if h is None:
+        return None
+    p.fields(h, hpath, ("role", "zone", "address", "ansible_host", "description"))
+    role = p.get(
+        h,
+        hpath,
+        "role",
+        str,
+        check=one_of(HOST_ROLES),
+        fix=f"set role to one of: {', '.join(HOST_ROLES)}",
+    )
+    zone = p.get(h, hpath, "zone", str, None)
+    address = None
+    if "address" in h:
+        try:
+            address = netaddr.IPAddress(str(h["address"]))
+        except (netaddr.AddrFormatError, ValueError):
+            p.src.error(
+                (*hpath, "address"),
+                f"'{h['address']}' is not an IP address",
+                "write one address such as 10.20.1.10, or remove it to let 'kastro plan' choose",
+            )
+    # Handed to ssh as its host argument: '-oProxyCommand=...' would be an option there.
+    ansible_host = p.get(
+        h,
+        hpath,
+        "ansible_host",
+        str,
+        None,
+        check=lambda v: None if _ssh_target(v) else f"'{v}' is not an address or host name",
+        fix="write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
+    )
+    if not role:
+        return None
+    if role != "gateway" and zone is None:
+        p.src.error(
+            (*hpath, "zone"),
+            "is required for a " + role,
+            f"add the zone of {building} the host sits in",
+        )
+        return None
+    return Host(hname, building, role, zone, address, ansible_host)
+
+
+def _ssh_target(value: str) -> bool:
+    try:
+        netaddr.IPAddress(value)
+    except (netaddr.AddrFormatError, ValueError):
+        return bool(_SSH_NAME.fullmatch(value))
+    return True
+
+
+_SSH_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*")
 
 
 def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:

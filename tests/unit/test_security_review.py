@@ -594,3 +594,22 @@ def test_14_an_unwritable_graph_is_a_message(tmp_path, capsys):
     assert main(["plan", str(EXAMPLE), "--check", "--graph", str(target)]) == 1
     err = capsys.readouterr().err
     assert "topology.dot" in err and "Traceback" not in err
+
+
+def test_8_ansible_host_cannot_become_an_ssh_option(tmp_path):
+    """The class of finding 8: ansible_host is handed to ssh as its host argument, where
+    '-oProxyCommand=...' would run a command on the controller."""
+    inventory = tmp_path / "inv"
+    shutil.copytree(EXAMPLE, inventory)
+    path = inventory / "group_vars/all/buildings.yml"
+    text = path.read_text()
+    path.write_text(
+        text.replace(
+            "      cityhall-gw: {role: gateway}",
+            "      cityhall-gw: {role: gateway, ansible_host: '-oProxyCommand=touch /tmp/x'}",
+            1,
+        )
+    )
+    with pytest.raises(InvalidInventoryError) as raised:
+        load_model(inventory)
+    assert any(e.path.endswith("cityhall-gw.ansible_host") for e in raised.value.errors)
