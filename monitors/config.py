@@ -74,7 +74,12 @@ def parse_config(raw: Any) -> MonitorConfig:
             raise ConfigError("home_networks: give a list of networks, e.g. [10.20.0.0/16]")
         HomeNetworks(tuple(str(n) for n in nets))  # validates
         config.home_networks = tuple(str(n) for n in nets)
-    alerts = raw.get("alerts") or {}
+    _alerts(raw.get("alerts") or {}, config)
+    _detectors(raw.get("detectors") or {}, config)
+    return config
+
+
+def _alerts(alerts: Any, config: MonitorConfig) -> None:
     if not isinstance(alerts, dict):
         raise ConfigError(
             f"alerts: {alerts!r} must be a mapping, "
@@ -95,7 +100,9 @@ def parse_config(raw: Any) -> MonitorConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"alerts.{key}: {value!r} must be a positive number")
             setattr(config, attr, float(value))
-    detectors = raw.get("detectors") or {}
+
+
+def _detectors(detectors: Any, config: MonitorConfig) -> None:
     if not isinstance(detectors, dict):
         raise ConfigError("detectors: must map detector names to their settings")
     by_name = {cls.name: cls for cls in ALL}
@@ -107,4 +114,3 @@ def parse_config(raw: Any) -> MonitorConfig:
         if not isinstance(settings, dict):
             raise ConfigError(f"detectors.{name}: must be a mapping of settings")
         config.detectors[name] = by_name[name].config_class.from_dict(name, settings)
-    return config

@@ -433,8 +433,6 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         in_range(MIN_MTU, MAX_MTU),
         fix=f"use the MTU of the building networks, {MIN_MTU}..{MAX_MTU} (usually 1500)",
     )
-    v4: list[netaddr.IPNetwork] = []
-    v6: list[netaddr.IPNetwork] = []
     supernets = p.get(
         m,
         path,
@@ -442,6 +440,22 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         list,
         fix="list the municipality's address blocks, e.g. [10.20.0.0/16]",
     )
+    v4, v6 = _supernets(p, supernets)
+    uplinks = _uplinks(p, p.get(m, path, "uplinks", list, []) or [])
+    monitoring_hosts = _monitoring_hosts(p, p.get(m, path, "monitoring_hosts", list, []) or [])
+    if name is None or domain is None or mtu is None:
+        return None
+    return Municipality(
+        name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu, tuple(monitoring_hosts)
+    )
+
+
+def _supernets(
+    p: Parser, supernets: list[Any] | None
+) -> tuple[list[netaddr.IPNetwork], list[netaddr.IPNetwork]]:
+    path: Path_ = ("kastro_municipality",)
+    v4: list[netaddr.IPNetwork] = []
+    v6: list[netaddr.IPNetwork] = []
     for i, text in enumerate(supernets or []):
         net, problem = parse_network(text)
         if net is None:
@@ -456,19 +470,21 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
                 f"{net} {supernet_problem(net)}",
                 "list the municipality's own blocks, e.g. 10.20.0.0/16 or fd20:4b41::/48",
             )
-        elif net.version == 4:
-            v4.append(net)
         else:
-            v6.append(net)
+            (v4 if net.version == 4 else v6).append(net)
     if supernets is not None and not v4 and not p.src.errors:
         p.src.error(
             (*path, "supernets"),
             "has no IPv4 network",
             "add a private IPv4 block such as 10.20.0.0/16",
         )
+    return v4, v6
+
+
+def _uplinks(p: Parser, raw: list[Any]) -> list[Uplink]:
     uplinks: list[Uplink] = []
-    for i, raw_up in enumerate(p.get(m, path, "uplinks", list, []) or []):
-        upath: Path_ = (*path, "uplinks", i)
+    for i, raw_up in enumerate(raw):
+        upath: Path_ = ("kastro_municipality", "uplinks", i)
         up = p.mapping(raw_up, upath, "name, building, capacity_mbps")
         if up is None:
             continue
@@ -485,22 +501,21 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         )
         if uname and ubuilding and ucap:
             uplinks.append(Uplink(uname, ubuilding, ucap))
-    monitoring = p.get(m, path, "monitoring_hosts", list, [])
-    monitoring_hosts: list[str] = []
-    for i, host in enumerate(monitoring or []):
+    return uplinks
+
+
+def _monitoring_hosts(p: Parser, raw: list[Any]) -> list[str]:
+    hosts: list[str] = []
+    for i, host in enumerate(raw):
         if not isinstance(host, str) or not HOSTNAME_RE.fullmatch(host):
             p.src.error(
-                (*path, "monitoring_hosts", i),
+                ("kastro_municipality", "monitoring_hosts", i),
                 f"{host!r} is not a host name",
                 "name a server of kastro_buildings, e.g. [monitor]",
             )
         else:
-            monitoring_hosts.append(host)
-    if name is None or domain is None or mtu is None:
-        return None
-    return Municipality(
-        name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu, tuple(monitoring_hosts)
-    )
+            hosts.append(host)
+    return hosts
 
 
 def _buildings(p: Parser, raw: Any) -> dict[str, Building]:

@@ -230,6 +230,10 @@ def _check_fixed_subnets(model: Model, src: Source) -> None:
                     f"{zone.subnet} overlaps {other.key} ({other.subnet})",
                     "give each zone its own subnet",
                 )
+    _check_supernets(model, src)
+
+
+def _check_supernets(model: Model, src: Source) -> None:
     if model.municipality:
         nets = [*model.municipality.supernets_v4, *model.municipality.supernets_v6]
         for i, a in enumerate(nets):
@@ -372,27 +376,7 @@ def interface_problems(
     for key in interfaces:
         if key not in INTERFACE_KEYS:
             yield str(key), "is not a known field", f"use one of: {', '.join(INTERFACE_KEYS)}"
-    used: dict[str, str] = {}
-    for section, known in (("zones", zones), ("links", links)):
-        entries = interfaces.get(section) or {}
-        if not isinstance(entries, dict):
-            yield section, "must map names to interfaces", f"e.g. {section}: {{name: eth1}}"
-            continue
-        for name, iface in entries.items():
-            if name not in known:
-                yield (
-                    f"{section}.{name}",
-                    f"this host has no {section[:-1]} '{name}'",
-                    f"use one of: {', '.join(sorted(known)) or 'none'}",
-                )
-            yield from _iface_problem(f"{section}.{name}", iface)
-            if isinstance(iface, str) and iface in used:
-                yield (
-                    f"{section}.{name}",
-                    f"interface '{iface}' is also given to {used[iface]}",
-                    "give each zone and link its own interface (or VLAN interface)",
-                )
-            used.setdefault(str(iface), f"{section}.{name}")
+    yield from _named_interfaces(interfaces, {"zones": zones, "links": links})
     if role == "gateway" and "zones" in interfaces:
         for zone in sorted(zones - set(interfaces.get("zones") or {})):
             yield (
@@ -406,6 +390,33 @@ def interface_problems(
     vpn = interfaces.get("vpn")
     for i, iface in enumerate([vpn] if isinstance(vpn, str) else vpn or []):
         yield from _iface_problem(f"vpn[{i}]", iface)
+
+
+def _named_interfaces(
+    interfaces: dict[str, Any], known: dict[str, set[str]]
+) -> Iterator[tuple[str, str, str]]:
+    """zones: and links: name the host's own zones and links, one interface each."""
+    used: dict[str, str] = {}
+    for section, names in known.items():
+        entries = interfaces.get(section) or {}
+        if not isinstance(entries, dict):
+            yield section, "must map names to interfaces", f"e.g. {section}: {{name: eth1}}"
+            continue
+        for name, iface in entries.items():
+            if name not in names:
+                yield (
+                    f"{section}.{name}",
+                    f"this host has no {section[:-1]} '{name}'",
+                    f"use one of: {', '.join(sorted(names)) or 'none'}",
+                )
+            yield from _iface_problem(f"{section}.{name}", iface)
+            if isinstance(iface, str) and iface in used:
+                yield (
+                    f"{section}.{name}",
+                    f"interface '{iface}' is also given to {used[iface]}",
+                    "give each zone and link its own interface (or VLAN interface)",
+                )
+            used.setdefault(str(iface), f"{section}.{name}")
 
 
 def _iface_problem(path: str, iface: Any) -> Iterator[tuple[str, str, str]]:
