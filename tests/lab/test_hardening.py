@@ -7,6 +7,7 @@ The module's name sorts before test_lab_network.py, whose last test removes the 
 
 import json
 import re
+import time
 
 import pytest
 import testinfra
@@ -94,6 +95,35 @@ def test_9_only_the_monitoring_host_can_scrape(lab):
         if name != "probe":
             assert not fetch("probe", address), f"probe scraped {name} {address}"
         assert not fetch("attacker", address), f"the attacker scraped {name} {address}"
+
+
+def scrape(source: str, address: str) -> str:
+    return ssh(source).check_output(
+        'python3 -c "import urllib.request; '
+        f"print(urllib.request.urlopen('http://{address}/metrics', timeout=5).read().decode())\""
+    )
+
+
+def test_9_the_confined_collectors_still_see_what_they_report(lab):
+    """Least privilege must not cost the metrics: under their sandboxes the collectors still
+    read the ruleset (CAP_NET_ADMIN), ping the far end (CAP_NET_RAW) and ask FRR (vtysh)."""
+    deadline = time.monotonic() + 60
+    while True:
+        links = scrape("web", listener(ssh("hall-gw"), 9554))
+        firewall = scrape("web", listener(ssh("hall-gw"), 9552))
+        ready = 'kastro_ospf_up{family="ipv4"} 1.0' in links and re.search(
+            r'kastro_link_up\{[^}]*link="hall-annex"[^}]*\} 1\.0', links
+        )
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert 'kastro_ospf_up{family="ipv4"} 1.0' in links, links
+    assert re.search(r'kastro_ospf_neighbor_full\{[^}]*link="hall-annex"[^}]*\} 1\.0', links)
+    assert re.search(r'kastro_link_up\{[^}]*link="hall-annex"[^}]*\} 1\.0', links), links
+    assert "kastro_firewall_up 1.0" in firewall
+    assert re.search(
+        r'kastro_firewall_packets_total\{[^}]*counter="metrics_in"[^}]*\} [1-9]', firewall
+    )
 
 
 def test_9_the_telework_and_links_collectors_cannot_read_keys(lab):
