@@ -274,6 +274,7 @@ def load_source(inventory: Path) -> Source:
                 )
             )
             continue
+        budget = _Budget()  # one for the whole file, as MAX_VALUES says
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if not key.startswith("kastro_"):
@@ -306,7 +307,7 @@ def load_source(inventory: Path) -> Source:
                 continue
             src.locations[(key,)] = (file, key_node.start_mark.line + 1)
             try:
-                src.data[key] = _construct(value_node, (key,), file, src)
+                src.data[key] = _construct(value_node, (key,), file, src, budget)
             except _TooBigError as exc:
                 src.errors.append(InventoryError(file, exc.line, key, exc.message, exc.fix))
     return src

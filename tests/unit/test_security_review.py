@@ -613,3 +613,17 @@ def test_8_ansible_host_cannot_become_an_ssh_option(tmp_path):
     with pytest.raises(InvalidInventoryError) as raised:
         load_model(inventory)
     assert any(e.path.endswith("cityhall-gw.ansible_host") for e in raised.value.errors)
+
+
+def test_10_the_value_bound_is_per_file_not_per_variable(tmp_path, capsys):
+    """Two variables of about 134,000 values each (one an alias of the other) are 268,000 in
+    one file: over MAX_VALUES, though each alone is under it."""
+    levels = "  a: &a [x, x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcd", "bcde", strict=True)
+    )
+    text = f"kastro_buildings: &all\n{levels}kastro_links: *all\n"
+    inventory = tmp_path / "inv"
+    (inventory / "group_vars/all").mkdir(parents=True)
+    (inventory / "group_vars/all/model.yml").write_text(text)
+    assert main(["validate", str(inventory)]) == 1
+    assert "expands to more than" in capsys.readouterr().err
