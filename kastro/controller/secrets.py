@@ -10,7 +10,6 @@ the same directory is refused instead of revoking the first one's certificates.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,32 +41,3 @@ def secrets_dir(municipality: Mapping[str, Any] | None, part: str, home: str = "
         raise SecretsDirError(f"unknown secrets part {part!r}; use one of {', '.join(PARTS)}")
     base = Path(home or os.environ.get("HOME") or "/root") / ".kastro" / "secrets"
     return str(base / municipality_id(municipality) / part)
-
-
-def claim(directory: str, municipality: Mapping[str, Any] | None) -> str:
-    """Make sure ``directory``'s parent belongs to this municipality (creating the marker on
-    first use, 0700); returns the domain. Refuses a directory another municipality owns."""
-    domain = municipality_id(municipality)
-    root = Path(directory).parent
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    marker = root / MARKER
-    if marker.exists():
-        owner = marker.read_text(encoding="utf-8").strip()
-        if owner != domain:
-            raise SecretsDirError(
-                f"{root} holds the secrets of {owner}, not of {domain}: give this "
-                "municipality its own directory (telework_secrets_dir / links_secrets_dir)"
-            )
-    else:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(domain + "\n")
-    return domain
-
-
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_./@+-]+")
-
-
-def safe_path(path: str) -> bool:
-    """Whether a controller path is safe to hand to a shell task (no quoting needed)."""
-    return bool(_SAFE_PATH.fullmatch(path)) and ".." not in Path(path).parts

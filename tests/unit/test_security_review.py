@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kastro.cli import main
-from kastro.controller.secrets import SecretsDirError, claim, secrets_dir
+from kastro.controller.secrets import MARKER, SecretsDirError, secrets_dir
 from kastro.firewall.ruleset import Chain, FirewallConfigError, Ruleset, compile_ruleset
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.inventory.project import load_model, read_previous_plan, validate_inventory
@@ -216,13 +216,51 @@ def test_5_no_secrets_directory_without_a_domain():
         secrets_dir({"name": "x", "domain": "../../etc"}, "telework")
 
 
-def test_5_a_directory_of_another_municipality_is_refused(tmp_path):
-    directory = str(tmp_path / "secrets" / "shared" / "telework")
-    claim(directory, {"domain": "dimos-kastrou.gr"})
-    claim(directory, {"domain": "dimos-kastrou.gr"})  # the owner again: fine
-    with pytest.raises(SecretsDirError, match=r"holds the secrets of dimos-kastrou\.gr"):
-        claim(directory, {"domain": "pyrgos.gr"})
-    assert oct((tmp_path / "secrets/shared/.kastro-municipality").stat().st_mode)[-3:] == "600"
+PLAY = """- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: {role}
+        tasks_from: keys.yml
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "variable"), [("links", "links_secrets_dir"), ("telework", "telework_secrets_dir")]
+)
+def test_5_a_directory_of_another_municipality_is_refused(tmp_path, role, variable):
+    """The roles' own key tasks, on the controller: the first municipality marks the
+    directory, the same one may come back, a second one is refused before any key."""
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY.format(role=role))
+    directory = tmp_path / "shared" / role
+
+    def run(domain: str) -> subprocess.CompletedProcess[str]:
+        extra = {
+            "kastro_municipality": {"domain": domain},
+            "kastro_plan": {"router_ids": {}, "links": {}, "teleworkers": {}},
+            variable: str(directory),
+            "links_rekey": False,
+            "telework_rekey": [],
+            "telework_people": [],
+        }
+        return subprocess.run(
+            ["ansible-playbook", str(play), "-e", json.dumps(extra)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**ansible_env(), "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+        )
+
+    assert run("dimos-kastrou.gr").returncode == 0
+    assert run("dimos-kastrou.gr").returncode == 0  # the owner again: fine
+    refused = run("pyrgos.gr")
+    assert refused.returncode != 0
+    assert "holds the secrets of dimos-kastrou.gr" in refused.stdout + refused.stderr
+    marker = tmp_path / "shared" / MARKER
+    assert marker.read_text() == "dimos-kastrou.gr\n"
+    assert oct(marker.stat().st_mode)[-3:] == "600"
 
 
 # --- 6 (host-independent part) and 7: the firewall helper -----------------------------------
