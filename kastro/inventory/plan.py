@@ -483,6 +483,13 @@ def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
     return gone
 
 
+def runs_vpn(role: str, city_hall: bool, teleworker_groups: int) -> bool:
+    """The rule for who terminates the teleworkers' VPN: the city-hall gateway, when the
+    municipality has teleworker groups. `kastro plan` uses it for the telework_servers group,
+    the per-host state (kastro.controller.state) for the roles."""
+    return role == "gateway" and city_hall and teleworker_groups > 0
+
+
 def management_address(plan: dict[str, Any], host: str) -> str:
     """The address a host's own services (exporters) listen on: a gateway's address in its
     building's management zone (its router id, on the loopback, where the building has

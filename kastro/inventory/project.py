@@ -24,7 +24,7 @@ from kastro.inventory.loader import (
     load_source,
 )
 from kastro.inventory.model import Model, parse_model
-from kastro.inventory.plan import PlanResult, make_plan
+from kastro.inventory.plan import PlanResult, make_plan, runs_vpn
 from kastro.inventory.validate import (
     INTERNET,
     TELEWORKER_PREFIX,
@@ -207,6 +207,28 @@ def group_name(prefix: str, name: str) -> str:
     return f"{prefix}_{name.replace('-', '_')}"
 
 
+def feature_groups(model: Model) -> dict[str, Any]:
+    """Groups of the hosts a role applies to, so playbooks target them (no role has to end
+    itself on the hosts it does not concern): telework_servers, linked_gateways."""
+    groups = len(model.teleworker_groups)
+    linked = {end for link in model.links.values() for end in link.ends}
+    members = {
+        "telework_servers": [
+            h.name
+            for h in model.hosts
+            if runs_vpn(h.role, model.buildings[h.building].city_hall, groups)
+        ],
+        "linked_gateways": [
+            h.name for h in model.hosts if h.role == "gateway" and h.building in linked
+        ],
+    }
+    # Always present, even empty: a playbook naming an absent group gets a warning each run.
+    return {
+        group: {"hosts": {name: None for name in sorted(names)}} if names else {}
+        for group, names in members.items()
+    }
+
+
 def hosts_inventory(model: Model) -> dict[str, Any]:
     """The Ansible inventory of hosts and groups that follows from the model."""
     children: dict[str, Any] = {}
@@ -219,6 +241,7 @@ def hosts_inventory(model: Model) -> dict[str, Any]:
             children[group_name("building", building.name)] = {
                 "hosts": {name: None for name in sorted(building.hosts)}
             }
+    children.update(feature_groups(model))
     hostvars: dict[str, Any] = {}
     for host in sorted(model.hosts, key=lambda h: h.name):
         entry: dict[str, Any] = {"kastro_building": host.building, "kastro_role": host.role}

@@ -232,18 +232,12 @@ def _zones(
     return zones
 
 
-def _links(
-    host: str,
-    plan: Mapping[str, Any],
-    me: Mapping[str, Any],
-    link_ifaces: Mapping[str, str],
-    settings: Mapping[str, Any],
-    addresses: list[dict[str, str]],
+def _ends(
+    host: str, plan: Mapping[str, Any], me: Mapping[str, Any], link_ifaces: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """The gateway's end of each of its links; their addresses go into `addresses`."""
+    """The gateway's end of each of its links, unshaped, each with its `_addresses`."""
     building = str(me["building"])
-    classes = parse_classes(settings.get("qos_classes") or ())
-    links = []
+    ends = []
     ports_seen: dict[int, str] = {}
     for name, link in sorted((plan.get("links") or {}).items()):
         if building not in link["ends"]:
@@ -265,8 +259,36 @@ def _links(
                     f"('kastro plan --renumber kastro_plan.links.{name} INVENTORY')"
                 )
             ports_seen[port] = name
+        ends.append(entry)
+    return ends
+
+
+def link_ends(host: str, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A gateway's link ends (name, interface, underlay, encryption, WireGuard port), without
+    addresses or QoS: what the firewall must know of the links. [] when it has none."""
+    plan = variables.get("kastro_plan") or {}
+    me = (plan.get("hosts") or {}).get(host) or {}
+    link_ifaces = (variables.get("kastro_interfaces") or {}).get("links") or {}
+    ends = _ends(host, plan, me, link_ifaces) if me.get("building") else []
+    for entry in ends:
+        entry.pop("_addresses")
+    return ends
+
+
+def _links(
+    host: str,
+    plan: Mapping[str, Any],
+    me: Mapping[str, Any],
+    link_ifaces: Mapping[str, str],
+    settings: Mapping[str, Any],
+    addresses: list[dict[str, str]],
+) -> list[dict[str, Any]]:
+    """The gateway's end of each of its links, shaped; their addresses go into `addresses`."""
+    classes = parse_classes(settings.get("qos_classes") or ())
+    links = []
+    for entry in _ends(host, plan, me, link_ifaces):
         addresses += entry.pop("_addresses")
-        _shape(entry, link, settings, classes)
+        _shape(entry, plan["links"][entry["name"]], settings, classes)
         links.append(entry)
     return links
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kastro.controller.state import host_state
 from kastro.firewall.ruleset import compile_ruleset
 from kastro.inventory.project import plan_inventory
 from kastro.lab.topology import build_topology
@@ -52,42 +53,6 @@ FIREWALL_SETTINGS = {
 }
 
 
-def old_facts(host: str, variables: dict, links: dict | None) -> dict:
-    """What telework and links used to leave in /etc/ansible/facts.d for the firewall role
-    (their firewall_facts.yml, transcribed), so the golden files are what site.yml compiled."""
-    settings: dict = {"vpn_interfaces": [], "link_interfaces": {}, "input_allow": []}
-    me = variables["kastro_plan"]["hosts"][host]
-    building = variables["kastro_buildings"].get(me.get("building"), {})
-    wan = variables["kastro_interfaces"].get("wan")
-    vpn = building.get("city_hall") and variables.get("kastro_teleworker_groups")
-    if vpn and me["role"] == "gateway":
-        uplinks = [wan] if wan else []
-        settings["vpn_interfaces"] = ["wg-tw", "tun-tw"]
-        settings["input_allow"] += [
-            {"name": "wireguard", "ports": ["udp/51820"], "interfaces": uplinks},
-            {"name": "openvpn", "ports": ["tcp/443"], "interfaces": uplinks},
-        ]
-    if links and links["links"]:
-        tunnels = [x for x in links["links"] if x["encrypted"]]
-        settings["link_interfaces"] = {x["name"]: x["interface"] for x in tunnels}
-        if tunnels:
-            settings["input_allow"].append(
-                {
-                    "name": "wireguard_links",
-                    "ports": [f"udp/{x['wireguard']['port']}" for x in tunnels],
-                    "interfaces": [x["underlay"] for x in tunnels],
-                }
-            )
-        settings["input_allow"].append(
-            {
-                "name": "ospf",
-                "ports": ["proto/ospf"],
-                "interfaces": [x["interface"] for x in links["links"]],
-            }
-        )
-    return settings
-
-
 def compiled(name: str) -> dict[str, str]:
     """file name -> text, for one inventory: everything the controller derives for its hosts."""
     inventory = INVENTORIES[name]
@@ -104,8 +69,8 @@ def compiled(name: str) -> dict[str, str]:
         config = None
         if host in plan["router_ids"]:
             config = gateway_config(host, host_vars, LINKS_SETTINGS)
-        facts = old_facts(host, host_vars, config)
-        ruleset = compile_ruleset(host, host_vars, {**FIREWALL_SETTINGS, **facts})
+        state = host_state(host_vars, host)["firewall"]
+        ruleset = compile_ruleset(host, host_vars, {**FIREWALL_SETTINGS, **state})
         out[f"{host}.nft"] = render(ruleset)
         if config is not None:
             out[f"{host}.qos.nft"] = config.pop("qos_ruleset")

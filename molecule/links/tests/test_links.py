@@ -302,6 +302,32 @@ def changed_hosts(output: str) -> set[str]:
     return {m for m in re.findall(r"^changed: \[([^\]\s]+)\]", output, re.MULTILINE)}
 
 
+def live_rulesets() -> dict[str, str]:
+    """Each gateway -> sha256 of its live `inet kastro` table (stateless listing)."""
+    command = "nft -s list table inet kastro | sha256sum"
+    return {g: on(g, command).stdout.split()[0] for g in GATEWAYS}
+
+
+def test_firewall_alone_compiles_what_links_yml_compiled(host):
+    """Architecture (#14): the firewall's ruleset follows from the inventory, not from what the
+    links role left on the gateway. With the links role's old local fact gone (as on a gateway
+    it never ran on), firewall.yml alone changes nothing: same tunnels, WireGuard and OSPF."""
+    before = live_rulesets()
+    for gateway in GATEWAYS:
+        on(gateway, "rm -rf /etc/ansible/facts.d")
+    overlay = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(MUNICIPALITY), "-i", str(overlay), "--limit", "gateways",
+         str(PROJECT / "playbooks" / "firewall.yml")],
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert changed_hosts(output) == set(), output[-4000:]
+    assert live_rulesets() == before
+
+
 def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
     """The admin adds a radio link kep - deya, re-plans, cables it (lab up) and runs links.yml."""
     inventory = tmp_path / "ring"

@@ -6,14 +6,23 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.state import host_state
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, management_allows
 from kastro.inventory.plan import management_address
+from kastro.links.config import LinksConfigError
 
 
 def _compile(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
     try:
         return compile_ruleset(host, variables, settings)
     except FirewallConfigError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def _state(variables: dict[str, Any], host: str) -> dict[str, Any]:
+    try:
+        return host_state(variables, host)
+    except LinksConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
@@ -28,6 +37,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "kastro_firewall_ruleset": _compile,
+            "kastro_firewall_host_state": _state,
             "kastro_firewall_management_allows": _allows,
             "kastro_management_address": management_address,
         }

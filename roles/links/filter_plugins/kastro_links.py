@@ -7,6 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from kastro.controller.secrets import SecretsDirError, secrets_dir
+from kastro.controller.state import links_state
 from kastro.inventory.plan import management_address
 from kastro.links.config import LinksConfigError, gateway_config
 
@@ -14,6 +15,13 @@ from kastro.links.config import LinksConfigError, gateway_config
 def _config(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
     try:
         return gateway_config(host, variables, settings)
+    except LinksConfigError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def _state(variables: dict[str, Any], host: str) -> dict[str, Any]:
+    try:
+        return links_state(variables, host)
     except LinksConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
@@ -29,6 +37,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "kastro_links_config": _config,
+            "kastro_links_state": _state,
             "kastro_secrets_dir": _secrets_dir,
             "kastro_management_address": management_address,
         }

@@ -7,6 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from kastro.controller.secrets import SecretsDirError, secrets_dir
+from kastro.controller.state import vpn_server
 from kastro.inventory.plan import management_address
 from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
 
@@ -38,6 +39,7 @@ class FilterModule:
             "kastro_secrets_dir": _secrets_dir,
             "kastro_management_address": management_address,
             "kastro_telework_allowed_ips": _allowed_ips,
+            "kastro_telework_server": vpn_server,
             "kastro_telework_openvpn_address": _openvpn_address,
             "kastro_telework_openvpn_subnets": openvpn_subnets,
         }
