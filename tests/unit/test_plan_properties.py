@@ -101,7 +101,7 @@ def blocks(plan_data: dict, family: str) -> list[netaddr.IPNetwork]:
     return out
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)  # correctness, not speed: the machine is shared
 @given(municipalities())
 def test_no_overlaps_and_everything_inside_the_supernet(model: Model):
     data = plan(model)
@@ -118,7 +118,7 @@ def test_no_overlaps_and_everything_inside_the_supernet(model: Model):
             assert a.last < b.first or b.last < a.first, f"{a} overlaps {b}"
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)  # correctness, not speed: the machine is shared
 @given(municipalities())
 def test_every_zone_holds_its_devices_and_hosts_sit_inside_their_zone(model: Model):
     data = plan(model)
@@ -137,7 +137,7 @@ def test_every_zone_holds_its_devices_and_hosts_sit_inside_their_zone(model: Mod
         seen.add(address)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)  # correctness, not speed: the machine is shared
 @given(municipalities(), st.integers(min_value=1, max_value=200), st.sampled_from(ZONE_KINDS))
 def test_adding_elements_never_changes_existing_allocations(model: Model, hosts: int, kind: str):
     first = plan(model)
@@ -174,7 +174,7 @@ def test_adding_elements_never_changes_existing_allocations(model: Model, hosts:
             assert second[section][key] == entry, f"{section}.{key} changed"
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)  # correctness, not speed: the machine is shared
 @given(municipalities())
 def test_planning_is_deterministic(model: Model):
     assert plan(model) == plan(model)
