@@ -100,6 +100,14 @@ def links_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     }
 
 
+def management_networks(variables: Mapping[str, Any]) -> list[str]:
+    """Every building's management zone, IPv4 prefixes first, then IPv6 (plan order): where
+    admins may come from, on every host."""
+    zones = (variables.get("kastro_plan") or {}).get("zones") or {}
+    managed = [z for z in zones.values() if z.get("kind") == "management"]
+    return [str(z[f]) for f in ("ipv4", "ipv6") for z in managed if z.get(f)]
+
+
 def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     """Everything about `host` that more than one role needs, as plain data."""
     telework = telework_state(variables, host)
@@ -108,6 +116,7 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         "telework": telework,
         "links": links,
         "firewall": {
+            "management_networks": management_networks(variables),
             "vpn_interfaces": telework["interfaces"],
             "link_interfaces": links["interfaces"],
             "input_allow": telework["input_allow"] + links["input_allow"],

@@ -89,8 +89,19 @@ def test_links_tunnels_and_ports(example):
 
 
 def test_servers_have_no_links_or_vpn(example):
-    state = host_state(example["fileserver"], "fileserver")
-    assert state["firewall"] == {"vpn_interfaces": [], "link_interfaces": {}, "input_allow": []}
+    state = host_state(example["fileserver"], "fileserver")["firewall"]
+    assert state["vpn_interfaces"] == state["input_allow"] == []
+    assert state["link_interfaces"] == {}
+
+
+def test_management_networks_are_every_buildings_management_zone(example):
+    state = host_state(example["fileserver"], "fileserver")["firewall"]
+    zones = example["fileserver"]["kastro_plan"]["zones"]
+    keys = [k for k in zones if k.endswith(".management")]
+    assert len(keys) == 6
+    assert state["management_networks"] == [zones[k]["ipv4"] for k in keys] + [
+        zones[k]["ipv6"] for k in keys
+    ]
 
 
 def test_state_does_not_depend_on_anything_but_the_variables(example):
