@@ -160,6 +160,13 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
 
 
+def _cmd_host_archive(args: argparse.Namespace) -> int:
+    from kastro.controller.host_archive import build_json
+
+    print(build_json(Path(args.output)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -220,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_monitor_arguments(monitor)
     monitor.set_defaults(handler=_cmd_monitor)
+
+    archive = commands.add_parser(
+        "host-archive",
+        help="build kastro-host.pyz, the host programs the roles install (same bytes each time)",
+    )
+    archive.add_argument("output", help="where to write it, e.g. ~/.kastro/build/kastro-host.pyz")
+    archive.set_defaults(handler=_cmd_host_archive)
 
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from kastro.cli import main
+from kastro.controller.host_archive import build as build_archive
 from kastro.controller.secrets import MARKER, SecretsDirError, secrets_dir
 from kastro.firewall.ruleset import Chain, FirewallConfigError, Ruleset, compile_ruleset
 from kastro.inventory.errors import InvalidInventoryError
@@ -39,13 +40,8 @@ needs_nft = pytest.mark.skipif(
 
 
 def helper(name: str):
-    """A host-side helper from roles/*/files, imported as a module."""
-    path = next(ROOT.glob(f"roles/*/files/{name}.py"))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """A host program (kastro_firewall -> kastro.host.firewall)."""
+    return importlib.import_module(f"kastro.host.{name.removeprefix('kastro_')}")
 
 
 def gateway_vars(inventory: Path = EXAMPLE, host: str = "cityhall-gw") -> dict:
@@ -310,12 +306,16 @@ def test_7_nft_text_cannot_be_injected_through_block_arguments(argv, tmp_path):
     ruleset = tmp_path / "kastro.nft"
     ruleset.write_text(text)
     script = tmp_path / "attack.sh"
-    helper_path = ROOT / "roles/firewall/files/kastro_firewall.py"
+    archive = build_archive(tmp_path / "kastro-host.pyz")["path"]  # as the hosts run it
+    launcher = (
+        f"import sys; sys.path.insert(0, {archive!r}); "
+        "from kastro.host.firewall import main; sys.exit(main())"
+    )
     script.write_text(
         "set -u\n"
         f"nft -f {ruleset}\n"
         'before=$(nft -a list chain inet kastro input | grep -c "handle")\n'
-        f'{sys.executable} {helper_path} "$@"; rc=$?\n'
+        f'{sys.executable} -I -c "{launcher}" "$@"; rc=$?\n'
         'after=$(nft -a list chain inet kastro input | grep -c "handle")\n'
         'echo "rc=$rc before=$before after=$after"\n'
     )

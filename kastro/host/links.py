@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kastro-links: apply a gateway's inter-building links, and watch their health.
 
 Installed by the links role as /usr/local/sbin/kastro-links. `apply` reads
@@ -27,6 +26,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from kastro.host import textfile
+from kastro.host.commands import run
 
 CONFIG = Path("/etc/kastro/links.json")
 WG_DIR = Path("/etc/kastro/links")  # <interface>.conf in `wg setconf` format, 0600
@@ -87,13 +89,6 @@ def _check_value(key: str, item: Any, where: str) -> None:
             raise ConfigValueError(f"{where}: {item!r} is not an address") from exc
     if key in _NUMBER_KEYS and not (isinstance(item, int) and not isinstance(item, bool)):
         raise ConfigValueError(f"{where}: {item!r} is not a whole number")
-
-
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
 
 
 def link_exists(name: str) -> bool:
@@ -279,15 +274,24 @@ class Prober(threading.Thread):
                 link["peer_ipv4"],
                 check=False,
             )
-            summary = PING_SUMMARY.search(proc.stdout)
-            if summary:
-                sent, received = int(summary.group(1)), int(summary.group(2))
+            result = parse_ping(proc.stdout)
+            if result:
+                sent, received, self.rtt_seconds = result
                 self.sent += sent
                 self.received += received
                 self.last_loss = (sent - received) / sent if sent else float("nan")
-                rtt = PING_RTT.search(proc.stdout)
-                self.rtt_seconds = float(rtt.group(1)) / 1000 if rtt else float("nan")
             time.sleep(self.interval)
+
+
+def parse_ping(text: str) -> tuple[int, int, float] | None:
+    """`ping -q` output -> (sent, received, mean round trip in seconds, NaN without replies);
+    None when ping printed no summary (it could not send at all)."""
+    summary = PING_SUMMARY.search(text)
+    if not summary:
+        return None
+    rtt = PING_RTT.search(text)
+    seconds = float(rtt.group(1)) / 1000 if rtt else float("nan")
+    return int(summary.group(1)), int(summary.group(2)), seconds
 
 
 def ospf_neighbors(family: str = "ipv4") -> list[dict[str, Any]] | None:
@@ -296,11 +300,17 @@ def ospf_neighbors(family: str = "ipv4") -> list[dict[str, Any]] | None:
         return None
     command = "show ip ospf neighbor json" if family == "ipv4" else "show ipv6 ospf6 neighbor json"
     proc = run("vtysh", "-c", command, check=False)
+    return parse_ospf_neighbors(proc.stdout) if proc.returncode == 0 else None
+
+
+def parse_ospf_neighbors(text: str) -> list[dict[str, Any]] | None:
+    """vtysh's JSON for `show ip ospf neighbor` (ospfd) or `show ipv6 ospf6 neighbor`
+    (ospf6d) -> rows of router id, interface, state; None for anything else."""
     try:
-        data = json.loads(proc.stdout or "")
+        data = json.loads(text or "")
     except json.JSONDecodeError:
         return None  # the daemon is not running: vtysh prints a message instead
-    if proc.returncode != 0 or not isinstance(data, dict):
+    if not isinstance(data, dict):
         return None
     rows = []
     neighbors = data.get("neighbors") or {}
@@ -335,7 +345,11 @@ TC_CLASS = re.compile(
 
 def tc_classes(dev: str) -> list[dict[str, Any]]:
     """HTB class counters (this iproute2 has no JSON output for HTB classes)."""
-    out = run("tc", "-s", "class", "show", "dev", dev, check=False).stdout
+    return parse_tc_classes(run("tc", "-s", "class", "show", "dev", dev, check=False).stdout)
+
+
+def parse_tc_classes(out: str) -> list[dict[str, Any]]:
+    """`tc -s class show` output -> each HTB class's handle, bytes, packets and drops."""
     return [
         {
             "handle": m["handle"],
@@ -446,62 +460,11 @@ def collect(config: dict[str, Any], output: Path, interval: float, count: int) -
             yield ospf_up
             yield full
 
-    publish(LinksCollector(), output, interval)
+    textfile.publish(LinksCollector(), output, interval, METRICS_PREFIX)
 
 
 METRICS_PREFIX = "kastro_links"
 METRICS_FILE = "/run/kastro-links-metrics/links.prom"
-
-
-# --- metrics: a privileged collector without a socket, an unprivileged server without rights --
-# The collector (root's view of the system, no network listener) writes the metrics to a
-# text file; the exporter (a dynamic user with no capabilities, bound to the management
-# address) serves that file. A compromised HTTP listener can read counters, nothing more.
-
-
-def publish(collector: Any, output: Path, interval: float, once: bool = False) -> None:
-    """Write the collector's metrics to `output` every `interval` seconds, atomically."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
-    registry = CollectorRegistry()
-    registry.register(collector)
-    stamp = Gauge(
-        f"{METRICS_PREFIX}_collect_timestamp_seconds",
-        "When these metrics were last collected",
-        registry=registry,
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        stamp.set_to_current_time()
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_bytes(generate_latest(registry))
-        tmp.chmod(0o644)
-        tmp.replace(output)
-        if once:
-            return
-        time.sleep(interval)
-
-
-def serve(textfile: Path, listen: str) -> None:
-    """Serve the collector's file for Prometheus, parsed at every scrape (never stale
-    silently: the file carries its collect timestamp)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.parser import text_string_to_metric_families
-
-    class Textfile:
-        def collect(self) -> Iterator[Any]:
-            try:
-                text = textfile.read_text(encoding="utf-8")
-            except OSError:
-                return
-            yield from text_string_to_metric_families(text)
-
-    host, _, port = listen.rpartition(":")
-    registry = CollectorRegistry()
-    registry.register(Textfile())
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    while True:
-        time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -526,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(ospf_neighbors(args.family)))
         return 0
     if args.command == "exporter":  # needs no configuration: it only serves the file
-        serve(args.textfile, args.listen)
+        textfile.serve(args.textfile, args.listen)
         return 0
     try:
         config = json.loads(args.config.read_text(encoding="utf-8"))

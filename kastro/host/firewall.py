@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kastro-firewall: apply, confirm and roll back Kastro's nftables table on this host.
 
 Installed by the firewall role as /usr/local/sbin/kastro-firewall. Standard library only
@@ -25,13 +24,14 @@ import ipaddress
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from kastro.host import textfile
+from kastro.host.commands import run
 
 TABLE = "inet kastro"
 CONFIG_DIR = Path("/etc/kastro/firewall")
@@ -59,7 +59,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def nft(*args: str, stdin: str | None = None) -> str:
-    proc = subprocess.run(["nft", *args], input=stdin, capture_output=True, text=True, check=False)
+    proc = run("nft", *args, stdin=stdin, check=False)
     if proc.returncode != 0:
         raise FirewallError(proc.stderr.strip() or f"nft {' '.join(args)} failed")
     return proc.stdout
@@ -158,7 +158,7 @@ def sha256(path: Path) -> str:
 
 
 def systemctl(*args: str) -> None:
-    subprocess.run(["systemctl", *args], capture_output=True, check=False)
+    run("systemctl", *args, check=False)
 
 
 def disarm() -> None:
@@ -169,18 +169,14 @@ def disarm() -> None:
 
 def arm(seconds: int) -> None:
     """Start the transient timer that restores the last confirmed table after `seconds`."""
-    proc = subprocess.run(
-        [
-            "systemd-run",
-            f"--unit={TIMER_UNIT}",
-            f"--on-active={seconds}s",
-            "--timer-property=AccuracySec=1s",
-            "--description=Kastro firewall: restore the previous ruleset unless confirmed",
-            "/usr/local/sbin/kastro-firewall",
-            "rollback",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run(
+        "systemd-run",
+        f"--unit={TIMER_UNIT}",
+        f"--on-active={seconds}s",
+        "--timer-property=AccuracySec=1s",
+        "--description=Kastro firewall: restore the previous ruleset unless confirmed",
+        "/usr/local/sbin/kastro-firewall",
+        "rollback",
         check=False,
     )
     if proc.returncode != 0:
@@ -188,7 +184,7 @@ def arm(seconds: int) -> None:
 
 
 def timer_armed() -> bool:
-    proc = subprocess.run(["systemctl", "is-active", "--quiet", f"{TIMER_UNIT}.timer"], check=False)
+    proc = run("systemctl", "is-active", "--quiet", f"{TIMER_UNIT}.timer", check=False)
     return proc.returncode == 0
 
 
@@ -456,68 +452,17 @@ class NftCollector:
 
 
 def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
-    publish(NftCollector(), Path(args.output), args.interval, once=args.once)
+    textfile.publish(NftCollector(), Path(args.output), args.interval, METRICS_PREFIX, args.once)
     return {"written": args.output}
 
 
 def cmd_exporter(args: argparse.Namespace) -> dict[str, Any]:
-    serve(Path(args.textfile), args.listen)
+    textfile.serve(Path(args.textfile), args.listen)
     return {}
 
 
 METRICS_PREFIX = "kastro_firewall"
 METRICS_FILE = "/run/kastro-firewall-metrics/firewall.prom"
-
-
-# --- metrics: a privileged collector without a socket, an unprivileged server without rights --
-# The collector (root's view of the system, no network listener) writes the metrics to a
-# text file; the exporter (a dynamic user with no capabilities, bound to the management
-# address) serves that file. A compromised HTTP listener can read counters, nothing more.
-
-
-def publish(collector: Any, output: Path, interval: float, once: bool = False) -> None:
-    """Write the collector's metrics to `output` every `interval` seconds, atomically."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
-    registry = CollectorRegistry()
-    registry.register(collector)
-    stamp = Gauge(
-        f"{METRICS_PREFIX}_collect_timestamp_seconds",
-        "When these metrics were last collected",
-        registry=registry,
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        stamp.set_to_current_time()
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_bytes(generate_latest(registry))
-        tmp.chmod(0o644)
-        tmp.replace(output)
-        if once:
-            return
-        time.sleep(interval)
-
-
-def serve(textfile: Path, listen: str) -> None:
-    """Serve the collector's file for Prometheus, parsed at every scrape (never stale
-    silently: the file carries its collect timestamp)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.parser import text_string_to_metric_families
-
-    class Textfile:
-        def collect(self) -> Iterator[Any]:
-            try:
-                text = textfile.read_text(encoding="utf-8")
-            except OSError:
-                return
-            yield from text_string_to_metric_families(text)
-
-    host, _, port = listen.rpartition(":")
-    registry = CollectorRegistry()
-    registry.register(Textfile())
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    while True:
-        time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kastro-telework: per-teleworker WireGuard metrics for Prometheus.
 
 Installed by the telework role as /usr/local/sbin/kastro-telework. `collect` reads the peers'
@@ -12,29 +11,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kastro.host import textfile
+from kastro.host.commands import CommandError, run
+
 PEERS = Path("/etc/wireguard/peers.json")
 
 
-def _wg_show(what: str) -> list[list[str]]:
-    out = subprocess.run(
-        ["wg", "show", "all", what], capture_output=True, text=True, check=True
-    ).stdout
+def _fields(out: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line]
+
+
+def _wg_show(what: str) -> str:
+    return run("wg", "show", "all", what).stdout
 
 
 def peer_rows() -> Iterator[dict[str, Any]]:
     """One dict per peer: interface, public key, last handshake, bytes in and out. Only
     `latest-handshakes` and `transfer` are asked for: unlike `dump`, they never print a
     private or preshared key, so the collector never holds one."""
-    transfer = {(f[0], f[1]): (int(f[2]), int(f[3])) for f in _wg_show("transfer") if len(f) == 4}
-    for fields in _wg_show("latest-handshakes"):
+    yield from parse_peers(_wg_show("latest-handshakes"), _wg_show("transfer"))
+
+
+def parse_peers(handshakes: str, transfers: str) -> Iterator[dict[str, Any]]:
+    """`wg show all latest-handshakes` and `wg show all transfer` -> one dict per peer."""
+    transfer = {(f[0], f[1]): (int(f[2]), int(f[3])) for f in _fields(transfers) if len(f) == 4}
+    for fields in _fields(handshakes):
         if len(fields) != 3:
             continue
         rx, tx = transfer.get((fields[0], fields[1]), (0, 0))
@@ -80,64 +87,13 @@ class WireGuardCollector:
                 received.add_metric(values, row["rx"])
                 sent.add_metric(values, row["tx"])
             up.add_metric([], 1)
-        except (OSError, subprocess.CalledProcessError, ValueError):
+        except (OSError, CommandError, ValueError):
             up.add_metric([], 0)
         yield from (up, handshake, age, received, sent)
 
 
 METRICS_PREFIX = "kastro_telework"
 METRICS_FILE = "/run/kastro-telework-metrics/telework.prom"
-
-
-# --- metrics: a privileged collector without a socket, an unprivileged server without rights --
-# The collector (root's view of the system, no network listener) writes the metrics to a
-# text file; the exporter (a dynamic user with no capabilities, bound to the management
-# address) serves that file. A compromised HTTP listener can read counters, nothing more.
-
-
-def publish(collector: Any, output: Path, interval: float, once: bool = False) -> None:
-    """Write the collector's metrics to `output` every `interval` seconds, atomically."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
-    registry = CollectorRegistry()
-    registry.register(collector)
-    stamp = Gauge(
-        f"{METRICS_PREFIX}_collect_timestamp_seconds",
-        "When these metrics were last collected",
-        registry=registry,
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        stamp.set_to_current_time()
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_bytes(generate_latest(registry))
-        tmp.chmod(0o644)
-        tmp.replace(output)
-        if once:
-            return
-        time.sleep(interval)
-
-
-def serve(textfile: Path, listen: str) -> None:
-    """Serve the collector's file for Prometheus, parsed at every scrape (never stale
-    silently: the file carries its collect timestamp)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.parser import text_string_to_metric_families
-
-    class Textfile:
-        def collect(self) -> Iterator[Any]:
-            try:
-                text = textfile.read_text(encoding="utf-8")
-            except OSError:
-                return
-            yield from text_string_to_metric_families(text)
-
-    host, _, port = listen.rpartition(":")
-    registry = CollectorRegistry()
-    registry.register(Textfile())
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    while True:
-        time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [{**r, "teleworker": names.get(r["public_key"], "unknown")} for r in peer_rows()]
         print(json.dumps(rows, sort_keys=True))
     elif args.command == "collect":
-        publish(WireGuardCollector(), Path(args.output), args.interval, once=args.once)
+        textfile.publish(
+            WireGuardCollector(), Path(args.output), args.interval, METRICS_PREFIX, args.once
+        )
     else:
-        serve(Path(args.textfile), args.listen)
+        textfile.serve(Path(args.textfile), args.listen)
     return 0
 
 

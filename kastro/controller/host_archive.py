@@ -1,0 +1,60 @@
+"""Build kastro-host.pyz: the host programs (kastro.host) as one archive for the hosts.
+
+One file, not a tree copied file by file: a host runs exactly the programs of one build, a
+change replaces the whole archive atomically, and the archive is byte-for-byte the same for
+the same sources (sorted entries, fixed timestamps and modes), so a re-run of a playbook that
+changes nothing copies nothing. Hosts need no pip and no virtualenv: python3 imports the
+archive directly (zipimport), through the wrappers the roles install in /usr/local/sbin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the kastro package directory
+ROOT = PACKAGE.parent
+# What hosts get: the top-level package marker and the host programs, nothing of the controller.
+MEMBERS = ("kastro/__init__.py", "kastro/host")
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def sources() -> list[Path]:
+    files: list[Path] = []
+    for member in MEMBERS:
+        path = ROOT / member
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return sorted(files)
+
+
+def archive_bytes() -> bytes:
+    """The archive's exact bytes for the current sources."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sources():
+            info = zipfile.ZipInfo(path.relative_to(ROOT).as_posix(), date_time=FIXED_TIME)
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def build(output: Path) -> dict[str, object]:
+    """Write the archive to `output` unless it already holds these bytes; say what happened."""
+    data = archive_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    changed = not output.exists() or output.read_bytes() != data
+    if changed:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.{digest[:12]}.tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        tmp.replace(output)  # atomic: two runs building at once leave one whole archive
+    return {"path": str(output), "sha256": digest, "changed": changed}
+
+
+def build_json(output: Path) -> str:
+    return json.dumps(build(output), sort_keys=True)

@@ -1,0 +1,170 @@
+"""The host programs package (kastro.host) and the archive the roles install from it.
+
+Parsers are tested on recorded command output (tests/data/host-output, README there says how
+each file was made); the metrics server is a real HTTP server on loopback; the archive is
+built twice and run with the system's python3 in isolated mode, as the hosts run it.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kastro.controller.host_archive import archive_bytes, build
+from kastro.host import commands, links, telework, textfile
+from kastro.host.firewall import without_blocklist_elements
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "tests" / "data" / "host-output"
+HOST = ROOT / "kastro" / "host"
+
+
+def recorded(name: str) -> str:
+    return (OUTPUT / name).read_text(encoding="utf-8")
+
+
+def test_host_programs_import_only_the_standard_library_and_prometheus_client():
+    """On a host there is python3 and python3-prometheus-client, nothing of the controller."""
+    allowed = set(sys.stdlib_module_names) | {"prometheus_client", "__future__"}
+    for path in sorted(HOST.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] in allowed or name.startswith("kastro.host"), (
+                    f"{path.name} imports {name}"
+                )
+
+
+def test_the_archive_is_the_same_bytes_every_time(tmp_path):
+    first = build(tmp_path / "a" / "kastro-host.pyz")
+    again = build(tmp_path / "a" / "kastro-host.pyz")
+    other = build(tmp_path / "b" / "kastro-host.pyz")
+    assert first["changed"] and not again["changed"]
+    assert first["sha256"] == again["sha256"] == other["sha256"]
+    names = zipfile.ZipFile(tmp_path / "a" / "kastro-host.pyz").namelist()
+    assert "kastro/host/firewall.py" in names and "kastro/__init__.py" in names
+    assert not [n for n in names if not n.startswith("kastro/host/") and n != "kastro/__init__.py"]
+
+
+def test_the_archive_runs_with_the_systems_python_alone(tmp_path):
+    """Debian's python3 in isolated mode (no virtualenv, no PYTHONPATH), as the wrappers run."""
+    archive = tmp_path / "kastro-host.pyz"
+    archive.write_bytes(archive_bytes())
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    for program in ("firewall", "links", "telework"):
+        code = (
+            f"import sys; sys.path.insert(0, {str(archive)!r}); "
+            f"from kastro.host.{program} import main; sys.exit(main())"
+        )
+        proc = subprocess.run([python, "-I", "-c", code, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert f"kastro-{program}" in proc.stdout
+
+
+def test_ping_summary_with_replies():
+    assert links.parse_ping(recorded("ping-ok.txt")) == (3, 3, 0.058 / 1000)  # avg 0.058 ms
+
+
+def test_ping_summary_without_replies():
+    sent, received, rtt = links.parse_ping(recorded("ping-lost.txt")) or (0, 0, 0.0)
+    assert (sent, received) == (3, 0) and math.isnan(rtt)
+    assert links.parse_ping("ping: connect: Network is unreachable\n") is None
+
+
+def test_htb_class_counters():
+    rows = {r["handle"]: r for r in links.parse_tc_classes(recorded("tc-htb-classes.txt"))}
+    assert sorted(rows) == ["1:1", "1:10", "1:30"]
+    assert rows["1:30"] == {"handle": "1:30", "bytes": 260, "packets": 4, "drops": 0}
+    assert rows["1:10"]["packets"] == 0
+
+
+def test_ospf_neighbours_of_both_daemons():
+    assert links.parse_ospf_neighbors(recorded("ospf-neighbors.json")) == [
+        {"router_id": "10.60.255.2", "interface": "l-kep", "state": "Full"},
+        {"router_id": "10.60.255.3", "interface": "wl-deya", "state": "Init"},
+    ]
+    assert links.parse_ospf_neighbors(recorded("ospf6-neighbors.json")) == [
+        {"router_id": "10.60.255.2", "interface": "l-kep", "state": "Full"}
+    ]
+    # vtysh prints a sentence, not JSON, when the daemon is down.
+    assert links.parse_ospf_neighbors("ospfd is not running\n") is None
+    assert links.parse_ospf_neighbors("[]") is None
+
+
+def test_wireguard_peers_join_handshakes_and_transfer():
+    rows = list(
+        telework.parse_peers(recorded("wg-latest-handshakes.txt"), recorded("wg-transfer.txt"))
+    )
+    assert [r["latest_handshake"] for r in rows] == [1764630000, 0]
+    assert (rows[0]["rx"], rows[0]["tx"]) == (123456, 654321)
+    assert all(r["interface"] == "wg-tw" for r in rows)
+    # A line in a shape wg does not print is skipped, not a crash.
+    assert list(telework.parse_peers("wg-tw\tonly-two\n", "")) == []
+
+
+def test_blocklist_elements_are_dropped_from_a_listing():
+    listing = (
+        "table inet kastro {\n\tset blocklist_v4 {\n\t\ttype ipv4_addr\n"
+        "\t\tflags interval,timeout\n\t\telements = { 192.0.2.1 timeout 1h expires 59m }\n"
+        "\t}\n}\n"
+    )
+    assert "192.0.2.1" not in without_blocklist_elements(listing)
+    assert "set blocklist_v4" in without_blocklist_elements(listing)
+
+
+def test_commands_run_argument_lists_and_name_the_failure():
+    assert commands.run("echo", "a b; c").stdout == "a b; c\n"  # no shell in between
+    with pytest.raises(commands.CommandError, match="false"):
+        commands.run("false")
+    assert commands.run("false", check=False).returncode == 1
+    with pytest.raises(OSError):
+        commands.run("/nonexistent/program")
+
+
+class Counting:
+    """A module-level collector, as the host programs write them."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily("kastro_test_things", "Things counted", value=3)
+
+
+def test_published_metrics_are_served_on_loopback(tmp_path):
+    output = tmp_path / "metrics" / "test.prom"
+    textfile.publish(Counting(), output, interval=1, prefix="kastro_test", once=True)
+    text = output.read_text()
+    assert "kastro_test_things 3.0" in text
+    assert "kastro_test_collect_timestamp_seconds" in text
+    assert oct(output.stat().st_mode & 0o777) == "0o644"
+    started = textfile.start(output, "127.0.0.1:0")
+    server = started[0]
+    try:
+        port = server.server_address[1]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b"kastro_test_things 3.0" in body
+        output.unlink()  # the collector has not written yet: the scrape is empty, not an error
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b"kastro_test_things" not in body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_listen_addresses():
+    assert textfile.parse_listen("10.20.3.97:9552") == ("10.20.3.97", 9552)
+    assert textfile.parse_listen("[fd4b::1]:9553") == ("fd4b::1", 9553)
+    assert textfile.parse_listen(":9554") == ("127.0.0.1", 9554)
