@@ -7,6 +7,7 @@ only keep a split-tunnel device from sending everything else through the municip
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import netaddr
@@ -78,3 +79,41 @@ def openvpn_address(variables: Mapping[str, Any], teleworker: str) -> dict[str, 
             f"{entry['group']} pool {pool}, which OpenVPN uses: raise the group's pool_size"
         )
     return {"address": str(netaddr.IPAddress(int(address) + half)), **openvpn_subnet(str(pool))}
+
+
+def people(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Who gets a tunnel: teleworkers whose state is enabled (the default) and who are in the
+    plan, in the order of their stable ids."""
+    planned = (variables.get("kastro_plan") or {}).get("teleworkers") or {}
+    chosen = [
+        dict(person)
+        for person in variables.get("kastro_teleworkers") or []
+        if person.get("state", "enabled") == "enabled" and person.get("id") in planned
+    ]
+    return sorted(chosen, key=lambda p: str(p["id"]))
+
+
+def peers(variables: Mapping[str, Any], keys_dir: str) -> list[dict[str, Any]]:
+    """Each person's public facts for the server and the client files: id, group, public key
+    (their own, or the one the role generated in `keys_dir/ID.pub` on the controller),
+    whether they brought it, and their planned addresses. No secret is read."""
+    planned = (variables.get("kastro_plan") or {}).get("teleworkers") or {}
+    out = []
+    for person in people(variables):
+        own = "public_key" in person
+        if own:
+            key = str(person["public_key"])
+        else:  # as lookup('file') reads it: without the trailing newline
+            key = (Path(keys_dir) / f"{person['id']}.pub").read_text(encoding="utf-8").rstrip()
+        entry = planned[person["id"]]
+        out.append(
+            {
+                "id": person["id"],
+                "group": person["group"],
+                "public_key": key,
+                "own_key": own,
+                "ipv4": entry["ipv4"],
+                "ipv6": entry.get("ipv6", ""),
+            }
+        )
+    return out

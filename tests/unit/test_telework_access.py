@@ -6,7 +6,7 @@ import netaddr
 import pytest
 import yaml
 
-from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
+from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets, peers, people
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +66,38 @@ def test_openvpn_refuses_an_address_that_would_leave_the_pool():
     v["kastro_plan"]["teleworkers"]["tw-0006"]["ipv4"] = "10.20.4.151"  # upper half of a /28
     with pytest.raises(ValueError, match="pool_size"):
         openvpn_address(v, "tw-0006")
+
+
+def test_people_are_the_enabled_planned_teleworkers_in_id_order():
+    v = example()
+    v["kastro_teleworkers"] = list(reversed(v["kastro_teleworkers"]))
+    chosen = [p["id"] for p in people(v)]
+    states = {p["id"]: p.get("state", "enabled") for p in v["kastro_teleworkers"]}
+    assert chosen == sorted(chosen)
+    assert chosen == sorted(i for i, s in states.items() if s == "enabled")
+    assert "tw-0002" not in chosen  # revoked
+
+
+def test_unplanned_teleworkers_get_no_tunnel():
+    v = example()
+    v["kastro_teleworkers"] = [*v["kastro_teleworkers"], {"id": "tw-9999", "group": "finance"}]
+    assert "tw-9999" not in [p["id"] for p in people(v)]
+
+
+def test_peers_read_generated_public_keys_and_keep_brought_ones(tmp_path):
+    v = example()
+    for person in people(v):
+        if "public_key" not in person:
+            (tmp_path / f"{person['id']}.pub").write_text(f"KEY-{person['id']}\n")
+    rows = {r["id"]: r for r in peers(v, str(tmp_path))}
+    assert sorted(rows) == [p["id"] for p in people(v)]
+    for person in people(v):
+        row = rows[person["id"]]
+        assert row["own_key"] == ("public_key" in person)
+        assert row["public_key"] == person.get("public_key", f"KEY-{person['id']}")
+        assert row["ipv4"] == v["kastro_plan"]["teleworkers"][person["id"]]["ipv4"]
+
+
+def test_a_missing_generated_key_is_an_error(tmp_path):
+    with pytest.raises(OSError):
+        peers(example(), str(tmp_path))

@@ -9,7 +9,7 @@ from ansible.errors import AnsibleFilterError
 from kastro.controller.secrets import SecretsDirError, secrets_dir
 from kastro.controller.state import vpn_server
 from kastro.inventory.plan import management_address
-from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets
+from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets, peers, people
 
 
 def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
@@ -26,6 +26,16 @@ def _openvpn_address(variables: dict[str, Any], teleworker: str) -> dict[str, st
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def _peers(variables: dict[str, Any], keys_dir: str) -> list[dict[str, Any]]:
+    try:
+        return peers(variables, keys_dir)
+    except OSError as exc:
+        raise AnsibleFilterError(
+            f"a teleworker's public key is missing on the controller: {exc}; run the role "
+            "again (it generates missing keys) or restore the keys directory"
+        ) from exc
+
+
 def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
     try:
         return secrets_dir(municipality, part)
@@ -40,6 +50,8 @@ class FilterModule:
             "kastro_management_address": management_address,
             "kastro_telework_allowed_ips": _allowed_ips,
             "kastro_telework_server": vpn_server,
+            "kastro_telework_people": people,
+            "kastro_telework_peers": _peers,
             "kastro_telework_openvpn_address": _openvpn_address,
             "kastro_telework_openvpn_subnets": openvpn_subnets,
         }
