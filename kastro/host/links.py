@@ -361,106 +361,116 @@ def parse_tc_classes(out: str) -> list[dict[str, Any]]:
     ]
 
 
+class LinksCollector:
+    """Link health at collect time: the probers' last results, interface and HTB counters,
+    FRR's adjacencies. A module-level collector; `collect` registers it on its own registry."""
+
+    LABELS = ("link", "peer", "interface")
+
+    def __init__(self, config: dict[str, Any], probers: list[Prober]) -> None:
+        self.config = config
+        self.probers = probers
+        self.families = ["ipv4"] + (["ipv6"] if config.get("ospf6") else [])
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.link_metrics()
+        yield from self.ospf_metrics()
+
+    def link_metrics(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        labels = list(self.LABELS)
+        up = GaugeMetricFamily(
+            "kastro_link_up", "1 if the last probe got an answer from the far end", labels=labels
+        )
+        rtt = GaugeMetricFamily(
+            "kastro_link_rtt_seconds", "Mean round-trip time of the last probe", labels=labels
+        )
+        loss = GaugeMetricFamily(
+            "kastro_link_probe_loss_ratio", "Share of the last probe's pings lost", labels=labels
+        )
+        sent = CounterMetricFamily("kastro_link_probes_sent", "Probe pings sent", labels=labels)
+        lost = CounterMetricFamily(
+            "kastro_link_probes_lost", "Probe pings unanswered", labels=labels
+        )
+        tx = CounterMetricFamily(
+            "kastro_link_transmit_bytes", "Bytes sent over the link", labels=labels
+        )
+        rx = CounterMetricFamily(
+            "kastro_link_receive_bytes", "Bytes received over the link", labels=labels
+        )
+        cap = GaugeMetricFamily(
+            "kastro_link_capacity_bytes_per_second",
+            "The link's capacity from the inventory",
+            labels=labels,
+        )
+        shaped = GaugeMetricFamily(
+            "kastro_link_shaped_bytes_per_second", "The rate HTB shapes the link to", labels=labels
+        )
+        cls_bytes = CounterMetricFamily(
+            "kastro_link_qos_sent_bytes", "Bytes sent per QoS class", labels=[*labels, "class"]
+        )
+        cls_drops = CounterMetricFamily(
+            "kastro_link_qos_dropped_packets",
+            "Packets dropped per QoS class",
+            labels=[*labels, "class"],
+        )
+        for prober in self.probers:
+            link = prober.link
+            values = [link["name"], link["peer_building"], link["interface"]]
+            up.add_metric(
+                values,
+                1.0 if prober.last_loss == prober.last_loss and prober.last_loss < 1 else 0.0,
+            )
+            rtt.add_metric(values, prober.rtt_seconds)
+            loss.add_metric(values, prober.last_loss)
+            sent.add_metric(values, prober.sent)
+            lost.add_metric(values, prober.sent - prober.received)
+            stats = Path("/sys/class/net", link["interface"], "statistics")
+            if stats.exists():
+                tx.add_metric(values, int((stats / "tx_bytes").read_text()))
+                rx.add_metric(values, int((stats / "rx_bytes").read_text()))
+            cap.add_metric(values, link["capacity_mbps"] * 125_000)
+            shaped.add_metric(values, link["shaped_rate_kbit"] * 125)
+            names = {c["classid"]: c["name"] for c in link["qos"]}
+            for row in tc_classes(link["interface"]):
+                name = names.get(str(row.get("handle")))
+                if name:
+                    cls_bytes.add_metric([*values, name], row["bytes"])
+                    cls_drops.add_metric([*values, name], row["drops"])
+        yield from (up, rtt, loss, sent, lost, tx, rx, cap, shaped, cls_bytes, cls_drops)
+
+    def ospf_metrics(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        ospf_up = GaugeMetricFamily(
+            "kastro_ospf_up", "1 if FRR's OSPF daemon answered", labels=["family"]
+        )
+        full = GaugeMetricFamily(
+            "kastro_ospf_neighbor_full",
+            "1 if the OSPF adjacency over the link is Full (expected: one per link)",
+            labels=[*self.LABELS, "family"],
+        )
+        for family in self.families:
+            neighbors = ospf_neighbors(family)
+            ospf_up.add_metric([family], 0.0 if neighbors is None else 1.0)
+            by_iface = {n["interface"]: n for n in neighbors or []}
+            for link in self.config["links"]:
+                n = by_iface.get(link["interface"])
+                full.add_metric(
+                    [link["name"], link["peer_building"], link["interface"], family],
+                    1.0 if n and n["state"] == "Full" else 0.0,
+                )
+        yield ospf_up
+        yield full
+
+
 def collect(config: dict[str, Any], output: Path, interval: float, count: int) -> None:
     """Probe every link continuously and write the metrics to `output` every `interval` s."""
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
     probers = [Prober(link, interval, count) for link in config["links"]]
-    families = ["ipv4"] + (["ipv6"] if config.get("ospf6") else [])
     for prober in probers:
         prober.start()
-
-    class LinksCollector:
-        def collect(self) -> Iterator[Any]:
-            labels = ["link", "peer", "interface"]
-            up = GaugeMetricFamily(
-                "kastro_link_up",
-                "1 if the last probe got an answer from the far end",
-                labels=labels,
-            )
-            rtt = GaugeMetricFamily(
-                "kastro_link_rtt_seconds", "Mean round-trip time of the last probe", labels=labels
-            )
-            loss = GaugeMetricFamily(
-                "kastro_link_probe_loss_ratio",
-                "Share of the last probe's pings lost",
-                labels=labels,
-            )
-            sent = CounterMetricFamily("kastro_link_probes_sent", "Probe pings sent", labels=labels)
-            lost = CounterMetricFamily(
-                "kastro_link_probes_lost", "Probe pings unanswered", labels=labels
-            )
-            tx = CounterMetricFamily(
-                "kastro_link_transmit_bytes", "Bytes sent over the link", labels=labels
-            )
-            rx = CounterMetricFamily(
-                "kastro_link_receive_bytes", "Bytes received over the link", labels=labels
-            )
-            cap = GaugeMetricFamily(
-                "kastro_link_capacity_bytes_per_second",
-                "The link's capacity from the inventory",
-                labels=labels,
-            )
-            shaped = GaugeMetricFamily(
-                "kastro_link_shaped_bytes_per_second",
-                "The rate HTB shapes the link to",
-                labels=labels,
-            )
-            cls_bytes = CounterMetricFamily(
-                "kastro_link_qos_sent_bytes", "Bytes sent per QoS class", labels=[*labels, "class"]
-            )
-            cls_drops = CounterMetricFamily(
-                "kastro_link_qos_dropped_packets",
-                "Packets dropped per QoS class",
-                labels=[*labels, "class"],
-            )
-            for prober in probers:
-                link = prober.link
-                values = [link["name"], link["peer_building"], link["interface"]]
-                up.add_metric(
-                    values,
-                    1.0 if prober.last_loss == prober.last_loss and prober.last_loss < 1 else 0.0,
-                )
-                rtt.add_metric(values, prober.rtt_seconds)
-                loss.add_metric(values, prober.last_loss)
-                sent.add_metric(values, prober.sent)
-                lost.add_metric(values, prober.sent - prober.received)
-                stats = Path("/sys/class/net", link["interface"], "statistics")
-                if stats.exists():
-                    tx.add_metric(values, int((stats / "tx_bytes").read_text()))
-                    rx.add_metric(values, int((stats / "rx_bytes").read_text()))
-                cap.add_metric(values, link["capacity_mbps"] * 125_000)
-                shaped.add_metric(values, link["shaped_rate_kbit"] * 125)
-                names = {c["classid"]: c["name"] for c in link["qos"]}
-                for row in tc_classes(link["interface"]):
-                    name = names.get(str(row.get("handle")))
-                    if name:
-                        cls_bytes.add_metric([*values, name], row["bytes"])
-                        cls_drops.add_metric([*values, name], row["drops"])
-            yield from (up, rtt, loss, sent, lost, tx, rx, cap, shaped, cls_bytes, cls_drops)
-
-            ospf_up = GaugeMetricFamily(
-                "kastro_ospf_up", "1 if FRR's OSPF daemon answered", labels=["family"]
-            )
-            full = GaugeMetricFamily(
-                "kastro_ospf_neighbor_full",
-                "1 if the OSPF adjacency over the link is Full (expected: one per link)",
-                labels=[*labels, "family"],
-            )
-            for family in families:
-                neighbors = ospf_neighbors(family)
-                ospf_up.add_metric([family], 0.0 if neighbors is None else 1.0)
-                by_iface = {n["interface"]: n for n in neighbors or []}
-                for link in config["links"]:
-                    n = by_iface.get(link["interface"])
-                    full.add_metric(
-                        [link["name"], link["peer_building"], link["interface"], family],
-                        1.0 if n and n["state"] == "Full" else 0.0,
-                    )
-            yield ospf_up
-            yield full
-
-    textfile.publish(LinksCollector(), output, interval, METRICS_PREFIX)
+    textfile.publish(LinksCollector(config, probers), output, interval, METRICS_PREFIX)
 
 
 METRICS_PREFIX = "kastro_links"

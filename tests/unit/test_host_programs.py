@@ -168,3 +168,29 @@ def test_listen_addresses():
     assert textfile.parse_listen("10.20.3.97:9552") == ("10.20.3.97", 9552)
     assert textfile.parse_listen("[fd4b::1]:9553") == ("fd4b::1", 9553)
     assert textfile.parse_listen(":9554") == ("127.0.0.1", 9554)
+
+
+def test_the_links_collector_reports_each_link(tmp_path):
+    """The collector on this machine: `lo` as the link (real counters), a prober that has
+    seen one probe lose 1 of 5 pings, no FRR (OSPF down, adjacency 0)."""
+    link = {
+        "name": "a-b",
+        "peer_building": "b",
+        "interface": "lo",
+        "capacity_mbps": 100,
+        "shaped_rate_kbit": 95000,
+        "qos": [],
+    }
+    prober = links.Prober(link, interval=5, count=5)  # not started: no ping is sent
+    prober.sent, prober.received, prober.last_loss, prober.rtt_seconds = 5, 4, 0.2, 0.001
+    collector = links.LinksCollector({"links": [link], "ospf6": True}, [prober])
+    output = tmp_path / "links.prom"
+    textfile.publish(collector, output, interval=1, prefix=links.METRICS_PREFIX, once=True)
+    text = output.read_text()
+    labels = 'interface="lo",link="a-b",peer="b"'
+    assert f"kastro_link_up{{{labels}}} 1.0" in text
+    assert f"kastro_link_probes_lost_total{{{labels}}} 1.0" in text
+    assert f"kastro_link_capacity_bytes_per_second{{{labels}}} 1.25e+07" in text
+    assert f"kastro_link_transmit_bytes_total{{{labels}}}" in text
+    assert 'kastro_ospf_up{family="ipv6"} 0.0' in text
+    assert "kastro_links_collect_timestamp_seconds" in text
