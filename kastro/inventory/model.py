@@ -180,6 +180,28 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Derived:
+    """A default worked out from the fields read before it (and the section's context)."""
+
+    of: Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a section: its type (None: allowed, read by the section itself), its
+    default (required when there is none), a check that returns a problem or None, and the
+    fix shown with any error."""
+
+    kind: type | None
+    default: Any = _MISSING
+    check: Callable[[Any], str | None] | None = None
+    fix: str = ""
+
+
+Fields = dict[str, Field]
+
+
 class Parser:
     """Reads typed fields out of the loaded data, recording an error for every bad one."""
 
@@ -202,6 +224,24 @@ class Parser:
                     "is not a known field",
                     f"{hint}allowed fields here: {', '.join(allowed)}",
                 )
+
+    def read(
+        self,
+        value: dict[str, Any],
+        path: Path_,
+        table: Fields,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Every field of `table` out of `value` (None where a field is bad or missing), after
+        refusing fields the table does not know. `context` feeds Derived defaults."""
+        self.fields(value, path, tuple(table))
+        got: dict[str, Any] = dict(context or {})
+        for name, rule in table.items():
+            if rule.kind is None:
+                continue
+            default = rule.default.of(got) if isinstance(rule.default, Derived) else rule.default
+            got[name] = self.get(value, path, name, rule.kind, default, rule.check, rule.fix)
+        return got
 
     def get(
         self,
@@ -377,6 +417,142 @@ def parse_port(text: Any) -> tuple[Port | None, str]:
     return Port(match.group(1), first, last), ""
 
 
+# --- the model's field rules: one table per section ------------------------------------------
+# Order is the order of the "allowed fields" hint. Fields with kind None are allowed and read
+# by the section's own code (networks, addresses, lists of names).
+
+MUNICIPALITY_FIELDS: Fields = {
+    "name": Field(str),
+    "domain": Field(
+        str,
+        check=lambda d: None if DOMAIN_RE.fullmatch(d) else f"'{d}' is not a DNS domain name",
+        fix="write the municipality's domain in lower case, e.g. dimos-kastrou.gr",
+    ),
+    "supernets": Field(list, fix="list the municipality's address blocks, e.g. [10.20.0.0/16]"),
+    "uplinks": Field(list, []),
+    "mtu": Field(
+        int,
+        1500,
+        in_range(MIN_MTU, MAX_MTU),
+        f"use the MTU of the building networks, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+    ),
+    "population": Field(None),
+    "monitoring_hosts": Field(list, []),
+}
+UPLINK_FIELDS: Fields = {
+    "name": Field(str, check=check_name, fix=NAME_FIX),
+    "building": Field(str),
+    "capacity_mbps": Field(
+        int,
+        check=in_range(1, MAX_CAPACITY_MBPS),
+        fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+    ),
+    "provider": Field(None),
+}
+BUILDING_FIELDS: Fields = {
+    "description": Field(str, ""),
+    "city_hall": Field(bool, False),
+    "zones": Field(dict, {}),
+    "hosts": Field(dict, {}),
+}
+ZONE_FIELDS: Fields = {
+    "kind": Field(
+        str,
+        Derived(lambda got: got["_name"] if got["_name"] in ZONE_KINDS else _MISSING),
+        one_of(ZONE_KINDS),
+        f"set kind to one of: {', '.join(ZONE_KINDS)}",
+    ),
+    "hosts": Field(
+        int,
+        check=in_range(1, 1_000_000),
+        fix="give the number of devices the zone must hold (at least 1)",
+    ),
+    "subnet": Field(None),
+    "description": Field(None),
+}
+HOST_FIELDS: Fields = {
+    "role": Field(
+        str, check=one_of(HOST_ROLES), fix=f"set role to one of: {', '.join(HOST_ROLES)}"
+    ),
+    "zone": Field(str, None),
+    "address": Field(None),
+    # Handed to ssh as its host argument: '-oProxyCommand=...' would be an option there.
+    "ansible_host": Field(
+        str,
+        None,
+        lambda v: None if _ssh_target(v) else f"'{v}' is not an address or host name",
+        "write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
+    ),
+    "description": Field(None),
+}
+LINK_FIELDS: Fields = {
+    "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
+    "medium": Field(
+        str, check=one_of(LINK_MEDIA), fix=f"set medium to one of: {', '.join(LINK_MEDIA)}"
+    ),
+    "capacity_mbps": Field(
+        int,
+        check=in_range(1, MAX_CAPACITY_MBPS),
+        fix=f"give the link's speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+    ),
+    # OSPF's usual reference: 100 Gbit/s, so 1 Gbit/s costs 100 and 10 Mbit/s 10000.
+    "cost": Field(
+        int,
+        Derived(lambda got: max(1, 100_000 // got["capacity_mbps"]) if got["capacity_mbps"] else 1),
+        in_range(1, 65535),
+        "give an OSPF cost 1..65535 (lower is preferred), or remove it",
+    ),
+    "encrypted": Field(
+        bool, Derived(lambda got: got["medium"] in UNTRUSTED_MEDIA if got["medium"] else True)
+    ),
+    "mtu": Field(
+        int,
+        Derived(lambda got: got["_mtu"]),
+        in_range(MIN_MTU, MAX_MTU),
+        f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+    ),
+    "description": Field(None),
+}
+SERVICE_FIELDS: Fields = {
+    "ports": Field(list, fix="list ports such as [tcp/80, tcp/443]"),
+    "description": Field(str, ""),
+}
+RULE_FIELDS: Fields = {
+    "from": Field(None),
+    "to": Field(None),
+    "services": Field(None),
+    "comment": Field(str, ""),
+}
+POOL_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+TELEWORKER_GROUP_FIELDS: Fields = {
+    "description": Field(str, ""),
+    "pool_size": Field(
+        int,
+        64,
+        lambda n: None if n in POOL_SIZES else f"is {n}, not a power of two between 8 and 1024",
+        "use 8, 16, 32, 64, 128, 256, 512 or 1024 addresses",
+    ),
+}
+TELEWORKER_FIELDS: Fields = {
+    "id": Field(
+        str,
+        check=check_name,
+        fix="give a stable id that never changes or gets reused, e.g. tw-0007",
+    ),
+    "name": Field(str),
+    "group": Field(str),
+    "public_key": Field(
+        str,
+        None,
+        wireguard_key_problem,
+        "paste the 44-character public key from the employee's WireGuard app, "
+        "or remove public_key to let Kastro generate the keys",
+    ),
+    "state": Field(str, "enabled", one_of(TELEWORKER_STATES), "set state to enabled or revoked"),
+    "email": Field(None),
+}
+
+
 def parse_model(src: Source) -> Model:
     """Turn the loaded data into a Model; every problem becomes an error in ``src``."""
     p = Parser(src)
@@ -410,39 +586,11 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
     m = p.mapping(raw, path, "name, domain, supernets, ...")
     if m is None:
         return None
-    p.fields(
-        m,
-        path,
-        ("name", "domain", "supernets", "uplinks", "mtu", "population", "monitoring_hosts"),
-    )
-    name = p.get(m, path, "name", str)
-    domain = p.get(
-        m,
-        path,
-        "domain",
-        str,
-        check=lambda d: None if DOMAIN_RE.fullmatch(d) else f"'{d}' is not a DNS domain name",
-        fix="write the municipality's domain in lower case, e.g. dimos-kastrou.gr",
-    )
-    mtu = p.get(
-        m,
-        path,
-        "mtu",
-        int,
-        1500,
-        in_range(MIN_MTU, MAX_MTU),
-        fix=f"use the MTU of the building networks, {MIN_MTU}..{MAX_MTU} (usually 1500)",
-    )
-    supernets = p.get(
-        m,
-        path,
-        "supernets",
-        list,
-        fix="list the municipality's address blocks, e.g. [10.20.0.0/16]",
-    )
+    got = p.read(m, path, MUNICIPALITY_FIELDS)
+    name, domain, mtu, supernets = got["name"], got["domain"], got["mtu"], got["supernets"]
     v4, v6 = _supernets(p, supernets)
-    uplinks = _uplinks(p, p.get(m, path, "uplinks", list, []) or [])
-    monitoring_hosts = _monitoring_hosts(p, p.get(m, path, "monitoring_hosts", list, []) or [])
+    uplinks = _uplinks(p, got["uplinks"] or [])
+    monitoring_hosts = _monitoring_hosts(p, got["monitoring_hosts"] or [])
     if name is None or domain is None or mtu is None:
         return None
     return Municipality(
@@ -488,17 +636,8 @@ def _uplinks(p: Parser, raw: list[Any]) -> list[Uplink]:
         up = p.mapping(raw_up, upath, "name, building, capacity_mbps")
         if up is None:
             continue
-        p.fields(up, upath, ("name", "building", "capacity_mbps", "provider"))
-        uname = p.get(up, upath, "name", str, check=check_name, fix=NAME_FIX)
-        ubuilding = p.get(up, upath, "building", str)
-        ucap = p.get(
-            up,
-            upath,
-            "capacity_mbps",
-            int,
-            check=in_range(1, MAX_CAPACITY_MBPS),
-            fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
-        )
+        got = p.read(up, upath, UPLINK_FIELDS)
+        uname, ubuilding, ucap = got["name"], got["building"], got["capacity_mbps"]
         if uname and ubuilding and ucap:
             uplinks.append(Uplink(uname, ubuilding, ucap))
     return uplinks
@@ -534,16 +673,15 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         b = p.mapping(braw, bpath, "description, zones, hosts")
         if b is None:
             continue
-        p.fields(b, bpath, ("description", "city_hall", "zones", "hosts"))
-        description = p.get(b, bpath, "description", str, "")
-        city_hall = p.get(b, bpath, "city_hall", bool, False)
-        zraw_all = p.mapping(p.get(b, bpath, "zones", dict, {}), (*bpath, "zones"), "zones")
+        got = p.read(b, bpath, BUILDING_FIELDS)
+        description, city_hall = got["description"], got["city_hall"]
+        zraw_all = p.mapping(got["zones"], (*bpath, "zones"), "zones")
         zones = {
             str(zname): zone
             for zname, zraw in (zraw_all or {}).items()
             if (zone := _zone(p, bname, str(zname), zraw)) is not None
         }
-        hraw_all = p.mapping(p.get(b, bpath, "hosts", dict, {}), (*bpath, "hosts"), "hosts")
+        hraw_all = p.mapping(got["hosts"], (*bpath, "hosts"), "hosts")
         hosts = {
             str(hname): host
             for hname, hraw in (hraw_all or {}).items()
@@ -564,24 +702,8 @@ def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
     z = p.mapping(raw, zpath, "hosts, kind, subnet")
     if z is None:
         return None
-    p.fields(z, zpath, ("kind", "hosts", "subnet", "description"))
-    kind = p.get(
-        z,
-        zpath,
-        "kind",
-        str,
-        zname if zname in ZONE_KINDS else _MISSING,
-        one_of(ZONE_KINDS),
-        fix=f"set kind to one of: {', '.join(ZONE_KINDS)}",
-    )
-    hosts = p.get(
-        z,
-        zpath,
-        "hosts",
-        int,
-        check=in_range(1, 1_000_000),
-        fix="give the number of devices the zone must hold (at least 1)",
-    )
+    got = p.read(z, zpath, ZONE_FIELDS, {"_name": zname})
+    kind, hosts = got["kind"], got["hosts"]
     subnet = None
     if "subnet" in z:
         subnet, problem = parse_network(z["subnet"], 4)
@@ -607,16 +729,8 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
     h = p.mapping(raw, hpath, "role, zone")
     if h is None:
         return None
-    p.fields(h, hpath, ("role", "zone", "address", "ansible_host", "description"))
-    role = p.get(
-        h,
-        hpath,
-        "role",
-        str,
-        check=one_of(HOST_ROLES),
-        fix=f"set role to one of: {', '.join(HOST_ROLES)}",
-    )
-    zone = p.get(h, hpath, "zone", str, None)
+    got = p.read(h, hpath, HOST_FIELDS)
+    role, zone, ansible_host = got["role"], got["zone"], got["ansible_host"]
     address = None
     if "address" in h:
         try:
@@ -627,16 +741,6 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
                 f"'{h['address']}' is not an IP address",
                 "write one address such as 10.20.1.10, or remove it to let 'kastro plan' choose",
             )
-    # Handed to ssh as its host argument: '-oProxyCommand=...' would be an option there.
-    ansible_host = p.get(
-        h,
-        hpath,
-        "ansible_host",
-        str,
-        None,
-        check=lambda v: None if _ssh_target(v) else f"'{v}' is not an address or host name",
-        fix="write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
-    )
     if not role:
         return None
     if role != "gateway" and zone is None:
@@ -676,12 +780,8 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
         link = p.mapping(lraw, lpath, "ends, medium, capacity_mbps")
         if link is None:
             continue
-        p.fields(
-            link,
-            lpath,
-            ("ends", "medium", "capacity_mbps", "cost", "encrypted", "mtu", "description"),
-        )
-        ends = p.get(link, lpath, "ends", list, fix="list the two buildings, e.g. [cityhall, kep]")
+        got = p.read(link, lpath, LINK_FIELDS, {"_mtu": default_mtu})
+        ends = got["ends"]
         if ends is not None and (len(ends) != 2 or not all(isinstance(e, str) for e in ends)):
             p.src.error(
                 (*lpath, "ends"),
@@ -689,45 +789,8 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
                 "list the two buildings the link joins, e.g. [cityhall, kep]",
             )
             ends = None
-        medium = p.get(
-            link,
-            lpath,
-            "medium",
-            str,
-            check=one_of(LINK_MEDIA),
-            fix=f"set medium to one of: {', '.join(LINK_MEDIA)}",
-        )
-        capacity = p.get(
-            link,
-            lpath,
-            "capacity_mbps",
-            int,
-            check=in_range(1, MAX_CAPACITY_MBPS),
-            fix=f"give the link's speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
-        )
-        # OSPF's usual reference: 100 Gbit/s, so 1 Gbit/s costs 100 and 10 Mbit/s 10000.
-        default_cost = max(1, 100_000 // capacity) if capacity else 1
-        cost = p.get(
-            link,
-            lpath,
-            "cost",
-            int,
-            default_cost,
-            in_range(1, 65535),
-            fix="give an OSPF cost 1..65535 (lower is preferred), or remove it",
-        )
-        encrypted = p.get(
-            link, lpath, "encrypted", bool, medium in UNTRUSTED_MEDIA if medium else True
-        )
-        mtu = p.get(
-            link,
-            lpath,
-            "mtu",
-            int,
-            default_mtu,
-            in_range(MIN_MTU, MAX_MTU),
-            fix=f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
-        )
+        medium, capacity, cost = got["medium"], got["capacity_mbps"], got["cost"]
+        encrypted, mtu = got["encrypted"], got["mtu"]
         if ends and medium and capacity and cost and encrypted is not None and mtu:
             out[lname] = Link(lname, (ends[0], ends[1]), medium, capacity, cost, encrypted, mtu)
     return out
@@ -749,9 +812,8 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
         s = p.mapping(sraw, spath, "ports, description")
         if s is None:
             continue
-        p.fields(s, spath, ("ports", "description"))
-        description = p.get(s, spath, "description", str, "")
-        ports_raw = p.get(s, spath, "ports", list, fix="list ports such as [tcp/80, tcp/443]")
+        got = p.read(s, spath, SERVICE_FIELDS)
+        description, ports_raw = got["description"], got["ports"]
         ports: list[Port] = []
         for i, text in enumerate(ports_raw or []):
             port, problem = parse_port(text)
@@ -798,7 +860,7 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         r = p.mapping(rraw, rpath, "from, to, services")
         if r is None:
             continue
-        p.fields(r, rpath, ("from", "to", "services", "comment"))
+        comment = p.read(r, rpath, RULE_FIELDS)["comment"]
         missing = [k for k in ("from", "to", "services") if k not in r]
         for k in missing:
             p.src.error((*rpath, k), "is required", "each rule needs from:, to: and services:")
@@ -807,7 +869,6 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         sources = _names(p, r["from"], (*rpath, "from"), "zone or group")
         destinations = _names(p, r["to"], (*rpath, "to"), "zone")
         services = _names(p, r["services"], (*rpath, "services"), "service")
-        comment = p.get(r, rpath, "comment", str, "")
         if sources and destinations and services:
             rules.append(Rule(i, sources, destinations, services, comment or ""))
     return rules
@@ -829,21 +890,8 @@ def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
         g = p.mapping(graw if graw is not None else {}, gpath, "description, pool_size")
         if g is None:
             continue
-        p.fields(g, gpath, ("description", "pool_size"))
-        description = p.get(g, gpath, "description", str, "")
-        pool = p.get(
-            g,
-            gpath,
-            "pool_size",
-            int,
-            64,
-            check=lambda n: (
-                None
-                if n in (8, 16, 32, 64, 128, 256, 512, 1024)
-                else f"is {n}, not a power of two between 8 and 1024"
-            ),
-            fix="use 8, 16, 32, 64, 128, 256, 512 or 1024 addresses",
-        )
+        got = p.read(g, gpath, TELEWORKER_GROUP_FIELDS)
+        description, pool = got["description"], got["pool_size"]
         if pool:
             out[gname] = TeleworkerGroup(gname, description or "", pool)
     return out
@@ -864,35 +912,9 @@ def _teleworkers(p: Parser, raw: Any) -> list[Teleworker]:
         t = p.mapping(traw, tpath, "id, name, group")
         if t is None:
             continue
-        p.fields(t, tpath, ("id", "name", "group", "public_key", "state", "email"))
-        tid = p.get(
-            t,
-            tpath,
-            "id",
-            str,
-            check=check_name,
-            fix="give a stable id that never changes or gets reused, e.g. tw-0007",
-        )
-        name = p.get(t, tpath, "name", str)
-        group = p.get(t, tpath, "group", str)
-        key = p.get(
-            t,
-            tpath,
-            "public_key",
-            str,
-            None,
-            check=wireguard_key_problem,
-            fix="paste the 44-character public key from the employee's WireGuard app, "
-            "or remove public_key to let Kastro generate the keys",
-        )
-        state = p.get(
-            t,
-            tpath,
-            "state",
-            str,
-            "enabled",
-            one_of(TELEWORKER_STATES),
-            fix="set state to enabled or revoked",
+        got = p.read(t, tpath, TELEWORKER_FIELDS)
+        tid, name, group, key, state = (
+            got[k] for k in ("id", "name", "group", "public_key", "state")
         )
         if tid and name and group and state and (key is not None or "public_key" not in t):
             out.append(Teleworker(tid, name, group, key, state))
