@@ -166,3 +166,26 @@ def test_policy_matrix_shows_who_may_reach_what():
     assert rows["guest"]["servers"] == "-"
     assert rows["teleworkers.it-admins"]["management"] == "ssh, web, metrics, ping"
     assert all(value == "-" for key, value in rows["internet"].items() if key != "from \\ to")
+
+
+def test_every_model_field_is_documented():
+    """The model's field tables (kastro.inventory.model) and docs/inventory.md name the same
+    fields: a field added to a table and not to the docs fails here."""
+    from kastro.inventory import model
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "inventory.md").read_text(
+        encoding="utf-8"
+    )
+    tables = {
+        name: table
+        for name, table in vars(model).items()
+        if name.endswith("_FIELDS") and isinstance(table, dict)
+    }
+    assert len(tables) >= 10
+    missing = sorted(
+        f"{table}.{field}"
+        for table, fields in tables.items()
+        for field in fields
+        if f"`{field}`" not in docs
+    )
+    assert not missing, f"not in docs/inventory.md: {missing}"
