@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kastro.host import textfile
+from kastro.host import convention, textfile
 from kastro.host.commands import run
 
 TABLE = "inet kastro"
@@ -346,7 +346,7 @@ def cmd_needs_apply(args: argparse.Namespace) -> dict[str, Any]:
         recorded = LIVE_DIGEST.read_text(encoding="utf-8") if LIVE_DIGEST.exists() else ""
         if recorded != live_digest():
             reasons.append("the live table was changed by hand (rules, chains or sets differ)")
-    return {"needs_apply": bool(reasons), "reasons": reasons}
+    return convention.needs_apply(reasons)
 
 
 ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")

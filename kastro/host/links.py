@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kastro.host import textfile
+from kastro.host import convention, textfile
 from kastro.host.commands import run
 
 CONFIG = Path("/etc/kastro/links.json")
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("apply", help="make the host match the configuration")
     sub.add_parser(
-        "needs-apply", help="exit 0 (and say why) if the host does not match its configuration"
+        "needs-apply", help="whether the host differs from its configuration, as JSON (and why)"
     )
     p = sub.add_parser("collect", help="probe the links and write the metrics to a file")
     p.add_argument("--output", type=Path, default=Path(METRICS_FILE))
@@ -511,9 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kastro-links: {args.config}: {exc}; nothing was changed", file=sys.stderr)
         return 2
     if args.command == "needs-apply":
-        reasons = needs_apply(config, args.config)
-        print("; ".join(reasons) if reasons else "the host matches its configuration")
-        return 0 if reasons else 1
+        print(convention.needs_apply_json(needs_apply(config, args.config)))
+        return 0
     if args.command == "apply":
         try:
             changes = apply(config, args.config)

@@ -8,6 +8,7 @@ built twice and run with the system's python3 in isolated mode, as the hosts run
 from __future__ import annotations
 
 import ast
+import json
 import math
 import subprocess
 import sys
@@ -194,3 +195,20 @@ def test_the_links_collector_reports_each_link(tmp_path):
     assert f"kastro_link_transmit_bytes_total{{{labels}}}" in text
     assert 'kastro_ospf_up{family="ipv6"} 0.0' in text
     assert "kastro_links_collect_timestamp_seconds" in text
+
+
+def test_needs_apply_is_one_json_convention(tmp_path, capsys):
+    """kastro-links and kastro-firewall answer needs-apply the same way: JSON, exit 0."""
+    from kastro.host import convention
+
+    assert json.loads(convention.needs_apply_json([])) == {"needs_apply": False, "reasons": []}
+    config = tmp_path / "links.json"
+    config.write_text(
+        json.dumps({"links": [{"name": "a-b", "interface": "wl-nowhere", "qos": []}]})
+    )
+    assert links.main(["--config", str(config), "needs-apply"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["needs_apply"] is True
+    assert "wl-nowhere is missing" in verdict["reasons"]
+    config.write_text("{not json")
+    assert links.main(["--config", str(config), "needs-apply"]) == 2  # cannot tell: not 0
