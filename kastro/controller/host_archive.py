@@ -1,4 +1,4 @@
-"""Build kastro-host.pyz: the host programs (kastro.host) as one archive for the hosts.
+"""Build kastro-host.pyz: the host programs (kastro.host, monitors) as one archive for the hosts.
 
 One file, not a tree copied file by file: a host runs exactly the programs of one build, a
 change replaces the whole archive atomically, and the archive is byte-for-byte the same for
@@ -17,8 +17,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the kastro package directory
 ROOT = PACKAGE.parent
-# What hosts get: the top-level package marker and the host programs, nothing of the controller.
-MEMBERS = ("kastro/__init__.py", "kastro/host")
+# What hosts get: the host programs and the packet monitors, nothing of the controller.
+MEMBERS = ("kastro/__init__.py", "kastro/host", "monitors")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 

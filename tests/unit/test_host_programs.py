@@ -36,7 +36,10 @@ def recorded(name: str) -> str:
 def test_host_programs_import_only_the_standard_library_and_prometheus_client():
     """On a host there is python3 and python3-prometheus-client, nothing of the controller."""
     allowed = set(sys.stdlib_module_names) | {"prometheus_client", "__future__"}
-    for path in sorted(HOST.glob("*.py")):
+    monitors = sorted((ROOT / "monitors").rglob("*.py"))
+    for path in [*sorted(HOST.glob("*.py")), *monitors]:
+        own = "monitors" if path.is_relative_to(ROOT / "monitors") else "kastro.host"
+        extra = {"yaml"} if own == "monitors" else set()  # python3-yaml on sensors
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = []
             if isinstance(node, ast.Import):
@@ -44,7 +47,7 @@ def test_host_programs_import_only_the_standard_library_and_prometheus_client():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert name.split(".")[0] in allowed or name.startswith("kastro.host"), (
+                assert name.split(".")[0] in allowed | extra or name.startswith(own), (
                     f"{path.name} imports {name}"
                 )
 
@@ -57,7 +60,12 @@ def test_the_archive_is_the_same_bytes_every_time(tmp_path):
     assert first["sha256"] == again["sha256"] == other["sha256"]
     names = zipfile.ZipFile(tmp_path / "a" / "kastro-host.pyz").namelist()
     assert "kastro/host/firewall.py" in names and "kastro/__init__.py" in names
-    assert not [n for n in names if not n.startswith("kastro/host/") and n != "kastro/__init__.py"]
+    assert "monitors/detectors/portscan.py" in names
+    assert not [
+        n
+        for n in names
+        if not n.startswith(("kastro/host/", "monitors/")) and n != "kastro/__init__.py"
+    ]
 
 
 def test_the_archive_runs_with_the_systems_python_alone(tmp_path):
@@ -73,6 +81,17 @@ def test_the_archive_runs_with_the_systems_python_alone(tmp_path):
         proc = subprocess.run([python, "-I", "-c", code, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert f"kastro-{program}" in proc.stdout
+    # The monitors need python3-yaml and python3-prometheus-client (Debian's, on sensors):
+    # here the test's interpreter has them; still isolated mode, still only the archive.
+    code = (
+        f"import sys; sys.path.insert(0, {str(archive)!r}); "
+        "from monitors.__main__ import main; sys.exit(main())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--iface" in proc.stdout
 
 
 def test_ping_summary_with_replies():
