@@ -85,6 +85,11 @@ def set_elements(name: str) -> list[dict[str, Any]]:
         items = nft_json("list", "set", *TABLE.split(), name)
     except FirewallError:
         return []
+    return parse_set_elements(items)
+
+
+def parse_set_elements(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`nft -j list set ...` items -> each element's value, timeout, expiry and comment."""
     out = []
     for item in items:
         for elem in item.get("set", {}).get("elem", []):

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from kastro.controller.host_archive import archive_bytes, build
-from kastro.host import commands, links, telework, textfile
+from kastro.host import commands, firewall, links, telework, textfile
 from kastro.host.firewall import without_blocklist_elements
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,3 +231,52 @@ def test_needs_apply_is_one_json_convention(tmp_path, capsys):
     assert "wl-nowhere is missing" in verdict["reasons"]
     config.write_text("{not json")
     assert links.main(["--config", str(config), "needs-apply"]) == 2  # cannot tell: not 0
+
+
+def test_blocklist_elements_from_nft_json():
+    items = json.loads(recorded("nft-list-set-blocklist.json"))["nftables"]
+    assert firewall.parse_set_elements(items) == [
+        {"val": "192.0.2.7", "timeout": 3600, "expires": 3599, "comment": "soc case 12"},
+        {"val": "198.51.100.0/24", "timeout": None, "expires": None},
+        {"val": "203.0.113.5-203.0.113.9", "timeout": 1800, "expires": 1799, "comment": None},
+    ]
+
+
+def test_a_listing_loses_the_blocklist_entries_and_keeps_everything_else():
+    """nft wraps long element lists over lines; all of them go, the allowlist stays."""
+    text = firewall.without_blocklist_elements(recorded("nft-list-table.txt"))
+    for entry in ("192.0.2.7", "198.51.100.0/24", "203.0.113.5"):
+        assert entry not in text
+    assert "elements = { 10.20.3.96/27 }" in text
+    assert 'counter name "drop_input" drop' in text and text.count("{") == text.count("}")
+
+
+def test_the_live_digest_ignores_what_changes_by_itself():
+    """Counters, handles and the SOC's blocklist entries change without anyone editing the
+    table; a rule does not. The digest input must see the second and not the first."""
+    items = json.loads(recorded("nft-list-table.json"))["nftables"]
+    stable = [firewall._stable(i) for i in items]
+    busy = json.loads(json.dumps(items))
+    for item in busy:
+        for value in item.values():
+            if not isinstance(value, dict):
+                continue
+            value["handle"] = 999  # re-created
+            if value.get("name") == "blocklist_v4":
+                value["elem"] = [{"prefix": {"addr": "192.0.2.0", "len": 24}}]  # the SOC blocked
+            if "packets" in value:
+                value["packets"], value["bytes"] = 12345, 678910  # traffic went by
+    assert [firewall._stable(i) for i in busy] == stable
+    edited = json.loads(json.dumps(items))
+    rule = next(i for i in edited if "rule" in i)
+    rule["rule"]["expr"][-1] = {"accept": None}
+    assert [firewall._stable(i) for i in edited] != stable
+
+
+def test_only_plain_addresses_reach_nft():
+    assert str(firewall._address("192.0.2.7")) == "192.0.2.7/32"
+    assert str(firewall._address("2001:db8::/32")) == "2001:db8::/32"
+    for bad in ("fe80::1%eth0", "1.2.3.4 } ; flush ruleset", "10.0.0.0/8 timeout 1s", ""):
+        with pytest.raises(firewall.FirewallError):
+            firewall._address(bad)
+    assert firewall.TIMEOUT.fullmatch("1h30m") and not firewall.TIMEOUT.fullmatch("1h; reboot")
