@@ -117,3 +117,12 @@ def peers(variables: Mapping[str, Any], keys_dir: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def certificates_to_revoke(issued: list[str], people_ids: list[str], rekey: list[str]) -> list[str]:
+    """The OpenVPN client certificates to revoke, by name, from the paths of those issued so
+    far: everyone who no longer has access, and everyone who gets new keys on this run. The
+    server's own certificate is never among them."""
+    keep = set(people_ids) - set(rekey)
+    names = sorted({Path(p).stem for p in issued if p.endswith(".crt")})
+    return [n for n in names if n != "server" and n not in keep]

@@ -6,7 +6,14 @@ import netaddr
 import pytest
 import yaml
 
-from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets, peers, people
+from kastro.telework.access import (
+    allowed_ips,
+    certificates_to_revoke,
+    openvpn_address,
+    openvpn_subnets,
+    peers,
+    people,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +108,13 @@ def test_peers_read_generated_public_keys_and_keep_brought_ones(tmp_path):
 def test_a_missing_generated_key_is_an_error(tmp_path):
     with pytest.raises(OSError):
         peers(example(), str(tmp_path))
+
+
+def test_certificates_to_revoke():
+    issued = [f"/pki/issued/{n}.crt" for n in ("server", "tw-0001", "tw-0002", "tw-0003")]
+    assert certificates_to_revoke(issued, ["tw-0001", "tw-0003"], []) == ["tw-0002"]
+    assert certificates_to_revoke(issued, ["tw-0001", "tw-0003"], ["tw-0003"]) == [
+        "tw-0002",
+        "tw-0003",
+    ]
+    assert certificates_to_revoke(["/pki/issued/server.crt"], [], []) == []

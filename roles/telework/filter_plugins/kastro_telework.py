@@ -9,7 +9,14 @@ from ansible.errors import AnsibleFilterError
 from kastro.controller.secrets import SecretsDirError, secrets_dir
 from kastro.controller.state import vpn_server
 from kastro.inventory.plan import management_address
-from kastro.telework.access import allowed_ips, openvpn_address, openvpn_subnets, peers, people
+from kastro.telework.access import (
+    allowed_ips,
+    certificates_to_revoke,
+    openvpn_address,
+    openvpn_subnets,
+    peers,
+    people,
+)
 
 
 def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
@@ -36,6 +43,10 @@ def _peers(variables: dict[str, Any], keys_dir: str) -> list[dict[str, Any]]:
         ) from exc
 
 
+def _to_revoke(issued: list[str], people_ids: list[str], rekey: list[str]) -> list[str]:
+    return certificates_to_revoke(list(issued), list(people_ids), list(rekey))
+
+
 def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
     try:
         return secrets_dir(municipality, part)
@@ -52,6 +63,7 @@ class FilterModule:
             "kastro_telework_server": vpn_server,
             "kastro_telework_people": people,
             "kastro_telework_peers": _peers,
+            "kastro_telework_to_revoke": _to_revoke,
             "kastro_telework_openvpn_address": _openvpn_address,
             "kastro_telework_openvpn_subnets": openvpn_subnets,
         }
