@@ -11,6 +11,7 @@ from pathlib import Path
 from kastro import __version__
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.lab.hosts import LabError
+from kastro.text import format_table
 
 
 class UsageError(Exception):
@@ -38,7 +39,7 @@ def _cmd_lab_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     overlay = hosts.up(Path(args.inventory), args.lab)
     elapsed = time.monotonic() - started
-    print(hosts.format_table(hosts.status_rows(args.lab)))
+    print(format_table(hosts.status_rows(args.lab)))
     memory = hosts.memory_usage_bytes(args.lab)
     print(f"lab '{args.lab}' is up in {elapsed:.1f}s, using {memory / 2**20:.0f} MiB of memory")
     print(f"inventory overlay: {overlay}")
@@ -60,7 +61,7 @@ def _cmd_lab_down(args: argparse.Namespace) -> int:
 def _cmd_lab_status(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
-    print(hosts.format_table(hosts.status_rows(args.lab)))
+    print(format_table(hosts.status_rows(args.lab)))
     return 0
 
 
@@ -68,7 +69,7 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
     rows = hosts.host_report(args.lab)
-    print(hosts.format_table(rows))
+    print(format_table(rows))
     memory = hosts.memory_usage_bytes(args.lab)
     print(f"{len(rows)} hosts using {memory / 2**20:.0f} MiB of memory together")
     return 0
@@ -126,8 +127,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         for line in describe_policy(planned.model):
             print(f"  - {line}")
     if args.matrix:
-        from kastro.lab.hosts import format_table
-
         print("Reachability between zones allowed by the policy (the firewall enforces it):")
         print(format_table(policy_matrix(planned.model)))
     if args.graph:  # last: a missing Graphviz must not cost the admin the output above

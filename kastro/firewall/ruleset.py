@@ -29,7 +29,15 @@ import netaddr
 
 from kastro.inventory.model import parse_port
 from kastro.inventory.plan import monitoring_addresses
-from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX, interface_problems
+from kastro.inventory.sides import (
+    INTERNET_ENDPOINT,
+    Endpoint,
+    as_list,
+    prefixes_of,
+    resolve_side,
+)
+from kastro.inventory.validate import TELEWORKER_PREFIX, interface_problems
+from kastro.nft import nft_set
 
 # ICMP the network cannot work without: errors (path MTU discovery needs "too big"/"frag
 # needed"), and IPv6 neighbour discovery. Echo is allowed too, but rate limited.
@@ -48,28 +56,6 @@ EXTRA_PROTOCOLS = ("ospf", "vrrp", "gre", "esp", "ah")
 
 class FirewallConfigError(ValueError):
     """A role variable the compiler cannot translate; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One side of a zone pair: a zone, a teleworker pool, or the internet."""
-
-    key: str  # cityhall.staff, teleworkers.finance, internet
-    ipv4: tuple[str, ...]
-    ipv6: tuple[str, ...]
-    internet: bool = False
-
-    @property
-    def label(self) -> str:
-        """The side's part of chain and counter names, injective by construction: model names
-        are [a-z0-9-] only, so a zone key always has one '.', a teleworker label one '_'
-        ('tw_' + group) and 'internet' neither; no two sides can share a label, and
-        'from_A_to_B' splits one way only (see test_chain_names_are_injective)."""
-        if self.internet:
-            return INTERNET
-        if self.key.startswith(TELEWORKER_PREFIX):
-            return "tw_" + self.key[len(TELEWORKER_PREFIX) :]
-        return self.key
 
 
 @dataclass
@@ -196,13 +182,6 @@ def _source_drops(iface: str, v4: Sequence[str], v6: Sequence[str], counter: str
     return rules
 
 
-def as_list(value: Any) -> list[str]:
-    """A policy field that may name one thing or a list of them, as a list."""
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
 def _split_families(networks: Iterable[str], what: str) -> tuple[list[str], list[str]]:
     v4: list[str] = []
     v6: list[str] = []
@@ -215,19 +194,6 @@ def _split_families(networks: Iterable[str], what: str) -> tuple[list[str], list
             ) from exc
         (v4 if net.version == 4 else v6).append(str(net.cidr) if net.prefixlen else str(net))
     return v4, v6
-
-
-def _prefixes(entry: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A planned zone's or pool's (IPv4, IPv6) prefixes; a family the plan lacks is empty."""
-    return (
-        (str(entry["ipv4"]),) if entry.get("ipv4") else (),
-        (str(entry["ipv6"]),) if entry.get("ipv6") else (),
-    )
-
-
-def nft_set(items: Sequence[str]) -> str:
-    """One nftables value, or an anonymous set of several: 22 or { 22, 443 }."""
-    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
 def merge_ports(spans: Iterable[str]) -> list[str]:
@@ -244,22 +210,6 @@ def merge_ports(spans: Iterable[str]) -> list[str]:
 
 def _quote(text: str) -> str:
     return '"' + text.replace('"', "'").replace("\\", "/") + '"'
-
-
-INTERNET_ENDPOINT = Endpoint(INTERNET, (), (), internet=True)
-
-
-def resolve_side(plan: Mapping[str, Any], name: str) -> list[Endpoint]:
-    """A policy side (zone kind, BUILDING.ZONE, teleworkers.GROUP, internet) as the planned
-    prefixes it stands for; the firewall and the telework routes both read it this way."""
-    zones: Mapping[str, Mapping[str, Any]] = plan.get("zones") or {}
-    if name == INTERNET:
-        return [INTERNET_ENDPOINT]
-    if name.startswith(TELEWORKER_PREFIX):
-        pool = (plan.get("vpn_pools") or {}).get(name[len(TELEWORKER_PREFIX) :])
-        return [Endpoint(name, *_prefixes(pool))] if pool else []
-    keys = [name] if name in zones else [k for k in sorted(zones) if zones[k]["kind"] == name]
-    return [Endpoint(k, *_prefixes(zones[k])) for k in keys]
 
 
 class Compiler:
@@ -308,7 +258,7 @@ class Compiler:
     # --- endpoints ---------------------------------------------------------------------
 
     def zone_endpoint(self, key: str) -> Endpoint:
-        return Endpoint(key, *_prefixes(self.zones[key]))
+        return Endpoint(key, *prefixes_of(self.zones[key]))
 
     def resolve(self, name: str) -> list[Endpoint]:
         return resolve_side(self.plan, name)
@@ -433,7 +383,7 @@ class Compiler:
             local.append(INTERNET_ENDPOINT)
         if self.terminates_vpn():
             local += [
-                Endpoint(f"{TELEWORKER_PREFIX}{g}", *_prefixes(p))
+                Endpoint(f"{TELEWORKER_PREFIX}{g}", *prefixes_of(p))
                 for g, p in sorted(self.pools.items())
             ]
         return local
@@ -496,7 +446,7 @@ class Compiler:
         """Before conntrack: a zone's packets carry that zone's addresses."""
         for zone_name, iface in sorted(ports.zones.items()):
             key = f"{ports.building}.{zone_name}"
-            v4, v6 = _prefixes(self.zones[key])
+            v4, v6 = prefixes_of(self.zones[key])
             counter = self.out.counter(f"spoofed_{zone_name}", f"spoofed source on zone {key}")
             allowed_v4 = ", ".join([*v4, "0.0.0.0"])  # noqa: S104  (DHCP clients have no address yet)
             # A zone without IPv6 prefix still has link-local neighbours.
@@ -516,7 +466,7 @@ class Compiler:
     def antispoof_links(self, ports: GatewayPorts) -> None:
         """This building's zones live behind its zone interfaces: on a link, such a source is
         spoofed (or a loop), whichever building sent it."""
-        local = [_prefixes(self.zones[f"{ports.building}.{z}"]) for z in sorted(ports.zones)]
+        local = [prefixes_of(self.zones[f"{ports.building}.{z}"]) for z in sorted(ports.zones)]
         local_v4 = [n for v4, _ in local for n in v4]
         local_v6 = [n for _, v6 in local for n in v6]
         for link_name, iface in sorted(ports.links.items()):
@@ -527,8 +477,8 @@ class Compiler:
 
     def antispoof_vpn(self, ports: GatewayPorts) -> None:
         """Teleworkers send from their group's pool only."""
-        pools_v4 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[0]]
-        pools_v6 = [n for _, p in sorted(self.pools.items()) for n in _prefixes(p)[1]]
+        pools_v4 = [n for _, p in sorted(self.pools.items()) for n in prefixes_of(p)[0]]
+        pools_v6 = [n for _, p in sorted(self.pools.items()) for n in prefixes_of(p)[1]]
         for iface in ports.vpn:
             counter = self.out.counter("spoofed_vpn", "teleworker outside its pool")
             if pools_v4:

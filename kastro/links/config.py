@@ -24,8 +24,8 @@ from typing import Any
 
 import netaddr
 
-from kastro.firewall.ruleset import nft_set
 from kastro.inventory.model import parse_port
+from kastro.nft import nft_set
 
 # WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
 WIREGUARD_PORT_BASE = 51821

@@ -12,8 +12,8 @@ from typing import Any
 
 import netaddr
 
-from kastro.firewall.ruleset import as_list, resolve_side
 from kastro.inventory.plan import wireguard_limit
+from kastro.inventory.sides import as_list, resolve_side
 from kastro.inventory.validate import INTERNET, TELEWORKER_PREFIX
 
 FULL_TUNNEL = ("0.0.0.0/0", "::/0")

@@ -1,0 +1,43 @@
+"""Data flows one way: inventory -> model -> plan -> per-host state -> roles -> hosts.
+
+Each package of kastro/ may import only the layers below it. The compilers for one feature
+(firewall, links, telework) never import each other; what they share lives below them
+(kastro.inventory.sides, kastro.nft). The host programs import nothing of the controller.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ALLOWED = {
+    "inventory": {"inventory"},
+    "firewall": {"inventory", "nft"},
+    "links": {"inventory", "nft"},
+    "telework": {"inventory"},
+    "controller": {"inventory", "links", "firewall", "telework"},
+    "lab": {"inventory", "lab", "text"},
+    "host": {"host"},
+}
+
+
+def imported_layers(package: str) -> set[str]:
+    found = set()
+    for path in (ROOT / "kastro" / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            found |= {n.split(".")[1] for n in names if n.startswith("kastro.")}
+    return found - {package}
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_a_layer_imports_only_what_is_below_it(package):
+    extra = imported_layers(package) - ALLOWED[package] - {package}
+    assert not extra, f"kastro/{package} imports kastro.{', kastro.'.join(sorted(extra))}"
