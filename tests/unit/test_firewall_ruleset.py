@@ -6,17 +6,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
+from kastro.firewall.render import render as render_text
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, merge_ports
 from kastro.inventory.project import load_model
 from kastro.lab.topology import build_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventory" / "example"
-TEMPLATE = ROOT / "roles/firewall/templates/etc/kastro/firewall/candidate.nft.j2"
 
 
 SMALL = ROOT / "tests" / "data" / "lab-small"  # IPv4 only
@@ -34,9 +33,8 @@ def settings(**overrides) -> dict:
 
 
 def render(ruleset: dict) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    template = env.from_string(TEMPLATE.read_text())
-    return template.render(firewall_ruleset=ruleset, ansible_managed="test")
+    """The text the role writes (kastro.firewall.render), with a fixed header line."""
+    return render_text(ruleset, "test")
 
 
 def hosts_and_vars(inventory: Path = EXAMPLE):

@@ -7,6 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from kastro.controller.state import host_state
+from kastro.firewall.render import render
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, management_allows
 from kastro.inventory.plan import management_address
 from kastro.links.config import LinksConfigError
@@ -38,6 +39,7 @@ class FilterModule:
         return {
             "kastro_firewall_ruleset": _compile,
             "kastro_firewall_host_state": _state,
+            "kastro_firewall_text": render,
             "kastro_firewall_management_allows": _allows,
             "kastro_management_address": management_address,
         }

@@ -1,0 +1,109 @@
+"""The compiled ruleset (kastro.firewall.ruleset) as nftables text: `table inet kastro`.
+
+Text is built in Python for both of Kastro's tables (this one and the links' QoS table), so
+there is one way to write nft and it is unit-tested; the role writes the result and checks it
+with `nft -c` before anything is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+HOOKS = (
+    ("prerouting", "type filter hook prerouting priority raw; policy accept;",
+     "# A packet from a zone must carry that zone's addresses."),
+    ("input", "type filter hook input priority filter; policy drop;", ""),
+    ("forward", "type filter hook forward priority filter; policy drop;", ""),
+)  # fmt: skip
+
+
+def _lines(indent: str, items: Iterable[str]) -> list[str]:
+    return [f"{indent}{item}" for item in items]
+
+
+def _header(ruleset: Mapping[str, Any], managed: str) -> list[str]:
+    return [
+        "#!/usr/sbin/nft -f",
+        f"# {managed}",
+        f"# Kastro firewall for {ruleset['host']} ({ruleset['kind']}), compiled from",
+        "# kastro_policy. Only this table is replaced; other tables (Docker, fail2ban, ...) stay.",
+        *_lines("#   ", ruleset["summary"]),
+        "",
+        '# Replace the table in one transaction ("table" first, so "delete" never fails).',
+        "table inet kastro",
+        "delete table inet kastro",
+        "",
+    ]
+
+
+def _sets(ruleset: Mapping[str, Any]) -> list[str]:
+    out = []
+    for name, spec in ruleset["sets"].items():
+        out += [f"    set {name} {{", f"        type {spec['type']}", "        flags interval"]
+        if spec["elements"]:
+            out.append(f"        elements = {{ {', '.join(spec['elements'])} }}")
+        out.append("    }")
+    return [
+        *out,
+        "",
+        "    # Filled by the SOC (kastro-firewall block ADDRESS --timeout 1h);"
+        " kept across reloads.",
+        "    set blocklist_v4 {",
+        "        type ipv4_addr",
+        "        flags interval, timeout",
+        "    }",
+        "    set blocklist_v6 {",
+        "        type ipv6_addr",
+        "        flags interval, timeout",
+        "    }",
+        "",
+    ]
+
+
+def _counters(ruleset: Mapping[str, Any]) -> list[str]:
+    out = []
+    for name, comment in sorted(ruleset["counters"].items()):
+        text = str(comment).replace('"', "'")
+        out += [f"    counter {name} {{", f'        comment "{text}"', "    }"]
+    return [*out, ""]
+
+
+def _chains(ruleset: Mapping[str, Any]) -> list[str]:
+    out = []
+    for chain in ruleset["chains"]:
+        out += [f"    # {chain['comment']}", f"    chain {chain['name']} {{"]
+        out += _lines("        ", chain["rules"])
+        out += ["    }", ""]
+    for name, hook, comment in HOOKS:
+        if comment:
+            out.append(f"    {comment}")
+        out += [f"    chain {name} {{", f"        {hook}", *_lines("        ", ruleset[name])]
+        out += ["    }", ""]
+    out += [
+        "    chain output {",
+        "        type filter hook output priority filter; policy accept;",
+        "    }",
+    ]
+    if ruleset["postrouting"]:
+        out += [
+            "",
+            "    chain postrouting {",
+            "        type nat hook postrouting priority srcnat; policy accept;",
+            *_lines("        ", ruleset["postrouting"]),
+            "    }",
+        ]
+    return out
+
+
+def render(ruleset: Mapping[str, Any], managed: str) -> str:
+    """The whole file; `managed` is the header line saying who manages it."""
+    lines = [
+        *_header(ruleset, managed),
+        "table inet kastro {",
+        *_sets(ruleset),
+        *_counters(ruleset),
+        *_chains(ruleset),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
