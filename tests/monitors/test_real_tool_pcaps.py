@@ -186,3 +186,25 @@ def test_missing_pcap_is_a_clear_error(capsys):
 
     assert main(["monitor", "--pcap", "/nonexistent.pcap"]) == 2
     assert "cannot open /nonexistent.pcap" in capsys.readouterr().err
+
+
+def test_the_sensors_entry_point_in_process(tmp_path, capsys):
+    """`kastro-monitor` on a sensor runs monitors.__main__ (from kastro-host.pyz): the same
+    run in this process, so its metrics collector is measured too."""
+    from monitors.__main__ import main as monitor_main
+
+    eve, metrics = tmp_path / "eve.json", tmp_path / "metrics.prom"
+    argv = ["--pcap", str(PCAPS / "nmap-syn-scan.pcap"), "--eve-log", str(eve)]
+    assert monitor_main([*argv, "--metrics-file", str(metrics)]) == 0
+    text = metrics.read_text()
+    assert 'kastro_monitor_packets_total{protocol="TCP"}' in text
+    assert 'kastro_monitor_alerts_total{detector="portscan",severity=' in text
+    assert "kastro_monitor_batch_duration_seconds_bucket" in text
+    assert 'kastro_monitor_tracked_entries{detector="portscan"}' in text
+    assert len(eve.read_text().splitlines()) == 1
+    assert monitor_main(["--check-config"]) == 0
+    assert "valid" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        monitor_main(["--eve-log", str(eve)])  # neither --iface nor --pcap
+    assert stop.value.code == 2
+    assert "--iface" in capsys.readouterr().err

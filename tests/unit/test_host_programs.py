@@ -280,3 +280,85 @@ def test_only_plain_addresses_reach_nft():
         with pytest.raises(firewall.FirewallError):
             firewall._address(bad)
     assert firewall.TIMEOUT.fullmatch("1h30m") and not firewall.TIMEOUT.fullmatch("1h; reboot")
+
+
+def test_the_telework_collector_names_peers_by_teleworker(tmp_path, monkeypatch):
+    """The collector over recorded `wg show` output (the command layer is the seam): peers
+    named by id from peers.json, an age only for a peer that ever shook hands."""
+    outputs = {
+        "latest-handshakes": recorded("wg-latest-handshakes.txt"),
+        "transfer": recorded("wg-transfer.txt"),
+    }
+    monkeypatch.setattr(telework, "_wg_show", outputs.__getitem__)
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps({"Q2hhbmdlTWVDaGFuZ2VNZUNoYW5nZU1lQ2hhbmdlTWU=": "tw-0001"}))
+    monkeypatch.setattr(telework, "PEERS", peers)
+    output = tmp_path / "telework.prom"
+    assert telework.main(["collect", "--once", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "kastro_telework_up 1.0" in text
+    assert (
+        'kastro_telework_peer_received_bytes_total{interface="wg-tw",teleworker="tw-0001"}' in text
+    )
+    assert 'teleworker="unknown"' in text  # the second key is in no peers.json entry
+    assert text.count("kastro_telework_peer_handshake_age_seconds{") == 1
+
+
+def test_the_telework_collector_reports_down_when_wg_fails(tmp_path, monkeypatch):
+    def failing(_what: str) -> str:
+        raise commands.CommandError("wg show all latest-handshakes: Operation not permitted")
+
+    monkeypatch.setattr(telework, "_wg_show", failing)
+    output = tmp_path / "telework.prom"
+    telework.main(["collect", "--once", "--output", str(output)])
+    assert "kastro_telework_up 0.0" in output.read_text()
+
+
+def test_the_firewall_collector_reads_counters_and_sets(tmp_path, monkeypatch):
+    """Over recorded nft JSON: every named counter, the SOC sets' sizes, no pending change."""
+    table = json.loads(recorded("nft-list-table.json"))["nftables"]
+    blocklist = json.loads(recorded("nft-list-set-blocklist.json"))["nftables"]
+
+    def nft_json(*args: str) -> list:
+        if args[:2] == ("list", "counters"):
+            return table
+        return blocklist if args[-1] == "blocklist_v4" else []
+
+    monkeypatch.setattr(firewall, "nft_json", nft_json)
+    monkeypatch.setattr(firewall, "PENDING", tmp_path / "pending.json")
+    monkeypatch.setattr(firewall, "LAST_ROLLBACK", tmp_path / "last-rollback.json")
+    output = tmp_path / "firewall.prom"
+    assert firewall.main(["collect", "--once", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "kastro_firewall_up 1.0" in text
+    assert 'kastro_firewall_packets_total{comment="dropped input",counter="drop_input"} 0.0' in text
+    assert 'kastro_firewall_set_elements{set="blocklist_v4"} 3.0' in text
+    assert "kastro_firewall_change_pending 0.0" in text
+    assert "kastro_firewall_last_rollback_timestamp_seconds 0.0" in text
+
+
+def test_the_firewall_helper_refuses_bad_block_arguments_before_nft(monkeypatch, capsys):
+    """Refused before any nft command: nothing is asked of the kernel."""
+    called = []
+    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append(a) or "")
+    monkeypatch.setattr(firewall, "set_elements", lambda name: [])
+    assert firewall.main(["block", "10.0.0.1; flush ruleset"]) == 1
+    assert firewall.main(["block", "192.0.2.9", "--timeout", "1h; reboot"]) == 1
+    assert called == []
+    assert "is not an IP address" in capsys.readouterr().err
+
+
+def test_the_firewall_helper_never_blocks_the_allowlist(monkeypatch, capsys):
+    called = []
+    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append(a) or "")
+    monkeypatch.setattr(
+        firewall,
+        "set_elements",
+        lambda name: [{"val": "10.20.3.96/27"}] if name == "allowlist_v4" else [],
+    )
+    assert firewall.main(["block", "10.20.3.100"]) == 1
+    assert "allowlist" in capsys.readouterr().err and called == []
+    assert firewall.main(["block", "198.51.100.7", "--timeout", "30m"]) == 0
+    assert called == [
+        ("add", "element", "inet", "kastro", "blocklist_v4", "{ 198.51.100.7/32 timeout 30m }")
+    ]
