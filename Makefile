@@ -15,6 +15,9 @@ LAB         ?= kastro
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/kastro/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Molecule writes its own ansible.cfg; these carry the model's vars plugin into it (see ansible.cfg).
+export ANSIBLE_VARS_PLUGINS := $(CURDIR)/plugins/vars
+export ANSIBLE_VARS_ENABLED := kastro_model
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 

@@ -7,3 +7,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "kastro" / "lab" / "containers.conf"))
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+# Molecule writes its own ansible.cfg: the model's vars plugin reaches it through these.
+os.environ.setdefault("ANSIBLE_VARS_PLUGINS", str(ROOT / "plugins" / "vars"))
+os.environ.setdefault("ANSIBLE_VARS_ENABLED", "kastro_model")

@@ -191,7 +191,7 @@ def render_default(role: str, variable: str, municipality: dict) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters.update(filters.FilterModule().filters())
     text = yaml.safe_load((ROOT / "roles" / role / "defaults/main.yml").read_text())[variable]
-    return env.from_string(text).render(kastro_municipality=municipality)
+    return env.from_string(text).render(kastro_host={"municipality": municipality})
 
 
 @pytest.mark.parametrize(
@@ -234,8 +234,7 @@ def test_5_a_directory_of_another_municipality_is_refused(tmp_path, role, variab
 
     def run(domain: str) -> subprocess.CompletedProcess[str]:
         extra = {
-            "kastro_municipality": {"domain": domain},
-            "kastro_plan": {"router_ids": {}, "links": {}, "teleworkers": {}},
+            "kastro_host": {"municipality": {"domain": domain}, "inventory": str(tmp_path / "none")},
             variable: str(directory),
             "links_rekey": False,
             "telework_rekey": [],

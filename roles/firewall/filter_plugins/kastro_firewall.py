@@ -6,23 +6,23 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.model_vars import with_model
 from kastro.controller.state import host_state
 from kastro.firewall.render import render
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, management_allows
-from kastro.inventory.plan import management_address
 from kastro.links.config import LinksConfigError
 
 
 def _compile(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
     try:
-        return compile_ruleset(host, variables, settings)
+        return compile_ruleset(host, with_model(variables), settings)
     except FirewallConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
 def _state(variables: dict[str, Any], host: str) -> dict[str, Any]:
     try:
-        return host_state(variables, host)
+        return host_state(with_model(variables), host)
     except LinksConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
@@ -41,5 +41,4 @@ class FilterModule:
             "kastro_firewall_host_state": _state,
             "kastro_firewall_text": render,
             "kastro_firewall_management_allows": _allows,
-            "kastro_management_address": management_address,
         }

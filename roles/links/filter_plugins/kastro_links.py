@@ -6,22 +6,22 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.model_vars import key_names, with_model
 from kastro.controller.secrets import SecretsDirError, secrets_dir
 from kastro.controller.state import links_state
-from kastro.inventory.plan import management_address
 from kastro.links.config import LinksConfigError, gateway_config
 
 
 def _config(variables: dict[str, Any], host: str, settings: dict[str, Any]) -> dict[str, Any]:
     try:
-        return gateway_config(host, variables, settings)
+        return gateway_config(host, with_model(variables), settings)
     except LinksConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
 def _state(variables: dict[str, Any], host: str) -> dict[str, Any]:
     try:
-        return links_state(variables, host)
+        return links_state(with_model(variables), host)
     except LinksConfigError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
@@ -38,6 +38,6 @@ class FilterModule:
         return {
             "kastro_links_config": _config,
             "kastro_links_state": _state,
+            "kastro_links_key_names": key_names,
             "kastro_secrets_dir": _secrets_dir,
-            "kastro_management_address": management_address,
         }

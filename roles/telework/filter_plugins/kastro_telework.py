@@ -6,9 +6,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from kastro.controller.model_vars import model_filter, with_model
 from kastro.controller.secrets import SecretsDirError, secrets_dir
-from kastro.controller.state import vpn_server
-from kastro.inventory.plan import management_address
 from kastro.telework.access import (
     allowed_ips,
     certificates_to_revoke,
@@ -21,21 +20,21 @@ from kastro.telework.access import (
 
 def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = False) -> list[str]:
     try:
-        return allowed_ips(variables, group, full_tunnel)
+        return allowed_ips(with_model(variables), group, full_tunnel)
     except (KeyError, ValueError) as exc:
         raise AnsibleFilterError(f"teleworker group '{group}': {exc}") from exc
 
 
 def _openvpn_address(variables: dict[str, Any], teleworker: str) -> dict[str, str]:
     try:
-        return openvpn_address(variables, teleworker)
+        return openvpn_address(with_model(variables), teleworker)
     except (KeyError, ValueError) as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
 def _peers(variables: dict[str, Any], keys_dir: str) -> list[dict[str, Any]]:
     try:
-        return peers(variables, keys_dir)
+        return peers(with_model(variables), keys_dir)
     except OSError as exc:
         raise AnsibleFilterError(
             f"a teleworker's public key is missing on the controller: {exc}; run the role "
@@ -58,12 +57,10 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "kastro_secrets_dir": _secrets_dir,
-            "kastro_management_address": management_address,
             "kastro_telework_allowed_ips": _allowed_ips,
-            "kastro_telework_server": vpn_server,
-            "kastro_telework_people": people,
+            "kastro_telework_people": model_filter(people),
             "kastro_telework_peers": _peers,
             "kastro_telework_to_revoke": _to_revoke,
             "kastro_telework_openvpn_address": _openvpn_address,
-            "kastro_telework_openvpn_subnets": openvpn_subnets,
+            "kastro_telework_openvpn_subnets": model_filter(openvpn_subnets),
         }
