@@ -170,3 +170,24 @@ def test_ansible_gives_each_host_its_slice_and_the_same_compiled_output(name):
             assert gateway_config(host, sliced, LINKS_SETTINGS) == gateway_config(
                 host, full, LINKS_SETTINGS
             )
+
+
+def test_a_run_without_the_vars_plugin_is_refused_before_any_host_changes():
+    exe = Path(sys.executable).with_name("ansible-playbook")
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_VARS_ENABLED": "host_group_vars",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    proc = subprocess.run(
+        [str(exe), "-i", str(EXAMPLE), str(ROOT / "playbooks/validate.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0
+    assert "the kastro_model vars plugin is not enabled" in " ".join(proc.stdout.split())

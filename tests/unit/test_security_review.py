@@ -234,7 +234,10 @@ def test_5_a_directory_of_another_municipality_is_refused(tmp_path, role, variab
 
     def run(domain: str) -> subprocess.CompletedProcess[str]:
         extra = {
-            "kastro_host": {"municipality": {"domain": domain}, "inventory": str(tmp_path / "none")},
+            "kastro_host": {
+                "municipality": {"domain": domain},
+                "inventory": str(tmp_path / "none"),
+            },
             variable: str(directory),
             "links_rekey": False,
             "telework_rekey": [],
