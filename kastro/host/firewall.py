@@ -457,12 +457,12 @@ class NftCollector:
 
 
 def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
-    textfile.publish(NftCollector(), Path(args.output), args.interval, METRICS_PREFIX, args.once)
-    return {"written": args.output}
+    textfile.publish(NftCollector(), args.output, args.interval, METRICS_PREFIX, args.once)
+    return {"written": str(args.output)}
 
 
 def cmd_exporter(args: argparse.Namespace) -> dict[str, Any]:
-    textfile.serve(Path(args.textfile), args.listen)
+    textfile.serve(args.textfile, args.listen)
     return {}
 
 
@@ -496,15 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("address")
     p.set_defaults(func=cmd_unblock)
     sub.add_parser("blocked", help="list the blocklists").set_defaults(func=cmd_blocked)
-    p = sub.add_parser("collect", help="write the counters to a file (privileged, no socket)")
-    p.add_argument("--output", default=METRICS_FILE)
-    p.add_argument("--interval", type=float, default=15.0, metavar="SECONDS")
-    p.add_argument("--once", action="store_true")
-    p.set_defaults(func=cmd_collect)
-    p = sub.add_parser("exporter", help="serve the collected counters for Prometheus")
-    p.add_argument("--listen", default="127.0.0.1:9552", metavar="ADDRESS:PORT")
-    p.add_argument("--textfile", default=METRICS_FILE)
-    p.set_defaults(func=cmd_exporter)
+    textfile.add_collect_command(sub, METRICS_FILE, 15.0, "the counters").set_defaults(
+        func=cmd_collect
+    )
+    textfile.add_exporter_command(sub, "127.0.0.1:9552", METRICS_FILE).set_defaults(
+        func=cmd_exporter
+    )
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

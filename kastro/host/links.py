@@ -485,13 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "needs-apply", help="whether the host differs from its configuration, as JSON (and why)"
     )
-    p = sub.add_parser("collect", help="probe the links and write the metrics to a file")
-    p.add_argument("--output", type=Path, default=Path(METRICS_FILE))
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between probes")
+    p = textfile.add_collect_command(sub, METRICS_FILE, 5.0, "the link probes", once=False)
     p.add_argument("--count", type=int, default=5, help="pings per probe")
-    p = sub.add_parser("exporter", help="serve the collected link health metrics")
-    p.add_argument("--listen", default="127.0.0.1:9554", metavar="ADDRESS:PORT")
-    p.add_argument("--textfile", type=Path, default=Path(METRICS_FILE))
+    textfile.add_exporter_command(sub, "127.0.0.1:9554", METRICS_FILE)
     p = sub.add_parser("neighbors", help="print FRR's OSPF neighbours as JSON")
     p.add_argument("--family", choices=["ipv4", "ipv6"], default="ipv4")
     args = parser.parse_args(argv)

@@ -99,13 +99,8 @@ METRICS_FILE = "/run/kastro-telework-metrics/telework.prom"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kastro-telework", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("collect", help="write the metrics to a file (privileged, no socket)")
-    p.add_argument("--output", default=METRICS_FILE)
-    p.add_argument("--interval", type=float, default=15.0, metavar="SECONDS")
-    p.add_argument("--once", action="store_true")
-    p = sub.add_parser("exporter", help="serve the collected metrics")
-    p.add_argument("--listen", default="127.0.0.1:9553", metavar="ADDRESS:PORT")
-    p.add_argument("--textfile", default=METRICS_FILE)
+    textfile.add_collect_command(sub, METRICS_FILE, 15.0)
+    textfile.add_exporter_command(sub, "127.0.0.1:9553", METRICS_FILE)
     sub.add_parser("peers", help="print the metrics' view of the peers as JSON")
     args = parser.parse_args(argv)
     if args.command == "peers":
@@ -114,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, sort_keys=True))
     elif args.command == "collect":
         textfile.publish(
-            WireGuardCollector(), Path(args.output), args.interval, METRICS_PREFIX, args.once
+            WireGuardCollector(), args.output, args.interval, METRICS_PREFIX, args.once
         )
     else:
-        textfile.serve(Path(args.textfile), args.listen)
+        textfile.serve(args.textfile, args.listen)
     return 0
 
 

@@ -9,6 +9,7 @@ exporter (a dynamic user with no capabilities, bound to the management address) 
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +86,28 @@ def serve(textfile: Path, listen: str) -> None:
     start(textfile, listen)
     while True:
         time.sleep(3600)
+
+
+def add_collect_command(
+    sub: Any, output: str, interval: float, what: str = "the metrics", once: bool = True
+) -> argparse.ArgumentParser:
+    """The `collect` subcommand every host program has: --output, --interval, and --once
+    where one reading means something (not for the links' probes, which run continuously)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "collect", help=f"write {what} to a file (privileged, no socket)"
+    )
+    p.add_argument("--output", type=Path, default=Path(output))
+    p.add_argument("--interval", type=float, default=interval, metavar="SECONDS")
+    if once:
+        p.add_argument("--once", action="store_true", help="write once and stop")
+    return p
+
+
+def add_exporter_command(sub: Any, listen: str, textfile: str) -> argparse.ArgumentParser:
+    """The `exporter` subcommand every host program has: --listen, --textfile."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "exporter", help="serve the collected metrics for Prometheus"
+    )
+    p.add_argument("--listen", default=listen, metavar="ADDRESS:PORT")
+    p.add_argument("--textfile", type=Path, default=Path(textfile))
+    return p
