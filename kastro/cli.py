@@ -160,9 +160,13 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_host_archive(args: argparse.Namespace) -> int:
-    from kastro.controller.host_archive import build_json
+    from kastro.controller.host_archive import BuildDirError, build_json
 
-    print(build_json(Path(args.output)))
+    try:
+        print(build_json(Path(args.output)))
+    except BuildDirError as exc:
+        print(f"kastro host-archive: {exc}; nothing was written", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -42,13 +44,39 @@ def archive_bytes() -> bytes:
     return buffer.getvalue()
 
 
+class BuildDirError(ValueError):
+    """The build directory is not the controller user's own directory."""
+
+
+def private_directory(directory: Path) -> None:
+    """Create `directory` 0700 if missing, close it to 0700 if open; refuse one that is not a
+    directory or that another user owns.
+
+    Root runs the archive on every host, so whoever can write here could run code on all of
+    them: the directory must be the controller user's own, closed to group and others."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = directory.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise BuildDirError(
+            f"{directory} is not a directory (a link?); remove it and run again, "
+            "Kastro creates it 0700"
+        )
+    if st.st_uid != os.getuid():
+        raise BuildDirError(
+            f"{directory} belongs to user id {st.st_uid}, not to you ({os.getuid()}); "
+            "use a build directory of your own (host_programs_build_dir)"
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        directory.chmod(0o700)  # yours but open (an older Kastro made it 0755): close it
+
+
 def build(output: Path) -> dict[str, object]:
     """Write the archive to `output` unless it already holds these bytes; say what happened."""
+    private_directory(output.parent)
     data = archive_bytes()
     digest = hashlib.sha256(data).hexdigest()
     changed = not output.exists() or output.read_bytes() != data
     if changed:
-        output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.{digest[:12]}.tmp")
         tmp.write_bytes(data)
         tmp.chmod(0o644)

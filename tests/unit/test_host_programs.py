@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from kastro.controller.host_archive import archive_bytes, build
+from kastro.controller.host_archive import BuildDirError, archive_bytes, build
 from kastro.host import commands, firewall, links, telework, textfile
 from kastro.host.firewall import without_blocklist_elements
 
@@ -362,3 +363,27 @@ def test_the_firewall_helper_never_blocks_the_allowlist(monkeypatch, capsys):
     assert called == [
         ("add", "element", "inet", "kastro", "blocklist_v4", "{ 198.51.100.7/32 timeout 30m }")
     ]
+
+
+def test_the_build_directory_is_private(tmp_path):
+    """Root runs the archive on every host: its directory is made 0700 and closed if open."""
+    build(tmp_path / "new" / "kastro-host.pyz")
+    assert oct((tmp_path / "new").stat().st_mode)[-3:] == "700"
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    build(tmp_path / "open" / "kastro-host.pyz")
+    assert oct((tmp_path / "open").stat().st_mode)[-3:] == "700"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_a_build_directory_of_another_user_or_a_link_is_refused(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chown(other, 65534, 65534)
+    with pytest.raises(BuildDirError, match="belongs to user id 65534"):
+        build(other / "kastro-host.pyz")
+    assert not (other / "kastro-host.pyz").exists()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(BuildDirError, match="not a directory"):
+        build(tmp_path / "link" / "kastro-host.pyz")
