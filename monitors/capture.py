@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from monitors.linktypes import ETHERNET, Converter, UnsupportedLinkTypeError, converter
+
 Frame = tuple[float, bytes, int]
 BATCH = 512
 CHUNK = 1 << 22
 
-LINKTYPE_ETHERNET = 1
+LINKTYPE_ETHERNET = ETHERNET
 
 
 class CaptureError(RuntimeError):
@@ -61,8 +63,7 @@ def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterat
     if len(header) < 20:
         raise CaptureError(f"{path}: truncated pcap header")
     linktype = struct.unpack(order + "HHiIII", header)[5] & 0x0FFFFFFF
-    if linktype != LINKTYPE_ETHERNET:
-        raise CaptureError(f"{path}: link type {linktype} is not Ethernet")
+    convert = _converter(linktype, path)
     record = struct.Struct(order + "IIII")
     divisor = 1e9 if nano else 1e6
     out: list[Frame] = []
@@ -85,13 +86,27 @@ def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterat
             stop = position + 16 + caplen
             if stop > end:
                 break
-            out.append((sec + frac / divisor, buffer[position + 16 : stop], wirelen))
+            if convert is None:
+                out.append((sec + frac / divisor, buffer[position + 16 : stop], wirelen))
+            else:
+                out.append(
+                    _as_ethernet(
+                        sec + frac / divisor, buffer[position + 16 : stop], wirelen, convert
+                    )
+                )
             position = stop
             if len(out) >= batch:
                 yield out
                 out = []
     if out:
         yield out
+
+
+def _converter(linktype: int, path: Path) -> Converter | None:
+    try:
+        return converter(linktype)
+    except UnsupportedLinkTypeError as exc:
+        raise CaptureError(f"{path}: {exc}") from exc
 
 
 MAX_TIMESTAMP = float(1 << 33)  # year 2242: a later capture time is a corrupt block
@@ -103,7 +118,7 @@ def _read_pcapng(handle: BinaryIO, batch: int, path: Path) -> Iterator[list[Fram
     handle.seek(0)
     order = "<"
     resolutions: list[float] = []
-    linktypes: list[int] = []
+    linktypes: list[Converter | None] = []
     out: list[Frame] = []
     while True:
         head = handle.read(8)
@@ -143,7 +158,7 @@ def _pcapng_block(
     block_type: int,
     body: bytes,
     order: str,
-    linktypes: list[int],
+    linktypes: list[Converter | None],
     resolutions: list[float],
     path: Path,
 ) -> Frame | None:
@@ -154,18 +169,28 @@ def _pcapng_block(
             f"at least {_PCAPNG_MIN_BODY[block_type] + 8} expected)"
         )
     if block_type == 1:  # interface description
-        linktypes.append(struct.unpack_from(order + "H", body, 0)[0])
+        linktypes.append(_converter(struct.unpack_from(order + "H", body, 0)[0], path))
         resolutions.append(_if_tsresol(body[8:-4], order))
     elif block_type == 6:  # enhanced packet
         iface, ts_high, ts_low, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
-        if iface < len(linktypes) and linktypes[iface] == LINKTYPE_ETHERNET:
+        if iface < len(linktypes):
             ts = ((ts_high << 32) | ts_low) * resolutions[iface]
             if 0 <= ts < MAX_TIMESTAMP:
-                return (ts, bytes(body[20 : min(20 + caplen, len(body) - 4)]), wirelen)
-    elif block_type == 3:  # simple packet
+                frame = bytes(body[20 : min(20 + caplen, len(body) - 4)])
+                return _as_ethernet(ts, frame, wirelen, linktypes[iface])
+    elif block_type == 3 and linktypes:  # simple packet: on the first interface
         (wirelen,) = struct.unpack_from(order + "I", body, 0)
-        return (0.0, bytes(body[4 : 4 + min(wirelen, len(body) - 8)]), wirelen)
+        frame = bytes(body[4 : 4 + min(wirelen, len(body) - 8)])
+        return _as_ethernet(0.0, frame, wirelen, linktypes[0])
     return None
+
+
+def _as_ethernet(ts: float, frame: bytes, wirelen: int, convert: Converter | None) -> Frame:
+    """The frame as Ethernet, its wire length moved by the header's change in size."""
+    if convert is None:
+        return (ts, frame, wirelen)
+    ethernet = convert(frame)
+    return (ts, ethernet, max(len(ethernet), wirelen + len(ethernet) - len(frame)))
 
 
 def _if_tsresol(options: bytes, order: str) -> float:
