@@ -235,6 +235,21 @@ class _BlockDesc(ctypes.Structure):  # tpacket_block_desc with tpacket_hdr_v1 in
 
 
 _T3_HDR = struct.Struct("IIIIIII")  # next_offset, sec, nsec, snaplen, len, status, mac(H)+net(H)
+# In a SOCK_DGRAM ring the frame has no link header; the kernel puts a sockaddr_ll after the
+# 48-byte tpacket3_hdr: family, protocol (the EtherType, network order), ifindex, ARPHRD
+# type, packet type, address length, address.
+_T3_SLL_OFFSET = 48
+_SLL = struct.Struct("=H2siHBB8s")
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772  # both deliver an Ethernet header
+ANY = "any"
+
+
+def link_header_type(iface: str) -> int:
+    """The interface's ARPHRD type (1: Ethernet; 65534: none, as tun and WireGuard have)."""
+    try:
+        return int(Path(f"/sys/class/net/{iface}/type").read_text().strip())
+    except (OSError, ValueError):
+        return ARPHRD_ETHER
 
 
 def compile_bpf(expression: str) -> bytes:
@@ -274,17 +289,23 @@ class LiveCapture:
         promiscuous: bool = True,
     ) -> None:
         self.iface = iface
+        index = self._index(iface)
+        # Interfaces without an Ethernet header (tun, WireGuard, PPP) and `any` (every
+        # interface, each with its own header) are read cooked: the kernel strips the link
+        # header and says the protocol, and each frame gets an Ethernet header here.
+        self.cooked = index == 0 or link_header_type(iface) not in (ARPHRD_ETHER, ARPHRD_LOOPBACK)
+        if self.cooked and bpf:
+            raise CaptureError(
+                f"--filter '{bpf}': capture filters are compiled for Ethernet; --iface {iface} "
+                "has no Ethernet header, so leave --filter out there"
+            )
+        kind = socket.SOCK_DGRAM if self.cooked else socket.SOCK_RAW
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            self.sock = socket.socket(socket.AF_PACKET, kind, socket.htons(ETH_P_ALL))
         except PermissionError as exc:
             raise CaptureError(
                 "capturing needs CAP_NET_RAW (run as root or grant the capability)"
             ) from exc
-        try:
-            index = socket.if_nametoindex(iface)
-        except OSError as exc:
-            self.sock.close()
-            raise CaptureError(f"--iface {iface}: no such interface") from exc
         code = compile_bpf(bpf)
         if code:
             buf = ctypes.create_string_buffer(code)
@@ -304,8 +325,9 @@ class LiveCapture:
             mmap.MAP_SHARED,
             mmap.PROT_READ | mmap.PROT_WRITE,
         )
-        self.sock.bind((iface, 0))
-        if promiscuous:
+        if index:  # unbound, the socket hears every interface: that is `any`
+            self.sock.bind((iface, 0))
+        if promiscuous and not self.cooked:
             mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
             self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         if fanout_group is not None:
@@ -324,6 +346,16 @@ class LiveCapture:
         self.kernel_packets = 0
         self.kernel_drops = 0
 
+    @staticmethod
+    def _index(iface: str) -> int:
+        """The interface index; 0 for `any`."""
+        if iface == ANY:
+            return 0
+        try:
+            return socket.if_nametoindex(iface)
+        except OSError as exc:
+            raise CaptureError(f"--iface {iface}: no such interface") from exc
+
     def batches(self, timeout: float = 0.5) -> Iterator[list[Frame]]:
         """Yield the frames of each filled block; an empty list when ``timeout`` passes idle."""
         import select
@@ -341,20 +373,31 @@ class LiveCapture:
                     del desc
                     yield []
                     continue
-            out: list[Frame] = []
-            offset = base + desc.offset_to_first_pkt
-            for _ in range(desc.num_pkts):
-                next_offset, sec, nsec, snaplen, wirelen, _status, macnet = _T3_HDR.unpack_from(
-                    ring, offset
-                )
-                mac = macnet & 0xFFFF
-                start = offset + mac
-                out.append((sec + nsec / 1e9, ring[start : start + snaplen], wirelen))
-                offset += next_offset
+            out = self._frames(ring, base + desc.offset_to_first_pkt, desc.num_pkts)
             desc.block_status = 0  # hand the block back to the kernel
             del desc
             self._block = (self._block + 1) % self.block_count
             yield out
+
+    def _frames(self, ring: mmap.mmap, offset: int, count: int) -> list[Frame]:
+        out: list[Frame] = []
+        cooked = self.cooked
+        for _ in range(count):
+            next_offset, sec, nsec, snaplen, wirelen, _status, macnet = _T3_HDR.unpack_from(
+                ring, offset
+            )
+            start = offset + (macnet & 0xFFFF)
+            frame = ring[start : start + snaplen]
+            if cooked:
+                _fam, protocol, _ifindex, _hatype, _pkttype, halen, addr = _SLL.unpack_from(
+                    ring, offset + _T3_SLL_OFFSET
+                )
+                source = addr[:6] if halen == 6 else bytes(6)
+                frame = bytes(6) + source + protocol + frame
+                wirelen += 14
+            out.append((sec + nsec / 1e9, frame, wirelen))
+            offset += next_offset
+        return out
 
     def statistics(self) -> tuple[int, int]:
         """(packets, drops) counted by the kernel since the last call; kept as running totals."""
