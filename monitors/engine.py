@@ -24,6 +24,7 @@ from monitors.packet import (
     MalformedPacketError,
     parse,
 )
+from monitors.state import Conversations
 
 KINDS = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
 EXPIRE_EVERY_SECONDS = 10.0  # of traffic time; windows are 2 s to minutes, so this is timely
@@ -59,6 +60,7 @@ class Engine:
             for kind in ("tcp_syn", "tcp_ack", "tcp", "udp", "icmp", "arp", "ip")
         }
         self._next_expiry = 0.0
+        self.conversations = Conversations()
 
     def _emit(self, alert: Alert) -> None:
         if self.sink.emit(alert):
@@ -70,6 +72,7 @@ class Engine:
         stats = self.stats
         by_kind = self._by_kind
         emit = self._emit
+        answer = self.conversations.answer
         packets, nbytes, malformed = stats.packets, stats.bytes, stats.malformed
         ts = 0.0
         for ts, frame, wirelen in frames:
@@ -95,6 +98,8 @@ class Engine:
                         kind = "tcp_syn"
                     elif flags & 0x3F == ACK and pkt.payload_offset >= len(pkt.frame):
                         kind = "tcp_ack"
+                elif kind == "udp":
+                    pkt.reply = answer(pkt.src, pkt.sport, pkt.dst, pkt.dport, ts)
             packets[name] += 1
             nbytes[name] += wirelen
             for detector in by_kind[kind]:

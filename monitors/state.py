@@ -69,3 +69,48 @@ def sketch_count(bitmap: int) -> int:
     if zeros == 0:
         return round(SKETCH_BITS * math.log(SKETCH_BITS))
     return round(-SKETCH_BITS * math.log(zeros / SKETCH_BITS))
+
+
+# Ports of services that answer from a fixed port: DNS, NTP, SNMP, LDAP, IKE, SSDP and the like
+# (all below 1024), and the usual high ones: OpenVPN, RADIUS, STUN/TURN, SIP, IPsec NAT-T,
+# WireGuard, mDNS, WS-Discovery, memcached, BACnet, QUIC on 443 is below 1024 already.
+SERVICE_PORTS = frozenset(range(1, 1024)) | frozenset(
+    (1194, 1812, 1813, 1900, 3478, 3702, 4500, 5060, 5061, 5349, 5353, 11211, 47808, 51820)
+)
+EPHEMERAL_FROM = 1024
+
+
+class Conversations:
+    """Which UDP flows were opened, so the other side's answers count as answers.
+
+    A busy resolver answers from port 53 to a different client port each time; a STUN or RTP
+    peer answers from a fixed port; none of that is a scan. A packet is an answer when its
+    reverse (dst:dport -> src:sport) was seen within `timeout` seconds, or when it comes from a
+    service port to an ephemeral one (>= 1024), which holds even when the opening was
+    evicted. A scanner that sends from port 53 (`nmap -g 53`) to the usual low ports is still a
+    scanner: its destination ports are not ephemeral. Fixed memory: at most `cap` flows (about
+    100 bytes each), the oldest first out.
+    """
+
+    __slots__ = ("cap", "evictions", "seen", "timeout")
+
+    def __init__(self, cap: int = 65_536, timeout: float = 120.0) -> None:
+        self.cap = cap
+        self.timeout = timeout
+        self.seen: dict[int, float] = {}
+        self.evictions = 0
+
+    def answer(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> bool:
+        """Whether this packet answers; a packet that does not is remembered as an opening."""
+        seen = self.seen
+        opened = seen.get(hash((dst, dport, src, sport)))
+        if opened is not None and ts - opened <= self.timeout:
+            return True
+        if sport in SERVICE_PORTS and dport >= EPHEMERAL_FROM:
+            return True
+        key = hash((src, sport, dst, dport))
+        if key not in seen and len(seen) >= self.cap:
+            del seen[next(iter(seen))]
+            self.evictions += 1
+        seen[key] = ts
+        return False

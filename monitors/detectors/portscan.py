@@ -9,6 +9,15 @@ distinct targets per source with 128-bit linear-counting sketches (fixed memory 
 and require a low success ratio (SYN-ACKs returned / SYNs sent) for horizontal scans, where
 busy but legitimate clients (browsers, backup agents) could otherwise reach the count.
 NULL and Xmas segments never occur in legitimate TCP, so a few of them suffice.
+
+Direction: answers are not probes. The engine marks a UDP packet as an answer when it reverses
+a flow the other side opened, or comes from a service port to an ephemeral one
+(monitors.state.Conversations), so a busy resolver answering 60 client ports, a STUN server
+or a media server is never a "UDP scanner". Those answers also count for whoever opened the
+flows: a UDP scan needs its probes mostly unanswered, as Jung's first contacts do for TCP.
+
+Alerts: one per source and kind; for scans of a few hosts (vertical, UDP) one per target host,
+so a scanner that moves on to a second host gets an alert naming that host too.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ class PortScanConfig(DetectorConfig):
     horizontal_max_success_ratio: float = 0.5
     stealth_probes: int = 5  # NULL/FIN/Xmas segments
     udp_ports: int = 20
+    # A UDP scan goes mostly unanswered (closed ports answer with ICMP, if at all); a client
+    # with many real flows to one server (a SIP trunk's media, a game) gets UDP answers.
+    udp_max_answered_ratio: float = 0.5
 
 
 class _Source:
@@ -71,6 +83,11 @@ class PortScanDetector(Detector):
             if flags != SYN and stealth is None:
                 return
         elif pkt.proto == PROTO_UDP:
+            if pkt.reply:  # a resolver's or any service's answer, not a probe
+                opener = self.table.get(pkt.dst)
+                if opener is not None:
+                    opener.answered += 1
+                return
             if pkt.dport in (53, 123, 67, 68, 5353, 137, 138, 1900):  # chatty local services
                 return
             stealth = None
@@ -89,6 +106,7 @@ class PortScanDetector(Detector):
                 state.udp >= cfg.udp_ports
                 and sketch_count(state.pairs) >= cfg.udp_ports
                 and sketch_count(state.hosts) <= cfg.vertical_max_hosts
+                and state.answered <= cfg.udp_max_answered_ratio * state.udp
             ):
                 self._alert(emit, pkt, state, 9100004, "UDP port scan", "udp")
             return
@@ -114,9 +132,13 @@ class PortScanDetector(Detector):
     def _alert(
         self, emit: Emit, pkt: Packet, state: _Source, sid: int, what: str, kind: str
     ) -> None:
-        # One alert per scanning source and kind: after a scan the source's ordinary
-        # connections would otherwise re-trigger it with innocent targets.
+        """One alert per scanning source and kind, and for scans of few hosts (vertical, UDP)
+        per target host too: a source that scans a second host later gets an alert naming
+        it, while after a scan the source's ordinary connections raise nothing more. The
+        alert closes the source's window, so the next alert needs a scan of its own."""
         host, port = state.last >> 16, state.last & 0xFFFF
+        target = host.to_bytes(len(pkt.src), "big")
+        per_host = kind in ("vertical", "udp")
         emit(
             Alert(
                 detector=self.name,
@@ -126,7 +148,7 @@ class PortScanDetector(Detector):
                 severity=2,
                 ts=pkt.ts,
                 src=pkt.src,
-                dst=host.to_bytes(len(pkt.src), "big"),
+                dst=target,
                 proto=pkt.proto,
                 sport=pkt.sport,
                 dport=port,
@@ -139,9 +161,10 @@ class PortScanDetector(Detector):
                     "stealth_probes": state.stealth,
                     "window_seconds": self.config.window_seconds,
                 },
-                dedup=(pkt.src, kind.encode()),
+                dedup=(pkt.src, kind.encode() + (target if per_host else b"")),
             )
         )
+        state.__init__(pkt.ts)  # type: ignore[misc]
 
     def expire(self, now: float) -> None:
         window = self.config.window_seconds
