@@ -57,7 +57,7 @@ class Engine:
         # Dispatch lists: each packet goes only to the detectors that want its kind.
         self._by_kind: dict[str, list[Detector]] = {
             kind: [d for d in detectors if kind in d.wants or (kind != "arp" and "ip" in d.wants)]
-            for kind in ("tcp_syn", "tcp_ack", "tcp", "udp", "icmp", "arp", "ip")
+            for kind in ("tcp_syn", "tcp_ack", "tcp", "udp", "icmp", "fragment", "arp", "ip")
         }
         self._next_expiry = 0.0
         self.conversations = Conversations()
@@ -91,7 +91,7 @@ class Engine:
             else:
                 proto = pkt.proto
                 name = PROTO_NAMES.get(proto, "other-ip")
-                kind = "ip" if pkt.fragment else KINDS.get(proto, "ip")
+                kind = "fragment" if pkt.fragment else KINDS.get(proto, "ip")
                 if kind == "tcp":
                     flags = pkt.tcp_flags
                     if flags & SYN or not flags & ACK:

@@ -67,9 +67,9 @@ class Packet:
     arp_op: int = 0
     arp_sender_mac: bytes = b""
     arp_target_ip: bytes = b""
-    # UDP only, set by the engine: an answer (the reverse of a flow the other side opened, or
-    # from a service port to an ephemeral one), never a probe (monitors.state.Conversations)
-    reply: bool = False
+    # UDP only, set by the engine: an answer, never a probe (monitors.state.Conversations):
+    # 2 to a flow the other side opened, 1 from a service port to an ephemeral one, 0 not
+    reply: int = 0
 
     @property
     def protocol_name(self) -> str:

@@ -78,6 +78,7 @@ SERVICE_PORTS = frozenset(range(1, 1024)) | frozenset(
     (1194, 1812, 1813, 1900, 3478, 3702, 4500, 5060, 5061, 5349, 5353, 11211, 47808, 51820)
 )
 EPHEMERAL_FROM = 1024
+ANSWER_PORT, ANSWER_FLOW = 1, 2
 
 
 class Conversations:
@@ -100,17 +101,48 @@ class Conversations:
         self.seen: dict[int, float] = {}
         self.evictions = 0
 
-    def answer(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> bool:
-        """Whether this packet answers; a packet that does not is remembered as an opening."""
+    def answer(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> int:
+        """ANSWER_FLOW if this packet answers a flow its destination opened, ANSWER_PORT if
+        it only looks like an answer (service port to ephemeral port), else 0, and then the
+        packet is remembered as an opening."""
         seen = self.seen
         opened = seen.get(hash((dst, dport, src, sport)))
         if opened is not None and ts - opened <= self.timeout:
-            return True
+            return ANSWER_FLOW
         if sport in SERVICE_PORTS and dport >= EPHEMERAL_FROM:
-            return True
+            return ANSWER_PORT
         key = hash((src, sport, dst, dport))
         if key not in seen and len(seen) >= self.cap:
             del seen[next(iter(seen))]
             self.evictions += 1
         seen[key] = ts
-        return False
+        return 0
+
+
+class Distinct:
+    """A HyperLogLog of 64 registers (Flajolet et al., 2007): distinct items in 64 bytes,
+    whether there are ten or ten million (standard error about 13 %). For the sources of a
+    flood, where the 128-bit linear-counting sketches above saturate at about 620."""
+
+    __slots__ = ("registers",)
+    M = 64
+    _ALPHA = 0.709  # alpha_64
+
+    def __init__(self) -> None:
+        self.registers = bytearray(self.M)
+
+    def add(self, item: int) -> None:
+        h = (item * 0x9E3779B97F4A7C15 + 0x7F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 29
+        index, rest = h & 63, h >> 6
+        rank = 59 - rest.bit_length() if rest else 59  # leading zeros of the 58 bits, + 1
+        if rank > self.registers[index]:
+            self.registers[index] = rank
+
+    def count(self) -> int:
+        registers = self.registers
+        estimate = self._ALPHA * self.M * self.M / sum(2.0**-r for r in registers)
+        zeros = registers.count(0)
+        if estimate <= 2.5 * self.M and zeros:
+            return round(self.M * math.log(self.M / zeros))  # small counts: linear counting
+        return round(estimate)

@@ -5,6 +5,7 @@ from monitors.detectors.base import Detector
 from monitors.detectors.beacon import BeaconDetector
 from monitors.detectors.bruteforce import BruteForceDetector
 from monitors.detectors.dnstunnel import DnsTunnelDetector
+from monitors.detectors.flood import FloodDetector
 from monitors.detectors.portscan import PortScanDetector
 from monitors.detectors.sweep import SweepDetector
 from monitors.detectors.synflood import SynFloodDetector
@@ -19,6 +20,7 @@ ALL: tuple[type[Detector], ...] = (
     BruteForceDetector,
     VolumeDetector,
     BeaconDetector,
+    FloodDetector,
 )
 
 __all__ = ["ALL", "Detector"]

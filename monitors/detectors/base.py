@@ -69,8 +69,9 @@ class Detector:
     name: ClassVar[str] = ""
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     # Which packets the engine hands over: tcp_syn (SYN set, or no ACK: handshakes and
-    # probes), tcp_ack (a bare ACK without data), tcp (the rest of TCP), udp, icmp, arp,
-    # ip (every IP packet). Established TCP traffic, most of any network, thus reaches
+    # probes), tcp_ack (a bare ACK without data), tcp (the rest of TCP), udp, icmp, fragment
+    # (a non-first IP fragment, which has no transport header), arp, ip (every IP packet).
+    # Established TCP traffic, most of any network, thus reaches
     # only the detectors that need it.
     wants: ClassVar[frozenset[str]] = frozenset()
 
