@@ -7,6 +7,14 @@ a binding change within ``binding_ttl_seconds`` is reported with both MACs. Many
 ARPs from one MAC in a few seconds is the same attack, or a broken device. A DHCP server
 that is not on the configured list hands out a rogue gateway or DNS server; with no list, a
 second server answering on the segment is reported.
+
+DHCP starvation (dhcpstarv, dhcpig, Yersinia) asks for leases with a new random client MAC
+each time until the pool is empty, so that the attacker's own rogue server serves everyone
+after. A LAN's clients are a few hundred machines that renew their leases for days: requests
+(DISCOVER or REQUEST) from ``dhcp_starvation_clients`` distinct client MACs in
+``dhcp_starvation_window_seconds`` is a flood of made-up clients (the tools send hundreds per
+second). A building whose 100 PCs all boot within the same 10 s after a power cut comes
+close; raise the setting where that happens.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ from dataclasses import dataclass
 from monitors.alerts import Alert, mac_text
 from monitors.detectors.base import ConfigError, Detector, DetectorConfig, Emit
 from monitors.packet import ETH_ARP, PROTO_UDP, Packet
-from monitors.state import BoundedTable
+from monitors.state import BoundedTable, sketch_add, sketch_count
 
 ZERO_IP = b"\x00\x00\x00\x00"
 DHCP_MAGIC = b"\x63\x82\x53\x63"
-DHCP_OFFER, DHCP_ACK = 2, 5
+DHCP_DISCOVER, DHCP_OFFER, DHCP_REQUEST, DHCP_ACK = 1, 2, 3, 5
 
 
 @dataclass
@@ -30,6 +38,8 @@ class ArpSpoofConfig(DetectorConfig):
     gratuitous_window_seconds: float = 10.0
     gratuitous_max: int = 10
     dhcp_servers: tuple[str, ...] = ()  # allowed DHCP server addresses; empty: learn the first
+    dhcp_starvation_window_seconds: float = 10.0
+    dhcp_starvation_clients: int = 100  # distinct client MACs asking for a lease in the window
 
     def check(self, name: str) -> None:
         for i, text in enumerate(self.dhcp_servers):
@@ -50,6 +60,15 @@ class _Binding:
         self.seen = seen
 
 
+class _Requests:
+    __slots__ = ("clients", "requests", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.clients = 0  # sketch of distinct client MACs (chaddr)
+        self.requests = 0
+
+
 class ArpSpoofDetector(Detector):
     name = "arpspoof"
     config_class = ArpSpoofConfig
@@ -61,12 +80,15 @@ class ArpSpoofDetector(Detector):
         self.gratuitous: BoundedTable[bytes, list[float]] = BoundedTable(10_000)
         self.dhcp_seen: BoundedTable[bytes, float] = BoundedTable(64)
         self.allowed_dhcp = {ipaddress.IPv4Address(a).packed for a in self.config.dhcp_servers}
+        self.requests = _Requests(0.0)
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
         if pkt.ethertype == ETH_ARP:
             self._arp(pkt, emit)
         elif pkt.proto == PROTO_UDP and pkt.sport == 67 and pkt.dport == 68:
             self._dhcp(pkt, emit)
+        elif pkt.proto == PROTO_UDP and pkt.sport == 68 and pkt.dport == 67:
+            self._dhcp_request(pkt, emit)
 
     def _arp(self, pkt: Packet, emit: Emit) -> None:
         ip, mac = pkt.src, pkt.arp_sender_mac
@@ -161,6 +183,47 @@ class ArpSpoofDetector(Detector):
                     "configured": bool(self.allowed_dhcp),
                 },
                 dedup=(server, b""),
+            )
+        )
+
+    def _dhcp_request(self, pkt: Packet, emit: Emit) -> None:
+        payload = pkt.payload
+        if len(payload) < 240 or payload[0] != 1 or payload[236:240] != DHCP_MAGIC:
+            return
+        message, _server = _dhcp_options(payload[240:])
+        if message not in (DHCP_DISCOVER, DHCP_REQUEST):
+            return
+        cfg = self.config
+        state = self.requests
+        if pkt.ts - state.start > cfg.dhcp_starvation_window_seconds:
+            state.__init__(pkt.ts)  # type: ignore[misc]
+        client = bytes(payload[28:34])
+        state.clients = sketch_add(state.clients, int.from_bytes(client, "big"))
+        state.requests += 1
+        distinct = sketch_count(state.clients)
+        if distinct < cfg.dhcp_starvation_clients:
+            return
+        emit(
+            Alert(
+                detector=self.name,
+                signature_id=9100024,
+                signature="KASTRO DHCP starvation (lease requests from many made-up clients)",
+                category="Attempted Denial of Service",
+                severity=1,
+                ts=pkt.ts,
+                src=pkt.src,
+                dst=pkt.dst,
+                proto=PROTO_UDP,
+                sport=68,
+                dport=67,
+                evidence={
+                    "distinct_client_macs": distinct,
+                    "requests": state.requests,
+                    "last_client_mac": mac_text(client),
+                    "sender_mac": mac_text(pkt.src_mac),
+                    "window_seconds": cfg.dhcp_starvation_window_seconds,
+                },
+                dedup=(b"dhcp-starvation", b""),
             )
         )
 

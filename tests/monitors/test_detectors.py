@@ -218,6 +218,45 @@ def test_second_dhcp_server_without_a_list():
     assert sids(alerts) == [9100023] and ip_text(alerts[0].src) == "10.9.0.66"
 
 
+def dhcp_discover(ts, mac, kind="discover"):
+    chaddr = bytes.fromhex(mac.replace(":", "")) + bytes(10)
+    return (
+        ts,
+        eth(src=mac, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(op=1, chaddr=chaddr, xid=1)
+        / DHCP(options=[("message-type", kind), "end"]),
+    )
+
+
+def random_mac(rng) -> str:
+    return "02:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(5))
+
+
+def test_dhcp_starvation_with_random_client_macs():
+    import random
+
+    rng = random.Random(4)
+    flood = [dhcp_discover(1000 + i * 0.01, random_mac(rng)) for i in range(300)]
+    alerts = run(flood)
+    assert sids(alerts) == [9100024] and len(alerts) == 1
+    assert alerts[0].evidence["distinct_client_macs"] >= 100
+    assert alerts[0].ts - 1000 < 2.0  # within about a hundred requests
+
+
+def test_a_building_renewing_its_leases_is_not_starvation():
+    """80 PCs asking for their leases within 10 s (a morning), each twice, then REQUESTs."""
+    import random
+
+    rng = random.Random(5)
+    macs = [random_mac(rng) for _ in range(80)]
+    packets = [dhcp_discover(1000 + i * 0.1, m) for i, m in enumerate(macs)]
+    packets += [dhcp_discover(1000 + i * 0.1 + 0.05, m, "request") for i, m in enumerate(macs)]
+    packets += [dhcp_discover(1020 + i * 0.1, m, "request") for i, m in enumerate(macs)]
+    assert run(sorted(packets, key=lambda p: p[0])) == []
+
+
 # ---- DNS tunnels ----------------------------------------------------------------------------
 
 
