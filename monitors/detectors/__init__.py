@@ -5,6 +5,7 @@ from monitors.detectors.base import Detector
 from monitors.detectors.beacon import BeaconDetector
 from monitors.detectors.bruteforce import BruteForceDetector
 from monitors.detectors.dnstunnel import DnsTunnelDetector
+from monitors.detectors.fingerprint import FingerprintDetector
 from monitors.detectors.flood import FloodDetector
 from monitors.detectors.portscan import PortScanDetector
 from monitors.detectors.sweep import SweepDetector
@@ -21,6 +22,7 @@ ALL: tuple[type[Detector], ...] = (
     VolumeDetector,
     BeaconDetector,
     FloodDetector,
+    FingerprintDetector,
 )
 
 __all__ = ["ALL", "Detector"]

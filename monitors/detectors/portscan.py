@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from monitors.alerts import Alert
 from monitors.detectors.base import Detector, DetectorConfig, Emit
+from monitors.detectors.fingerprint import nmap_timestamp
 from monitors.packet import ACK, FIN, PROTO_TCP, PROTO_UDP, PSH, RST, SYN, URG, Packet
 from monitors.state import sketch_add, sketch_count
 
@@ -82,6 +83,8 @@ class PortScanDetector(Detector):
             stealth = STEALTH.get(flags)
             if flags != SYN and stealth is None:
                 return
+            if stealth and nmap_timestamp(pkt):
+                return  # an OS fingerprinting probe: the fingerprint detector's alert
         elif pkt.proto == PROTO_UDP:
             if pkt.reply:  # a resolver's or any service's answer, not a probe
                 opener = self.table.get(pkt.dst)

@@ -257,6 +257,16 @@ def test_a_building_renewing_its_leases_is_not_starvation():
     assert run(sorted(packets, key=lambda p: p[0])) == []
 
 
+def test_ecn_syns_of_a_linux_client_are_not_fingerprinting():
+    """tcp_ecn=1: every SYN has ECE and CWR; with ordinary timestamps it is a normal client."""
+    packets = [
+        (1000 + i * 0.1, eth() / IP(src=VICTIM, dst=f"10.9.1.{i + 1}")
+         / TCP(sport=40000 + i, dport=443, flags="SEC", options=[("Timestamp", (12345 + i, 0))]))
+        for i in range(30)
+    ]  # fmt: skip
+    assert 9100007 not in sids(run(packets))  # (30 unanswered SYNs are a horizontal scan)
+
+
 # ---- DNS tunnels ----------------------------------------------------------------------------
 
 

@@ -43,6 +43,9 @@ def alerts_of(name: str):
         ("arpspoof.pcap", {(9100021, GATEWAY, VICTIM)}),
         ("ssh-bruteforce.pcap", {(9100041, ATTACKER, VICTIM)}),
         ("iodine-tunnel.pcap", {(9100031, CLIENT, DNS)}),
+        # OS detection against two ports only: too few for a port scan (make_fingerprint_pcaps.sh)
+        ("nmap-os-detection.pcap", {(9100007, ATTACKER, VICTIM)}),
+        ("nmap-aggressive.pcap", {(9100007, ATTACKER, VICTIM)}),
     ],
 )
 def test_each_attack_raises_its_alert(pcap, expected):
