@@ -81,6 +81,9 @@ class MonitorCollector(Collector):
         for detector in e.detectors:
             tracked.add_metric([detector.name], detector.tracked)
             evictions.add_metric([detector.name], detector.evictions)
+        # The engine's own table of UDP flows, shared by the detectors (answers vs probes).
+        tracked.add_metric(["conversations"], len(e.conversations.seen))
+        evictions.add_metric(["conversations"], e.conversations.evictions)
         yield tracked
         yield evictions
         yield CounterMetricFamily(

@@ -204,6 +204,7 @@ def test_the_sensors_entry_point_in_process(tmp_path, capsys):
     assert 'kastro_monitor_alerts_total{detector="portscan",severity=' in text
     assert "kastro_monitor_batch_duration_seconds_bucket" in text
     assert 'kastro_monitor_tracked_entries{detector="portscan"}' in text
+    assert 'kastro_monitor_tracked_entries{detector="conversations"}' in text
     assert len(eve.read_text().splitlines()) == 1
     assert monitor_main(["--check-config"]) == 0
     assert "valid" in capsys.readouterr().out
