@@ -191,3 +191,33 @@ def test_a_run_without_the_vars_plugin_is_refused_before_any_host_changes():
     )
     assert proc.returncode != 0
     assert "the kastro_model vars plugin is not enabled" in " ".join(proc.stdout.split())
+
+
+def show(inventory: Path, variable: str, plugins: str) -> str:
+    exe = Path(sys.executable).with_name("ansible")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    argv = [str(exe), "-i", str(inventory), "cityhall-gw", "-c", "local"]
+    proc = subprocess.run(
+        [*argv, "-m", "ansible.builtin.debug", "-a", f"var={variable}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        env={**env, "ANSIBLE_VARS_ENABLED": plugins},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_a_template_in_a_model_value_is_data_not_code(tmp_path):
+    """Ansible 2.19 trusts group_vars files as templates: loaded by host_group_vars, a
+    template in the municipality's name runs on the controller (the contrast below shows it).
+    From the kastro_model plugin the model is data: the same text stays text."""
+    inventory = tmp_path / "inv"
+    shutil.copytree(EXAMPLE, inventory)
+    path = inventory / "group_vars/all/municipality.yml"
+    path.write_text(path.read_text().replace("Dimos Kastrou", "Dimos {{ 6 * 7 }}"))
+    assert "Dimos 42" in show(inventory, "kastro_municipality.name", "host_group_vars")
+    out = show(inventory, "kastro_host.municipality.name", "kastro_model")
+    assert "Dimos {{ 6 * 7 }}" in out and "Dimos 42" not in out
