@@ -109,14 +109,22 @@ class Engine:
                     # A detector must never take the monitor down on a strange packet.
                     malformed[f"{detector.name}_{type(exc).__name__}"] += 1
         if ts:
-            if not stats.first_ts:
-                stats.first_ts = ts
-            stats.last_ts = ts
-            if ts >= self._next_expiry:
-                for detector in self.detectors:
-                    detector.expire(ts)
-                self._next_expiry = ts + EXPIRE_EVERY_SECONDS
-        elapsed = time.perf_counter() - started
+            self._advance(ts)
+        self._account(time.perf_counter() - started)
+
+    def _advance(self, ts: float) -> None:
+        """Traffic time moved on to `ts`: note it, and expire old state every few seconds."""
+        stats = self.stats
+        if not stats.first_ts:
+            stats.first_ts = ts
+        stats.last_ts = ts
+        if ts >= self._next_expiry:
+            for detector in self.detectors:
+                detector.expire(ts)
+            self._next_expiry = ts + EXPIRE_EVERY_SECONDS
+
+    def _account(self, elapsed: float) -> None:
+        stats = self.stats
         stats.batches += 1
         stats.batch_seconds += elapsed
         for i, bound in enumerate(BATCH_BUCKETS):

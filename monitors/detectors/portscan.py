@@ -71,56 +71,74 @@ class PortScanDetector(Detector):
     config: PortScanConfig
 
     def observe(self, pkt: Packet, emit: Emit) -> None:
-        cfg = self.config
         if pkt.proto == PROTO_TCP:
-            flags = pkt.tcp_flags & (FIN | SYN | RST | PSH | ACK | URG)
-            if flags & ACK:  # most packets: established traffic, and the answers to probes
-                if flags == SYN | ACK:  # an answer to whoever sent the SYN
-                    state = self.table.get(pkt.dst)
-                    if state is not None:
-                        state.answered += 1
+            stealth = self._tcp_probe(pkt)
+            if stealth is None:
                 return
-            stealth = STEALTH.get(flags)
-            if flags != SYN and stealth is None:
-                return
-            if stealth and nmap_timestamp(pkt):
-                return  # an OS fingerprinting probe: the fingerprint detector's alert
         elif pkt.proto == PROTO_UDP:
-            if pkt.reply:  # a resolver's or any service's answer, not a probe
-                opener = self.table.get(pkt.dst)
-                if opener is not None:
-                    opener.answered += 1
+            if not self._udp_probe(pkt):
                 return
-            if pkt.dport in (53, 123, 67, 68, 5353, 137, 138, 1900):  # chatty local services
-                return
-            stealth = None
+            stealth = ""
         else:
             return
         state = self.table.get_or_create(pkt.src, lambda: _Source(pkt.ts))
-        if pkt.ts - state.start > cfg.window_seconds:
+        if pkt.ts - state.start > self.config.window_seconds:
             state.__init__(pkt.ts)
         target = int.from_bytes(pkt.dst, "big")
         state.hosts = sketch_add(state.hosts, target)
         state.last = target << 16 | pkt.dport
         if pkt.proto == PROTO_UDP:
-            state.udp += 1
-            state.pairs = sketch_add(state.pairs, (target << 17) | 0x10000 | pkt.dport)
-            if (
-                state.udp >= cfg.udp_ports
-                and sketch_count(state.pairs) >= cfg.udp_ports
-                and sketch_count(state.hosts) <= cfg.vertical_max_hosts
-                and state.answered <= cfg.udp_max_answered_ratio * state.udp
-            ):
-                self._alert(emit, pkt, state, 9100004, "UDP port scan", "udp")
-            return
+            self._udp(pkt, state, target, emit)
+        else:
+            self._tcp(pkt, state, target, stealth, emit)
+
+    def _credit(self, opener: bytes) -> None:
+        """An answer came back to `opener`: its probes are less likely a scan."""
+        state = self.table.get(opener)
+        if state is not None:
+            state.answered += 1
+
+    def _tcp_probe(self, pkt: Packet) -> str | None:
+        """ "" for a SYN, the stealth kind's name for a NULL/FIN/Xmas probe, None otherwise."""
+        flags = pkt.tcp_flags & (FIN | SYN | RST | PSH | ACK | URG)
+        if flags & ACK:  # most packets: established traffic, and the answers to probes
+            if flags == SYN | ACK:  # an answer to whoever sent the SYN
+                self._credit(pkt.dst)
+            return None
+        if flags == SYN:
+            return ""
+        stealth = STEALTH.get(flags)
+        if stealth and nmap_timestamp(pkt):
+            return None  # an OS fingerprinting probe: the fingerprint detector's alert
+        return stealth
+
+    def _udp_probe(self, pkt: Packet) -> bool:
+        if pkt.reply:  # a resolver's or any service's answer, not a probe
+            self._credit(pkt.dst)
+            return False
+        return pkt.dport not in (53, 123, 67, 68, 5353, 137, 138, 1900)  # chatty services
+
+    def _udp(self, pkt: Packet, state: _Source, target: int, emit: Emit) -> None:
+        cfg = self.config
+        state.udp += 1
+        state.pairs = sketch_add(state.pairs, (target << 17) | 0x10000 | pkt.dport)
+        if (
+            state.udp >= cfg.udp_ports
+            and sketch_count(state.pairs) >= cfg.udp_ports
+            and sketch_count(state.hosts) <= cfg.vertical_max_hosts
+            and state.answered <= cfg.udp_max_answered_ratio * state.udp
+        ):
+            self._alert(emit, pkt, state, 9100004, "UDP port scan", "udp")
+
+    def _tcp(self, pkt: Packet, state: _Source, target: int, stealth: str, emit: Emit) -> None:
+        cfg = self.config
         state.probes += 1
         state.pairs = sketch_add(state.pairs, (target << 17) | pkt.dport)
         if stealth:
             state.stealth += 1
             if state.stealth >= cfg.stealth_probes:
-                self._alert(
-                    emit, pkt, state, 9100003, f"TCP {stealth} stealth scan", stealth.lower()
-                )
+                what = f"TCP {stealth} stealth scan"
+                self._alert(emit, pkt, state, 9100003, what, stealth.lower())
                 return
         hosts = sketch_count(state.hosts)
         pairs = sketch_count(state.pairs)
