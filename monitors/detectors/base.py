@@ -44,7 +44,7 @@ class DetectorConfig:
                 # A table cap of 0 could hold nothing: the first packet would have no state.
                 ok = ok and (key != "max_tracked" or value >= 1)
             elif isinstance(default, tuple):
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                ok = isinstance(value, list) and all(_element_ok(known[key], v) for v in value)
                 value = tuple(value) if ok else value
             else:
                 ok = isinstance(value, type(default))
@@ -61,6 +61,13 @@ class DetectorConfig:
 
     def check(self, name: str) -> None:
         """Cross-field and syntax checks a subclass adds; raises ConfigError naming the key."""
+
+
+def _element_ok(field: Any, value: Any) -> bool:
+    """An item of a list setting: a port (0-65535) where the field holds ints, else a string."""
+    if "int" in str(field.type):
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+    return isinstance(value, str)
 
 
 class Detector:

@@ -334,6 +334,39 @@ def test_ssh_brute_force(attempts, alerted):
         assert "SSH" in next(a for a in alerts if a.signature_id == 9100041).signature
 
 
+def test_web_login_ports_are_a_setting_that_works():
+    """docs/monitors.md's example, `bruteforce: {web_login_ports: [443]}`, was refused by the
+    config parser (lists held strings only); ports are now read as ports."""
+    attempts = [syn(i * 100, dport=443, ts=1000 + i) for i in range(10)]
+    assert 9100041 not in sids(run(attempts))
+    config = {"detectors": {"bruteforce": {"web_login_ports": [443]}}}
+    assert 9100041 in sids(run(attempts, config))
+
+
+def test_a_port_setting_must_hold_ports():
+    from monitors.config import parse_config
+    from monitors.detectors.base import ConfigError
+
+    for bad in (["443"], [70000], [True]):
+        with pytest.raises(ConfigError, match="web_login_ports"):
+            parse_config({"detectors": {"bruteforce": {"web_login_ports": bad}}})
+
+
+def test_the_configuration_example_in_the_docs_is_valid():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from monitors.config import parse_config
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitors.md").read_text()
+    section = text[text.index("## Configuration") :]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    parse_config(yaml.safe_load(example.group(1)))
+
+
 def test_rdp_brute_force_spread_over_more_than_the_window_is_quiet():
     assert run([syn(i * 100, dport=3389, ts=1000 + i * 10) for i in range(12)]) == []
 
