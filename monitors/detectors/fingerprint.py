@@ -59,19 +59,13 @@ class FingerprintDetector(Detector):
             emit(self._alert(pkt, state))
 
     def _alert(self, pkt: Packet, state: _Pair) -> Alert:
-        return Alert(
-            detector=self.name,
-            signature_id=9100007,
-            signature="KASTRO SCAN OS fingerprinting (nmap -O/-A probes)",
-            category="Attempted Information Leak",
-            severity=2,
-            ts=pkt.ts,
-            src=pkt.src,
-            dst=pkt.dst,
-            proto=pkt.proto,
-            sport=pkt.sport,
-            dport=pkt.dport,
-            evidence={
+        return self.flow_alert(
+            pkt,
+            9100007,
+            "KASTRO SCAN OS fingerprinting (nmap -O/-A probes)",
+            "Attempted Information Leak",
+            2,
+            {
                 "probe_kinds": [k for i, k in enumerate(PROBES) if state.kinds >> i & 1],
                 "window_seconds": self.config.window_seconds,
             },

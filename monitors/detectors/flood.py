@@ -222,19 +222,13 @@ class FloodDetector(Detector):
             protocol = AMPLIFIERS[state.port]
             what = f"{protocol} {what}"
             evidence |= {"reflector_port": state.port, "reflected_protocol": protocol}
-        return Alert(
-            detector=self.name,
-            signature_id=SIDS[kind],
-            signature=f"KASTRO DOS {what}",
-            category="Attempted Denial of Service",
-            severity=1,
-            ts=pkt.ts,
-            src=pkt.src,
-            dst=pkt.dst,
-            proto=pkt.proto,
-            sport=pkt.sport,
-            dport=pkt.dport,
-            evidence=evidence,
+        return self.flow_alert(
+            pkt,
+            SIDS[kind],
+            f"KASTRO DOS {what}",
+            "Attempted Denial of Service",
+            1,
+            evidence,
             dedup=(b"", pkt.dst + kind.encode()),
         )
 
