@@ -18,6 +18,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule writes its own ansible.cfg; these carry the model's vars plugin into it (see ansible.cfg).
 export ANSIBLE_VARS_PLUGINS := $(CURDIR)/plugins/vars
 export ANSIBLE_VARS_ENABLED := kastro_model
+export ANSIBLE_LIBRARY := $(CURDIR)/plugins/modules
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 

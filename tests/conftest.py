@@ -10,3 +10,4 @@ os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
 # Molecule writes its own ansible.cfg: the model's vars plugin reaches it through these.
 os.environ.setdefault("ANSIBLE_VARS_PLUGINS", str(ROOT / "plugins" / "vars"))
 os.environ.setdefault("ANSIBLE_VARS_ENABLED", "kastro_model")
+os.environ.setdefault("ANSIBLE_LIBRARY", str(ROOT / "plugins" / "modules"))

@@ -1,0 +1,123 @@
+"""plugins/modules/kastro_files.py, run by the real ansible-playbook against this machine.
+
+The roles write their files through this one module, so what it promises is what every role
+promises: nothing changes when an entry is wrong or a new file fails its check, a second run
+changes nothing, check mode writes nothing.
+"""
+
+import grp
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
+PLAYBOOK_EXE = Path(sys.executable).with_name("ansible-playbook")
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The entries under test
+      kastro_files:
+        files: "{{ files }}"
+"""
+
+
+def run(tmp_path: Path, files: list[dict], *flags: str) -> dict:
+    """The module's result for these entries (owner and group default to this user's)."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    args = tmp_path / "args.json"
+    entries = [{"owner": USER, "group": GROUP, **entry} for entry in files]
+    args.write_text(json.dumps({"files": entries}))
+    env = {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(ROOT / "plugins" / "modules"),
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+    }
+    proc = subprocess.run(
+        [str(PLAYBOOK_EXE), "-i", "localhost,", str(playbook), "-e", f"@{args}", *flags],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    report = json.loads(proc.stdout)
+    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def entries(base: Path) -> list[dict]:
+    return [
+        {"dest": str(base / "conf.d"), "state": "directory", "mode": "0750"},
+        {"dest": str(base / "conf.d" / "a.conf"), "mode": "0640", "content": "alpha\n"},
+        {"dest": str(base / "current"), "state": "link", "src": str(base / "conf.d" / "a.conf")},
+    ]
+
+
+def test_writes_what_differs_and_a_second_run_changes_nothing(tmp_path):
+    base = tmp_path / "etc"
+    base.mkdir()
+    first = run(tmp_path, entries(base))
+    assert first["changed"] and first["changed_files"] == [e["dest"] for e in entries(base)]
+    assert (base / "conf.d" / "a.conf").read_text() == "alpha\n"
+    assert (base / "conf.d").stat().st_mode & 0o7777 == 0o750
+    assert (base / "conf.d" / "a.conf").stat().st_mode & 0o7777 == 0o640
+    assert os.readlink(base / "current") == str(base / "conf.d" / "a.conf")
+    second = run(tmp_path, entries(base))
+    assert not second["changed"] and second["changed_files"] == []
+    # Only the mode differs: only that file is reported.
+    (base / "conf.d" / "a.conf").chmod(0o644)
+    third = run(tmp_path, entries(base))
+    assert third["changed_files"] == [str(base / "conf.d" / "a.conf")]
+    assert (base / "conf.d" / "a.conf").stat().st_mode & 0o7777 == 0o640
+
+
+def test_a_file_failing_its_check_leaves_every_file_as_it_was(tmp_path):
+    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
+    good.write_text("old\n")
+    files = [
+        {"dest": str(good), "mode": "0644", "content": "new\n", "validate": "grep -q new %s"},
+        {"dest": str(bad), "mode": "0644", "content": "broken\n", "validate": "grep -q valid %s"},
+    ]
+    result = run(tmp_path, files)
+    assert result["failed"]
+    assert str(bad) in result["msg"] and "grep -q valid" in result["msg"]
+    assert good.read_text() == "old\n"
+    assert not bad.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["args.json", "good.conf", "play.yml"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ({"owner": "no-such-user-kastro"}, "no-such-user-kastro"),
+        ({"mode": "644; rm -rf /"}, "octal"),
+        ({"dest": "relative/path"}, "absolute"),
+        ({"state": "link", "src": "/nonexistent/zoneinfo/Mars"}, "/nonexistent/zoneinfo/Mars"),
+        ({"dest": "/nonexistent-dir-kastro/x.conf"}, "does not exist"),
+    ],
+)
+def test_a_wrong_entry_is_refused_before_anything_changes(tmp_path, entry, says):
+    first = tmp_path / "first.conf"
+    files = [
+        {"dest": str(first), "mode": "0644", "content": "first\n"},
+        {"dest": str(tmp_path / "second.conf"), "mode": "0644", "content": "2\n", **entry},
+    ]
+    result = run(tmp_path, files)
+    assert result["failed"] and says in result["msg"]
+    assert not first.exists()
+
+
+def test_check_mode_reports_and_writes_nothing(tmp_path):
+    base = tmp_path / "etc"
+    base.mkdir()
+    result = run(tmp_path, entries(base), "--check", "--diff")
+    assert result["changed"] and len(result["changed_files"]) == 3
+    assert result["diff"][1]["after"] == "alpha\n"
+    assert list(base.iterdir()) == []
