@@ -5,6 +5,7 @@ including the rules generated from the topology: a spur link cut holds back the 
 alerts, one broken link of the ring cuts nobody off.
 """
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from kastro.inventory.project import plan_inventory, write_plan
-from kastro.monitoring import rules, targets, topology
+from kastro.monitoring import prometheus, rules, targets, topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventory" / "example"
@@ -237,3 +238,21 @@ def test_adding_a_building_adds_its_targets_and_its_cut_off_rule(tmp_path):
     pool = next(r for r in topology.cut_off_rules(after) if r["labels"]["building"] == "pool")
     # Behind the school: the school's link or the pool's own cuts it off.
     assert 'link="school-pool"' in pool["expr"] and 'link="library-school"' in pool["expr"]
+
+
+@needs_promtool
+def test_promtool_accepts_the_generated_configuration_with_its_files(tmp_path):
+    variables = whole(EXAMPLE)
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "rules").mkdir()
+    for name, content in prometheus.target_files(variables).items():
+        (tmp_path / "targets" / name).write_text(json.dumps(content))
+    (tmp_path / "rules" / "kastro.yml").write_text(rules.STATIC_RULES.read_text())
+    (tmp_path / "rules" / "topology.yml").write_text(rules.dump(rules.topology_rules(variables)))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(prometheus.config(variables, str(tmp_path))))
+    checked = promtool("check", "config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 12 rules found" in checked.stdout
+    probes = json.loads((tmp_path / "targets" / "blackbox-links.json").read_text())
+    assert {p["labels"]["module"] for p in probes} == {"icmp"}
