@@ -6,7 +6,7 @@ VENV        ?= .venv
 PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
-                prometheus graphviz tcpdump ethtool nmap util-linux \
+                prometheus prometheus-alertmanager graphviz tcpdump ethtool nmap util-linux \
                 wireguard-tools qrencode easy-rsa openvpn iputils-ping
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example

@@ -1,0 +1,73 @@
+"""The alert rules and Alertmanager inhibitions of one municipality, from the model and plan.
+
+The fixed rules live in rules.yml beside this file (tested by tests/promtool/kastro.test.yml);
+the rules that depend on the topology are generated here: KastroBuildingCutOff per building
+that broken links can cut off, and the inhibition that holds back the alerts of the hosts and
+services behind a broken link, so that a cut link is one notification, not thirty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kastro.monitoring import topology
+
+STATIC_RULES = Path(__file__).with_name("rules.yml")
+# The alerts that a building's being cut off explains.
+CONSEQUENCES = ("KastroHostDown", "KastroExporterDown", "KastroServiceDown", "KastroProbeFailed")
+# Names that go into PromQL and matchers: the model's own naming rule, checked again here.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class MonitoringModelError(ValueError):
+    """A name that may not be spliced into a rule (the model should have refused it)."""
+
+
+def _checked(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise MonitoringModelError(
+            f"{kind} name {name!r} may not go into an alert rule: lower-case letters, digits "
+            "and '-' only (kastro validate checks this; run it)"
+        )
+    return name
+
+
+def topology_rules(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The generated rule file: one group, kastro-topology."""
+    plan = variables.get("kastro_plan") or {}
+    for name in plan.get("links") or {}:
+        _checked("link", str(name))
+    for name in variables.get("kastro_buildings") or {}:
+        _checked("building", str(name))
+    return {"groups": [{"name": "kastro-topology", "rules": topology.cut_off_rules(variables)}]}
+
+
+def static_rules() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(STATIC_RULES.read_text(encoding="utf-8"))
+    return data
+
+
+def inhibit_rules() -> list[dict[str, Any]]:
+    """Alertmanager inhibitions: a cut-off building's host and service alerts wait."""
+    return [
+        {
+            "source_matchers": ['alertname="KastroBuildingCutOff"'],
+            "target_matchers": [f'alertname=~"{"|".join(CONSEQUENCES)}"'],
+            "equal": ["building"],
+        },
+        {
+            # A critical alert of a host holds back its warnings (one page per incident).
+            "source_matchers": ['severity="critical"'],
+            "target_matchers": ['severity="warning"'],
+            "equal": ["host"],
+        },
+    ]
+
+
+def dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

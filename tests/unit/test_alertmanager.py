@@ -1,0 +1,241 @@
+"""#17: the generated Alertmanager configuration, run by the real Alertmanager on loopback.
+
+amtool checks it and its routing; a real alertmanager (Debian's prometheus-alertmanager)
+started on 127.0.0.1 with a webhook sink beside it shows the topology's inhibition at work:
+when the school is cut off, its host alert is held back and only the link and the other
+building's alert are delivered. Traffic stays on loopback; the daemon is stopped at the end.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from kastro.monitoring import alertmanager
+from kastro.monitoring.rules import MonitoringModelError
+
+AMTOOL = shutil.which("amtool")
+ALERTMANAGER = shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
+needs_amtool = pytest.mark.skipif(
+    AMTOOL is None, reason="amtool: apt install prometheus-alertmanager"
+)
+SETTINGS = {
+    "smtp_smarthost": "127.0.0.1:2525",
+    "smtp_from": "kastro@kastro.example.gr",
+    "smtp_require_tls": False,
+    "soc_email": "soc@kastro.example.gr",
+    "admin_email": "it@kastro.example.gr",
+    "building_contacts": {"school": "director@school.example.gr"},
+}
+
+
+def write_config(tmp_path: Path, settings: dict[str, Any], **timing: str) -> Path:
+    templates = tmp_path / "templates"
+    templates.mkdir(exist_ok=True)
+    shutil.copy(alertmanager.TEMPLATE, templates)
+    data = alertmanager.config(settings, str(templates))
+    data["route"].update(timing)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert AMTOOL
+    return subprocess.run([AMTOOL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@needs_amtool
+def test_amtool_accepts_the_configuration(tmp_path):
+    path = write_config(tmp_path, SETTINGS)
+    checked = amtool("check-config", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert " - 2 inhibit rules" in checked.stdout and " - 4 receivers" in checked.stdout
+
+
+@needs_amtool
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        (
+            ["alertname=KastroHostDown", "severity=critical", "building=kep"],
+            "kastro-soc,kastro-admin",
+        ),
+        (["alertname=KastroLinkDegraded", "severity=warning", "link=a-b"], "kastro-admin"),
+        (
+            ["alertname=KastroHostDown", "severity=critical", "building=school"],
+            "kastro-building-school,kastro-soc,kastro-admin",
+        ),
+        (
+            ["alertname=KastroBuildingCutOff", "kastro_inhibit=yes", "building=school"],
+            "kastro-inhibit-only",
+        ),
+    ],
+)
+def test_routing(tmp_path, labels, receivers):
+    path = write_config(tmp_path, SETTINGS)
+    routed = amtool("config", "routes", "test", f"--config.file={path}", *labels)
+    assert routed.returncode == 0, routed.stderr
+    assert routed.stdout.strip() == receivers
+
+
+@needs_amtool
+def test_the_notification_is_greek_first_then_english(tmp_path):
+    data = {
+        "receiver": "kastro-soc",
+        "status": "firing",
+        "externalURL": "https://monitor.kastro.example.gr:9093",
+        "commonLabels": {
+            "alertname": "KastroLinkDown",
+            "building": "",
+            "municipality": "Dimos Kastrou",
+        },
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "KastroLinkDown",
+                    "severity": "critical",
+                    "link": "library-school",
+                },
+                "annotations": {
+                    "summary_el": "Η ζεύξη library-school είναι εκτός λειτουργίας.",
+                    "summary_en": "Link library-school is down.",
+                    "runbook": "docs/monitoring.md#kastrolinkdown",
+                },
+                "startsAt": "2026-12-02T10:00:00Z",
+            }
+        ],
+    }
+    data_file = tmp_path / "data.json"
+    data_file.write_text(json.dumps(data))
+    glob = str(alertmanager.TEMPLATE)
+    data_arg = f"--template.data={data_file}"
+    text = amtool("template", "render", f"--template.glob={glob}",
+                  '--template.text={{ template "kastro.text" . }}', data_arg)  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    body = text.stdout
+    assert body.index("εκτός λειτουργίας") < body.index("is down")
+    assert "Ζεύξη / Link: library-school" in body and "docs/monitoring.md#kastrolinkdown" in body
+    subject = amtool("template", "render", f"--template.glob={glob}",
+                     '--template.text={{ template "kastro.subject" . }}', data_arg)  # fmt: skip
+    assert subject.stdout.strip() == "[Kastro FIRING 1] KastroLinkDown"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("soc_email", "soc@example.gr\nX-Injected: yes"),
+        ("smtp_smarthost", "mail.example.gr"),
+        ("webhook_url", "https://soc.example.gr/hook?x={{ .Status }}"),
+        ("building_contacts", {'school"} or x': "a@b.gr"}),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_it(tmp_path, field, value):
+    with pytest.raises(MonitoringModelError, match=f"monitoring_{field}"):
+        alertmanager.config({**SETTINGS, field: value}, str(tmp_path))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sink(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        Sink.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Sink.received = []
+    server = HTTPServer(("127.0.0.1", 0), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def api(base: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def alert(name: str, **labels: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": name, **labels},
+        "annotations": {"summary_el": name, "summary_en": name, "runbook": "x"},
+        "startsAt": datetime.now(UTC).isoformat(),
+    }
+
+
+@needs_amtool
+def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_path, webhook):
+    settings = {**SETTINGS, "webhook_url": webhook, "building_contacts": {}}
+    path = write_config(tmp_path, settings, group_wait="1s", group_interval="1s")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = subprocess.Popen(
+        [ALERTMANAGER, f"--config.file={path}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        api(base, "/api/v2/alerts", [
+            alert("KastroBuildingCutOff", building="school", kastro_inhibit="yes", severity="info"),
+            alert("KastroLinkDown", link="library-school", severity="critical"),
+            alert("KastroHostDown", building="school", host="school-gw", severity="critical"),
+            alert("KastroHostDown", building="kep", host="kep-gw", severity="critical"),
+        ])  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(Sink.received) < 2:
+            time.sleep(0.2)
+        time.sleep(2)  # anything else that would arrive
+        state = {
+            (a["labels"]["alertname"], a["labels"].get("building", "")): a["status"]
+            for a in api(base, "/api/v2/alerts")
+        }
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+    assert state[("KastroHostDown", "school")]["state"] == "suppressed"
+    assert state[("KastroHostDown", "school")]["inhibitedBy"]
+    assert state[("KastroHostDown", "kep")]["state"] == "active"
+    delivered = sorted(
+        (a["labels"]["alertname"], a["labels"].get("host", a["labels"].get("link", "")))
+        for message in Sink.received
+        for a in message["alerts"]
+    )
+    assert delivered == [("KastroHostDown", "kep-gw"), ("KastroLinkDown", "library-school")]
