@@ -8,25 +8,19 @@ building's alert are delivered. Traffic stays on loopback; the daemon is stopped
 
 import json
 import shutil
-import socket
 import subprocess
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
 
 from kastro.monitoring import alertmanager
 from kastro.monitoring.rules import MonitoringModelError
+from tests.alertmanager_helpers import AMTOOL, Sink, alert, api, running_alertmanager, webhook_sink
 
-AMTOOL = shutil.which("amtool")
-ALERTMANAGER = shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
 needs_amtool = pytest.mark.skipif(
     AMTOOL is None, reason="amtool: apt install prometheus-alertmanager"
 )
@@ -147,72 +141,17 @@ def test_a_bad_setting_is_refused_naming_it(tmp_path, field, value):
         alertmanager.config({**SETTINGS, field: value}, str(tmp_path))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Sink(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        Sink.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def webhook() -> Iterator[str]:
-    Sink.received = []
-    server = HTTPServer(("127.0.0.1", 0), Sink)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
-def api(base: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        base + path, data=data, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
-
-
-def alert(name: str, **labels: str) -> dict[str, Any]:
-    return {
-        "labels": {"alertname": name, **labels},
-        "annotations": {"summary_el": name, "summary_en": name, "runbook": "x"},
-        "startsAt": datetime.now(UTC).isoformat(),
-    }
+    with webhook_sink() as url:
+        yield url
 
 
 @needs_amtool
 def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_path, webhook):
     settings = {**SETTINGS, "webhook_url": webhook, "building_contacts": {}}
     path = write_config(tmp_path, settings, group_wait="1s", group_interval="1s")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    daemon = subprocess.Popen(
-        [ALERTMANAGER, f"--config.file={path}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with running_alertmanager(path, tmp_path / "data") as base:
         api(base, "/api/v2/alerts", [
             alert("KastroBuildingCutOff", building="school", kastro_inhibit="yes", severity="info"),
             alert("KastroLinkDown", link="library-school", severity="critical"),
@@ -227,9 +166,6 @@ def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_pat
             (a["labels"]["alertname"], a["labels"].get("building", "")): a["status"]
             for a in api(base, "/api/v2/alerts")
         }
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
     assert state[("KastroHostDown", "school")]["state"] == "suppressed"
     assert state[("KastroHostDown", "school")]["inhibitedBy"]
     assert state[("KastroHostDown", "kep")]["state"] == "active"

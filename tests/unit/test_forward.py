@@ -1,0 +1,150 @@
+"""monitors/forward.py: the sensor's EVE alerts reach a real Alertmanager, and nothing is lost.
+
+The EVE lines are the monitor's own (monitors.alerts.Alert.eve); the Alertmanager is Debian's,
+on loopback (tests/alertmanager_helpers.py).
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitors.alerts import Alert, eve_line
+from monitors.forward import Forwarder, Position, alert_of, forward_once, read_new
+from tests.alertmanager_helpers import AMTOOL, api, free_port, running_alertmanager
+
+needs_alertmanager = pytest.mark.skipif(
+    AMTOOL is None, reason="apt install prometheus-alertmanager"
+)
+LABELS = {"host": "sensor1", "building": "cityhall"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scan(src: str = "10.20.0.130", dst: str = "10.20.2.10", ts: float | None = None) -> str:
+    alert = Alert(
+        detector="portscan", signature_id=9100001, signature="KASTRO port scan (TCP SYN)",
+        category="Attempted Information Leak", severity=2, ts=ts or time.time(),
+        src=bytes(map(int, src.split("."))), dst=bytes(map(int, dst.split("."))), proto=6,
+        sport=40000, dport=22, evidence={"ports": 120},
+    )  # fmt: skip
+    return eve_line(alert.eve("eth0"))
+
+
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "am.yml"
+    path.write_text(
+        yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]})
+    )
+    return path
+
+
+def alerts_in(base: str) -> list[dict]:
+    return [a for a in api(base, "/api/v2/alerts") if a["labels"]["alertname"] == "KastroEveAlert"]
+
+
+@needs_alertmanager
+def test_an_eve_alert_becomes_one_alertmanager_alert_with_bounded_labels(tmp_path):
+    eve, position = tmp_path / "eve.json", tmp_path / "pos.json"
+    flow = json.dumps({"event_type": "flow", "src_ip": "10.0.0.1"})
+    eve.write_text(scan() + flow + "\n" + scan() + "not json\n")
+    with running_alertmanager(config(tmp_path), tmp_path / "data") as base:
+        forwarder = Forwarder(base, LABELS)
+        counts = forward_once(forwarder, eve, position)
+        assert counts == {"read": 2, "sent": 1, "skipped": 1}
+        [got] = alerts_in(base)
+        assert got["labels"] == {
+            "alertname": "KastroEveAlert", "severity": "warning", "host": "sensor1",
+            "building": "cityhall", "signature_id": "9100001",
+            "signature": "KASTRO port scan (TCP SYN)", "category": "Attempted Information Leak",
+            "detector": "portscan", "src_ip": "10.20.0.130", "dest_ip": "10.20.2.10",
+        }  # fmt: skip
+        assert json.loads(got["annotations"]["eve"])["alert"]["signature_id"] == 9100001
+        assert got["annotations"]["summary_el"].startswith("Ο αισθητήρας sensor1 εντόπισε")
+        # Nothing new: nothing sent. The same attack again soon: the alert is not re-sent.
+        assert forward_once(forwarder, eve, position)["sent"] == 0
+        with eve.open("a") as out:
+            out.write(scan())
+        assert forward_once(forwarder, eve, position) == {"read": 1, "sent": 0, "skipped": 0}
+        # Much later (a third of resolve_after): refreshed, still one alert.
+        later = time.time() + 101
+        with eve.open("a") as out:
+            out.write(scan())
+        assert forward_once(forwarder, eve, position, now=later)["sent"] == 1
+        assert len(alerts_in(base)) == 1
+
+
+@needs_alertmanager
+def test_nothing_is_lost_while_alertmanager_is_unreachable(tmp_path):
+    eve, position = tmp_path / "eve.json", tmp_path / "pos.json"
+    eve.write_text(scan(src="10.20.0.131"))
+    port = free_port()
+    forwarder = Forwarder(f"http://127.0.0.1:{port}", LABELS, timeout=2)
+    with pytest.raises(OSError):
+        forward_once(forwarder, eve, position)
+    assert not position.exists()  # the line was not consumed
+    with running_alertmanager(config(tmp_path), tmp_path / "data", port=port) as base:
+        assert forward_once(forwarder, eve, position)["sent"] == 1
+        assert [a["labels"]["src_ip"] for a in alerts_in(base)] == ["10.20.0.131"]
+
+
+def test_a_partial_line_waits_and_a_rotated_file_is_read_from_its_start(tmp_path):
+    eve = tmp_path / "eve.json"
+    line = scan()
+    eve.write_text(line + line[:30])
+    first = read_new(eve, Position())
+    assert len(first.records) == 1 and first.end.offset == len(line.encode())
+    with eve.open("a") as out:
+        out.write(line[30:])
+    second = read_new(eve, first.end)
+    assert len(second.records) == 1
+    eve.rename(tmp_path / "eve.json.1")
+    eve.write_text(scan(src="10.20.0.140"))
+    third = read_new(eve, second.end)
+    assert [r["src_ip"] for r in third.records] == ["10.20.0.140"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"event_type": "alert", "alert": {"severity": [1], "signature": "x\n\x1b[31m" * 50}},
+        {"event_type": "alert", "alert": "not a dict", "src_ip": "999.1.1.1"},
+        {"event_type": "alert", "src_ip": {"a": 1}, "kastro": [1, 2]},
+        ["not", "an", "object"],
+    ],
+)
+def test_hostile_eve_lines_never_crash_and_stay_bounded(tmp_path, record):
+    eve = tmp_path / "eve.json"
+    eve.write_text(json.dumps(record) + "\n" + "x" * 70000 + "\n")
+    batch = read_new(eve, Position())
+    forwarder = Forwarder("http://127.0.0.1:9", LABELS)
+    for parsed in batch.records:
+        made = alert_of(parsed, LABELS, 300, time.time())
+        assert all(
+            len(v) <= 120 and "\n" not in v and "\x1b" not in v for v in made["labels"].values()
+        )
+        assert "src_ip" not in made["labels"] or made["labels"]["src_ip"] != "999.1.1.1"
+    assert forwarder.due([], 0) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--alertmanager", "http://a:9093/api?x=1"], "--alertmanager"),
+        (["--alertmanager", "file:///etc/passwd"], "--alertmanager"),
+        (["--label", "Building=x"], "--label"),
+        (["--label", "building=a;rm -rf /"], "--label"),
+        (["--resolve-after", "5"], "--resolve-after"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_option(tmp_path, args, says):
+    base = ["--eve", str(tmp_path / "e"), "--position", str(tmp_path / "p"),
+            "--alertmanager", "http://127.0.0.1:9093", "--once"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitors.forward", *base, *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
