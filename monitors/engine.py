@@ -22,6 +22,7 @@ from monitors.packet import (
     PROTO_UDP,
     SYN,
     MalformedPacketError,
+    Packet,
     parse,
 )
 from monitors.state import Conversations
@@ -81,33 +82,36 @@ class Engine:
             except MalformedPacketError as exc:
                 malformed[exc.reason] += 1
                 continue
-            ethertype = pkt.ethertype
-            if ethertype == ETH_ARP:
-                kind, name = "arp", "ARP"
-            elif ethertype != ETH_IPV4 and ethertype != ETH_IPV6:  # counted, not inspected
-                packets["other"] += 1
-                nbytes["other"] += wirelen
-                continue
-            else:
-                proto = pkt.proto
-                name = PROTO_NAMES.get(proto, "other-ip")
-                kind = "fragment" if pkt.fragment else KINDS.get(proto, "ip")
-                if kind == "tcp":
-                    flags = pkt.tcp_flags
-                    if flags & SYN or not flags & ACK:
-                        kind = "tcp_syn"
-                    elif flags & 0x3F == ACK and pkt.payload_offset >= len(pkt.frame):
-                        kind = "tcp_ack"
-                elif kind == "udp":
-                    pkt.reply = answer(pkt.src, pkt.sport, pkt.dst, pkt.dport, ts)
-            packets[name] += 1
-            nbytes[name] += wirelen
-            for detector in by_kind[kind]:
-                try:
-                    detector.observe(pkt, emit)
-                except (IndexError, ValueError, KeyError) as exc:
-                    # A detector must never take the monitor down on a strange packet.
-                    malformed[f"{detector.name}_{type(exc).__name__}"] += 1
+            inspected: Packet | None = pkt
+            while inspected is not None:  # the packet, then what a tunnel in it carries
+                pkt, inspected = inspected, inspected.inner
+                ethertype = pkt.ethertype
+                if ethertype == ETH_ARP:
+                    kind, name = "arp", "ARP"
+                elif ethertype != ETH_IPV4 and ethertype != ETH_IPV6:  # counted, not inspected
+                    packets["other"] += 1
+                    nbytes["other"] += pkt.length
+                    continue
+                else:
+                    proto = pkt.proto
+                    name = PROTO_NAMES.get(proto, "other-ip")
+                    kind = "fragment" if pkt.fragment else KINDS.get(proto, "ip")
+                    if kind == "tcp":
+                        flags = pkt.tcp_flags
+                        if flags & SYN or not flags & ACK:
+                            kind = "tcp_syn"
+                        elif flags & 0x3F == ACK and pkt.payload_offset >= len(pkt.frame):
+                            kind = "tcp_ack"
+                    elif kind == "udp":
+                        pkt.reply = answer(pkt.src, pkt.sport, pkt.dst, pkt.dport, ts)
+                packets[name] += 1
+                nbytes[name] += pkt.length
+                for detector in by_kind[kind]:
+                    try:
+                        detector.observe(pkt, emit)
+                    except (IndexError, ValueError, KeyError) as exc:
+                        # A detector must never take the monitor down on a strange packet.
+                        malformed[f"{detector.name}_{type(exc).__name__}"] += 1
         if ts:
             self._advance(ts)
         self._account(time.perf_counter() - started)

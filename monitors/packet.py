@@ -4,6 +4,12 @@ scapy needs about 0.3-0.5 ms per packet; this parser needs a few microseconds, b
 reads only the header fields the detectors use, with ``struct`` at fixed offsets. Odd
 frames (VLAN tags, IPv6 extension headers, fragments, non-IP) are handled or counted and
 skipped; a malformed frame never raises out of :func:`parse`.
+
+Tunnels Suricata decodes by default are opened too: VXLAN (UDP 4789), GRE (IP protocol 47,
+carrying Ethernet, IPv4 or IPv6) and Teredo (UDP 3544, IPv6 in UDP). The tunnel packet keeps
+its own fields and gets the packet inside as ``inner`` (at most two levels), and the engine
+inspects both: a scan hidden in a tunnel is seen as a scan, a flood of tunnel packets as a
+flood. An inner packet that does not parse leaves just the outer one.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
+PROTO_GRE = 47
 PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMPV6: "IPv6-ICMP"}
 
 # TCP flags
@@ -70,6 +77,8 @@ class Packet:
     # UDP only, set by the engine: an answer, never a probe (monitors.state.Conversations):
     # 2 to a flow the other side opened, 1 from a service port to an ephemeral one, 0 not
     reply: int = 0
+    # The packet a tunnel packet carries (VXLAN, GRE, Teredo), inspected after this one.
+    inner: Packet | None = None
 
     @property
     def protocol_name(self) -> str:
@@ -87,11 +96,82 @@ class Packet:
 def parse(frame: bytes, ts: float, wire_length: int | None = None) -> Packet:
     """Parse one Ethernet frame; a bad one raises :class:`MalformedPacketError`, nothing else."""
     try:
-        return _parse(frame, ts, len(frame) if wire_length is None else wire_length)
+        pkt = _parse(frame, ts, len(frame) if wire_length is None else wire_length)
     except struct.error as exc:
         raise MalformedPacketError("truncated") from exc
     except (IndexError, ValueError) as exc:
         raise MalformedPacketError("inconsistent") from exc
+    if _may_carry(pkt):
+        _decapsulate(pkt, 1)
+    return pkt
+
+
+def _may_carry(pkt: Packet) -> bool:
+    """GRE, or UDP to a tunnel port: the only packets worth a look inside (cheap test)."""
+    if pkt.fragment:
+        return False
+    if pkt.proto == PROTO_UDP:
+        return pkt.dport in _TUNNEL_PORTS or pkt.sport == TEREDO_PORT
+    return pkt.proto == PROTO_GRE
+
+
+VXLAN_PORT = 4789
+TEREDO_PORT = 3544
+_TUNNEL_PORTS = frozenset((VXLAN_PORT, TEREDO_PORT))
+_GRE_ETHERNET = 0x6558
+_TUNNEL_DEPTH = 2
+
+
+def _decapsulate(pkt: Packet, depth: int) -> None:
+    """Set ``pkt.inner`` when pkt is a tunnel packet whose content parses."""
+    frame, start = pkt.frame, pkt.payload_offset
+    try:
+        inner_frame = _tunnel_content(pkt, frame, start)
+        if inner_frame is None:
+            return
+        inner = _parse(inner_frame, pkt.ts, len(inner_frame))
+    except (struct.error, IndexError, ValueError, MalformedPacketError):
+        return
+    pkt.inner = inner
+    if depth < _TUNNEL_DEPTH and _may_carry(inner):
+        _decapsulate(inner, depth + 1)
+
+
+def _tunnel_content(pkt: Packet, frame: bytes, start: int) -> bytes | None:
+    """The Ethernet frame inside a tunnel packet (synthetic Ethernet for IP in GRE and
+    Teredo), or None when it is not a tunnel."""
+    if pkt.proto == PROTO_GRE:
+        return _gre(frame, start)
+    if pkt.dport == VXLAN_PORT and frame[start] & 0x08:  # the I flag: a VNI follows
+        return frame[start + 8 :]
+    if pkt.dport == TEREDO_PORT or pkt.sport == TEREDO_PORT:
+        return _teredo(frame, start)
+    return None
+
+
+def _gre(frame: bytes, start: int) -> bytes | None:
+    flags, version = frame[start], frame[start + 1] & 0x07
+    if version != 0:  # 1 is PPTP's enhanced GRE: not decoded
+        return None
+    (ptype,) = struct.unpack_from("!H", frame, start + 2)
+    offset = start + 4 + 4 * (bool(flags & 0x80) or bool(flags & 0x40))
+    offset += 4 * bool(flags & 0x20) + 4 * bool(flags & 0x10)  # key, sequence number
+    if ptype == _GRE_ETHERNET:
+        return frame[offset:]
+    if ptype in (ETH_IPV4, ETH_IPV6):
+        return frame[0:12] + struct.pack("!H", ptype) + frame[offset:]
+    return None
+
+
+def _teredo(frame: bytes, start: int) -> bytes | None:
+    offset = start
+    if frame[offset : offset + 2] == b"\x00\x01":  # authentication indicator
+        offset += 13 + frame[offset + 2] + frame[offset + 3]
+    if frame[offset : offset + 2] == b"\x00\x00":  # origin indication
+        offset += 8
+    if len(frame) < offset + 40 or frame[offset] >> 4 != 6:
+        return None
+    return frame[0:12] + struct.pack("!H", ETH_IPV6) + frame[offset:]
 
 
 _FAST_V4 = struct.Struct("!HBBHHHBBH4s4sHH")  # ethertype, IPv4 header (IHL 5), ports
