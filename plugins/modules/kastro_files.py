@@ -106,6 +106,26 @@ def _ids(entry: dict[str, Any]) -> tuple[int, int]:
         ) from err
 
 
+def _current(dest: str) -> os.stat_result | None:
+    try:
+        return Path(dest).lstat()
+    except FileNotFoundError:
+        return None
+
+
+def _kind_allowed(entry: dict[str, Any]) -> os.stat_result | None:
+    """What is at dest now (lstat), refusing a kind the entry may not replace."""
+    st = _current(entry["dest"])
+    if st is None:
+        return None
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if entry["state"] == "directory" and not is_dir:
+        raise EntryError(f"{entry['dest']}: is not a directory; move it away by hand")
+    if entry["state"] != "directory" and is_dir:
+        raise EntryError(f"{entry['dest']}: a directory is where the {entry['state']} belongs")
+    return st
+
+
 def check_entry(entry: dict[str, Any], planned: dict[str, str]) -> dict[str, Any]:
     """The entry with uid, gid and mode resolved, or EntryError. Changes nothing.
 
@@ -116,6 +136,7 @@ def check_entry(entry: dict[str, Any], planned: dict[str, str]) -> dict[str, Any
         raise EntryError(f"{dest}: dest must be an absolute path")
     checked = dict(entry)
     checked["uid"], checked["gid"] = _ids(entry)
+    checked["current"] = _kind_allowed(entry)
     if state == "link":
         src = entry.get("src")
         if not src or not (Path(src).exists() or str(Path(src)) in planned):
@@ -143,13 +164,6 @@ def check_all(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checked
 
 
-def _current(dest: str) -> os.stat_result | None:
-    try:
-        return Path(dest).lstat()
-    except FileNotFoundError:
-        return None
-
-
 def _attributes_differ(st: os.stat_result, entry: dict[str, Any]) -> bool:
     wanted = (entry["uid"], entry["gid"], entry["mode_bits"])
     return (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != wanted
@@ -163,7 +177,7 @@ def _read(dest: str) -> str | None:
 
 
 def needs_change(entry: dict[str, Any]) -> bool:
-    st = _current(entry["dest"])
+    st = entry["current"]
     if st is None or not _KINDS[entry["state"]](st.st_mode):
         return True
     if entry["state"] == "link":
@@ -173,46 +187,43 @@ def needs_change(entry: dict[str, Any]) -> bool:
     return bool(entry["state"] == "file" and _read(entry["dest"]) != entry["content"])
 
 
-def _refuse_directory(entry: dict[str, Any]) -> None:
-    st = _current(entry["dest"])
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise EntryError(f"{entry['dest']}: a directory is where the {entry['state']} belongs")
-
-
 def stage_file(module: AnsibleModule, entry: dict[str, Any]) -> Path:
-    """Write the new content beside dest, owned and moded, and validate it; returns its path."""
-    _refuse_directory(entry)
+    """Write the new content beside dest, owned and moded, and validate it; returns its path.
+    Whatever goes wrong, no staged file is left behind."""
     # The staged name ends in dest's own name: systemd-analyze verify needs a unit's suffix.
     dest = Path(entry["dest"])
     handle, name = tempfile.mkstemp(prefix=".kastro-", suffix=f"-{dest.name}", dir=dest.parent)
     temp = Path(name)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(entry["content"])
-    os.chown(temp, entry["uid"], entry["gid"])
-    temp.chmod(entry["mode_bits"])
-    if entry.get("validate"):
-        command = [part.replace("%s", name) for part in shlex.split(entry["validate"])]
-        rc, out_text, err_text = module.run_command(command)
-        if rc != 0:
-            temp.unlink()
-            reason = (err_text or out_text).strip()
-            raise EntryError(f"{entry['dest']}: the new file fails {entry['validate']!r}: {reason}")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(entry["content"])
+        os.chown(temp, entry["uid"], entry["gid"])
+        temp.chmod(entry["mode_bits"])
+        if entry.get("validate"):
+            _validate(module, entry, name)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return temp
+
+
+def _validate(module: AnsibleModule, entry: dict[str, Any], staged: str) -> None:
+    command = [part.replace("%s", staged) for part in shlex.split(entry["validate"])]
+    rc, out_text, err_text = module.run_command(command)
+    if rc != 0:
+        reason = (err_text or out_text).strip()
+        raise EntryError(f"{entry['dest']}: the new file fails {entry['validate']!r}: {reason}")
 
 
 def make_directory(entry: dict[str, Any]) -> None:
     dest = Path(entry["dest"])
-    st = _current(entry["dest"])
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise EntryError(f"{dest}: is not a directory; move it away by hand")
-    if st is None:
+    if entry["current"] is None:
         dest.mkdir()
     os.chown(dest, entry["uid"], entry["gid"])
     dest.chmod(entry["mode_bits"])
 
 
 def make_link(entry: dict[str, Any]) -> None:
-    _refuse_directory(entry)
     temp = Path(f"{entry['dest']}.kastro-link")
     temp.unlink(missing_ok=True)
     temp.symlink_to(entry["src"])

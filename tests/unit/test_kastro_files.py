@@ -101,6 +101,7 @@ def test_a_file_failing_its_check_leaves_every_file_as_it_was(tmp_path):
         ({"dest": "relative/path"}, "absolute"),
         ({"state": "link", "src": "/nonexistent/zoneinfo/Mars"}, "/nonexistent/zoneinfo/Mars"),
         ({"dest": "/nonexistent-dir-kastro/x.conf"}, "does not exist"),
+        ({"dest": "/tmp"}, "a directory is where the file belongs"),
     ],
 )
 def test_a_wrong_entry_is_refused_before_anything_changes(tmp_path, entry, says):
