@@ -8,6 +8,7 @@ point-to-point links and router ids from the top, so neither eats the other's ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -490,7 +491,7 @@ def runs_vpn(role: str, city_hall: bool, teleworker_groups: int) -> bool:
     return role == "gateway" and city_hall and teleworker_groups > 0
 
 
-def management_address(plan: dict[str, Any], host: str) -> str:
+def management_address(plan: Mapping[str, Any], host: str) -> str:
     """The address a host's own services (exporters) listen on: a gateway's address in its
     building's management zone (its router id, on the loopback, where the building has
     none), a server's or sensor's own address. 127.0.0.1 for a host the plan does not know."""

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kastro.inventory.model import check_name
 from kastro.monitoring.rules import MonitoringModelError, inhibit_rules
 
 TEMPLATE = Path(__file__).with_name("templates") / "kastro.tmpl"
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$|^\[[0-9A-Fa-f:]+\]:[0-9]{1,5}$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/%-]*)?$")
-_BUILDING = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def _check(name: str, value: str, pattern: re.Pattern[str], example: str) -> str:
@@ -97,7 +97,11 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         "smtp_smarthost", str(settings.get("smtp_smarthost", "")), _HOSTPORT, "mail.example.gr:587"
     )
     for building, to in (settings.get("building_contacts") or {}).items():
-        _check("building_contacts", str(building), _BUILDING, "school: it@school.example.gr")
+        if check_name(str(building)) is not None:
+            raise MonitoringModelError(
+                f"monitoring_building_contacts {building!r} is not a building name; "
+                "e.g. school: it@school.example.gr"
+            )
         _check(f"building_contacts.{building}", str(to), _EMAIL, "it@school.example.gr")
 
 

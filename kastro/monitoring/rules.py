@@ -8,7 +8,6 @@ services behind a broken link, so that a cut link is one notification, not thirt
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,34 +15,17 @@ from typing import Any
 import yaml
 
 from kastro.monitoring import topology
+from kastro.monitoring.topology import MonitoringModelError
+
+__all__ = ["MonitoringModelError", "inhibit_rules", "static_rules", "topology_rules"]
 
 STATIC_RULES = Path(__file__).with_name("rules.yml")
 # The alerts that a building's being cut off explains.
 CONSEQUENCES = ("KastroHostDown", "KastroExporterDown", "KastroServiceDown", "KastroProbeFailed")
-# Names that go into PromQL and matchers: the model's own naming rule, checked again here.
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-class MonitoringModelError(ValueError):
-    """A name that may not be spliced into a rule (the model should have refused it)."""
-
-
-def _checked(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise MonitoringModelError(
-            f"{kind} name {name!r} may not go into an alert rule: lower-case letters, digits "
-            "and '-' only (kastro validate checks this; run it)"
-        )
-    return name
 
 
 def topology_rules(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """The generated rule file: one group, kastro-topology."""
-    plan = variables.get("kastro_plan") or {}
-    for name in plan.get("links") or {}:
-        _checked("link", str(name))
-    for name in variables.get("kastro_buildings") or {}:
-        _checked("building", str(name))
+    """The generated rule file: one group, kastro-topology (names checked where spliced)."""
     return {"groups": [{"name": "kastro-topology", "rules": topology.cut_off_rules(variables)}]}
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kastro.inventory.plan import management_address, runs_vpn
+from kastro.controller.state import vpn_server
+from kastro.inventory.model import parse_port
+from kastro.inventory.plan import management_address
 
 # Exporter ports: the roles' defaults (a test checks they match the roles' defaults files).
 PORTS: dict[str, int] = {
@@ -58,9 +60,7 @@ def _exporters(variables: Mapping[str, Any], host: str, entry: Mapping[str, Any]
         jobs.append("monitor")
     if role == "gateway" and _has_links(variables, host):
         jobs.append("links")
-    building = (variables.get("kastro_buildings") or {}).get(str(entry.get("building"))) or {}
-    groups = len(variables.get("kastro_teleworker_groups") or {})
-    if runs_vpn(str(role), bool(building.get("city_hall")), groups):
+    if vpn_server(variables, host):
         jobs.append("telework")
     return jobs
 
@@ -81,12 +81,10 @@ def scrape_jobs(variables: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]
     plan = _plan(variables)
     jobs: dict[str, list[dict[str, Any]]] = {name: [] for name in PORTS}
     for host in sorted(plan.get("hosts") or {}):
-        entry = plan["hosts"][host]
-        address = management_address(dict(plan), host)
-        for job in _exporters(variables, host, entry):
-            jobs[job].append(
-                {"targets": [_target(address, PORTS[job])], "labels": host_labels(variables, host)}
-            )
+        address = management_address(plan, host)
+        labels = host_labels(variables, host)
+        for job in _exporters(variables, host, plan["hosts"][host]):
+            jobs[job].append({"targets": [_target(address, PORTS[job])], "labels": labels})
     return {name: groups for name, groups in jobs.items() if groups}
 
 
@@ -103,16 +101,6 @@ def link_probes(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
                 {"targets": [str(end["ipv4"])], "labels": {**labels, "link": name, "end": building}}
             )
     return groups
-
-
-def _service_ports(variables: Mapping[str, Any], service: str) -> list[tuple[str, int]]:
-    ports = ((variables.get("kastro_services") or {}).get(service) or {}).get("ports") or []
-    out = []
-    for spec in ports:
-        protocol, _, number = str(spec).partition("/")
-        if protocol == "tcp" and number.split("-")[0].isdigit():
-            out.append(("tcp", int(number.split("-")[0])))
-    return out
 
 
 def _destination_hosts(variables: Mapping[str, Any], destination: str) -> list[str]:
@@ -146,7 +134,7 @@ def service_probes(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     for rule in variables.get("kastro_policy") or []:
         for destination in _as_list(rule.get("to")):
             for host in _destination_hosts(variables, destination):
-                address = management_address(dict(plan), host)
+                address = management_address(plan, host)
                 for service in _as_list(rule.get("services")):
                     for module, port in _probe_modules(variables, service):
                         key = (host, module, port)
@@ -164,7 +152,9 @@ def service_probes(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _probe_modules(variables: Mapping[str, Any], service: str) -> list[tuple[str, int]]:
-    ports = ((variables.get("kastro_services") or {}).get(service) or {}).get("ports") or []
-    if "udp/53" in [str(p) for p in ports]:
+    """The blackbox module and port for each probe of a service (the first port of a range)."""
+    texts = ((variables.get("kastro_services") or {}).get(service) or {}).get("ports") or []
+    ports = [port for port, _ in map(parse_port, texts) if port is not None]
+    if any(p.protocol == "udp" and p.first == 53 for p in ports):
         return [("dns", 53)]
-    return [("tcp_connect", port) for _, port in _service_ports(variables, service)]
+    return [("tcp_connect", p.first) for p in ports if p.protocol == "tcp"]

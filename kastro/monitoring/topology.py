@@ -16,15 +16,31 @@ from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any
 
+from kastro.inventory.model import check_name
 
-def graph(plan: Mapping[str, Any]) -> dict[str, dict[str, tuple[str, str]]]:
-    """Link name -> its two end buildings, and every building (possibly with no link)."""
+
+class MonitoringModelError(ValueError):
+    """A name that may not be spliced into a rule (the model should have refused it)."""
+
+
+def checked_name(kind: str, name: str) -> str:
+    """`name` when it follows the model's naming rule (it goes into PromQL and templates)."""
+    if check_name(name) is not None:
+        raise MonitoringModelError(
+            f"{kind} name {name!r} may not go into an alert rule: lower-case letters, digits "
+            "and '-' only (kastro validate checks this; run it)"
+        )
+    return name
+
+
+def graph(plan: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Link name -> its two end buildings; every name checked, as it will reach PromQL."""
     links = {}
     for name, link in (plan.get("links") or {}).items():
         ends = sorted((link.get("ends") or {}).keys())
         if len(ends) == 2:
-            links[str(name)] = (str(ends[0]), str(ends[1]))
-    return {"links": links}
+            links[checked_name("link", str(name))] = (str(ends[0]), str(ends[1]))
+    return links
 
 
 def reachable(start: str, links: Mapping[str, tuple[str, str]], broken: Iterable[str]) -> set[str]:
@@ -56,7 +72,7 @@ def max_cut_size(link_count: int) -> int:
 def cut_sets(plan: Mapping[str, Any], home: str) -> dict[str, list[tuple[str, ...]]]:
     """Building -> the minimal sets of links whose loss cuts it off from `home`, smallest
     first. A building `home` cannot reach even with every link up is not listed."""
-    links = graph(plan)["links"]
+    links = graph(plan)
     connected = reachable(home, links, ())
     found: dict[str, list[tuple[str, ...]]] = {}
     for size in range(1, max_cut_size(len(links)) + 1):
@@ -99,6 +115,7 @@ def cut_off_rules(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     home = home_building(variables)
     rules = []
     for building, sets in cut_sets(plan, home).items():
+        checked_name("building", building)
         shown = ", ".join(" + ".join(s) for s in sets)
         rules.append(
             {

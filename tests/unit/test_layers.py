@@ -19,6 +19,7 @@ ALLOWED = {
     "links": {"inventory", "nft"},
     "telework": {"inventory"},
     "controller": {"inventory", "links", "firewall", "telework"},
+    "monitoring": {"inventory", "controller"},
     "lab": {"inventory", "lab", "text"},
     "host": {"host"},
 }
