@@ -20,7 +20,6 @@ export ANSIBLE_VARS_PLUGINS := $(CURDIR)/plugins/vars
 export ANSIBLE_VARS_ENABLED := kastro_model
 export ANSIBLE_LIBRARY := $(CURDIR)/plugins/modules
 export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/plugins/strategy
-export ANSIBLE_STRATEGY ?= mitogen_linear
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
