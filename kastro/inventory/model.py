@@ -397,6 +397,9 @@ def wireguard_key_problem(key: str) -> str | None:
         return "is not a WireGuard public key (not base64)"
     if len(raw) != 32 or len(key) != 44:
         return f"is not a WireGuard public key ({len(raw)} bytes, 32 expected)"
+    if base64.b64encode(raw).decode("ascii") != key:
+        # wg refuses a key whose last character carries bits beyond the 32 bytes.
+        return "is not a WireGuard public key (its last character is not one wg accepts)"
     return None
 
 

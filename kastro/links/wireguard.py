@@ -8,13 +8,11 @@ WireGuard key, so a damaged or planted key file cannot add lines to the settings
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# 32 bytes in base64: 43 characters, the last of which carries 4 bits, and one '='.
-_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+from kastro.inventory.model import wireguard_key_problem
 
 _SETTINGS = """\
 # Written by Kastro's links role: link {name} to {peer_building}.
@@ -44,7 +42,7 @@ def read_key(secrets: Path, name: str) -> str:
     except (OSError, UnicodeDecodeError) as err:
         reason = err.__class__.__name__
         raise WireguardKeyError(f"{path}: cannot be read as a key file ({reason})") from None
-    if not _KEY.match(key):
+    if wireguard_key_problem(key):
         raise WireguardKeyError(
             f"{path}: δεν είναι κλειδί WireGuard / is not a WireGuard key (44 characters of "
             "base64); remove it and run the links role again to make a new one"
@@ -52,15 +50,15 @@ def read_key(secrets: Path, name: str) -> str:
     return key
 
 
-def settings(link: Mapping[str, Any], host: str, key: Callable[[str], str]) -> str:
-    """One tunnel's settings; key(file name) returns a checked key."""
+def settings(link: Mapping[str, Any], private_key: str, secrets: Path) -> str:
+    """One tunnel's settings: this gateway's private key, the peer's and the link's from secrets."""
     return _SETTINGS.format(
         name=link["name"],
         peer_building=link["peer_building"],
-        private_key=key(f"{host}.key"),
+        private_key=private_key,
         port=int(link["wireguard"]["port"]),
-        peer_public_key=key(f"{link['peer_gateway']}.pub"),
-        preshared_key=key(f"{link['name']}.psk"),
+        peer_public_key=read_key(secrets, f"{link['peer_gateway']}.pub"),
+        preshared_key=read_key(secrets, f"{link['name']}.psk"),
         endpoint=link["wireguard"]["peer_endpoint"],
     )
 
@@ -69,13 +67,16 @@ def tunnel_files(
     links: Sequence[Mapping[str, Any]], host: str, secrets: str
 ) -> list[dict[str, str]]:
     """kastro_files entries: one 0600 settings file per encrypted link, in the links' order."""
+    encrypted = [link for link in links if link["encrypted"]]
+    if not encrypted:
+        return []
     directory = Path(secrets)
+    private_key = read_key(directory, f"{host}.key")
     return [
         {
             "dest": f"/etc/kastro/links/{link['interface']}.conf",
             "mode": "0600",
-            "content": settings(link, host, lambda name: read_key(directory, name)),
+            "content": settings(link, private_key, directory),
         }
-        for link in links
-        if link["encrypted"]
+        for link in encrypted
     ]

@@ -168,13 +168,11 @@ def main() -> None:
         check_loaded(names, units, module.check_mode)
     except UnitError as err:
         module.fail_json(msg=str(err))
-    steps = [
-        f"{verb} {e['name']}" for e, u in zip(entries, units, strict=True) for verb in plan(e, u)
-    ]
+    steps = [(verb, e["name"]) for e, u in zip(entries, units, strict=True) for verb in plan(e, u)]
     if not module.check_mode:
-        for step in steps:
-            systemctl(module, *step.split(" "))
-    actions += steps
+        for verb, name in steps:
+            systemctl(module, verb, name)
+    actions += [f"{verb} {name}" for verb, name in steps]
     module.exit_json(changed=bool(actions), actions=actions)
 
 

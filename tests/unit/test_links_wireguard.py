@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kastro.inventory.model import wireguard_key_problem
 from kastro.links.wireguard import WireguardKeyError, read_key, tunnel_files
 
 LINK = {
@@ -69,7 +70,8 @@ def test_one_0600_file_per_encrypted_link_holding_the_right_keys(secrets):
         "not a key\n",
         "AAAA\nEndpoint = 192.0.2.66:51820\n",                 # a line smuggled in
         "-----BEGIN PRIVATE KEY-----\n",
-        "A" * 43 + "B=\n",                                     # right length, impossible last bits
+        "A" * 43 + "B=\n",                                     # one character too many
+        "A" * 42 + "B=\n",                                     # 32 bytes, bits wg refuses
     ],
 )  # fmt: skip
 def test_a_damaged_or_planted_key_file_is_refused_without_showing_it(secrets, planted):
@@ -83,3 +85,18 @@ def test_a_missing_key_file_is_named(secrets):
     (secrets / "hall-library.psk").unlink()
     with pytest.raises(WireguardKeyError, match=r"hall-library\.psk"):
         read_key(secrets, "hall-library.psk")
+
+
+@pytest.mark.parametrize("key", ["A" * 42 + "B=", "A" * 42 + "F="])
+def test_keys_wg_refuses_are_refused_in_the_inventory_too(key):
+    """A teleworker's public key that base64 decodes to 32 bytes but wg will not take would
+    have passed validation and failed on the host."""
+    refused = subprocess.run(["wg", "pubkey"], input=key + "\n", capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert wireguard_key_problem(key) == (
+        "is not a WireGuard public key (its last character is not one wg accepts)"
+    )
+
+
+def test_a_key_wg_makes_passes_the_inventory_check():
+    assert wireguard_key_problem(wg("pubkey", stdin=wg("genkey")).strip()) is None
