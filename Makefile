@@ -70,13 +70,13 @@ unit: venv
 	pytest -m "not molecule and not lab"
 
 molecule: deps image
-	molecule test -s $(SCENARIO)
+	molecule test -s $(SCENARIO) < /dev/null
 
 # Everything, in one pytest run so its closing summary counts every test; then the line
 # coverage of kastro/ and monitors/ measured in that run (pytest's own process).
 test: deps image lint
 	@mkdir -p .kastro
-	coverage run -m pytest -v
+	coverage run -m pytest -v < /dev/null
 	coverage report
 
 demo: deps image

@@ -25,6 +25,7 @@ def lab():
         text=True,
         check=False,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     yield overlay

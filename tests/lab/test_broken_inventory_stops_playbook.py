@@ -38,6 +38,7 @@ def host_state(container: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        stdin=subprocess.DEVNULL,
     )
     return proc.stdout
 
@@ -54,6 +55,7 @@ def test_site_playbook_stops_before_any_change(case_file: Path, tmp_path: Path, 
         text=True,
         check=False,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
     # Either Ansible itself refused the files (YAML errors) or the validation play (run on
@@ -82,6 +84,7 @@ def test_a_file_source_or_a_limit_does_not_skip_validation(form: str, tmp_path: 
         text=True,
         check=False,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
     assert "is not a valid CIDR network" in proc.stdout + proc.stderr

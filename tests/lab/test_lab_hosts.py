@@ -16,7 +16,15 @@ pytestmark = pytest.mark.lab
 
 
 def run(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT, **kwargs)
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        **kwargs,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def test_molecule_scenario(scenario: str):
         text=True,
         timeout=1800,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
     log = ROOT / ".kastro" / "logs" / f"molecule-{scenario}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

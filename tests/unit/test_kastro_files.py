@@ -47,6 +47,7 @@ def run(tmp_path: Path, files: list[dict], *flags: str) -> dict:
     proc = subprocess.run(
         [str(PLAYBOOK_EXE), "-i", "localhost,", str(playbook), "-e", f"@{args}", *flags],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     report = json.loads(proc.stdout)
     return report["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -67,6 +67,7 @@ def inventory_list(inventory: Path) -> dict[str, Any]:
         check=True,
         env=env,
         cwd=ROOT,
+        stdin=subprocess.DEVNULL,
     )
     return plain(json.loads(proc.stdout))
 

@@ -139,6 +139,7 @@ def test_2_a_file_source_is_validated_like_its_directory(tmp_path):
         text=True,
         check=False,
         env=ansible_env(),
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
     assert "is not a CIDR network" in proc.stdout
@@ -153,6 +154,7 @@ def test_2_without_a_model_the_playbooks_fail_closed(tmp_path):
         text=True,
         check=False,
         env=ansible_env(),
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
     assert "has a group_vars/all with the municipality's model" in proc.stdout
@@ -173,6 +175,7 @@ def test_2_playbooks_find_their_roles_from_any_directory(tmp_path):
         text=True,
         check=False,
         env=ansible_env(),
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -249,6 +252,7 @@ def test_5_a_directory_of_another_municipality_is_refused(tmp_path, role, variab
             text=True,
             check=False,
             env={**ansible_env(), "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+            stdin=subprocess.DEVNULL,
         )
 
     assert run("dimos-kastrou.gr").returncode == 0
@@ -322,7 +326,10 @@ def test_7_nft_text_cannot_be_injected_through_block_arguments(argv, tmp_path):
         'echo "rc=$rc before=$before after=$after"\n'
     )
     proc = subprocess.run(
-        ["unshare", "--net", "bash", str(script), *argv], capture_output=True, text=True
+        ["unshare", "--net", "bash", str(script), *argv],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     result = dict(part.split("=") for part in proc.stdout.split())
     assert result["rc"] == "1", proc.stdout + proc.stderr

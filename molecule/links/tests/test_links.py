@@ -320,7 +320,7 @@ def test_firewall_alone_compiles_what_links_yml_compiled(host):
     run = subprocess.run(
         ["ansible-playbook", "-i", str(MUNICIPALITY), "-i", str(overlay), "--limit", "gateways",
          str(PROJECT / "playbooks" / "firewall.yml")],
-        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900,
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900, stdin=subprocess.DEVNULL
     )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
@@ -343,7 +343,12 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
 
     planned = subprocess.run(
-        ["kastro", "plan", str(inventory)], capture_output=True, text=True, cwd=PROJECT, env=env
+        ["kastro", "plan", str(inventory)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     assert planned.returncode == 0, planned.stderr
     added = [line.strip() for line in planned.stdout.splitlines() if line.strip().startswith("+")]
@@ -351,7 +356,7 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
 
     cabled = subprocess.run(
         ["kastro", "lab", "up", str(inventory), "--lab", LAB],
-        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=300,
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=300, stdin=subprocess.DEVNULL
     )  # fmt: skip
     assert cabled.returncode == 0, cabled.stderr
     overlay = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
@@ -359,7 +364,7 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
         ["ansible-playbook", "-v", "-i", str(inventory), "-i", str(overlay),
          "-e", f"links_secrets_dir={os.environ['KASTRO_LINKS_SECRETS']}",
          str(PROJECT / "playbooks" / "links.yml")],
-        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900,
+        capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900, stdin=subprocess.DEVNULL
     )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]

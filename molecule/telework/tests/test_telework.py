@@ -83,7 +83,11 @@ def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
         model.write_text(yaml.safe_dump(data, sort_keys=False))
         # The admin's next step after editing the model: re-plan (addresses stay put).
         planned = subprocess.run(
-            ["kastro", "plan", str(inventory)], capture_output=True, text=True, cwd=PROJECT
+            ["kastro", "plan", str(inventory)],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
         )
         assert planned.returncode == 0, planned.stderr
     extra_vars = {"telework_endpoint": "198.51.100.1", "telework_secrets_dir": str(SECRETS)}
@@ -105,6 +109,7 @@ def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
         check=False,
         cwd=PROJECT,
         env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")},
+        stdin=subprocess.DEVNULL,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
