@@ -170,6 +170,16 @@ def _cmd_host_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitoring_credentials(args: argparse.Namespace) -> int:
+    from kastro.monitoring.credentials import CredentialsError, ensure_json
+
+    try:
+        print(ensure_json(Path(args.directory), args.domain, args.host, args.address))
+    except CredentialsError as exc:
+        raise UsageError(f"{exc}; nothing was written") from exc
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -237,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("output", help="where to write it, e.g. ~/.kastro/build/kastro-host.pyz")
     archive.set_defaults(handler=_cmd_host_archive)
+
+    credentials = commands.add_parser(
+        "monitoring-credentials",
+        help="make the monitoring host's TLS certificate and web password (kept, 0600)",
+    )
+    credentials.add_argument("directory", help="the municipality's monitoring secrets directory")
+    credentials.add_argument("--domain", required=True, help="the municipality's DNS domain")
+    credentials.add_argument("--host", required=True, help="the monitoring host's name")
+    credentials.add_argument(
+        "--address", action="append", default=[], help="an address in its certificate (repeat)"
+    )
+    credentials.set_defaults(handler=_cmd_monitoring_credentials)
 
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")

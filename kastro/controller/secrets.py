@@ -17,7 +17,7 @@ from typing import Any
 from kastro.inventory.model import DOMAIN_RE
 
 MARKER = ".kastro-municipality"
-PARTS = ("telework", "links")
+PARTS = ("telework", "links", "monitoring")
 
 
 class SecretsDirError(ValueError):

@@ -28,7 +28,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import parse_port
-from kastro.inventory.plan import monitoring_addresses
+from kastro.inventory.plan import MONITORING_WEB_PORTS, monitoring_addresses
 from kastro.inventory.sides import (
     INTERNET_ENDPOINT,
     Endpoint,
@@ -224,9 +224,8 @@ class Compiler:
             municipality.get("supernets") or (), "kastro_municipality.supernets"
         )
         self.interfaces: Mapping[str, Any] = variables.get("kastro_interfaces") or {}
-        self.monitoring = monitoring_addresses(
-            dict(self.plan), list(municipality.get("monitoring_hosts") or ())
-        )
+        self.monitoring_hosts = [str(h) for h in municipality.get("monitoring_hosts") or ()]
+        self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
         if planned is None:
@@ -427,6 +426,7 @@ class Compiler:
         transit = nft_set([f'"{i}"' for i in links]) if len(ports.links) >= 2 else ""
         self.common_head(out.forward, "forward", transit)
         self.metrics_allow(out.forward, "forward")
+        self.monitoring_web_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
         self.nat(ports.wan)
@@ -559,6 +559,7 @@ class Compiler:
         zone_key = str(self.me.get("zone") or "")
         self.common_head(out.input, "input")
         self.metrics_allow(out.input)
+        self.monitoring_web_allow(out.input)
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
@@ -615,6 +616,25 @@ class Compiler:
             chain.append(
                 f"{family} saddr {nft_set(sources)} {to}tcp dport {dport} {counter} accept"
             )
+
+    def monitoring_web_allow(self, chain: list[str], hook: str = "input") -> None:
+        """Prometheus' and Alertmanager's web ports (TLS, password) of the monitoring hosts,
+        from the management networks alone (admins, and sensors sending alerts): to this host
+        when it is one (input) or, on a gateway, to them (forward)."""
+        if hook == "input" and self.host not in self.monitoring_hosts:
+            return
+        if not self.monitoring or not self.settings.management_networks:
+            return
+        name = "monitoring_web_in" if hook == "input" else "monitoring_web_forward"
+        counter = self.out.counter(name, f"Prometheus and Alertmanager web ({hook})")
+        dport = nft_set([str(p) for p in MONITORING_WEB_PORTS])
+        sources = _split_families(self.settings.management_networks, "management_networks")
+        targets = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
+        for family, source, target in zip(("ip", "ip6"), sources, targets, strict=True):
+            if not source or (hook == "forward" and not target):
+                continue
+            to = f"{family} daddr {nft_set(target)} " if hook == "forward" else ""
+            chain.append(f"{family} saddr {nft_set(source)} {to}tcp dport {dport} {counter} accept")
 
     def input_allow(self, chain: list[str]) -> None:
         """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""

@@ -503,6 +503,11 @@ def management_address(plan: Mapping[str, Any], host: str) -> str:
     return str(entry.get("ipv4") or "127.0.0.1")
 
 
+# Prometheus' and Alertmanager's web ports on a monitoring host (the monitoring role's daemons
+# listen there; the firewalls admit them from the management networks).
+MONITORING_WEB_PORTS = (9090, 9093)
+
+
 def monitoring_addresses(plan: dict[str, Any], hosts: list[str]) -> list[str]:
     """The planned IPv4 and IPv6 addresses of the monitoring hosts."""
     planned = plan.get("hosts") or {}

@@ -209,7 +209,8 @@ def group_name(prefix: str, name: str) -> str:
 
 def feature_groups(model: Model) -> dict[str, Any]:
     """Groups of the hosts a role applies to, so playbooks target them (no role has to end
-    itself on the hosts it does not concern): telework_servers, linked_gateways."""
+    itself on the hosts it does not concern): telework_servers, linked_gateways,
+    monitoring_servers (kastro_municipality.monitoring_hosts: Prometheus and Alertmanager)."""
     groups = len(model.teleworker_groups)
     linked = {end for link in model.links.values() for end in link.ends}
     members = {
@@ -221,6 +222,9 @@ def feature_groups(model: Model) -> dict[str, Any]:
         "linked_gateways": [
             h.name for h in model.hosts if h.role == "gateway" and h.building in linked
         ],
+        "monitoring_servers": list(
+            model.municipality.monitoring_hosts if model.municipality else ()
+        ),
     }
     # Always present, even empty: a playbook naming an absent group gets a warning each run.
     return {

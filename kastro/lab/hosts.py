@@ -22,7 +22,14 @@ from kastro.inventory.loader import MODEL_KEYS
 from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab import switch
 from kastro.lab.image import IMAGE_NAME
-from kastro.lab.topology import OUTSIDE_GROUP, LabHostSpec, Topology, build_topology
+from kastro.lab.topology import (
+    OUTSIDE_GROUP,
+    OUTSIDE_HOSTS,
+    WAN_IFACE,
+    LabHostSpec,
+    Topology,
+    build_topology,
+)
 
 LAB_LABEL = "org.kastro.lab"
 STATE_DIR = Path(".kastro/lab")
@@ -231,6 +238,9 @@ def _address_hosts(lab: str, topo: Topology, plan: dict[str, object], supernets:
     zones_plan = plan.get("zones") or {}
     assert isinstance(hosts_plan, dict) and isinstance(zones_plan, dict)
     for name, spec in topo.hosts.items():
+        if name in OUTSIDE_HOSTS:
+            _keep_inside(container_name(lab, name), supernets)
+            continue
         entry = hosts_plan.get(name) or {}
         zone = zones_plan.get(entry.get("zone")) or {}
         iface = topo.interfaces(name).get(f"zone:{entry.get('zone')}")
@@ -260,6 +270,16 @@ def _address_hosts(lab: str, topo: Topology, plan: dict[str, object], supernets:
                 _podman(
                     "exec", container, "ip", "route", "replace", net, "via", str(via), "dev", iface
                 )
+
+
+def _keep_inside(container: str, supernets: list[str]) -> None:
+    """The internet side's hosts reach the municipality's networks on their internet segment
+    (as a neighbour on the ISP's network would), never through their default route: that one
+    leaves the lab through podman's NAT, and a test's packet to a municipal address must never
+    reach a network this machine does not own."""
+    for net in supernets:
+        family = ["-6"] if ":" in net else []
+        _podman("exec", container, "ip", *family, "route", "replace", net, "dev", WAN_IFACE)
 
 
 def _run_args(lab: str, spec: LabHostSpec, image: str) -> list[str]:

@@ -45,6 +45,13 @@ options:
         description: Reload the unit if it was already running (and restart is false).
         type: bool
         default: false
+  daemon_reload:
+    description:
+      - Run C(systemctl daemon-reload) first whatever systemd reports. A drop-in written in a
+        drop-in directory that did not exist when systemd last read the unit is not flagged
+        by NeedDaemonReload; a role that writes drop-ins passes whether they changed.
+    type: bool
+    default: false
 author: Kastro
 """
 
@@ -154,13 +161,16 @@ def _stale(units: list[dict[str, str]]) -> bool:
 
 def main() -> None:
     units_spec = {"type": "list", "elements": "dict", "required": True, "options": _UNIT_SPEC}
-    module = AnsibleModule(argument_spec={"units": units_spec}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"units": units_spec, "daemon_reload": {"type": "bool", "default": False}},
+        supports_check_mode=True,
+    )
     entries = module.params["units"]
     names = [entry["name"] for entry in entries]
     actions = []
     try:
         units = look_up(module, names)
-        if _stale(units):
+        if module.params["daemon_reload"] or _stale(units):
             actions.append("daemon-reload")
             if not module.check_mode:
                 systemctl(module, "daemon-reload")

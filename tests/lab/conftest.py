@@ -10,7 +10,8 @@ from kastro.lab import hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "tests" / "data" / "lab-small"
-LAB = "kastro-net"
+# Another name lets a developer run the lab tests beside a CI run on the same machine.
+LAB = os.environ.get("KASTRO_TEST_LAB", "kastro-net")
 
 
 @pytest.fixture(scope="session")

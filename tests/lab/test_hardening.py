@@ -26,6 +26,10 @@ EXPORTERS = [
     ("web", "kastro-firewall-metrics", "kastro-firewall-exporter", 9552),
     ("probe", "kastro-firewall-metrics", "kastro-firewall-exporter", 9552),
     ("probe", None, "kastro-monitor", 9550),
+    *(
+        (name, None, "prometheus-node-exporter", 9100)
+        for name in ("hall-gw", "annex-gw", "web", "probe")
+    ),
 ]
 MAX_EXPOSURE = 4.0  # systemd-analyze security's "OK" band
 

@@ -135,3 +135,9 @@ def test_generated_groups_exist_when_empty():
     planned = plan_inventory(ROOT / "molecule/_lab/fortress")
     children = hosts_inventory(planned.model)["all"]["children"]
     assert children["telework_servers"] == {}
+
+
+def test_monitoring_servers_group_is_the_monitoring_hosts():
+    planned = plan_inventory(EXAMPLE)
+    children = hosts_inventory(planned.model)["all"]["children"]
+    assert sorted(children["monitoring_servers"]["hosts"]) == ["monitor"]

@@ -1,0 +1,235 @@
+"""The monitoring stack on real hosts (lab-small, site.yml converged once for every lab test):
+web is the monitoring host (kastro_municipality.monitoring_hosts). Every target the model
+implies is up; Prometheus and Alertmanager answer only over TLS with the password, only on the
+management address, and not at all to the attacker; Prometheus delivers to Alertmanager.
+
+The module's name sorts before test_lab_network.py, whose last test removes the shared lab."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+
+import pytest
+import testinfra
+
+from kastro.controller.model_vars import model_variables
+from kastro.lab import hosts
+from kastro.monitoring import prometheus
+from tests.lab.conftest import INVENTORY, LAB
+
+pytestmark = pytest.mark.lab
+
+MAX_EXPOSURE = 4.0  # systemd-analyze security's "OK" band
+# A client of the HTTPS API on the monitoring host: the CA and the password are there (0640).
+QUERY = """
+import base64, json, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile="/etc/prometheus/kastro/tls/ca.crt")
+pw = open("/etc/prometheus/kastro/web.password").read().strip()
+auth = base64.b64encode(("kastro:" + pw).encode()).decode()
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Basic " + auth})
+print(urllib.request.urlopen(req, context=ctx, timeout=10).read().decode())
+"""
+# A client without the password, from anywhere: prints the HTTP status or the error's kind.
+STATUS = """
+import ssl, sys, urllib.error, urllib.request
+ctx = ssl._create_unverified_context()
+req = urllib.request.Request(sys.argv[1])
+if len(sys.argv) > 2:
+    req.add_header("Authorization", "Basic a2FzdHJvOndyb25n")  # kastro:wrong
+try:
+    print(urllib.request.urlopen(req, context=ctx, timeout=3).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def ssh(name: str):
+    return testinfra.get_host(f"ssh://{name}", ssh_config=str(hosts.state_dir(LAB) / "ssh_config"))
+
+
+def web_address() -> str:
+    rows = ssh("web").check_output("ss -Hltn 'sport = :9090'").splitlines()
+    assert len(rows) == 1, rows
+    return rows[0].split()[3].rsplit(":", 1)[0]
+
+
+def api(path: str) -> dict:
+    url = f"https://{web_address()}:9090{path}"
+    out = ssh("web").check_output(f"python3 -c {shlex.quote(QUERY)} {shlex.quote(url)}")
+    return json.loads(out)
+
+
+def status(source: str, url: str, wrong_password: bool = False) -> str:
+    argv = f"python3 -c {shlex.quote(STATUS)} {shlex.quote(url)}" + (" x" if wrong_password else "")
+    return ssh(source).check_output(argv).strip()
+
+
+def expected_targets() -> set[tuple[str, str]]:
+    """(job, host) of every target the model implies, from the compiler the role uses."""
+    variables = model_variables(INVENTORY)
+    found = set()
+    for name, groups in prometheus.target_files(variables).items():
+        job = name.removesuffix(".json")
+        found |= {(job, group["labels"]["host"]) for group in groups}
+    return found | {("prometheus", "web"), ("alertmanager", "web")}
+
+
+def test_every_target_the_model_implies_is_up(lab):
+    wanted = expected_targets()
+    assert ("node", "annex-gw") in wanted and ("blackbox-links", "annex-gw") in wanted
+    deadline = time.monotonic() + 90
+    while True:
+        targets = api("/api/v1/targets?state=active")["data"]["activeTargets"]
+        health = {(t["labels"]["job"], t["labels"]["host"]): t for t in targets}
+        down = {k: t["lastError"] for k, t in health.items() if t["health"] != "up"}
+        if (set(health) == wanted and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert set(health) == wanted
+    assert not down, down
+    print(f"\n{len(health)} targets up: {sorted(health)}")
+
+
+def test_every_series_carries_who_and_where(lab):
+    result = api("/api/v1/query?query=up")["data"]["result"]
+    assert result
+    for series in result:
+        labels = series["metric"]
+        assert labels["municipality"] == "Dimos Mikrou", labels
+        assert labels["building"] and labels["host"] and labels["role"], labels
+
+
+def test_the_rules_and_the_topology_are_loaded(lab):
+    groups = api("/api/v1/rules")["data"]["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"KastroHostDown", "KastroLinkDown", "KastroAttackDetected"} <= names
+    assert "kastro-topology" in {group["name"] for group in groups}
+    assert all(rule["health"] == "ok" for group in groups for rule in group["rules"])
+
+
+def test_prometheus_delivers_to_alertmanager_over_tls(lab):
+    active = api("/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+    assert [a["url"] for a in active] == [f"https://{web_address()}:9093/api/v2/alerts"]
+
+
+@pytest.mark.parametrize("port", [9090, 9093])
+def test_the_web_interfaces_need_tls_and_the_password(lab, port):
+    """From probe (the management zone, which the firewall admits): no password, a wrong one
+    and plain HTTP are all refused; the monitoring host's own client with the password gets in."""
+    https = f"https://{web_address()}:{port}/-/ready"
+    assert status("probe", https) == "401"
+    assert status("probe", https, wrong_password=True) == "401"
+    assert status("probe", f"http://{web_address()}:{port}/-/ready") in {
+        "400",
+        "RemoteDisconnected",
+    }
+
+
+def test_the_internet_side_reaches_municipal_addresses_inside_the_lab_only(lab):
+    """The attacker's packets to a municipal address go out on its internet segment, never
+    through its default route (podman's NAT, out of the lab): a test must not send them to a
+    network this machine does not own."""
+    for name in ("attacker", "home"):
+        route = ssh(name).check_output(f"ip -o route get {web_address()}")
+        assert " dev wan " in f"{route} ", route
+
+
+@pytest.mark.parametrize("port", [9090, 9093])
+def test_the_attacker_cannot_reach_the_web_interfaces(lab, port):
+    """Neither at the planned address (through the internet segment) nor at the address the
+    lab's controller uses (the daemons do not listen there)."""
+    for address in (
+        web_address(),
+        ssh("web").check_output("ip -4 -o addr show dev eth0").split()[3].split("/")[0],
+    ):
+        answer = status("attacker", f"https://{address}:{port}/-/ready")
+        assert answer in {"TimeoutError", "URLError", "timeout", "ConnectionRefusedError"}, (
+            address,
+            answer,
+        )
+
+
+def test_listeners_are_the_management_address_and_loopback_only(lab):
+    web = ssh("web")
+    rows = web.check_output("ss -Hltn").splitlines()
+    listening = {row.split()[3] for row in rows}
+    address = web_address()
+    assert {f"{address}:9090", f"{address}:9093", "127.0.0.1:9115"} <= listening
+    assert not [a for a in listening if re.search(r":(9090|9093|9094|9115)$", a)
+                and not a.startswith((address, "127.0.0.1"))]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "unit", ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"]
+)
+def test_the_daemons_are_least_privilege(lab, unit):
+    web = ssh("web")
+    out = web.check_output(f"systemd-analyze security --no-pager {unit}.service")
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    print(f"\n{unit}: systemd-analyze security {score}")
+    assert score <= MAX_EXPOSURE
+    user = web.check_output(f"systemctl show -p User --value {unit}")
+    assert user == "prometheus"
+    caps = web.check_output(f"systemctl show -p CapabilityBoundingSet --value {unit}")
+    assert caps.strip() == ("cap_net_raw" if "blackbox" in unit else ""), caps
+
+
+def test_secrets_on_the_host_are_readable_by_the_daemons_only(lab):
+    web = ssh("web")
+    for path in ("/etc/prometheus/kastro/tls/server.key", "/etc/prometheus/kastro/web.password"):
+        f = web.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "prometheus", 0o640), path
+    assert web.file("/etc/prometheus/kastro").mode == 0o750
+
+
+# One bounded vertical scan: 200 SYNs, once, to one lab host (non-blocking connects, closed
+# after a second). The probe's monitor captures its eth0, where the attacker's packets arrive.
+SCAN = """
+import socket, sys, time
+socks = []
+for port in range(1, 201):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((sys.argv[1], port))
+    socks.append(s)
+time.sleep(1)
+for s in socks:
+    s.close()
+"""
+
+
+def alertmanager_alerts(name: str) -> list[dict]:
+    url = f"https://{web_address()}:9093/api/v2/alerts?filter=alertname%3D%22{name}%22"
+    out = ssh("web").check_output(f"python3 -c {shlex.quote(QUERY)} {shlex.quote(url)}")
+    return json.loads(out)
+
+
+def test_a_port_scan_reaches_alertmanager_within_60_seconds(lab):
+    """Attack to person, first half: the attacker scans the sensor, the monitor raises an EVE
+    alert and counts it, Prometheus scrapes the count and fires KastroAttackDetected, and
+    Alertmanager holds it with the sensor's building and both summaries."""
+    target = ssh("probe").check_output("ip -4 -o addr show dev eth0").split()[3].split("/")[0]
+    start = time.monotonic()
+    ssh("attacker").check_output(f"timeout 20 python3 -c {shlex.quote(SCAN)} {target}")
+    found: list[dict] = []
+    while time.monotonic() - start < 90 and not found:
+        found = [
+            a for a in alertmanager_alerts("KastroAttackDetected")
+            if a["labels"].get("detector") == "portscan"
+        ]  # fmt: skip
+        if not found:
+            time.sleep(2)
+    elapsed = time.monotonic() - start
+    print(f"\nscan to Alertmanager: {elapsed:.1f} s")
+    assert found, "no KastroAttackDetected{detector=portscan} in Alertmanager after 90 s"
+    alert = found[0]
+    assert alert["labels"]["host"] == "probe" and alert["labels"]["building"] == "hall"
+    assert alert["labels"]["severity"] == "critical"
+    assert "εντόπισε επίθεση: portscan" in alert["annotations"]["summary_el"]
+    assert alert["annotations"]["runbook"] == "docs/monitoring.md#kastroattackdetected"
+    assert elapsed <= 60, f"{elapsed:.1f} s from scan to Alertmanager (goal 60 s)"
