@@ -75,6 +75,22 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab_attack(args: argparse.Namespace) -> int:
+    from kastro.lab import attack
+
+    outcome = attack.run(Path(args.inventory), args.lab, timeout=args.timeout)
+    print(attack.report(outcome, Path(args.inventory), args.lab))
+    if not (outcome.alerts and outcome.subjects):
+        print(
+            f"kastro lab attack: μετά από {outcome.seconds:.0f} s λείπει η ειδοποίηση ή το "
+            "e-mail / the alert or the e-mail is missing; see journalctl -u kastro-monitor "
+            "on the sensor and -u prometheus-alertmanager on the monitoring host",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _cmd_lab_capture(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
@@ -291,7 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab_capture.add_argument("--sensor", default="sensor1", help="host that receives the mirror")
     lab_capture.add_argument("--inventory", default="inventory/example", help="inventory directory")
+    lab_attack = lab_commands.add_parser(
+        "attack",
+        help="the demo's attack: the lab's attacker scans a sensor (200 SYNs, once); "
+        "wait for the alert in Alertmanager and the SOC's e-mail",
+    )
+    lab_attack.add_argument("inventory", help="inventory directory of the lab")
+    lab_attack.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     for sub, handler in (
+        (lab_attack, _cmd_lab_attack),
         (lab_up, _cmd_lab_up),
         (lab_down, _cmd_lab_down),
         (lab_status, _cmd_lab_status),

@@ -59,6 +59,11 @@ def _podman(
     return proc
 
 
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """podman with argument lists (never a shell); a failure is a LabError naming it."""
+    return _podman(*args, check=check)
+
+
 def state_dir(lab: str) -> Path:
     return (STATE_DIR / lab).resolve()
 

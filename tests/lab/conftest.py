@@ -29,5 +29,16 @@ def lab():
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    # The lab's mail server on the monitoring host, where Alertmanager's e-mail lands.
+    mail = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), "-i", str(overlay), "molecule/_lab/mail.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        stdin=subprocess.DEVNULL,
+    )
+    assert mail.returncode == 0, mail.stdout[-4000:] + mail.stderr[-2000:]
     yield overlay
     hosts.down(LAB)

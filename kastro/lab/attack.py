@@ -1,0 +1,137 @@
+"""The demo's built-in attack: the lab's attacker scans a sensor, and what reached a person.
+
+`run` sends one bounded vertical scan (200 SYNs, once, from the lab's own attacker host to a
+sensor of the same lab, on the lab's management network where the sensor's monitor
+captures), then waits until Alertmanager on the monitoring host holds the alert and the SOC's
+mailbox (the lab's exim4) holds the notification, and prints both, Greek first. Nothing is
+sent anywhere but between two hosts this lab created.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kastro.inventory.plan import MONITORING_WEB_PORTS, management_address
+from kastro.inventory.project import load_model, read_previous_plan
+from kastro.lab.hosts import LabError, container_name, podman, state_dir
+
+SCAN = """
+import socket, sys, time
+socks = []
+for port in range(1, 201):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((sys.argv[1], port))
+    socks.append(s)
+time.sleep(1)
+for s in socks:
+    s.close()
+"""
+# Run on the monitoring host, which holds the CA and the password (0640 root:prometheus).
+QUERY = """
+import base64, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile="/etc/prometheus/kastro/tls/ca.crt")
+pw = open("/etc/prometheus/kastro/web.password").read().strip()
+auth = base64.b64encode(("kastro:" + pw).encode()).decode()
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Basic " + auth})
+print(urllib.request.urlopen(req, context=ctx, timeout=10).read().decode())
+"""
+SUBJECTS = """
+import mailbox, os, sys
+from email.header import decode_header, make_header
+path = "/var/mail/" + sys.argv[1]
+for m in (mailbox.mbox(path) if os.path.exists(path) else []):
+    print(make_header(decode_header(m["Subject"])))
+"""
+
+
+@dataclass
+class Outcome:
+    """What the attack produced: the alerts in Alertmanager and the SOC's mail subjects."""
+
+    seconds: float
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+
+
+def _exec(lab: str, host: str, *argv: str) -> str:
+    return podman("exec", container_name(lab, host), *argv).stdout
+
+
+def _eth0_address(lab: str, host: str) -> str:
+    return (
+        _exec(lab, host, "ip", "-4", "-o", "addr", "show", "dev", "eth0").split()[3].split("/")[0]
+    )
+
+
+def _targets(inventory: Path) -> tuple[str, str, str, str]:
+    """(sensor, monitoring host, its management address, domain) from the model and plan."""
+    model = load_model(inventory)[0]
+    sensors = sorted(h.name for h in model.hosts if h.role == "sensor")
+    monitoring = list(model.municipality.monitoring_hosts) if model.municipality else []
+    if not sensors or not monitoring:
+        raise LabError(
+            "το inventory χρειάζεται έναν αισθητήρα και ένα kastro_municipality.monitoring_hosts / "
+            "the inventory needs a sensor and kastro_municipality.monitoring_hosts"
+        )
+    address = management_address(read_previous_plan(inventory), monitoring[0])
+    domain = model.municipality.domain if model.municipality else ""
+    return sensors[0], monitoring[0], address, domain
+
+
+def _alerts(lab: str, monitor: str, address: str) -> list[dict[str, Any]]:
+    url = f"https://{address}:{MONITORING_WEB_PORTS[1]}/api/v2/alerts"
+    if ":" in address:
+        url = f"https://[{address}]:{MONITORING_WEB_PORTS[1]}/api/v2/alerts"
+    alerts: list[dict[str, Any]] = json.loads(_exec(lab, monitor, "python3", "-c", QUERY, url))
+    return alerts
+
+
+def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
+    """Scan a sensor from the lab's attacker; wait for the alert and the SOC's e-mail."""
+    if not (state_dir(lab) / "inventory.yml").exists():
+        raise LabError(f"lab '{lab}' is not up; run 'kastro lab up' first")
+    sensor, monitor, address, _ = _targets(inventory)
+    start = time.monotonic()
+    _exec(lab, "attacker", "timeout", "20", "python3", "-c", SCAN, _eth0_address(lab, sensor))
+    outcome = Outcome(0.0)
+    while time.monotonic() - start < timeout:
+        outcome.alerts = [
+            a for a in _alerts(lab, monitor, address)
+            if a["labels"].get("alertname") == "KastroAttackDetected"
+        ]  # fmt: skip
+        outcome.subjects = [
+            s for s in _exec(lab, monitor, "python3", "-c", SUBJECTS, "soc").splitlines()
+            if "KastroAttackDetected" in s
+        ]  # fmt: skip
+        if outcome.alerts and outcome.subjects:
+            break
+        time.sleep(3)
+    outcome.seconds = time.monotonic() - start
+    return outcome
+
+
+def report(outcome: Outcome, inventory: Path, lab: str) -> str:
+    """The demo's closing text: what was detected, who was told, where to look."""
+    _, monitor, address, domain = _targets(inventory)
+    host = f"[{address}]" if ":" in address else address
+    lines = [f"==> επίθεση / attack: σάρωση θυρών / port scan, {outcome.seconds:.0f} s"]
+    for alert in outcome.alerts:
+        notes = alert.get("annotations") or {}
+        lines += [f"  {notes.get('summary_el', '')}", f"  {notes.get('summary_en', '')}"]
+    lines += [f"  e-mail στο SOC / to the SOC: {s}" for s in outcome.subjects]
+    prometheus, alertmanager = MONITORING_WEB_PORTS
+    lines += [
+        f"==> Prometheus:   https://{host}:{prometheus}/",
+        f"==> Alertmanager: https://{host}:{alertmanager}/",
+        "    χρήστης / user kastro, κωδικός / password: "
+        f"~/.kastro/secrets/{domain}/monitoring/web.password, CA: ca.crt",
+        "    από εδώ / from here: ssh -F "
+        f"{state_dir(lab) / 'ssh_config'} -L {prometheus}:{host}:{prometheus} "
+        f"-L {alertmanager}:{host}:{alertmanager} {monitor}",
+    ]
+    return "\n".join(lines)
