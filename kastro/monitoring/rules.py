@@ -22,6 +22,8 @@ __all__ = ["MonitoringModelError", "inhibit_rules", "static_rules", "topology_ru
 STATIC_RULES = Path(__file__).with_name("rules.yml")
 # The alerts that a building's being cut off explains.
 CONSEQUENCES = ("KastroHostDown", "KastroExporterDown", "KastroServiceDown", "KastroProbeFailed")
+# The alerts that a link's being down explains (on the link's own label).
+LINK_CONSEQUENCES = ("KastroOspfAdjacencyLost", "KastroLinkDegraded", "KastroProbeFailed")
 
 
 def topology_rules(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,12 +37,20 @@ def static_rules() -> dict[str, Any]:
 
 
 def inhibit_rules() -> list[dict[str, Any]]:
-    """Alertmanager inhibitions: a cut-off building's host and service alerts wait."""
+    """Alertmanager inhibitions: a cut-off building's host and service alerts wait, and so do
+    a down link's own symptoms."""
     return [
         {
             "source_matchers": ['alertname="KastroBuildingCutOff"'],
             "target_matchers": [f'alertname=~"{"|".join(CONSEQUENCES)}"'],
             "equal": ["building"],
+        },
+        {
+            # A link that is down explains its own symptoms on either end: lost OSPF
+            # neighbours, loss and delay, an end that no longer answers pings.
+            "source_matchers": ['alertname="KastroLinkDown"'],
+            "target_matchers": [f'alertname=~"{"|".join(LINK_CONSEQUENCES)}"'],
+            "equal": ["link"],
         },
         {
             # A critical alert of a host holds back its warnings (one page per incident).

@@ -238,3 +238,57 @@ def test_the_scan_reaches_the_soc_by_e_mail_in_greek_and_english(lab):
     english = text.index("detected an attack: portscan")
     assert greek < english, text
     assert "Κτίριο / Building: hall" in text and "docs/monitoring.md#kastroattackdetected" in text
+
+
+def active_alerts() -> dict[tuple[str, str], dict]:
+    """Alertmanager's alerts by (alertname, host or link)."""
+    url = f"https://{web_address()}:9093/api/v2/alerts"
+    out = ssh("web").check_output(f"python3 -c {shlex.quote(QUERY)} {shlex.quote(url)}")
+    alerts = json.loads(out)
+    return {
+        (a["labels"]["alertname"], a["labels"].get("host") or a["labels"].get("link", "")): a
+        for a in alerts
+    }
+
+
+CUT = (
+    "nft add table inet labcut; "
+    "nft add chain inet labcut in '{ type filter hook input priority -300; }'; "
+    "nft add chain inet labcut out '{ type filter hook output priority -300; }'; "
+    "nft add rule inet labcut in iifname l-annex drop; "
+    "nft add rule inet labcut out oifname l-annex drop"
+)
+
+
+def test_a_cut_link_is_one_notification_and_restoring_it_resolves(lab):
+    """The radio link to the annex fades (hall-gw drops everything on it): the SOC gets one
+    notification, KastroLinkDown; the annex's host and exporter alerts and the link's own
+    symptoms are held back (suppressed, inhibited by the topology's KastroBuildingCutOff and by
+    KastroLinkDown). Restoring the link resolves it. Runs last here: it disturbs the lab."""
+    before = {m["subject"] for m in mails("soc")}
+    hall = ssh("hall-gw")
+    assert hall.run(CUT).rc == 0
+    start = time.monotonic()
+    try:
+        alerts: dict = {}
+        while time.monotonic() - start < 240:
+            alerts = active_alerts()
+            host_down = alerts.get(("KastroHostDown", "annex-gw"))
+            if ("KastroLinkDown", "hall-annex") in alerts and host_down:
+                break
+            time.sleep(5)
+        print(f"\nlink cut: LinkDown and the annex's HostDown in {time.monotonic() - start:.0f} s")
+        assert alerts[("KastroLinkDown", "hall-annex")]["status"]["state"] == "active"
+        held = alerts[("KastroHostDown", "annex-gw")]["status"]
+        assert held["state"] == "suppressed" and held["inhibitedBy"], held
+        time.sleep(15)  # the SOC route's group_wait, and anything else that would arrive
+        new = [m for m in mails("soc") if m["subject"] not in before]
+        assert [m["subject"] for m in new] == ["[Kastro FIRING 1] KastroLinkDown"], new
+        assert "Ζεύξη / Link: hall-annex" in new[0]["text"]
+    finally:
+        hall.run("nft delete table inet labcut")
+    restored = time.monotonic()
+    while time.monotonic() - restored < 180 and ("KastroLinkDown", "hall-annex") in active_alerts():
+        time.sleep(5)
+    print(f"link restored: LinkDown resolved in {time.monotonic() - restored:.0f} s")
+    assert ("KastroLinkDown", "hall-annex") not in active_alerts()

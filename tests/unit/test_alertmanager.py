@@ -55,7 +55,7 @@ def test_amtool_accepts_the_configuration(tmp_path):
     path = write_config(tmp_path, SETTINGS)
     checked = amtool("check-config", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert " - 2 inhibit rules" in checked.stdout and " - 4 receivers" in checked.stdout
+    assert " - 3 inhibit rules" in checked.stdout and " - 4 receivers" in checked.stdout
 
 
 @needs_amtool
@@ -175,3 +175,38 @@ def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_pat
         for a in message["alerts"]
     )
     assert delivered == [("KastroHostDown", "kep-gw"), ("KastroLinkDown", "library-school")]
+
+
+@needs_amtool
+def test_a_down_links_own_symptoms_wait_for_it(tmp_path, webhook):
+    """KastroLinkDown holds back the same link's lost OSPF neighbours and failed end probes;
+    another link's OSPF alert is delivered."""
+    settings = {**SETTINGS, "webhook_url": webhook, "building_contacts": {}}
+    path = write_config(tmp_path, settings, group_wait="1s", group_interval="1s")
+    with running_alertmanager(path, tmp_path / "data") as base:
+        api(base, "/api/v2/alerts", [
+            alert("KastroLinkDown", link="hall-annex", severity="critical"),
+            alert("KastroOspfAdjacencyLost", link="hall-annex", host="hall-gw", building="hall",
+                  severity="warning"),
+            alert("KastroProbeFailed", link="hall-annex", host="annex-gw", building="annex",
+                  end="annex", severity="warning"),
+            alert("KastroOspfAdjacencyLost", link="kep-library", host="kep-gw", building="kep",
+                  severity="warning"),
+        ])  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(Sink.received) < 1:
+            time.sleep(0.2)
+        time.sleep(2)  # anything else that would arrive
+        state = {
+            (a["labels"]["alertname"], a["labels"]["link"]): a["status"]["state"]
+            for a in api(base, "/api/v2/alerts")
+        }
+    assert state[("KastroOspfAdjacencyLost", "hall-annex")] == "suppressed"
+    assert state[("KastroProbeFailed", "hall-annex")] == "suppressed"
+    assert state[("KastroOspfAdjacencyLost", "kep-library")] == "active"
+    delivered = sorted(
+        (a["labels"]["alertname"], a["labels"]["link"])
+        for message in Sink.received
+        for a in message["alerts"]
+    )
+    assert delivered == [("KastroLinkDown", "hall-annex")]  # warnings: the admin's e-mail
