@@ -196,6 +196,21 @@ def _cmd_monitoring_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    import json
+
+    from kastro.monitoring.dashboards import dashboards
+
+    directory = Path(args.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in dashboards().items():
+        (directory / name).write_text(
+            json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    print(f"{len(dashboards())} Grafana dashboards in {directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -263,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("output", help="where to write it, e.g. ~/.kastro/build/kastro-host.pyz")
     archive.set_defaults(handler=_cmd_host_archive)
+
+    boards = commands.add_parser(
+        "dashboards", help="write Kastro's Grafana dashboards (JSON) into a directory"
+    )
+    boards.add_argument("directory", help="e.g. dashboards/ (import them into Grafana)")
+    boards.set_defaults(handler=_cmd_dashboards)
 
     credentials = commands.add_parser(
         "monitoring-credentials",

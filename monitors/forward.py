@@ -1,8 +1,9 @@
 """Forward the sensor's EVE alerts to Alertmanager, so the SOC sees each alert, not a counter.
 
     python3 -m monitors.forward --eve /var/log/kastro/eve.json \\
-        --alertmanager http://10.20.3.99:9093 --position /var/lib/kastro/forward.json \\
-        --label host=sensor1 --label building=cityhall
+        --alertmanager https://10.20.3.99:9093 --ca-file /etc/kastro/monitoring-ca.crt \\
+        --password-file /run/credentials/kastro-forward.service/password \\
+        --position /var/lib/kastro/forward.json --label host=sensor1 --label building=cityhall
 
 Each EVE ``alert`` line becomes one Alertmanager alert with bounded labels (signature id and
 name, category, detector, source and target address, and the sensor's own labels) and the EVE
@@ -13,15 +14,19 @@ quiet one resolves by itself.
 
 Nothing is lost: the read position is saved only after Alertmanager accepted what was read,
 so an unreachable Alertmanager (a WAN cut) means the same lines are sent again later. A
-rotated or truncated file is read from its start. Standard library only.
+rotated or truncated file is read from its start. Over https the Alertmanager's certificate is
+checked against --ca-file and the forwarder logs in as --user with the password in
+--password-file (read once at start). Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -172,6 +177,8 @@ class Forwarder:
     timeout: float = 10.0
     sent: dict[tuple[str, ...], float] = field(default_factory=dict)
     max_tracked: int = 10000
+    context: ssl.SSLContext | None = None  # https: the CA that signed Alertmanager's certificate
+    authorization: str = ""  # an Authorization header value, or none
 
     def due(self, alerts: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """The alerts to send: new ones, and repeats older than a third of resolve_after."""
@@ -187,11 +194,15 @@ class Forwarder:
         for start in range(0, len(alerts), MAX_BATCH):
             body = json.dumps(alerts[start : start + MAX_BATCH]).encode()
             # self.url was checked to be http(s)://host:port by arguments().
+            headers = {"Content-Type": "application/json"}
+            if self.authorization:
+                headers["Authorization"] = self.authorization
             request = urllib.request.Request(  # noqa: S310
-                f"{self.url}/api/v2/alerts", data=body,
-                headers={"Content-Type": "application/json"}, method="POST",
-            )  # fmt: skip
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                f"{self.url}/api/v2/alerts", data=body, headers=headers, method="POST"
+            )
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=self.timeout, context=self.context
+            ) as response:
                 if response.status >= 300:
                     raise OSError(f"Alertmanager answered {response.status}")
 
@@ -243,6 +254,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--position", type=Path, required=True, help="where the read position is kept"
     )
+    parser.add_argument("--ca-file", type=Path, help="CA of Alertmanager's certificate (https)")
+    parser.add_argument("--user", default="kastro", help="Alertmanager's web user (default kastro)")
+    parser.add_argument("--password-file", type=Path, help="the web password, one line (https)")
     parser.add_argument("--label", action="append", default=[], help="name=value on every alert")
     parser.add_argument("--resolve-after", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads")
@@ -257,14 +271,42 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         if not 30 <= args.resolve_after <= 86400 or not 0.1 <= args.interval <= 600:
             raise ForwardUsageError("--resolve-after must be 30..86400 s, --interval 0.1..600 s")
         args.labels = parse_labels(args.label)
+        args.context, args.authorization = _tls(args)
     except ForwardUsageError as exc:
         parser.error(str(exc))
     return args
 
 
+def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, str]:
+    """The TLS context and Authorization header for an https Alertmanager; none for http."""
+    if not args.alertmanager.startswith("https://"):
+        if args.ca_file or args.password_file:
+            raise ForwardUsageError("--ca-file and --password-file need an https:// Alertmanager")
+        return None, ""
+    if not args.ca_file or not args.password_file:
+        raise ForwardUsageError(
+            "an https:// Alertmanager needs --ca-file (its CA) and --password-file (its password)"
+        )
+    try:
+        context = ssl.create_default_context(cafile=str(args.ca_file))
+        password = args.password_file.read_text(encoding="utf-8").strip()
+    except (OSError, ssl.SSLError, UnicodeDecodeError) as exc:
+        raise ForwardUsageError(f"cannot read --ca-file or --password-file: {exc}") from None
+    if not password or not _LABEL_NAME.match(args.user):
+        raise ForwardUsageError("--password-file is empty, or --user is not a plain user name")
+    token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
+    return context, f"Basic {token}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    forwarder = Forwarder(args.alertmanager.rstrip("/"), args.labels, args.resolve_after)
+    forwarder = Forwarder(
+        args.alertmanager.rstrip("/"),
+        args.labels,
+        args.resolve_after,
+        context=args.context,
+        authorization=args.authorization,
+    )
     while True:
         try:
             counts = forward_once(forwarder, args.eve, args.position)

@@ -619,7 +619,7 @@ class Compiler:
 
     def monitoring_web_allow(self, chain: list[str], hook: str = "input") -> None:
         """Prometheus' and Alertmanager's web ports (TLS, password) of the monitoring hosts,
-        from the management networks alone (admins, and sensors sending alerts): to this host
+        from the management networks (admins) and the sensors (their forwarders): to this host
         when it is one (input) or, on a gateway, to them (forward)."""
         if hook == "input" and self.host not in self.monitoring_hosts:
             return
@@ -628,7 +628,19 @@ class Compiler:
         name = "monitoring_web_in" if hook == "input" else "monitoring_web_forward"
         counter = self.out.counter(name, f"Prometheus and Alertmanager web ({hook})")
         dport = nft_set([str(p) for p in MONITORING_WEB_PORTS])
-        sources = _split_families(self.settings.management_networks, "management_networks")
+        # The management networks, and every sensor wherever it stands (its forwarder).
+        sensors = [
+            str(entry[family])
+            for entry in (self.plan.get("hosts") or {}).values()
+            if entry.get("role") == "sensor"
+            for family in ("ipv4", "ipv6")
+            if entry.get(family)
+        ]
+        managed = netaddr.IPSet(self.settings.management_networks)
+        sources = _split_families(
+            [*self.settings.management_networks, *(a for a in sensors if a not in managed)],
+            "management_networks",
+        )
         targets = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
         for family, source, target in zip(("ip", "ip6"), sources, targets, strict=True):
             if not source or (hook == "forward" and not target):

@@ -63,6 +63,26 @@ def address(variables: Mapping[str, Any], host: str) -> str:
     return management_address(plan, host)
 
 
+def alertmanager_endpoint(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """Where a sensor's forwarder sends its EVE alerts: the first monitoring host's
+    Alertmanager (its name, address and URL) and the labels every alert of `host` carries.
+    Empty without a monitoring host (the forwarder is not installed then)."""
+    hosts = (variables.get("kastro_municipality") or {}).get("monitoring_hosts") or []
+    if not hosts:
+        return {}
+    monitor = str(hosts[0])
+    own = address(variables, monitor)
+    labels = targets.host_labels(variables, host)
+    return {
+        "host": monitor,
+        "address": own,
+        "url": f"https://{listen(own, ALERTMANAGER_PORT)}",
+        # Names the model has checked ([a-z0-9-]); the municipality's name may be Greek and is
+        # Alertmanager's external label anyway.
+        "labels": [f"{name}={labels[name]}" for name in ("host", "building") if labels[name]],
+    }
+
+
 def web_config(password_hash: str) -> dict[str, Any]:
     """--web.config.file of Prometheus and Alertmanager: TLS 1.2 or later, one user."""
     return {

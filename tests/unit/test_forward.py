@@ -4,18 +4,28 @@ The EVE lines are the monitor's own (monitors.alerts.Alert.eve); the Alertmanage
 on loopback (tests/alertmanager_helpers.py).
 """
 
+import base64
 import json
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from kastro.monitoring import credentials, deploy
 from monitors.alerts import Alert, eve_line
 from monitors.forward import Forwarder, Position, alert_of, forward_once, read_new
-from tests.alertmanager_helpers import AMTOOL, api, free_port, running_alertmanager
+from tests.alertmanager_helpers import (
+    ALERTMANAGER,
+    AMTOOL,
+    api,
+    free_port,
+    running_alertmanager,
+)
 
 needs_alertmanager = pytest.mark.skipif(
     AMTOOL is None, reason="apt install prometheus-alertmanager"
@@ -148,3 +158,75 @@ def test_bad_arguments_are_refused_naming_the_option(tmp_path, args, says):
         capture_output=True, text=True, cwd=ROOT, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
+@needs_alertmanager
+def test_over_tls_with_the_password_as_the_monitoring_role_sets_it_up(tmp_path):
+    """Alertmanager with the monitoring role's web configuration (its CA, certificate and
+    bcrypt password): the forwarder with the CA and the password gets its alert in; with a
+    wrong password nothing is accepted and the read position stays, so nothing is lost."""
+    secrets = tmp_path / "secrets"
+    credentials.ensure(secrets, "dimos-kastrou.gr", "monitor", ["127.0.0.1"])
+    web = deploy.web_config((secrets / "web.bcrypt").read_text().strip())
+    web["tls_server_config"].update(
+        cert_file=str(secrets / "monitor.crt"), key_file=str(secrets / "monitor.key")
+    )
+    (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
+    port = free_port()
+    daemon = subprocess.Popen(
+        [ALERTMANAGER, f"--config.file={config(tmp_path)}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+         f"--web.config.file={tmp_path / 'web.yml'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
+    password = (secrets / "web.password").read_text().strip()
+    auth = "Basic " + base64.b64encode(f"kastro:{password}".encode()).decode()
+
+    def alerts() -> list[dict]:
+        request = urllib.request.Request(f"{base}/api/v2/alerts", headers={"Authorization": auth})
+        with urllib.request.urlopen(request, context=context, timeout=5) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                alerts()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Alertmanager with TLS did not come up"
+                time.sleep(0.2)
+        eve, position = tmp_path / "eve.json", tmp_path / "pos.json"
+        eve.write_text(scan())
+        wrong = Forwarder(base, LABELS, context=context, authorization="Basic a2FzdHJvOng=")
+        with pytest.raises(OSError, match="401"):
+            forward_once(wrong, eve, position)
+        assert not position.exists() and alerts() == []
+        argv = [
+            sys.executable, "-m", "monitors.forward", "--eve", str(eve), "--position",
+            str(position), "--alertmanager", base, "--ca-file", str(secrets / "ca.crt"),
+            "--password-file", str(secrets / "web.password"), "--once",
+        ]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["sent"] == 1
+        assert [a["labels"]["alertname"] for a in alerts()] == ["KastroEveAlert"]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alertmanager", "https://127.0.0.1:9093"], "needs --ca-file"),
+        (["--alertmanager", "http://127.0.0.1:9093", "--ca-file", "x"], "need an https://"),
+    ],
+)
+def test_tls_arguments_are_checked(tmp_path, args, message):
+    argv = [sys.executable, "-m", "monitors.forward", "--eve", str(tmp_path / "e"), "--position",
+            str(tmp_path / "p"), *args, "--once"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -217,3 +217,18 @@ def test_only_the_monitoring_host_opens_its_web_ports_to_the_management_networks
     assert web[0].startswith("ip saddr { 10.20.3.96/27, 10.20.4.16/28,")
     for other in ("intranet", "sensor1", "fileserver"):
         assert "9093" not in "\n".join(compile_ruleset(other, example, settings)["input"])
+
+
+def test_a_sensor_forwards_to_the_monitoring_hosts_alertmanager_with_checked_labels(example):
+    endpoint = deploy.alertmanager_endpoint(example, "sensor1")
+    assert endpoint == {
+        "host": "monitor",
+        "address": "10.20.3.106",
+        "url": "https://10.20.3.106:9093",
+        "labels": ["host=sensor1", "building=cityhall"],
+    }
+
+
+def test_without_a_monitoring_host_nothing_is_forwarded(example):
+    municipality = {**example["kastro_municipality"], "monitoring_hosts": []}
+    assert deploy.alertmanager_endpoint({**example, "kastro_municipality": municipality}, "x") == {}
