@@ -21,6 +21,10 @@ def _endpoint(variables: dict[str, Any], host: str) -> dict[str, Any]:
 
 
 def _secrets_dir(municipality: dict[str, Any]) -> str:
+    """The monitoring secrets directory; empty for a host without the model (a sensor alone,
+    as in molecule/monitor), which forwards nothing."""
+    if not (municipality or {}).get("domain"):
+        return ""
     try:
         return secrets_dir(municipality, "monitoring")
     except SecretsDirError as exc:
