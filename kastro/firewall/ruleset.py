@@ -598,7 +598,8 @@ class Compiler:
     def metrics_allow(self, chain: list[str], hook: str = "input") -> None:
         """The exporters' ports, from the monitoring hosts the inventory names and no one else
         (kastro_municipality.monitoring_hosts): to this host (input) or, on a gateway, to the
-        municipality's other hosts (forward)."""
+        municipality's other hosts (forward), with the monitoring hosts' pings of the link ends
+        they probe."""
         ports = sorted(set(self.settings.metrics_ports))
         if not ports or not self.monitoring:
             return
@@ -616,6 +617,12 @@ class Compiler:
             chain.append(
                 f"{family} saddr {nft_set(sources)} {to}tcp dport {dport} {counter} accept"
             )
+            if hook == "forward":
+                # blackbox_exporter's pings of every link end (hosts answer echo themselves).
+                echo = "icmp type" if family == "ip" else "icmpv6 type"
+                chain.append(
+                    f"{family} saddr {nft_set(sources)} {to}{echo} echo-request {counter} accept"
+                )
 
     def monitoring_web_allow(self, chain: list[str], hook: str = "input") -> None:
         """Prometheus' and Alertmanager's web ports (TLS, password) of the monitoring hosts,

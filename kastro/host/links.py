@@ -91,6 +91,9 @@ def _check_value(key: str, item: Any, where: str) -> None:
         raise ConfigValueError(f"{where}: {item!r} is not a whole number")
 
 
+WIREGUARD_GO_SOCKETS = Path("/var/run/wireguard")
+
+
 def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
@@ -102,11 +105,14 @@ def ensure_wireguard(name: str) -> None:
     if run("ip", "link", "add", name, "type", "wireguard", check=False).returncode == 0:
         return
     run("systemctl", "start", f"kastro-wireguard-go@{name}.service")
-    for _ in range(50):
-        if link_exists(name):
+    # wireguard-go makes the interface first and its control socket a moment later; `wg`
+    # before the socket exists fails ("Protocol not supported": it tries the kernel instead).
+    socket = WIREGUARD_GO_SOCKETS / f"{name}.sock"
+    for _ in range(100):
+        if link_exists(name) and socket.exists():
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{name}: wireguard-go did not create the interface")
+    raise RuntimeError(f"{name}: wireguard-go did not create the interface and {socket}")
 
 
 def addresses_of(iface: str) -> set[str]:

@@ -89,6 +89,20 @@ def test_every_target_the_model_implies_is_up(lab):
     print(f"\n{len(health)} targets up: {sorted(health)}")
 
 
+def test_every_link_end_answers_the_monitoring_hosts_pings(lab):
+    """blackbox_exporter's ICMP probes of both ends of each link succeed: the gateways forward
+    the monitoring host's pings (a policy that does not name them must not make every
+    KastroProbeFailed fire)."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = api('/api/v1/query?query=probe_success{job="blackbox-links"}')["data"]["result"]
+        failing = [r["metric"]["instance"] for r in result if r["value"][1] != "1"]
+        if (result and not failing) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert len(result) == 2 and not failing, result
+
+
 def test_every_series_carries_who_and_where(lab):
     result = api("/api/v1/query?query=up")["data"]["result"]
     assert result
