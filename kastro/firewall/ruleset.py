@@ -21,7 +21,7 @@ A server only filters what reaches it (`input`), from the sources the policy nam
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -595,6 +595,24 @@ class Compiler:
         )
         self.drop_tail(out.input, "input", ifaces)
 
+    def accept_between(
+        self,
+        chain: list[str],
+        hook: str,
+        families: tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]],
+        matches: Callable[[str], list[str]],
+        counter: str,
+    ) -> None:
+        """Accept rules from (sources, destinations) per family, IPv4 then IPv6: to this host
+        (input: sources only) or through a gateway (forward: destinations too); one rule per
+        match of the family (e.g. 'tcp dport { 9100 }')."""
+        for family, (sources, inside) in zip(("ip", "ip6"), families, strict=True):
+            if not sources or (hook == "forward" and not inside):
+                continue
+            to = f"{family} daddr {nft_set(inside)} " if hook == "forward" else ""
+            for match in matches(family):
+                chain.append(f"{family} saddr {nft_set(sources)} {to}{match} {counter} accept")
+
     def metrics_allow(self, chain: list[str], hook: str = "input") -> None:
         """The exporters' ports, from the monitoring hosts the inventory names and no one else
         (kastro_municipality.monitoring_hosts): to this host (input) or, on a gateway, to the
@@ -606,23 +624,16 @@ class Compiler:
         v4, v6 = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
         name = "metrics_in" if hook == "input" else "metrics_forward"
         counter = self.out.counter(name, f"metrics scraped by the monitoring hosts ({hook})")
-        dport = nft_set([str(p) for p in ports])
-        for family, sources, inside in (
-            ("ip", v4, self.supernet_v4),
-            ("ip6", v6, self.supernet_v6),
-        ):
-            if not sources or (hook == "forward" and not inside):
-                continue
-            to = f"{family} daddr {nft_set(inside)} " if hook == "forward" else ""
-            chain.append(
-                f"{family} saddr {nft_set(sources)} {to}tcp dport {dport} {counter} accept"
-            )
-            if hook == "forward":
-                # blackbox_exporter's pings of every link end (hosts answer echo themselves).
-                echo = "icmp type" if family == "ip" else "icmpv6 type"
-                chain.append(
-                    f"{family} saddr {nft_set(sources)} {to}{echo} echo-request {counter} accept"
-                )
+        dport = f"tcp dport {nft_set([str(p) for p in ports])}"
+
+        def matches(family: str) -> list[str]:
+            if hook != "forward":
+                return [dport]
+            # blackbox_exporter's pings of every link end (hosts answer echo themselves).
+            return [dport, f"{'icmp' if family == 'ip' else 'icmpv6'} type echo-request"]
+
+        families = ((v4, self.supernet_v4), (v6, self.supernet_v6))
+        self.accept_between(chain, hook, families, matches, counter)
 
     def monitoring_web_allow(self, chain: list[str], hook: str = "input") -> None:
         """Prometheus' and Alertmanager's web ports (TLS, password) of the monitoring hosts,
@@ -634,26 +645,20 @@ class Compiler:
             return
         name = "monitoring_web_in" if hook == "input" else "monitoring_web_forward"
         counter = self.out.counter(name, f"Prometheus and Alertmanager web ({hook})")
-        dport = nft_set([str(p) for p in MONITORING_WEB_PORTS])
+        dport = f"tcp dport {nft_set([str(p) for p in MONITORING_WEB_PORTS])}"
         # The management networks, and every sensor wherever it stands (its forwarder).
-        sensors = [
-            str(entry[family])
-            for entry in (self.plan.get("hosts") or {}).values()
-            if entry.get("role") == "sensor"
-            for family in ("ipv4", "ipv6")
-            if entry.get(family)
-        ]
+        planned = self.plan.get("hosts") or {}
+        sensors = monitoring_addresses(
+            dict(self.plan), [h for h, e in planned.items() if e.get("role") == "sensor"]
+        )
         managed = netaddr.IPSet(self.settings.management_networks)
         sources = _split_families(
             [*self.settings.management_networks, *(a for a in sensors if a not in managed)],
             "management_networks",
         )
         targets = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
-        for family, source, target in zip(("ip", "ip6"), sources, targets, strict=True):
-            if not source or (hook == "forward" and not target):
-                continue
-            to = f"{family} daddr {nft_set(target)} " if hook == "forward" else ""
-            chain.append(f"{family} saddr {nft_set(source)} {to}tcp dport {dport} {counter} accept")
+        families = ((sources[0], targets[0]), (sources[1], targets[1]))
+        self.accept_between(chain, hook, families, lambda _: [dport], counter)
 
     def input_allow(self, chain: list[str]) -> None:
         """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""
