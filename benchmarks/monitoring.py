@@ -36,10 +36,11 @@ QUERIES = {
 }
 
 
-def query(lab: str, monitor: str, address: str, promql: str) -> float | None:
-    host = f"[{address}]" if ":" in address else address
-    url = f"https://{host}:9090/api/v1/query?query={urllib.parse.quote(promql)}"
-    out = podman("exec", container_name(lab, monitor), "python3", "-c", attack.QUERY, url).stdout
+def query(lab: str, where: attack.Targets, promql: str) -> float | None:
+    url = f"https://{where.host}:9090/api/v1/query?query={urllib.parse.quote(promql)}"
+    out = podman(
+        "exec", container_name(lab, where.monitor), "python3", "-c", attack.QUERY, url
+    ).stdout
     result = json.loads(out)["data"]["result"]
     return float(result[0]["value"][1]) if result else None
 
@@ -61,9 +62,9 @@ def main() -> int:
     parser.add_argument("--no-attack", action="store_true", help="numbers only, no scan")
     args = parser.parse_args()
     inventory = Path(args.inventory)
-    _, monitor, address, _ = attack._targets(inventory)
-    numbers = {name: query(args.lab, monitor, address, q) for name, q in QUERIES.items()}
-    numbers["node_exporter_rss_mb"] = node_rss_mb(args.lab, monitor)
+    where = attack.targets(inventory)
+    numbers = {name: query(args.lab, where, q) for name, q in QUERIES.items()}
+    numbers["node_exporter_rss_mb"] = node_rss_mb(args.lab, where.monitor)
     if not args.no_attack:
         outcome = attack.run(inventory, args.lab)
         numbers["attack_to_alertmanager_and_email_s"] = outcome.seconds

@@ -79,7 +79,7 @@ def _cmd_lab_attack(args: argparse.Namespace) -> int:
     from kastro.lab import attack
 
     outcome = attack.run(Path(args.inventory), args.lab, timeout=args.timeout)
-    print(attack.report(outcome, Path(args.inventory), args.lab))
+    print(attack.report(outcome, args.lab))
     if not (outcome.alerts and outcome.subjects):
         print(
             f"kastro lab attack: μετά από {outcome.seconds:.0f} s λείπει η ειδοποίηση ή το "

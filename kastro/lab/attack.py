@@ -49,11 +49,27 @@ for m in (mailbox.mbox(path) if os.path.exists(path) else []):
 """
 
 
+@dataclass(frozen=True)
+class Targets:
+    """Who the attack concerns, from the model and the plan."""
+
+    sensor: str
+    monitor: str  # the monitoring host
+    address: str  # its management address
+    domain: str
+
+    @property
+    def host(self) -> str:
+        """The address as it goes into a URL (IPv6 in brackets)."""
+        return f"[{self.address}]" if ":" in self.address else self.address
+
+
 @dataclass
 class Outcome:
     """What the attack produced: the alerts in Alertmanager and the SOC's mail subjects."""
 
-    seconds: float
+    targets: Targets
+    seconds: float = 0.0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
 
@@ -68,26 +84,25 @@ def _eth0_address(lab: str, host: str) -> str:
     )
 
 
-def _targets(inventory: Path) -> tuple[str, str, str, str]:
-    """(sensor, monitoring host, its management address, domain) from the model and plan."""
+def targets(inventory: Path) -> Targets:
+    """The first sensor and the first monitoring host of the inventory."""
     model = load_model(inventory)[0]
     sensors = sorted(h.name for h in model.hosts if h.role == "sensor")
     monitoring = list(model.municipality.monitoring_hosts) if model.municipality else []
-    if not sensors or not monitoring:
+    if not sensors or not monitoring or not model.municipality:
         raise LabError(
             "το inventory χρειάζεται έναν αισθητήρα και ένα kastro_municipality.monitoring_hosts / "
             "the inventory needs a sensor and kastro_municipality.monitoring_hosts"
         )
     address = management_address(read_previous_plan(inventory), monitoring[0])
-    domain = model.municipality.domain if model.municipality else ""
-    return sensors[0], monitoring[0], address, domain
+    return Targets(sensors[0], monitoring[0], address, model.municipality.domain)
 
 
-def _alerts(lab: str, monitor: str, address: str) -> list[dict[str, Any]]:
-    url = f"https://{address}:{MONITORING_WEB_PORTS[1]}/api/v2/alerts"
-    if ":" in address:
-        url = f"https://[{address}]:{MONITORING_WEB_PORTS[1]}/api/v2/alerts"
-    alerts: list[dict[str, Any]] = json.loads(_exec(lab, monitor, "python3", "-c", QUERY, url))
+def _alerts(lab: str, where: Targets) -> list[dict[str, Any]]:
+    url = f"https://{where.host}:{MONITORING_WEB_PORTS[1]}/api/v2/alerts"
+    alerts: list[dict[str, Any]] = json.loads(
+        _exec(lab, where.monitor, "python3", "-c", QUERY, url)
+    )
     return alerts
 
 
@@ -95,17 +110,17 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
     """Scan a sensor from the lab's attacker; wait for the alert and the SOC's e-mail."""
     if not (state_dir(lab) / "inventory.yml").exists():
         raise LabError(f"lab '{lab}' is not up; run 'kastro lab up' first")
-    sensor, monitor, address, _ = _targets(inventory)
+    outcome = Outcome(targets(inventory))
+    where = outcome.targets
     start = time.monotonic()
-    _exec(lab, "attacker", "timeout", "20", "python3", "-c", SCAN, _eth0_address(lab, sensor))
-    outcome = Outcome(0.0)
+    _exec(lab, "attacker", "timeout", "20", "python3", "-c", SCAN, _eth0_address(lab, where.sensor))
     while time.monotonic() - start < timeout:
         outcome.alerts = [
-            a for a in _alerts(lab, monitor, address)
+            a for a in _alerts(lab, where)
             if a["labels"].get("alertname") == "KastroAttackDetected"
         ]  # fmt: skip
         outcome.subjects = [
-            s for s in _exec(lab, monitor, "python3", "-c", SUBJECTS, "soc").splitlines()
+            s for s in _exec(lab, where.monitor, "python3", "-c", SUBJECTS, "soc").splitlines()
             if "KastroAttackDetected" in s
         ]  # fmt: skip
         if outcome.alerts and outcome.subjects:
@@ -115,10 +130,10 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
     return outcome
 
 
-def report(outcome: Outcome, inventory: Path, lab: str) -> str:
+def report(outcome: Outcome, lab: str) -> str:
     """The demo's closing text: what was detected, who was told, where to look."""
-    _, monitor, address, domain = _targets(inventory)
-    host = f"[{address}]" if ":" in address else address
+    where = outcome.targets
+    host = where.host
     lines = [f"==> επίθεση / attack: σάρωση θυρών / port scan, {outcome.seconds:.0f} s"]
     for alert in outcome.alerts:
         notes = alert.get("annotations") or {}
@@ -129,9 +144,9 @@ def report(outcome: Outcome, inventory: Path, lab: str) -> str:
         f"==> Prometheus:   https://{host}:{prometheus}/",
         f"==> Alertmanager: https://{host}:{alertmanager}/",
         "    χρήστης / user kastro, κωδικός / password: "
-        f"~/.kastro/secrets/{domain}/monitoring/web.password, CA: ca.crt",
+        f"~/.kastro/secrets/{where.domain}/monitoring/web.password, CA: ca.crt",
         "    από εδώ / from here: ssh -F "
         f"{state_dir(lab) / 'ssh_config'} -L {prometheus}:{host}:{prometheus} "
-        f"-L {alertmanager}:{host}:{alertmanager} {monitor}",
+        f"-L {alertmanager}:{host}:{alertmanager} {where.monitor}",
     ]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,31 +15,33 @@ INVENTORY = ROOT / "tests" / "data" / "lab-small"
 LAB = os.environ.get("KASTRO_TEST_LAB", "kastro-net")
 
 
+def run_playbook(
+    playbook: str, *inventories: Path, options: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from the repository, on these inventories; its output captured."""
+    argv = ["ansible-playbook"]
+    for inventory in inventories:
+        argv += ["-i", str(inventory)]
+    return subprocess.run(
+        [*argv, *options, playbook],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="session")
 def lab():
     """Two buildings, a radio link, a server, a sensor, home and attacker; site.yml converged."""
     hosts.down(LAB)
     overlay = hosts.up(INVENTORY, LAB)
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), "-i", str(overlay), "playbooks/site.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_playbook("playbooks/site.yml", INVENTORY, overlay)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # The lab's mail server on the monitoring host, where Alertmanager's e-mail lands.
-    mail = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), "-i", str(overlay), "molecule/_lab/mail.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
-        stdin=subprocess.DEVNULL,
-    )
+    mail = run_playbook("molecule/_lab/mail.yml", INVENTORY, overlay)
     assert mail.returncode == 0, mail.stdout[-4000:] + mail.stderr[-2000:]
     yield overlay
     hosts.down(LAB)

@@ -1,13 +1,13 @@
 """A broken inventory never reaches a host: site.yml stops in its validation play."""
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from kastro.lab import hosts
-from tests.inventory_helpers import BROKEN_CASES, ROOT, broken_copy, load_case
+from tests.inventory_helpers import BROKEN_CASES, broken_copy, load_case
+from tests.lab.conftest import run_playbook
 
 LAB = "kastro-broken"
 HOST = "cityhall-gw"  # a host every broken case still declares
@@ -48,15 +48,7 @@ def test_site_playbook_stops_before_any_change(case_file: Path, tmp_path: Path, 
     inventory = broken_copy(load_case(case_file), tmp_path / "inv")
     container = hosts.container_name(LAB, HOST)
     before = host_state(container)
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), "-i", str(lab_host), "playbooks/site.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_playbook("playbooks/site.yml", inventory, lab_host)
     assert proc.returncode != 0
     # Either Ansible itself refused the files (YAML errors) or the validation play (run on
     # the controller, delegated) failed; in both cases nothing ran on a managed host.
@@ -77,15 +69,7 @@ def test_a_file_source_or_a_limit_does_not_skip_validation(form: str, tmp_path: 
     limit = ["--limit", HOST] if form == "limit" else []
     container = hosts.container_name(LAB, HOST)
     before = host_state(container)
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(source), "-i", str(lab_host), *limit, "playbooks/site.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_playbook("playbooks/site.yml", source, lab_host, options=limit)
     assert proc.returncode != 0
     assert "is not a valid CIDR network" in proc.stdout + proc.stderr
     assert "TASK [base" not in proc.stdout
