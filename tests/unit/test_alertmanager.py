@@ -147,6 +147,15 @@ def webhook() -> Iterator[str]:
         yield url
 
 
+def settle(messages: int) -> None:
+    """Wait until the webhook got `messages` notifications (20 s at most), then 2 s more for
+    anything else that would arrive."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(Sink.received) < messages:
+        time.sleep(0.2)
+    time.sleep(2)
+
+
 @needs_amtool
 def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_path, webhook):
     settings = {**SETTINGS, "webhook_url": webhook, "building_contacts": {}}
@@ -158,10 +167,7 @@ def test_a_cut_off_building_is_one_notification_with_its_hosts_held_back(tmp_pat
             alert("KastroHostDown", building="school", host="school-gw", severity="critical"),
             alert("KastroHostDown", building="kep", host="kep-gw", severity="critical"),
         ])  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(Sink.received) < 2:
-            time.sleep(0.2)
-        time.sleep(2)  # anything else that would arrive
+        settle(2)
         state = {
             (a["labels"]["alertname"], a["labels"].get("building", "")): a["status"]
             for a in api(base, "/api/v2/alerts")
@@ -193,10 +199,7 @@ def test_a_down_links_own_symptoms_wait_for_it(tmp_path, webhook):
             alert("KastroOspfAdjacencyLost", link="kep-library", host="kep-gw", building="kep",
                   severity="warning"),
         ])  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(Sink.received) < 1:
-            time.sleep(0.2)
-        time.sleep(2)  # anything else that would arrive
+        settle(1)
         state = {
             (a["labels"]["alertname"], a["labels"]["link"]): a["status"]["state"]
             for a in api(base, "/api/v2/alerts")
