@@ -20,7 +20,7 @@ from kastro.controller.model_vars import model_variables
 from kastro.lab import attack, hosts
 from kastro.monitoring import prometheus
 from kastro.monitoring.dashboards import queries
-from tests.lab.conftest import INVENTORY, LAB
+from tests.lab.conftest import INVENTORY, LAB, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -71,6 +71,17 @@ def expected_targets() -> set[tuple[str, str]]:
         job = name.removesuffix(".json")
         found |= {(job, group["labels"]["host"]) for group in groups}
     return found | {("prometheus", "web"), ("alertmanager", "web")}
+
+
+def test_site_yml_again_changes_nothing(lab):
+    """Idempotence of every role on real hosts, the monitoring and node_exporter roles included
+    (their Molecule-style second converge: they need the model and several hosts, so they are
+    tested in this shared lab rather than in scenarios of their own)."""
+    proc = run_playbook("playbooks/site.yml", INVENTORY, lab)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    recap = proc.stdout.partition("PLAY RECAP")[2]
+    rows = [line for line in recap.splitlines() if " : ok=" in line]
+    assert len(rows) == 4 and all(" changed=0 " in row for row in rows), recap
 
 
 def test_every_target_the_model_implies_is_up(lab):
