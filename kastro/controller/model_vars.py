@@ -15,7 +15,7 @@ The files are read as data: a value in the model is never templated by Ansible.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,16 +148,6 @@ def with_model(variables: Mapping[str, Any]) -> Mapping[str, Any]:
     if not inventory:
         return variables
     return {**model_variables(inventory), **variables}
-
-
-def model_filter(function: Callable[..., Any]) -> Callable[..., Any]:
-    """An Ansible filter taking a host's variables first, given them `with_model`."""
-
-    def run(variables: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
-        return function(with_model(variables), *args, **kwargs)
-
-    run.__doc__ = function.__doc__
-    return run
 
 
 def key_names(inventory: str | Path) -> dict[str, list[str]]:

@@ -4,8 +4,9 @@
 ``systemd_service`` is one module run per unit and per action (about a third of a second of
 CPU each here, benchmarks/module_cost.py), and the restarts a role needs were handlers and
 conditions in Jinja. This module reads every listed unit's state with one ``systemctl show``,
-reloads systemd only when one of the units' files changed on disk (systemd's own
-NeedDaemonReload), then enables, starts, restarts or reloads what the entries ask for.
+reloads systemd only when one of the units' files or drop-ins changed on disk (systemd's own
+NeedDaemonReload, and a drop-in on disk that systemd has not loaded), then enables, starts,
+restarts or reloads what the entries ask for.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ short_description: Systemd units of a Kastro role in one step
 description:
   - All units are looked up first; an unknown unit name fails the step before anything changes.
   - C(systemctl daemon-reload) runs once, before anything else, when any listed unit's file
-    is new or changed on disk since systemd last read it.
+    is new or changed on disk since systemd last read it, or when a drop-in in
+    C(/etc/systemd/system/UNIT.d/) is not among the drop-ins systemd loaded (systemd does not
+    flag a drop-in written in a directory that did not exist when it last read the unit).
   - A unit that this step starts is not restarted or reloaded as well (it already runs the
     new configuration).
 options:
@@ -47,9 +50,8 @@ options:
         default: false
   daemon_reload:
     description:
-      - Run C(systemctl daemon-reload) first whatever systemd reports. A drop-in written in a
-        drop-in directory that did not exist when systemd last read the unit is not flagged
-        by NeedDaemonReload; a role that writes drop-ins passes whether they changed.
+      - Run C(systemctl daemon-reload) first whatever systemd reports (new and changed unit
+        files and drop-ins are found without it).
     type: bool
     default: false
 author: Kastro
@@ -64,6 +66,7 @@ actions:
 """
 
 import re
+from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped]
@@ -76,7 +79,9 @@ _UNIT_SPEC = {
     "restart": {"type": "bool", "default": False},
     "reload": {"type": "bool", "default": False},
 }
-_PROPERTIES = "Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload"
+_PROPERTIES = "Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload,DropInPaths"
+# Where administrators' and roles' drop-ins go (systemd.unit(5)).
+_DROPIN_ROOT = "/etc/systemd/system"
 # What `systemctl is-enabled` would call enabled; static and generated units cannot be enabled.
 _ENABLED = {"enabled", "enabled-runtime", "static", "generated", "indirect", "alias"}
 
@@ -152,11 +157,31 @@ def systemctl(module: AnsibleModule, *argv: str) -> None:
         )
 
 
-def _stale(units: list[dict[str, str]]) -> bool:
-    """A unit file written or changed since systemd last read them (or not read at all)."""
-    return any(
-        u.get("NeedDaemonReload") == "yes" or u.get("LoadState") == "not-found" for u in units
-    )
+def dropins_on_disk(unit_id: str, root: str = _DROPIN_ROOT) -> set[str]:
+    """The .conf drop-ins for this unit under root: its own directory and, for an instance
+    (name@instance.service), its template's."""
+    stem, dot, suffix = unit_id.rpartition(".")
+    names = [unit_id]
+    if "@" in stem and dot:
+        names.append(f"{stem.partition('@')[0]}@.{suffix}")
+    found = set()
+    for name in names:
+        directory = Path(root) / f"{name}.d"
+        if directory.is_dir():
+            found |= {str(path) for path in directory.glob("*.conf")}
+    return found
+
+
+def _stale(units: list[dict[str, str]], root: str = _DROPIN_ROOT) -> bool:
+    """A unit file or drop-in written or changed since systemd last read them (or a unit not
+    read at all): systemd's own flag, or a drop-in on disk that systemd has not loaded."""
+    for unit in units:
+        if unit.get("NeedDaemonReload") == "yes" or unit.get("LoadState") == "not-found":
+            return True
+        loaded = set(unit.get("DropInPaths", "").split())
+        if dropins_on_disk(unit.get("Id", ""), root) - loaded:
+            return True
+    return False
 
 
 def main() -> None:

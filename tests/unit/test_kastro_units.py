@@ -44,14 +44,43 @@ def entry(**kwargs):
             "reload": False, **kwargs}  # fmt: skip
 
 
-def test_show_output_is_one_dict_per_unit_in_order():
+def test_show_output_is_one_dict_per_unit_in_order(tmp_path):
     parsed = units.parse_show(RECORDED)
     assert [u["Id"] for u in parsed] == ["ssh.service", "kastro-monitor.service", "nosuch.service"]
     assert parsed[1]["NeedDaemonReload"] == "yes"
     assert parsed[2]["UnitFileState"] == ""
-    assert units._stale(parsed[:1]) is False
-    assert units._stale(parsed[1:2]) is True  # changed on disk
-    assert units._stale(parsed[2:]) is True  # never read (a file just written)
+    assert units._stale(parsed[:1], str(tmp_path)) is False
+    assert units._stale(parsed[1:2], str(tmp_path)) is True  # changed on disk
+    assert units._stale(parsed[2:], str(tmp_path)) is True  # never read (a file just written)
+
+
+def test_a_drop_in_systemd_has_not_loaded_asks_for_a_daemon_reload(tmp_path):
+    """systemd 252 does not flag a drop-in written in a directory that did not exist when it
+    last read the unit (NeedDaemonReload=no): the drop-ins on disk are compared with its
+    DropInPaths."""
+    dropin = tmp_path / "prometheus.service.d" / "kastro.conf"
+    unit = {"Id": "prometheus.service", "LoadState": "loaded", "NeedDaemonReload": "no",
+            "DropInPaths": ""}  # fmt: skip
+    assert units._stale([unit], str(tmp_path)) is False
+    dropin.parent.mkdir()
+    (dropin.parent / "notes.txt").write_text("not a drop-in")
+    assert units._stale([unit], str(tmp_path)) is False
+    dropin.write_text("[Service]\n")
+    assert units._stale([unit], str(tmp_path)) is True
+    loaded = {**unit, "DropInPaths": f"/usr/lib/systemd/system/service.d/10-x.conf {dropin}"}
+    assert units._stale([loaded], str(tmp_path)) is False
+
+
+def test_an_instance_has_its_own_and_its_templates_drop_ins(tmp_path):
+    (tmp_path / "wg-quick@.service.d").mkdir()
+    (tmp_path / "wg-quick@.service.d" / "go.conf").write_text("")
+    (tmp_path / "wg-quick@wg0.service.d").mkdir()
+    (tmp_path / "wg-quick@wg0.service.d" / "own.conf").write_text("")
+    assert units.dropins_on_disk("wg-quick@wg0.service", str(tmp_path)) == {
+        str(tmp_path / "wg-quick@.service.d" / "go.conf"),
+        str(tmp_path / "wg-quick@wg0.service.d" / "own.conf"),
+    }
+    assert units.dropins_on_disk("ssh.service", str(tmp_path)) == set()
 
 
 RUNNING = {"ActiveState": "active", "UnitFileState": "enabled"}

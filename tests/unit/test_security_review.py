@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from kastro.cli import main
 from kastro.controller.host_archive import build as build_archive
@@ -184,9 +185,9 @@ def test_2_playbooks_find_their_roles_from_any_directory(tmp_path):
 
 
 def render_default(role: str, variable: str, municipality: dict) -> str:
-    """The role's default for `variable`, rendered with the role's own filter plugin."""
+    """The role's default for `variable`, rendered with Kastro's shared filters (plugins/filter)."""
     module = importlib.util.spec_from_file_location(
-        f"{role}_filters", next((ROOT / "roles" / role / "filter_plugins").glob("*.py"))
+        "kastro_filters", ROOT / "plugins" / "filter" / "kastro.py"
     )
     assert module and module.loader
     filters = importlib.util.module_from_spec(module)
@@ -198,14 +199,29 @@ def render_default(role: str, variable: str, municipality: dict) -> str:
 
 
 @pytest.mark.parametrize(
-    ("role", "variable"), [("telework", "telework_secrets_dir"), ("links", "links_secrets_dir")]
+    ("role", "variable"),
+    [
+        ("telework", "telework_secrets_dir"),
+        ("links", "links_secrets_dir"),
+        ("monitoring", "monitoring_secrets_dir"),
+        ("monitor", "monitor_monitoring_secrets_dir"),
+    ],
 )
 def test_5_two_greek_municipalities_get_two_secrets_directories(role, variable):
     first = {"name": "Δήμος Κάστρου", "domain": "dimos-kastrou.gr"}
     second = {"name": "Δήμος Πύργου", "domain": "pyrgos.gr"}
     a, b = (render_default(role, variable, m) for m in (first, second))
     assert a != b
-    assert a.endswith(f"/dimos-kastrou.gr/{role}") and b.endswith(f"/pyrgos.gr/{role}")
+    part = {"monitor": "monitoring"}.get(role, role)
+    assert a.endswith(f"/dimos-kastrou.gr/{part}") and b.endswith(f"/pyrgos.gr/{part}")
+
+
+def test_5_a_sensor_without_the_model_forwards_nothing_and_others_refuse():
+    """The monitor role runs on a sensor alone (molecule/monitor): no secrets directory, so
+    no forwarder; every other role's secrets need the domain."""
+    assert render_default("monitor", "monitor_monitoring_secrets_dir", {}) == ""
+    with pytest.raises(AnsibleFilterError, match="domain"):
+        render_default("monitoring", "monitoring_secrets_dir", {"name": "Δήμος Κάστρου"})
 
 
 def test_5_no_secrets_directory_without_a_domain():

@@ -6,8 +6,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from kastro.controller.model_vars import model_filter, with_model
-from kastro.controller.secrets import SecretsDirError, secrets_dir
+from kastro.controller.filters import ansible_filter
+from kastro.controller.model_vars import with_model
 from kastro.telework.access import (
     allowed_ips,
     certificates_to_revoke,
@@ -25,13 +25,6 @@ def _allowed_ips(variables: dict[str, Any], group: str, full_tunnel: bool = Fals
         raise AnsibleFilterError(f"teleworker group '{group}': {exc}") from exc
 
 
-def _openvpn_address(variables: dict[str, Any], teleworker: str) -> dict[str, str]:
-    try:
-        return openvpn_address(with_model(variables), teleworker)
-    except (KeyError, ValueError) as exc:
-        raise AnsibleFilterError(str(exc)) from exc
-
-
 def _peers(variables: dict[str, Any], keys_dir: str) -> list[dict[str, Any]]:
     try:
         return peers(with_model(variables), keys_dir)
@@ -46,21 +39,15 @@ def _to_revoke(issued: list[str], people_ids: list[str], rekey: list[str]) -> li
     return certificates_to_revoke(list(issued), list(people_ids), list(rekey))
 
 
-def _secrets_dir(municipality: dict[str, Any], part: str) -> str:
-    try:
-        return secrets_dir(municipality, part)
-    except SecretsDirError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "kastro_secrets_dir": _secrets_dir,
             "kastro_telework_allowed_ips": _allowed_ips,
-            "kastro_telework_people": model_filter(people),
+            "kastro_telework_people": ansible_filter(people),
             "kastro_telework_peers": _peers,
             "kastro_telework_to_revoke": _to_revoke,
-            "kastro_telework_openvpn_address": _openvpn_address,
-            "kastro_telework_openvpn_subnets": model_filter(openvpn_subnets),
+            "kastro_telework_openvpn_address": ansible_filter(
+                openvpn_address, KeyError, ValueError
+            ),
+            "kastro_telework_openvpn_subnets": ansible_filter(openvpn_subnets),
         }
