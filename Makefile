@@ -7,7 +7,7 @@ PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
                 prometheus prometheus-alertmanager graphviz tcpdump ethtool nmap util-linux \
-                wireguard-tools qrencode easy-rsa openvpn iputils-ping
+                wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro
@@ -19,6 +19,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_VARS_PLUGINS := $(CURDIR)/plugins/vars
 export ANSIBLE_VARS_ENABLED := kastro_model
 export ANSIBLE_LIBRARY := $(CURDIR)/plugins/modules
+export ANSIBLE_ACTION_PLUGINS := $(CURDIR)/plugins/action
+export ANSIBLE_FILTER_PLUGINS := $(CURDIR)/plugins/filter
 export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/plugins/strategy
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0

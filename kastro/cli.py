@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_capture.add_argument("--inventory", default="inventory/example", help="inventory directory")
     lab_attack = lab_commands.add_parser(
         "attack",
-        help="the demo's attack: the lab's attacker scans a sensor (200 SYNs, once); "
+        help="the demo's attack: the lab's attacker scans a sensor once (nmap -sS, ports 1-200); "
         "wait for the alert in Alertmanager and the SOC's e-mail",
     )
     lab_attack.add_argument("inventory", help="inventory directory of the lab")

@@ -29,6 +29,7 @@ import netaddr
 
 from kastro.inventory.model import parse_port
 from kastro.inventory.plan import MONITORING_WEB_PORTS, monitoring_addresses
+from kastro.inventory.probes import Probe, service_probes
 from kastro.inventory.sides import (
     INTERNET_ENDPOINT,
     Endpoint,
@@ -208,6 +209,22 @@ def merge_ports(spans: Iterable[str]) -> list[str]:
     return [str(a) if a == b else f"{a}-{b}" for a, b in merged]
 
 
+def _constant(matches: list[str]) -> Callable[[str], list[str]]:
+    """The same matches for either address family."""
+    return lambda _family: matches
+
+
+def _probe_matches(probes: Iterable[Probe]) -> list[str]:
+    """'tcp dport { 443, 8080 }' (and 'udp dport { 53 }') for these probes' ports."""
+    ports: dict[str, set[int]] = {}
+    for probe in probes:
+        ports.setdefault(probe.protocol, set()).add(probe.port)
+    return [
+        f"{protocol} dport {nft_set([str(p) for p in sorted(numbers)])}"
+        for protocol, numbers in sorted(ports.items())
+    ]
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace('"', "'").replace("\\", "/") + '"'
 
@@ -226,6 +243,7 @@ class Compiler:
         self.interfaces: Mapping[str, Any] = variables.get("kastro_interfaces") or {}
         self.monitoring_hosts = [str(h) for h in municipality.get("monitoring_hosts") or ()]
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
+        self.probes = service_probes(variables) if self.monitoring else []
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
         if planned is None:
@@ -427,6 +445,7 @@ class Compiler:
         self.common_head(out.forward, "forward", transit)
         self.metrics_allow(out.forward, "forward")
         self.monitoring_web_allow(out.forward, "forward")
+        self.probes_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
         self.nat(ports.wan)
@@ -560,6 +579,7 @@ class Compiler:
         self.common_head(out.input, "input")
         self.metrics_allow(out.input)
         self.monitoring_web_allow(out.input)
+        self.probes_allow(out.input)
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
@@ -659,6 +679,42 @@ class Compiler:
         targets = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
         self.accept_between(chain, hook, families, lambda _: [dport], counter)
+
+    def probes_allow(self, chain: list[str], hook: str = "input") -> None:
+        """The monitoring hosts' probes of the services the policy publishes
+        (kastro.inventory.probes), exactly those ports and from the monitoring hosts only: to
+        this server (input) or, on a gateway, to each probed server (forward). Without them a
+        policy that does not name the monitoring host would turn every probe into a
+        KastroServiceDown alert."""
+        # A monitoring host's probes of itself never leave it (they arrive on lo). A gateway
+        # forwards the probes that start or end in its building; a gateway between two others
+        # passes them as transit (between two links).
+        planned = self.plan.get("hosts") or {}
+        building = self.me.get("building")
+        local = building in {(planned.get(h) or {}).get("building") for h in self.monitoring_hosts}
+        mine = [
+            p
+            for p in self.probes
+            if p.address not in self.monitoring
+            and (
+                p.host == self.host
+                if hook == "input"
+                else local or (planned.get(p.host) or {}).get("building") == building
+            )
+        ]
+        if not mine:
+            return
+        sources = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
+        name = "probes_in" if hook == "input" else "probes_forward"
+        counter = self.out.counter(name, f"the monitoring hosts' service probes ({hook})")
+        by_address: dict[str, list[Probe]] = {}
+        for probe in mine:
+            by_address.setdefault(probe.address, []).append(probe)
+        for address, probes in sorted(by_address.items()):
+            # From the monitoring hosts' addresses of the probed address's family only.
+            v4, v6 = _split_families([address], "kastro_plan.hosts")
+            families = ((sources[0] if v4 else [], v4), (sources[1] if v6 else [], v6))
+            self.accept_between(chain, hook, families, _constant(_probe_matches(probes)), counter)
 
     def input_allow(self, chain: list[str]) -> None:
         """Extra services this host itself offers (firewall_input_allow), e.g. OSPF on links."""

@@ -121,6 +121,20 @@ def prometheus_config(variables: Mapping[str, Any], host: str) -> dict[str, Any]
     return config
 
 
+# Answers that prove a web server serves: success, partial content, or asking for a login.
+HTTP_VALID_STATUS = [200, 201, 202, 203, 204, 206, 401, 403]
+
+
+def _http(tls: bool) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "valid_status_codes": HTTP_VALID_STATUS,
+        "preferred_ip_protocol": "ip4",
+        "ip_protocol_fallback": True,
+        "tls_config": {"insecure_skip_verify": True},
+    }
+    return {**settings, "fail_if_not_ssl": True} if tls else settings
+
+
 def blackbox_config(variables: Mapping[str, Any]) -> dict[str, Any]:
     """blackbox_exporter's modules, named as kastro.monitoring.targets names them."""
     domain = str((variables.get("kastro_municipality") or {}).get("domain") or ".")
@@ -132,6 +146,12 @@ def blackbox_config(variables: Mapping[str, Any]) -> dict[str, Any]:
                 "icmp": {"preferred_ip_protocol": "ip4", "ip_protocol_fallback": True},
             },
             "tcp_connect": {"prober": "tcp", "timeout": "5s"},
+            # A web server answers: any success, or a login it asks for. Redirects are followed.
+            # Municipal servers often carry certificates of their own CA, which the monitoring
+            # host does not hold: the probe checks that the service answers, and the rule
+            # KastroCertificateExpiring reads the certificate's end date from it.
+            "http": {"prober": "http", "timeout": "5s", "http": _http(tls=False)},
+            "https": {"prober": "http", "timeout": "5s", "http": _http(tls=True)},
             "dns": {
                 "prober": "dns",
                 "timeout": "5s",

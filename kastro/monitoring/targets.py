@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kastro.controller.state import vpn_server
-from kastro.inventory.model import parse_port
+from kastro.inventory import probes
 from kastro.inventory.plan import management_address
 
 # Exporter ports: the roles' defaults (a test checks they match the roles' defaults files).
@@ -76,6 +76,13 @@ def _target(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def _probe_target(probe: probes.Probe) -> str:
+    """What blackbox_exporter is given: a URL for its HTTP prober (which reads a target
+    without a scheme as http://, so an HTTPS probe needs https://), address:port otherwise."""
+    target = _target(probe.address, probe.port)
+    return f"{probe.module}://{target}/" if probe.module in ("http", "https") else target
+
+
 def scrape_jobs(variables: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Job name -> file_sd target groups (one per host, so each has its own labels)."""
     plan = _plan(variables)
@@ -103,58 +110,18 @@ def link_probes(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     return groups
 
 
-def _destination_hosts(variables: Mapping[str, Any], destination: str) -> list[str]:
-    """Servers in a policy destination: 'cityhall.servers', every building's 'servers', or
-    one host by name."""
-    hosts = _plan(variables).get("hosts") or {}
-    found = []
-    for name, entry in sorted(hosts.items()):
-        zone = str(entry.get("zone") or "")
-        if entry.get("role") == "server" and (
-            name == destination or zone == destination or zone.endswith(f".{destination}")
-        ):
-            found.append(name)
-    return found
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
 def service_probes(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A TCP connect probe of each TCP service the policy lets people reach on a server.
-
-    UDP services are left out: an unanswered UDP probe proves nothing without the protocol's
-    own request, and blackbox's DNS module is used for DNS instead (module 'dns')."""
-    plan = _plan(variables)
-    seen: set[tuple[str, str, int]] = set()
-    groups = []
-    for rule in variables.get("kastro_policy") or []:
-        for destination in _as_list(rule.get("to")):
-            for host in _destination_hosts(variables, destination):
-                address = management_address(plan, host)
-                for service in _as_list(rule.get("services")):
-                    for module, port in _probe_modules(variables, service):
-                        key = (host, module, port)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        labels = {**host_labels(variables, host), "service": service}
-                        groups.append(
-                            {
-                                "targets": [_target(address, port)],
-                                "labels": {**labels, "module": module},
-                            }
-                        )
+    """A probe of each TCP service (and DNS) the policy lets people reach on a server
+    (kastro.inventory.probes, which the firewalls admit as well)."""
+    groups = [
+        {
+            "targets": [_probe_target(probe)],
+            "labels": {
+                **host_labels(variables, probe.host),
+                "service": probe.service,
+                "module": probe.module,
+            },
+        }
+        for probe in probes.service_probes(variables)
+    ]
     return sorted(groups, key=lambda g: (g["labels"]["host"], g["targets"][0]))
-
-
-def _probe_modules(variables: Mapping[str, Any], service: str) -> list[tuple[str, int]]:
-    """The blackbox module and port for each probe of a service (the first port of a range)."""
-    texts = ((variables.get("kastro_services") or {}).get(service) or {}).get("ports") or []
-    ports = [port for port, _ in map(parse_port, texts) if port is not None]
-    if any(p.protocol == "udp" and p.first == 53 for p in ports):
-        return [("dns", 53)]
-    return [("tcp_connect", p.first) for p in ports if p.protocol == "tcp"]

@@ -7,19 +7,27 @@ The module's name sorts before test_lab_network.py, whose last test removes the 
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shlex
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import pytest
 import testinfra
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kastro.controller.model_vars import model_variables
+from kastro.inventory.plan import MONITORING_WEB_PORTS
 from kastro.lab import attack, hosts
 from kastro.monitoring import prometheus
 from kastro.monitoring.dashboards import queries
+from tests.lab import browser
 from tests.lab.conftest import INVENTORY, LAB, run_playbook
 
 pytestmark = pytest.mark.lab
@@ -81,7 +89,7 @@ def test_site_yml_again_changes_nothing(lab):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     recap = proc.stdout.partition("PLAY RECAP")[2]
     rows = [line for line in recap.splitlines() if " : ok=" in line]
-    assert len(rows) == 4 and all(" changed=0 " in row for row in rows), recap
+    assert len(rows) == 5 and all(" changed=0 " in row for row in rows), recap
 
 
 def test_every_target_the_model_implies_is_up(lab):
@@ -221,6 +229,42 @@ def test_the_demo_attack_reaches_alertmanager_within_60_seconds(lab):
     assert alert["annotations"]["runbook"] == "docs/monitoring.md#kastroattackdetected"
     assert outcome.subjects, "no notification in the SOC's mailbox after 90 s"
     assert outcome.seconds <= 60, f"{outcome.seconds:.1f} s from scan to e-mail (goal 60 s)"
+
+
+@browser.needs_chromium
+def test_a_browser_shows_the_scan_alert_and_every_target_up(lab):
+    """What the SOC sees in Prometheus' own web pages, in a real browser (chromium), right
+    after the scan: the alert firing with its building and runbook, every target up.
+
+    Debian's Alertmanager ships without its web application (its page says so; building it
+    needs the Elm compiler from the internet): the SOC reads Alertmanager's alerts in the
+    e-mail, the webhook, `amtool` or the SOC dashboard, and the firing rules here."""
+    with browser.tunnel(MONITORING_WEB_PORTS[0]) as port, browser.chromium() as chrome:
+        chrome.get(f"https://127.0.0.1:{port}/classic/alerts")
+        firing = re.compile(r"KastroAttackDetected \([1-9]\d* active\)")
+        text = browser.page_text(chrome, 20, lambda t: firing.search(t) is not None)
+        assert firing.search(text), text[:3000]
+        chrome.find_element("xpath", "//button[@title='show annotations']").click()
+        header = "//tr[contains(@class, 'alert_header')][contains(., 'KastroAttackDetected')]"
+        chrome.find_element("xpath", header).click()
+        text = browser.page_text(
+            chrome, 10, lambda t: "docs/monitoring.md#kastroattackdetected" in t
+        )
+        assert 'building="hall"' in text and 'detector="portscan"' in text, text[:4000]
+        assert "docs/monitoring.md#kastroattackdetected" in text, text[:4000]
+        assert "εντόπισε επίθεση: portscan" in text, text[:4000]  # the Greek summary
+        chrome.save_screenshot(str(hosts.state_dir(LAB) / "prometheus-alerts.png"))
+
+        chrome.get(f"https://127.0.0.1:{port}/classic/targets")
+        text = browser.page_text(chrome, 20, lambda t: "blackbox-links (" in t)
+        counts = dict(
+            (job, (int(up), int(total)))
+            for job, up, total in re.findall(r"^([a-z-]+) \((\d+)/(\d+) up\)", text, re.M)
+        )
+        wanted = {job for job, _ in expected_targets()} | {"prometheus", "alertmanager"}
+        assert set(counts) == wanted, (counts, text[:3000])
+        assert all(up == total for up, total in counts.values()), counts
+        chrome.save_screenshot(str(hosts.state_dir(LAB) / "prometheus-targets.png"))
 
 
 # Reads the mbox of one mailbox on the monitoring host: each message's subject and decoded text.
@@ -377,3 +421,134 @@ def test_a_cut_link_is_one_notification_and_restoring_it_resolves(lab):
         time.sleep(5)
     print(f"link restored: LinkDown resolved in {time.monotonic() - restored:.0f} s")
     assert ("KastroLinkDown", "hall-annex") not in active_alerts()
+
+
+# A web server for the probe tests: HTTP on 80 and HTTPS on 443 of the given address, with
+# the given certificate, answering 200 to every GET; stopped by `timeout` at the latest.
+WEB_SERVER = """
+import http.server, ssl, sys, threading
+import os
+address, cert, key = sys.argv[1:4]
+with open("/run/kastro-test-web.pid", "w") as pid:
+    pid.write(str(os.getpid()))
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+plain = http.server.ThreadingHTTPServer((address, 80), Answer)
+secure = http.server.ThreadingHTTPServer((address, 443), Answer)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+secure.socket = context.wrap_socket(secure.socket, server_side=True)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+secure.serve_forever()
+"""
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("open")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def self_signed(host: str, days: int) -> tuple[str, str]:
+    """A certificate (PEM) valid for `days` and its key, as a municipal server might have."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def probe_values(query: str) -> dict[str, float]:
+    result = api(f"/api/v1/query?query={urllib.parse.quote(query)}")["data"]["result"]
+    return {
+        r["metric"].get("instance", r["metric"].get("host", "")): float(r["value"][1])
+        for r in result
+    }
+
+
+def wait_for(query: str, wanted: Callable[[dict[str, float]], bool], seconds: int = 90) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        values = probe_values(query)
+        if wanted(values) or time.monotonic() > deadline:
+            return values
+        time.sleep(5)
+
+
+def test_the_monitoring_host_probes_published_web_services_through_the_firewalls(lab):
+    """files (annex) publishes web to the annex staff only. The monitoring host (web, in the
+    hall) probes its HTTP and HTTPS through hall-gw, annex-gw and files' own firewall, which
+    admit exactly those probes: a real web server answers both (probe_success 1), the
+    certificate's end date is read (10 days: KastroCertificateExpiring material). From the
+    attacker's side: the sensor in the hall, which the policy does not name, cannot connect."""
+    address = model_variables(INVENTORY)["kastro_plan"]["hosts"]["files"]["ipv4"]
+    files = ssh("files")
+    cert, key = self_signed("files", days=10)
+    files.check_output(
+        f"umask 077; printf %s {shlex.quote(cert)} > /run/kastro-test-web.crt; "
+        f"printf %s {shlex.quote(key)} > /run/kastro-test-web.key"
+    )
+    files.check_output(
+        f"setsid -f timeout 300 python3 -c {shlex.quote(WEB_SERVER)} {address} "
+        "/run/kastro-test-web.crt /run/kastro-test-web.key >/dev/null 2>&1"
+    )
+    try:
+        query = 'probe_success{job="blackbox-services", host="files"}'
+        values = wait_for(query, lambda v: len(v) == 2 and all(x == 1 for x in v.values()))
+        assert values == {f"http://{address}:80/": 1.0, f"https://{address}:443/": 1.0}, values
+        expiry = probe_values(
+            '(probe_ssl_earliest_cert_expiry{job="blackbox-services", host="files"} - time())'
+            " / 86400"
+        )
+        assert 9.9 < expiry[f"https://{address}:443/"] <= 10, expiry
+        for port in (80, 443):
+            connect = f"python3 -c {shlex.quote(CONNECT)} {address} {port}"
+            assert ssh("web").check_output(connect) == "open"
+            assert ssh("probe").check_output(connect) in {"TimeoutError", "timeout"}
+    finally:
+        files.run("kill $(cat /run/kastro-test-web.pid); rm -f /run/kastro-test-web.*")
+    values = wait_for(query, lambda v: all(x == 0 for x in v.values()))
+    assert values == {f"http://{address}:80/": 0.0, f"https://{address}:443/": 0.0}, values
+
+
+def test_every_host_reports_pending_updates_and_reboot_required(lab):
+    """apt_info (prometheus-node-exporter-collectors) on every managed host, sandboxed; a
+    reboot-required flag reaches Prometheus (KastroRebootRequired material)."""
+    managed = {"hall-gw", "annex-gw", "web", "probe", "files"}
+    values = wait_for("max by (host) (node_reboot_required)", lambda v: set(v) == managed)
+    assert values == dict.fromkeys(managed, 0.0), values
+    assert set(probe_values("count by (host) (apt_upgrades_pending)")) == managed
+    files = ssh("files")
+    out = files.check_output("systemd-analyze security --no-pager prometheus-node-exporter-apt")
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    print(f"\nprometheus-node-exporter-apt: systemd-analyze security {score}")
+    assert score <= MAX_EXPOSURE
+    smartmon = files.run("systemctl is-enabled prometheus-node-exporter-smartmon.timer")
+    assert smartmon.stdout.strip() == "disabled"  # the package's other collectors are off
+    files.check_output("touch /run/reboot-required")
+    try:
+        files.check_output("systemctl start prometheus-node-exporter-apt.service")
+        values = wait_for(
+            'max by (host) (node_reboot_required{host="files"})', lambda v: v.get("files") == 1
+        )
+        assert values == {"files": 1.0}, values
+    finally:
+        files.run("rm -f /run/reboot-required")
+        files.run("systemctl start prometheus-node-exporter-apt.service")

@@ -11,6 +11,7 @@ import yaml
 
 from kastro.firewall.render import render as render_text
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset, merge_ports
+from kastro.inventory.probes import service_probes
 from kastro.inventory.project import load_model
 from kastro.lab.topology import build_topology
 
@@ -140,3 +141,45 @@ def test_overlapping_port_ranges_are_merged():
         "443",
         "10000-20001",
     ]
+
+
+def test_a_server_admits_the_monitoring_hosts_probes_of_its_published_services_only():
+    """What blackbox_exporter probes (kastro.inventory.probes) is what the firewall admits,
+    from the monitoring host alone: the policy publishes web, dns, file-sharing and printing
+    on the city-hall servers to staff, ssh to management; the monitor (10.20.3.106) reaches
+    exactly those ports and nothing else, and nobody else gets them through this rule."""
+    variables = dict(hosts_and_vars())["fileserver"]
+    rules = compile_ruleset("fileserver", variables, settings())["input"]
+    probes = [r for r in rules if "probes_in" in r]
+    assert probes == [
+        "ip saddr 10.20.3.106/32 tcp dport { 22, 80, 443, 445, 631, 5061, 8883, 9100 } "
+        "counter name probes_in accept",
+        "ip saddr 10.20.3.106/32 udp dport 53 counter name probes_in accept",
+    ]
+    probed = {(p.protocol, p.port) for p in service_probes(variables) if p.host == "fileserver"}
+    assert probed == {("tcp", n) for n in (22, 80, 443, 445, 631, 5061, 8883, 9100)} | {("udp", 53)}
+    # before the default drop; no IPv6 rule, as no probe goes to an IPv6 address
+    assert rules.index(probes[0]) < next(i for i, r in enumerate(rules) if "log prefix" in r)
+    assert not any("ip6 saddr" in r and "probes_in" in r for r in rules)
+
+
+def test_gateways_forward_the_probes_of_their_own_buildings_only():
+    by_host = dict(hosts_and_vars())
+    cityhall = compile_ruleset("cityhall-gw", by_host["cityhall-gw"], settings())["forward"]
+    assert [r.split(" tcp")[0] for r in cityhall if "probes_forward" in r and "tcp" in r] == [
+        "ip saddr 10.20.3.106/32 ip daddr 10.20.2.10/32",
+        "ip saddr 10.20.3.106/32 ip daddr 10.20.2.11/32",
+    ]
+    # the monitor's probes of itself never cross a gateway; kep has no probed server
+    assert not any("ip daddr 10.20.3.106/32" in r for r in cityhall if "probes" in r)
+    kep = compile_ruleset("kep-gw", by_host["kep-gw"], settings())["forward"]
+    assert not any("probes_forward" in r for r in kep)
+
+
+def test_no_monitoring_host_no_probe_rules():
+    variables = dict(hosts_and_vars())["fileserver"]
+    municipality = {**variables["kastro_municipality"], "monitoring_hosts": []}
+    ruleset = compile_ruleset(
+        "fileserver", {**variables, "kastro_municipality": municipality}, settings()
+    )
+    assert not any("probes" in r for r in ruleset["input"])

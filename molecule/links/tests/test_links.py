@@ -37,6 +37,18 @@ HELLO, DEAD, SPF_DELAY = 1.0, 3.0, 0.05
 FAILOVER_BOUND = DEAD + SPF_DELAY + HELLO + 1.0
 
 
+def failures(output: str) -> str:
+    """The failed tasks of a verbose ansible-playbook run (each with what follows it), then
+    the recap: the end of the output alone is mostly successful tasks."""
+    lines = output.splitlines()
+    found = [
+        "\n".join(lines[max(i - 2, 0) : i + 25])
+        for i, line in enumerate(lines)
+        if line.startswith(("fatal:", "failed:")) or "FAILED!" in line
+    ]
+    return "\n---\n".join(found)[-6000:] + "\n" + output[output.rfind("PLAY RECAP") :]
+
+
 def on(host: str, command: str, timeout: float = 60, stdin: str | None = None):
     return subprocess.run(
         ["ssh", "-F", str(SSH_CONFIG), host, command],
@@ -323,7 +335,7 @@ def test_firewall_alone_compiles_what_links_yml_compiled(host):
         capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900, stdin=subprocess.DEVNULL
     )  # fmt: skip
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-4000:]
+    assert run.returncode == 0, failures(output)
     assert changed_hosts(output) == set(), output[-4000:]
     assert live_rulesets() == before
 
@@ -367,7 +379,7 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
         capture_output=True, text=True, cwd=PROJECT, env=env, timeout=900, stdin=subprocess.DEVNULL
     )  # fmt: skip
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-4000:]
+    assert run.returncode == 0, failures(output)
     assert changed_hosts(output) == {"kep-gw", "deya-gw"}
     new_tunnels = {"kep-gw": "wl-deya", "deya-gw": "wl-kep"}
     # 90 s: hellos are 1 s apart, but a loaded CI machine once took more than 40 s here.
