@@ -7,16 +7,13 @@ tested on dpkg-query's own output.
 """
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.ansible_helpers import run_task
+
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK_EXE = Path(sys.executable).with_name("ansible-playbook")
 SPEC = importlib.util.spec_from_file_location(
     "kastro_apt", ROOT / "plugins" / "action" / "kastro_apt.py"
 )
@@ -27,26 +24,8 @@ SPEC.loader.exec_module(kastro_apt)
 
 def run(tmp_path: Path, args: dict, *flags: str) -> dict:
     """The action's result for these task arguments on localhost."""
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        "    - name: The task under test\n      kastro_apt: '{{ args }}'\n"
-    )
-    extra = tmp_path / "args.json"
-    extra.write_text(json.dumps({"args": args}))
-    env = {
-        **os.environ,
-        "ANSIBLE_ACTION_PLUGINS": str(ROOT / "plugins" / "action"),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-    }
-    proc = subprocess.run(
-        [str(PLAYBOOK_EXE), "-i", "localhost,", str(playbook), "-e", f"@{extra}", *flags],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    task = "    - name: The task under test\n      kastro_apt: '{{ args }}'\n"
+    return run_task(tmp_path, task, {"args": args}, *flags)
 
 
 def test_installed_packages_are_not_handed_to_apt(tmp_path):

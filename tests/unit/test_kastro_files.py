@@ -6,25 +6,18 @@ changes nothing, check mode writes nothing.
 """
 
 import grp
-import json
 import os
 import pwd
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.ansible_helpers import run_task
+
 ROOT = Path(__file__).resolve().parents[2]
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
-PLAYBOOK_EXE = Path(sys.executable).with_name("ansible-playbook")
-PLAYBOOK = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: The entries under test
+TASK = """    - name: The entries under test
       kastro_files:
         files: "{{ files }}"
 """
@@ -32,25 +25,8 @@ PLAYBOOK = """
 
 def run(tmp_path: Path, files: list[dict], *flags: str) -> dict:
     """The module's result for these entries (owner and group default to this user's)."""
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK)
-    args = tmp_path / "args.json"
     entries = [{"owner": USER, "group": GROUP, **entry} for entry in files]
-    args.write_text(json.dumps({"files": entries}))
-    env = {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(ROOT / "plugins" / "modules"),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-    }
-    proc = subprocess.run(
-        [str(PLAYBOOK_EXE), "-i", "localhost,", str(playbook), "-e", f"@{args}", *flags],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    report = json.loads(proc.stdout)
-    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_task(tmp_path, TASK, {"files": entries}, *flags)
 
 
 def entries(base: Path) -> list[dict]:
