@@ -7,7 +7,8 @@ PYTHON      ?= python3
 STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
                 prometheus prometheus-alertmanager graphviz tcpdump ethtool nmap util-linux \
-                wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver
+                wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver \
+                rsyslog rsyslog-gnutls
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro

@@ -190,7 +190,7 @@ def _cmd_monitoring_credentials(args: argparse.Namespace) -> int:
     from kastro.monitoring.credentials import CredentialsError, ensure_json
 
     try:
-        print(ensure_json(Path(args.directory), args.domain, args.host, args.address))
+        print(ensure_json(Path(args.directory), args.domain, args.host, args.address, args.client))
     except CredentialsError as exc:
         raise UsageError(f"{exc}; nothing was written") from exc
     return 0
@@ -294,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     credentials.add_argument("--host", required=True, help="the monitoring host's name")
     credentials.add_argument(
         "--address", action="append", default=[], help="an address in its certificate (repeat)"
+    )
+    credentials.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        help="a host that gets a client certificate, e.g. a sensor shipping events (repeat)",
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
 

@@ -49,7 +49,7 @@ def vpn_server(variables: Mapping[str, Any], host: str) -> bool:
 def telework_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     """The VPN on this host: its interfaces and the ports it listens on (on the uplink)."""
     if not vpn_server(variables, host):
-        return {"server": False, "interfaces": [], "input_allow": []}
+        return {"server": False, "interfaces": [], "input_allow": [], "wireguard_port": None}
     wan = (variables.get("kastro_interfaces") or {}).get("wan")
     uplinks = [str(wan)] if wan else []
     openvpn = bool(_setting(variables, "telework_openvpn_enabled"))
@@ -70,7 +70,12 @@ def telework_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
                 "interfaces": uplinks,
             }
         )
-    return {"server": True, "interfaces": interfaces, "input_allow": allow}
+    return {
+        "server": True,
+        "interfaces": interfaces,
+        "input_allow": allow,
+        "wireguard_port": int(_setting(variables, "telework_port")),
+    }
 
 
 def links_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
@@ -120,5 +125,8 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
             "vpn_interfaces": telework["interfaces"],
             "link_interfaces": links["interfaces"],
             "input_allow": telework["input_allow"] + links["input_allow"],
+            # Where teleworkers' WireGuard handshakes arrive: counted, so that a device whose
+            # key was removed (revoked) and keeps knocking is seen.
+            "handshake_ports": [p for p in [telework["wireguard_port"]] if p],
         },
     }

@@ -83,6 +83,7 @@ def _chains(ruleset: Mapping[str, Any]) -> list[str]:
     out += [
         "    chain output {",
         "        type filter hook output priority filter; policy accept;",
+        *_lines("        ", ruleset.get("output") or []),
         "    }",
     ]
     if ruleset["postrouting"]:

@@ -28,7 +28,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import parse_port
-from kastro.inventory.plan import MONITORING_WEB_PORTS, monitoring_addresses
+from kastro.inventory.plan import EVENTS_PORT, MONITORING_WEB_PORTS, monitoring_addresses
 from kastro.inventory.probes import Probe, service_probes
 from kastro.inventory.sides import (
     INTERNET_ENDPOINT,
@@ -77,6 +77,7 @@ class Ruleset:
     prerouting: list[str] = field(default_factory=list)
     input: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
     postrouting: list[str] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
@@ -116,6 +117,7 @@ class Ruleset:
             "prerouting": self.prerouting,
             "input": self.input,
             "forward": self.forward,
+            "output": self.output,
             "postrouting": self.postrouting,
             "chains": [
                 {"name": c.name, "comment": c.comment, "rules": c.rules} for c in self.chains
@@ -144,23 +146,35 @@ class Settings:
     input_allow: tuple[Mapping[str, Any], ...] = ()
     # Ports of the exporters on this host; only the monitoring hosts may reach them.
     metrics_ports: tuple[int, ...] = ()
+    # UDP ports where teleworkers' WireGuard handshakes arrive (counted in and answered out).
+    handshake_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_vars(cls, raw: Mapping[str, Any]) -> Settings:
+        def texts(key: str) -> tuple[str, ...]:
+            return tuple(str(v) for v in raw.get(key) or ())
+
+        def numbers(key: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
+            return tuple(int(v) for v in raw.get(key) or default)
+
+        def text(key: str, default: str = "") -> str:
+            return str(raw.get(key) or default)
+
         return cls(
-            management_interface=str(raw.get("management_interface") or ""),
-            management_networks=tuple(str(n) for n in raw.get("management_networks") or ()),
-            management_ports=tuple(int(p) for p in raw.get("management_ports") or (22,)),
-            allowlist=tuple(str(n) for n in raw.get("allowlist") or ()),
-            log_rate=str(raw.get("log_rate") or "10/minute"),
-            echo_rate=str(raw.get("echo_rate") or "20/second"),
+            management_interface=text("management_interface"),
+            management_networks=texts("management_networks"),
+            management_ports=numbers("management_ports", (22,)),
+            allowlist=texts("allowlist"),
+            log_rate=text("log_rate", "10/minute"),
+            echo_rate=text("echo_rate", "20/second"),
             nat=bool(raw.get("nat", True)),
             nat_ipv6=bool(raw.get("nat_ipv6", True)),
-            snat_ipv4=str(raw.get("snat_ipv4") or ""),
-            vpn_interfaces=tuple(str(i) for i in raw.get("vpn_interfaces") or ()),
+            snat_ipv4=text("snat_ipv4"),
+            vpn_interfaces=texts("vpn_interfaces"),
             link_interfaces={str(k): str(v) for k, v in (raw.get("link_interfaces") or {}).items()},
             input_allow=tuple(raw.get("input_allow") or ()),
-            metrics_ports=tuple(int(p) for p in raw.get("metrics_ports") or ()),
+            metrics_ports=numbers("metrics_ports"),
+            handshake_ports=numbers("handshake_ports"),
         )
 
 
@@ -243,6 +257,7 @@ class Compiler:
         self.interfaces: Mapping[str, Any] = variables.get("kastro_interfaces") or {}
         self.monitoring_hosts = [str(h) for h in municipality.get("monitoring_hosts") or ()]
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
+        self.collector = str(municipality.get("event_collector") or "")
         self.probes = service_probes(variables) if self.monitoring else []
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
@@ -437,6 +452,7 @@ class Compiler:
         self.antispoof_links(ports)
         self.antispoof_vpn(ports)
         out = self.out
+        self.count_handshakes()
         self.common_head(out.input, "input")
         self.metrics_allow(out.input)
         self.input_allow(out.input)
@@ -445,10 +461,25 @@ class Compiler:
         self.common_head(out.forward, "forward", transit)
         self.metrics_allow(out.forward, "forward")
         self.monitoring_web_allow(out.forward, "forward")
+        self.events_allow(out.forward, "forward")
         self.probes_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
         self.nat(ports.wan)
+
+    def count_handshakes(self) -> None:
+        """Count WireGuard handshake initiations arriving and responses leaving (message types
+        1 and 2, 148 and 92 bytes: the first byte of the UDP payload). WireGuard drops an
+        initiation from a key it does not know without a word; initiations minus responses is
+        how a revoked device that keeps trying shows (KastroTeleworkHandshakesUnanswered).
+        Counted before conntrack: a peer that is never answered stays in state new."""
+        if not self.settings.handshake_ports:
+            return
+        ports = nft_set([str(p) for p in self.settings.handshake_ports])
+        initiations = self.out.counter("telework_handshakes_in", "WireGuard handshake initiations")
+        responses = self.out.counter("telework_handshakes_out", "WireGuard handshake responses")
+        self.out.input.append(f"udp dport {ports} udp length 156 @th,64,32 0x1000000 {initiations}")
+        self.out.output.append(f"udp sport {ports} udp length 100 @th,64,32 0x2000000 {responses}")
 
     def gateway_ports(self) -> GatewayPorts:
         """The gateway's interfaces by what they connect (check_interfaces has checked them
@@ -579,6 +610,7 @@ class Compiler:
         self.common_head(out.input, "input")
         self.metrics_allow(out.input)
         self.monitoring_web_allow(out.input)
+        self.events_allow(out.input)
         self.probes_allow(out.input)
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
@@ -679,6 +711,23 @@ class Compiler:
         targets = _split_families(self.monitoring, "kastro_municipality.monitoring_hosts")
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
         self.accept_between(chain, hook, families, lambda _: [dport], counter)
+
+    def events_allow(self, chain: list[str], hook: str = "input") -> None:
+        """The event collector's port (syslog over TLS), from the sensors and no one else:
+        to this host when it is the collector (input) or, on a gateway, to it (forward)."""
+        if not self.collector or (hook == "input" and self.host != self.collector):
+            return
+        planned = self.plan.get("hosts") or {}
+        sensors = [h for h, e in sorted(planned.items()) if e.get("role") == "sensor"]
+        sources = _split_families(monitoring_addresses(dict(self.plan), sensors), "sensors")
+        targets = _split_families(
+            monitoring_addresses(dict(self.plan), [self.collector]),
+            "kastro_municipality.event_collector",
+        )
+        name = "events_in" if hook == "input" else "events_forward"
+        counter = self.out.counter(name, f"sensors' events to the collector ({hook})")
+        families = ((sources[0], targets[0]), (sources[1], targets[1]))
+        self.accept_between(chain, hook, families, lambda _: [f"tcp dport {EVENTS_PORT}"], counter)
 
     def probes_allow(self, chain: list[str], hook: str = "input") -> None:
         """The monitoring hosts' probes of the services the policy publishes

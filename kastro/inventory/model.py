@@ -53,6 +53,8 @@ class Municipality:
     mtu: int
     # Hosts that scrape every exporter (Prometheus); the only sources the metrics ports admit.
     monitoring_hosts: tuple[str, ...] = ()
+    # The monitoring host that collects every sensor's EVE events (rsyslog over TLS); "": none.
+    event_collector: str = ""
 
 
 @dataclass(frozen=True)
@@ -441,6 +443,12 @@ MUNICIPALITY_FIELDS: Fields = {
     ),
     "population": Field(None),
     "monitoring_hosts": Field(list, []),
+    "event_collector": Field(
+        str,
+        "",
+        lambda v: None if HOSTNAME_RE.fullmatch(v) else f"{v!r} is not a host name",
+        "name one of monitoring_hosts, e.g. event_collector: monitor",
+    ),
 }
 UPLINK_FIELDS: Fields = {
     "name": Field(str, check=check_name, fix=NAME_FIX),
@@ -597,7 +605,14 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
     if name is None or domain is None or mtu is None:
         return None
     return Municipality(
-        name, domain, tuple(v4), tuple(v6), tuple(uplinks), mtu, tuple(monitoring_hosts)
+        name,
+        domain,
+        tuple(v4),
+        tuple(v6),
+        tuple(uplinks),
+        mtu,
+        tuple(monitoring_hosts),
+        str(got["event_collector"] or ""),
     )
 
 

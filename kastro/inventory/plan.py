@@ -506,6 +506,8 @@ def management_address(plan: Mapping[str, Any], host: str) -> str:
 # Prometheus' and Alertmanager's web ports on a monitoring host (the monitoring role's daemons
 # listen there; the firewalls admit them from the management networks).
 MONITORING_WEB_PORTS = (9090, 9093)
+# The event collector's syslog-over-TLS port (RFC 5425), on kastro_municipality.event_collector.
+EVENTS_PORT = 6514
 
 
 def monitoring_addresses(plan: dict[str, Any], hosts: list[str]) -> list[str]:

@@ -75,6 +75,14 @@ def _check_monitoring_hosts(model: Model, src: Source) -> None:
                 + (f" (it is a {roles[name]})" if name in roles else ""),
                 _known("servers", [h for h, r in roles.items() if r == "server"]),
             )
+    collector = model.municipality.event_collector
+    if collector and collector not in model.municipality.monitoring_hosts:
+        src.error(
+            ("kastro_municipality", "event_collector"),
+            f"'{collector}' is not one of monitoring_hosts (the collector runs on a monitoring "
+            "host)",
+            _known("monitoring hosts", list(model.municipality.monitoring_hosts)),
+        )
 
 
 def _check_hosts(model: Model, src: Source) -> None:

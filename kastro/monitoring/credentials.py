@@ -162,6 +162,41 @@ def _issue_server(
     _write(directory / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _client_current(path: Path, ca: x509.Certificate) -> bool:
+    if not path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return cert.issuer == ca.subject and cert.not_valid_after_utc - _now() >= datetime.timedelta(
+        days=RENEW_DAYS
+    )
+
+
+def _issue_client(
+    directory: Path, host: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> None:
+    """A client certificate for `host` (CN and DNS name: the host's name), e.g. a sensor
+    shipping its events to the collector, which admits only the names it knows."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    clients = directory / "clients"
+    clients.mkdir(mode=0o700, exist_ok=True)
+    _write(clients / f"{host}.key", _key_bytes(key))
+    _write(clients / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
+
+
 def _ensure_password(directory: Path) -> bool:
     password_path, hash_path = directory / "web.password", directory / "web.bcrypt"
     if password_path.exists() and hash_path.exists():
@@ -177,9 +212,22 @@ def _ensure_password(directory: Path) -> bool:
     return True
 
 
-def ensure(directory: Path, domain: str, host: str, addresses: Iterable[str]) -> dict[str, object]:
-    """Make what is missing in `directory`; report what changed (nothing secret)."""
+def ensure(
+    directory: Path,
+    domain: str,
+    host: str,
+    addresses: Iterable[str],
+    clients: Iterable[str] = (),
+) -> dict[str, object]:
+    """Make what is missing in `directory`; report what changed (nothing secret). `clients`:
+    hosts that get a client certificate (clients/HOST.crt and .key)."""
     host, checked = _check(host, addresses)
+    clients = sorted(set(clients))
+    for client in clients:
+        if not _HOST.fullmatch(client):
+            raise CredentialsError(
+                f"client {client!r} is not a host name (lower-case letters, digits and '-')"
+            )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
     changed = []
@@ -189,10 +237,16 @@ def ensure(directory: Path, domain: str, host: str, addresses: Iterable[str]) ->
     if made or not _server_current(directory / f"{host}.crt", ca, _names(host, checked)):
         _issue_server(directory, host, checked, ca_key, ca)
         changed.append(f"{host}.crt")
+    for client in clients:
+        if made or not _client_current(directory / "clients" / f"{client}.crt", ca):
+            _issue_client(directory, client, ca_key, ca)
+            changed.append(f"clients/{client}.crt")
     if _ensure_password(directory):
         changed.append("web.password")
     return {"changed": bool(changed), "made": changed}
 
 
-def ensure_json(directory: Path, domain: str, host: str, addresses: Iterable[str]) -> str:
-    return json.dumps(ensure(directory, domain, host, addresses))
+def ensure_json(
+    directory: Path, domain: str, host: str, addresses: Iterable[str], clients: Iterable[str] = ()
+) -> str:
+    return json.dumps(ensure(directory, domain, host, addresses, clients))

@@ -28,7 +28,8 @@ LINK_CONSEQUENCES = ("KastroOspfAdjacencyLost", "KastroLinkDegraded", "KastroPro
 
 def topology_rules(variables: Mapping[str, Any]) -> dict[str, Any]:
     """The generated rule file: one group, kastro-topology (names checked where spliced)."""
-    return {"groups": [{"name": "kastro-topology", "rules": topology.cut_off_rules(variables)}]}
+    generated = topology.cut_off_rules(variables) + topology.failover_rules(variables)
+    return {"groups": [{"name": "kastro-topology", "rules": generated}]}
 
 
 def static_rules() -> dict[str, Any]:
@@ -48,13 +49,21 @@ def inhibit_rules() -> list[dict[str, Any]]:
         {
             # A link that is down explains its own symptoms on either end: lost OSPF
             # neighbours, loss and delay, an end that no longer answers pings.
-            "source_matchers": ['alertname="KastroLinkDown"'],
+            "source_matchers": ['alertname=~"KastroLinkDown|KastroLinkFailover"'],
             "target_matchers": [f'alertname=~"{"|".join(LINK_CONSEQUENCES)}"'],
             "equal": ["link"],
         },
         {
+            # A ring link that failed over is one warning, not a critical page as well.
+            "source_matchers": ['alertname="KastroLinkFailover"'],
+            "target_matchers": ['alertname="KastroLinkDown"'],
+            "equal": ["link"],
+        },
+        {
             # A critical alert of a host holds back its warnings (one page per incident).
-            "source_matchers": ['severity="critical"'],
+            # Only alerts that name a host: Alertmanager counts two missing labels as equal,
+            # so a link's critical alert would otherwise hold back every hostless warning.
+            "source_matchers": ['severity="critical"', 'host=~".+"'],
             "target_matchers": ['severity="warning"'],
             "equal": ["host"],
         },

@@ -8,6 +8,11 @@ here and stays right when buildings and links are added.
 For each building the minimal sets of links whose loss together cuts it off from the
 monitoring building (a spur: its one link; a ring: two links) become one alert rule,
 KastroBuildingCutOff{building=...}, that inhibits the building's host and service alerts.
+
+A link whose loss alone cuts nobody off (one in a ring) gets KastroLinkFailover{link=...}:
+while it is down and every building is still reachable, traffic has failed over to the other
+way round, and that one warning stands for the incident (it holds back KastroLinkDown). When
+a second break cuts a building off, the failover alert ends and KastroLinkDown pages.
 """
 
 from __future__ import annotations
@@ -129,6 +134,39 @@ def cut_off_rules(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "hosts and services are held back.",
                     "description": f"Links whose loss cuts it off: {shown}.",
                     "runbook": "docs/monitoring.md#kastrobuildingcutoff",
+                },
+            }
+        )
+    return rules
+
+
+def failover_rules(variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One KastroLinkFailover alert rule per link that can fail without cutting anyone off."""
+    plan = variables.get("kastro_plan") or {}
+    home = home_building(variables)
+    links = graph(plan)
+    sets = cut_sets(plan, home)
+    connected = reachable(home, links, ())
+    rules = []
+    for link, (a, b) in sorted(links.items()):
+        if not {a, b} <= connected or connected - reachable(home, links, [link]):
+            continue  # a spur (its loss cuts a building off) or a link the home cannot reach
+        with_it = sorted({s for found in sets.values() for s in found if link in s})
+        expr = _link_down(link)
+        if with_it:
+            expr = f"({expr}) unless on() ({cut_off_expression(with_it)})"
+        rules.append(
+            {
+                "alert": "KastroLinkFailover",
+                "expr": expr,
+                "for": "30s",
+                "labels": {"severity": "warning", "link": link},
+                "annotations": {
+                    "summary_el": f"Η ζεύξη {link} ({a}–{b}) είναι εκτός λειτουργίας και η κίνηση "
+                    "πήγε από την άλλη διαδρομή: όλα τα κτίρια είναι προσβάσιμα, χωρίς εφεδρεία.",
+                    "summary_en": f"Link {link} ({a}-{b}) is down and traffic failed over to the "
+                    "other path: every building is reachable, with no spare path left.",
+                    "runbook": "docs/monitoring.md#kastrolinkfailover",
                 },
             }
         )

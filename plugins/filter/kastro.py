@@ -5,9 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from kastro.controller.filters import secrets_dir_filter
+from kastro.controller.filters import ansible_filter, secrets_dir_filter
+from kastro.monitoring import events
+from kastro.monitoring.topology import MonitoringModelError
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kastro_secrets_dir": secrets_dir_filter}
+        return {
+            "kastro_secrets_dir": secrets_dir_filter,
+            # The sensors' events to the collector (roles event_shipping, event_collector).
+            "kastro_events_shipping": ansible_filter(events.shipping, MonitoringModelError),
+            "kastro_events_collecting": ansible_filter(events.collecting, MonitoringModelError),
+            "kastro_events_shipper_config": ansible_filter(
+                events.shipper_file, MonitoringModelError, model=False
+            ),
+            "kastro_events_collector_config": ansible_filter(
+                events.collector_file, MonitoringModelError, model=False
+            ),
+            "kastro_events_sensor_table": ansible_filter(
+                events.collector_table, MonitoringModelError, model=False
+            ),
+        }

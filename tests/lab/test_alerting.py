@@ -352,6 +352,93 @@ def test_the_forwarder_is_least_privilege_and_the_password_root_only(lab):
     assert probe.run("runuser -u kastro-monitor -- cat /etc/kastro/forward.password").rc != 0
 
 
+def eve_lines(host, path: str) -> set[str]:
+    out = host.run(f"cat {shlex.quote(path)}")
+    return set(out.stdout.splitlines()) if out.rc == 0 else set()
+
+
+def wait_shipped(probe, web, seconds: int = 90) -> tuple[set[str], set[str]]:
+    """The sensor's EVE lines and the collector's copy, once the copy holds them all."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sent = eve_lines(probe, "/var/log/kastro/eve.json")
+        got = eve_lines(web, "/var/log/kastro/events/probe/eve.json")
+        if (sent and sent <= got) or time.monotonic() > deadline:
+            return sent, got
+        time.sleep(2)
+
+
+def test_the_sensors_events_reach_the_collector_unchanged(lab):
+    """Every line of the probe's EVE file (the scans above included) is in the collector's file
+    for the probe, byte for byte: rsyslog over TLS, client certificate, port 6514."""
+    probe, web = ssh("probe"), ssh("web")
+    sent, got = wait_shipped(probe, web)
+    assert sent, "the probe wrote no EVE line"
+    assert sent <= got, f"{len(sent - got)} of {len(sent)} lines not at the collector"
+    assert any(json.loads(line).get("event_type") == "alert" for line in got)
+    listeners = web.check_output("ss -Hltn 'sport = :6514'").split()
+    assert f"{web_address()}:6514" in listeners, listeners
+
+
+def test_a_collector_outage_and_a_killed_shipper_lose_no_event(lab):
+    """The collector is down (as in a WAN cut) while the sensor writes 200 more events, and the
+    sensor's shipper is killed outright meanwhile; once the collector is back, every line is
+    there. (The events are appended as the monitor's own user: the monitor rightly suppresses a
+    repeat of the same scan for 5 minutes, and this test is about the shipping.)"""
+    probe, web = ssh("probe"), ssh("web")
+    append = (
+        "import json, sys\n"
+        "with open('/var/log/kastro/eve.json', 'a') as f:\n"
+        "    for n in range(int(sys.argv[1]), int(sys.argv[2])):\n"
+        "        f.write(json.dumps({'event_type': 'alert', 'outage_test': n,"
+        " 'alert': {'signature': 'Δοκιμή διακοπής'}}, ensure_ascii=False) + '\\n')\n"
+    )
+    run = f"runuser -u kastro-monitor -- python3 -c {shlex.quote(append)}"
+    web.check_output("systemctl stop kastro-collector")
+    try:
+        probe.check_output(f"{run} 0 100")
+        time.sleep(3)
+        probe.check_output("systemctl kill -s KILL kastro-ship")
+        probe.check_output(f"{run} 100 200")
+        time.sleep(3)
+        queued = probe.check_output("ls /var/lib/kastro-ship")
+        print(f"\ncollector down, shipper killed and restarted; its state: {queued!r}")
+    finally:
+        web.check_output("systemctl start kastro-collector")
+    start = time.monotonic()
+    sent, got = wait_shipped(probe, web, seconds=120)
+    print(f"collector back: all {len(sent)} lines there in {time.monotonic() - start:.0f} s")
+    assert sent <= got, f"lost {len(sent - got)} lines"
+    assert sum('"outage_test"' in line for line in got) >= 200
+
+
+def test_only_the_sensors_may_send_events_and_the_daemons_are_least_privilege(lab):
+    """The attacker cannot reach the port (firewall); the monitoring host itself, with the CA but
+    no client certificate the collector admits, is refused by TLS; both rsyslog instances run
+    as their own users in the OK band, the keys readable by them alone."""
+    probe, web = ssh("probe"), ssh("web")
+    target = f"{web_address()}:6514"
+    reach = ssh("attacker").run(f"timeout 5 bash -c 'echo > /dev/tcp/{target.replace(':', '/')}'")
+    assert reach.rc != 0, "the attacker reached the collector's port"
+    refused = web.run(
+        f"echo '<14>1 - probe kastro-eve - - - {{\"forged\":1}}' | timeout 5 openssl s_client"
+        f" -quiet -connect {target} -CAfile /etc/kastro/collector/ca.crt"
+    )
+    time.sleep(1)
+    assert "forged" not in web.run("cat /var/log/kastro/events/probe/eve.json").stdout, refused
+    for host, unit, user, key in (
+        (probe, "kastro-ship", "kastro-ship", "/etc/kastro/ship/client.key"),
+        (web, "kastro-collector", "kastro-collector", "/etc/kastro/collector/server.key"),
+    ):
+        out = host.check_output(f"systemd-analyze security --no-pager {unit}.service")
+        score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+        print(f"\n{unit}: systemd-analyze security {score}")
+        assert score <= MAX_EXPOSURE
+        assert host.check_output(f"systemctl show -p User --value {unit}") == user
+        f = host.file(key)
+        assert (f.user, f.group, f.mode) == ("root", user, 0o640), key
+
+
 # Dashboards whose metrics this lab cannot have; their queries are checked by promtool only.
 EMPTY_IN_THIS_LAB = {"kastro-vpn": "lab-small has no teleworkers, so no VPN server"}
 

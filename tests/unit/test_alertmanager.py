@@ -55,7 +55,7 @@ def test_amtool_accepts_the_configuration(tmp_path):
     path = write_config(tmp_path, SETTINGS)
     checked = amtool("check-config", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert " - 3 inhibit rules" in checked.stdout and " - 4 receivers" in checked.stdout
+    assert " - 4 inhibit rules" in checked.stdout and " - 4 receivers" in checked.stdout
 
 
 @needs_amtool
@@ -213,3 +213,34 @@ def test_a_down_links_own_symptoms_wait_for_it(tmp_path, webhook):
         for a in message["alerts"]
     )
     assert delivered == [("KastroLinkDown", "hall-annex")]  # warnings: the admin's e-mail
+
+
+@needs_amtool
+def test_a_ring_link_that_failed_over_is_one_warning(tmp_path, webhook):
+    """KastroLinkFailover (a ring link down, every building still reachable) holds back the
+    same link's KastroLinkDown page and its symptoms; it reaches the admin as one warning."""
+    settings = {**SETTINGS, "webhook_url": webhook, "building_contacts": {}}
+    path = write_config(tmp_path, settings, group_wait="1s", group_interval="1s")
+    with running_alertmanager(path, tmp_path / "data") as base:
+        api(base, "/api/v2/alerts", [
+            alert("KastroLinkFailover", link="kep-library", severity="warning"),
+            alert("KastroLinkDown", link="kep-library", severity="critical"),
+            alert("KastroOspfAdjacencyLost", link="kep-library", host="kep-gw", building="kep",
+                  severity="warning"),
+            alert("KastroLinkDown", link="deya-village", severity="critical"),
+        ])  # fmt: skip
+        settle(1)
+        state = {
+            (a["labels"]["alertname"], a["labels"]["link"]): a["status"]["state"]
+            for a in api(base, "/api/v2/alerts")
+        }
+    assert state[("KastroLinkDown", "kep-library")] == "suppressed"
+    assert state[("KastroOspfAdjacencyLost", "kep-library")] == "suppressed"
+    assert state[("KastroLinkFailover", "kep-library")] == "active"
+    assert state[("KastroLinkDown", "deya-village")] == "active"
+    delivered = sorted(
+        (a["labels"]["alertname"], a["labels"]["link"])
+        for message in Sink.received
+        for a in message["alerts"]
+    )
+    assert delivered == [("KastroLinkDown", "deya-village")]  # the warning goes by e-mail

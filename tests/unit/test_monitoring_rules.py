@@ -157,7 +157,8 @@ def test_every_alert_has_its_runbook_section():
         if line.startswith("### ")
     }
     static = [r for g in rules.static_rules()["groups"] for r in g["rules"]]
-    for rule in static + topology.cut_off_rules(whole(EXAMPLE)):
+    generated = topology.cut_off_rules(whole(EXAMPLE)) + topology.failover_rules(whole(EXAMPLE))
+    for rule in static + generated:
         anchor = rule["annotations"]["runbook"].partition("#")[2]
         assert anchor in headings, rule["alert"]
 
@@ -186,22 +187,36 @@ def test_generated_topology_rules_fire_only_when_a_building_is_cut_off(tmp_path)
                  "exp_annotations": generated_rules[b]["annotations"]}
                 for b in buildings]  # fmt: skip
 
+    failover = {r["labels"]["link"]: r for r in topology.failover_rules(whole(EXAMPLE))}
+    assert sorted(failover) == sorted(ring)  # a spur's loss is never a failover
+
+    def failed_over(*links: str) -> list[dict[str, Any]]:
+        return [{"exp_labels": failover[k]["labels"], "exp_annotations": failover[k]["annotations"]}
+                for k in links]  # fmt: skip
+
     tests = [
         # The school's one link: the school only.
-        (series({"library-school"}), cut("school")),
-        # One break in the ring: everyone is still reachable.
-        (series({"kep-library"}), []),
+        (series({"library-school"}), cut("school"), []),
+        # One break in the ring: everyone is still reachable; traffic failed over.
+        (series({"kep-library"}), [], failed_over("kep-library")),
         # Two breaks in the ring cut kep off, and the library with the school behind it.
-        (series({"cityhall-kep", "library-deya"}), cut("kep", "library", "school")),
+        (series({"cityhall-kep", "library-deya"}), cut("kep", "library", "school"), []),
+        # Nothing down.
+        (series(set()), [], []),
     ]
     spec = {"rule_files": [str(generated)], "evaluation_interval": "1m", "tests": []}
-    for input_series, expected in tests:
+    for input_series, expected, failovers in tests:
         spec["tests"].append(
             {
                 "interval": "1m",
                 "input_series": input_series,
                 "alert_rule_test": [
-                    {"eval_time": "2m", "alertname": "KastroBuildingCutOff", "exp_alerts": expected}
+                    {
+                        "eval_time": "2m",
+                        "alertname": "KastroBuildingCutOff",
+                        "exp_alerts": expected,
+                    },
+                    {"eval_time": "2m", "alertname": "KastroLinkFailover", "exp_alerts": failovers},
                 ],
             }
         )
@@ -258,6 +273,6 @@ def test_promtool_accepts_the_generated_configuration_with_its_files(tmp_path):
     config.write_text(yaml.safe_dump(prometheus.config(variables, str(tmp_path))))
     checked = promtool("check", "config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 19 rules found" in checked.stdout
+    assert "SUCCESS: 20 rules found" in checked.stdout
     probes = json.loads((tmp_path / "targets" / "blackbox-links.json").read_text())
     assert {p["labels"]["module"] for p in probes} == {"icmp"}

@@ -65,6 +65,18 @@ def tcp_open(device: str, port: int) -> bool:
     return proc.returncode == 0
 
 
+def handshake_counters(host) -> dict[str, int]:
+    """The firewall's counts of WireGuard handshake initiations in and responses out."""
+    found = {}
+    for direction in ("in", "out"):
+        listed = json.loads(
+            host.check_output(f"nft -j list counter inet kastro telework_handshakes_{direction}")
+        )
+        counters = [i["counter"] for i in listed["nftables"] if "counter" in i]
+        found[direction] = counters[0]["packets"]
+    return found
+
+
 def server_peers(host) -> dict[str, int]:
     """teleworker id -> latest handshake (0: never), from the gateway's metrics helper."""
     rows = json.loads(host.check_output("kastro-telework peers"))
@@ -235,11 +247,18 @@ def test_revocation_is_immediate_and_nobody_else_notices(host, workdir):
     ), "the interface was restarted"
     assert "tw-0001" not in server_peers(host)
     assert not (CLIENTS / "tw-0001.conf").exists()
-    # The revoked device cannot get a new handshake, even after restarting its tunnel.
+    # The revoked device cannot get a new handshake, even after restarting its tunnel; the
+    # firewall counts its initiations, which nothing answers (KastroTeleworkHandshakesUnanswered).
+    before = handshake_counters(host)
     on("home", "wg-quick down wg-k; wg-quick up wg-k")
     assert http_status("home", 80) != "200"
     handshake = on("home", "wg show wg-k latest-handshakes").stdout.split()
     assert handshake[-1] == "0", "the revoked peer completed a handshake"
+    time.sleep(12)  # WireGuard retries every 5 s
+    after = handshake_counters(host)
+    unanswered = (after["in"] - before["in"]) - (after["out"] - before["out"])
+    print(f"revoked device: {after['in'] - before['in']} initiations, {unanswered} unanswered")
+    assert unanswered >= 2, (before, after)
     for key in secrets():
         assert key not in output
 
