@@ -8,7 +8,7 @@ STAMPS      := .kastro/stamps
 APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client \
                 prometheus prometheus-alertmanager graphviz tcpdump ethtool nmap util-linux \
                 wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver \
-                rsyslog rsyslog-gnutls
+                rsyslog rsyslog-gnutls dnsmasq-base memcached snmpd
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro
