@@ -14,28 +14,17 @@ for requests of 57-84: amplification 13-20x.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.monitors.segment import ADDR, MAC, monitor_at_victim, ns_exec, segment
+
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
-NS = {"attacker": "kamp-attacker", "reflector": "kamp-reflector", "victim": "kamp-victim"}
-ADDR = {"attacker": "10.78.0.66", "reflector": "10.78.0.53", "victim": "10.78.0.10"}
-MAC = {
-    "attacker": "02:78:00:00:00:66",
-    "reflector": "02:78:00:00:00:53",
-    "victim": "02:78:00:00:00:10",
-}
-SWITCH = "kamp-sw"
 DAEMONS = {"DNS": "dnsmasq", "memcached": "memcached", "SNMP": "snmpd"}
 needs_daemons = pytest.mark.skipif(
     any(shutil.which(d, path="/usr/sbin:/usr/bin") is None for d in DAEMONS.values()),
@@ -79,56 +68,6 @@ print(f"{count} sent in {time.monotonic() - start:.2f} s")
 """
 
 
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-
-def ns_exec(role: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", NS[role], *argv]
-
-
-def _cleanup() -> None:
-    for name in (*NS.values(), SWITCH):
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
-
-
-@pytest.fixture
-def segment() -> Iterator[None]:
-    """The three hosts on one bridge, each with a veth; removed afterwards."""
-    _cleanup()
-    sh("ip", "netns", "add", SWITCH)
-    sh("ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge")
-    sh("ip", "-n", SWITCH, "link", "set", "br0", "up")
-    for role, name in NS.items():
-        sh("ip", "netns", "add", name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("ip", "-n", name, "link", "add", "veth0", "type", "veth", "peer", "name", role[:6],
-           "netns", SWITCH)  # fmt: skip
-        sh("ip", "-n", name, "link", "set", "veth0", "address", MAC[role])
-        sh("ip", "-n", name, "addr", "add", f"{ADDR[role]}/24", "dev", "veth0")
-        sh("ip", "-n", name, "link", "set", "veth0", "up")
-        sh("ip", "-n", SWITCH, "link", "set", role[:6], "master", "br0")
-        sh("ip", "-n", SWITCH, "link", "set", role[:6], "up")
-    # The victim's firewall drops what it never asked for (no ICMP errors back to the
-    # reflector, as a municipal host behind Kastro's firewall).
-    subprocess.run(
-        ns_exec("victim", "nft", "-f", "-"),
-        input="table inet victim {\n chain input {\n  type filter hook input priority 0;\n"
-        "  udp sport { 53, 161, 11211 } drop\n }\n}\n",
-        text=True, check=True, timeout=10,
-    )  # fmt: skip
-    # Static neighbours: the attacker's first frames must not wait for ARP.
-    sh("ip", "-n", NS["reflector"], "neigh", "replace", ADDR["victim"], "lladdr", MAC["victim"],
-       "dev", "veth0")  # fmt: skip
-    try:
-        yield
-    finally:
-        _cleanup()
-
-
 def start_reflector(protocol: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     here = ADDR["reflector"]
     if protocol == "DNS":
@@ -152,27 +91,19 @@ def start_reflector(protocol: str, tmp_path: Path) -> subprocess.Popen[bytes]:
 
 @needs_daemons
 @pytest.mark.parametrize("protocol", ["DNS", "memcached", "SNMP"])
-def test_real_servers_reflecting_spoofed_requests_are_one_alert_naming_them(
-    segment, tmp_path, protocol
-):
-    daemon = start_reflector(protocol, tmp_path)
-    eve = tmp_path / "eve.json"
-    monitor = subprocess.Popen(
-        ns_exec("victim", sys.executable, "-m", "monitors", "--iface", "veth0",
-                "--duration", "8", "--eve-log", str(eve)),
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    time.sleep(2)  # the ring is set up
-    sent = subprocess.run(
-        ns_exec("attacker", sys.executable, "-c", SENDER, protocol, str(REQUESTS), str(RATE),
-                ADDR["victim"], ADDR["reflector"], MAC["attacker"], MAC["reflector"]),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert sent.returncode == 0, sent.stderr[-2000:]
-    _, stderr = monitor.communicate(timeout=30)
-    daemon.kill()
-    assert monitor.returncode == 0, stderr
-    alerts = [json.loads(line) for line in eve.read_text().splitlines()]
+def test_real_servers_reflecting_spoofed_requests_are_one_alert_naming_them(tmp_path, protocol):
+    # The victim's firewall drops what it never asked for: no ICMP errors back to the reflector.
+    with segment("udp sport { 53, 161, 11211 } drop"):
+        daemon = start_reflector(protocol, tmp_path)
+        with monitor_at_victim(tmp_path) as alerts:
+            sent = subprocess.run(
+                ns_exec("attacker", sys.executable, "-c", SENDER, protocol, str(REQUESTS),
+                        str(RATE), ADDR["victim"], ADDR["reflector"], MAC["attacker"],
+                        MAC["reflector"]),
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stderr[-2000:]
+        daemon.kill()
     seen = [(a["alert"]["signature_id"], a["dest_ip"]) for a in alerts]
     print(f"\n{protocol}: {sent.stdout.splitlines()[-1]}; alerts {seen}")
     assert seen == [(9100071, ADDR["victim"])], alerts
