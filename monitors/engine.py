@@ -58,7 +58,17 @@ class Engine:
         # Dispatch lists: each packet goes only to the detectors that want its kind.
         self._by_kind: dict[str, list[Detector]] = {
             kind: [d for d in detectors if kind in d.wants or (kind != "arp" and "ip" in d.wants)]
-            for kind in ("tcp_syn", "tcp_ack", "tcp", "udp", "icmp", "fragment", "arp", "ip")
+            for kind in (
+                "tcp_syn",
+                "tcp_ack",
+                "tcp",
+                "tcp_dns",
+                "udp",
+                "icmp",
+                "fragment",
+                "arp",
+                "ip",
+            )
         }
         self._next_expiry = 0.0
         self.conversations = Conversations()
@@ -102,6 +112,8 @@ class Engine:
                             kind = "tcp_syn"
                         elif flags & 0x3F == ACK and pkt.payload_offset >= len(pkt.frame):
                             kind = "tcp_ack"
+                        elif pkt.dport == 53 or pkt.sport == 53:
+                            kind = "tcp_dns"  # DNS over TCP: the one TCP payload a detector reads
                     elif kind == "udp":
                         pkt.reply = answer(pkt.src, pkt.sport, pkt.dst, pkt.dport, ts)
                 packets[name] += 1

@@ -110,7 +110,7 @@ def entropy(data: bytes) -> float:
 class DnsTunnelDetector(Detector):
     name = "dnstunnel"
     config_class = DnsTunnelConfig
-    wants = frozenset({"udp", "tcp"})
+    wants = frozenset({"udp", "tcp_dns"})  # DNS over TCP only, not every TCP segment
     config: DnsTunnelConfig
 
     def __init__(self, *args: object, **kwargs: object) -> None:

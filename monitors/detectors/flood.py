@@ -15,7 +15,10 @@ fills a window by itself), the packets and bytes of each kind:
   answers arrives mostly as fragments).
 - **SYN-ACK reflection**: SYN-ACKs to a host that sent few SYNs (spoofed SYNs to third parties
   make those answer the victim).
-- **ICMP flood**: ICMP and ICMPv6 of any type.
+- **ICMP flood**: ICMP and ICMPv6 of any type, except the echo replies that answer the echo
+  requests their destination itself sent (a host pinged by a flood answers it: the flood is
+  against the host being pinged, not against the pinger; replies nobody asked for, smurf-style,
+  still count).
 - **volumetric**: all of the above together, and UDP from any port, when no single kind
   has alerted; with a higher floor (`volumetric_min_pps`, `volumetric_min_mbps`), since a busy
   server's real clients send it UDP too.
@@ -75,6 +78,8 @@ WHAT = {
     "volumetric": "volumetric flood",
 }
 _INDEX = {kind: i for i, kind in enumerate(KINDS)}
+# (echo request, echo reply) types of ICMP and ICMPv6.
+ECHO = {PROTO_ICMP: (8, 0), PROTO_ICMPV6: (128, 129)}
 
 
 @dataclass
@@ -99,6 +104,7 @@ class _Victim:
         "bytes",
         "packets",
         "peak",
+        "pings",
         "port",
         "sources",
         "start",
@@ -113,6 +119,7 @@ class _Victim:
         self.peak = [0.0] * len(KINDS)
         self.alerted = 0  # bit per kind, this window
         self.syns = 0  # SYNs the victim itself sent, this window
+        self.pings = 0  # echo requests it sent this window and no reply has answered yet
         self.port = 0  # the amplifier's port seen last
         self.sources = Distinct()
 
@@ -129,6 +136,8 @@ class FloodDetector(Detector):
             victim = self.table.get(pkt.src)  # a SYN the victim sent: not reflection
             if victim is not None:
                 victim.syns += 1
+            return
+        if proto in (PROTO_ICMP, PROTO_ICMPV6) and self._echo(pkt, proto):
             return
         kind = self._kind(pkt, proto)
         if kind is None or pkt.dst not in self.home:
@@ -149,6 +158,21 @@ class FloodDetector(Detector):
         self._check(state, i, pkt, emit)
         if kind != "volumetric":
             self._check(state, volumetric, pkt, emit)
+
+    def _echo(self, pkt: Packet, proto: int) -> bool:
+        """Remember a home host's echo requests; True for an echo reply that answers one."""
+        request, reply = ECHO[proto]
+        if pkt.sport == request and pkt.src in self.home:
+            pinger = self.table.get_or_create(pkt.src, lambda: _Victim(pkt.ts))
+            if pkt.ts - pinger.start >= self.config.window_seconds:
+                self._roll(pinger, pkt.ts)
+            pinger.pings += 1
+        elif pkt.sport == reply:
+            pinger = self.table.get(pkt.dst)
+            if pinger is not None and pinger.pings > 0:
+                pinger.pings -= 1
+                return True
+        return False
 
     @staticmethod
     def _kind(pkt: Packet, proto: int) -> str | None:
@@ -203,7 +227,7 @@ class FloodDetector(Detector):
                 state.baseline[i] += weight * (rate - state.baseline[i])
             state.packets[i] = state.bytes[i] = 0
         state.alerted = 0
-        state.syns = 0
+        state.syns = state.pings = 0
         state.start = now
 
     def _alert(self, state: _Victim, kind: str, pkt: Packet, pps: float, bps: float) -> Alert:

@@ -33,8 +33,8 @@ def tcp(src: bytes, dst: bytes, sport: int, dport: int, flags: int) -> bytes:
     return ipv4(src, dst, 6, segment)
 
 
-def icmp(src: bytes, dst: bytes) -> bytes:
-    return ipv4(src, dst, 1, struct.pack("!BBHHH", 8, 0, 0, 1, 1) + bytes(56))
+def icmp(src: bytes, dst: bytes, kind: int = 8) -> bytes:
+    return ipv4(src, dst, 1, struct.pack("!BBHHH", kind, 0, 0, 1, 1) + bytes(56))
 
 
 def fragment(src: bytes, dst: bytes) -> bytes:
@@ -106,6 +106,21 @@ def test_syn_ack_reflection():
 
 def test_icmp_flood():
     one_alert(run(flood(lambda r: icmp(spoofed(r), addr(VICTIM)), 10_000, 1))[0], 9100074)
+
+
+def test_a_host_answering_a_ping_flood_does_not_flood_the_pinger():
+    """hping3 --icmp from a home host: the flood is against the pinged host; its echo replies
+    answer the pinger's own requests (measured live in test_real_tools_live.py too)."""
+    pinger = addr("10.66.0.66")
+    frames = []
+    for ts, _ in flood(lambda r: b"", 5_000, 1.2):
+        frames += [(ts, icmp(pinger, addr(VICTIM))), (ts + 1e-4, icmp(addr(VICTIM), pinger, 0))]
+    one_alert(run(frames)[0], 9100074)
+
+
+def test_echo_replies_nobody_asked_for_are_a_flood():
+    """Smurf-style: replies from many hosts to a victim that sent no request."""
+    one_alert(run(flood(lambda r: icmp(spoofed(r), addr(VICTIM), 0), 10_000, 1))[0], 9100074)
 
 
 def test_volumetric_udp_from_random_ports():
