@@ -4,13 +4,15 @@ Installed by the telework role as /usr/local/sbin/kastro-telework. `collect` rea
 handshakes and byte counters (`wg show all latest-handshakes` / `transfer`: public fields
 only) into a file and labels each peer by the teleworker's stable id (from
 /etc/wireguard/peers.json, public keys only), never by key; `exporter` serves that file
-without any privilege.
+without any privilege. With `--openvpn-unit`, it also counts the OpenVPN server's refusals of
+revoked certificates in that unit's journal (a revoked device that keeps trying).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -54,7 +56,46 @@ def parse_peers(handshakes: str, transfers: str) -> Iterator[dict[str, Any]]:
         }
 
 
+# How OpenVPN 2.6 logs a client certificate that the CRL revokes.
+REVOKED = "certificate revoked|CRL CHECK FAILED"
+_UNIT = re.compile(r"^[A-Za-z0-9@_.-]{1,100}[.]service$")
+
+
+class OpenVpnRefusals:
+    """Counts the lines of `unit`'s journal that refuse a revoked certificate, since the
+    collector started: one journalctl per collection, from where the last one stopped."""
+
+    def __init__(self, unit: str) -> None:
+        if not _UNIT.fullmatch(unit):
+            raise ValueError(f"--openvpn-unit {unit!r} is not a systemd service name")
+        self.unit = unit
+        self.since = int(time.time())
+        self.cursor = ""
+        self.count = 0
+
+    def poll(self) -> int:
+        argv = ["journalctl", "--unit", self.unit, "--no-pager", "--output", "cat",
+                "--show-cursor", "--grep", REVOKED]  # fmt: skip
+        argv += [f"--after-cursor={self.cursor}"] if self.cursor else [f"--since=@{self.since}"]
+        out = run(*argv, check=False)  # exit status 1: nothing matched
+        if out.returncode not in (0, 1):
+            raise CommandError(f"journalctl: {out.stderr.strip()}")
+        self.count += count_refusals(out.stdout, self)
+        return self.count
+
+
+def count_refusals(text: str, state: OpenVpnRefusals) -> int:
+    """The refusals in journalctl's output; remembers its closing cursor in `state`."""
+    lines = text.splitlines()
+    if lines and lines[-1].startswith("-- cursor: "):
+        state.cursor = lines.pop()[len("-- cursor: ") :]
+    return sum(1 for line in lines if line and not line.startswith("-- "))
+
+
 class WireGuardCollector:
+    def __init__(self, refusals: OpenVpnRefusals | None = None) -> None:
+        self.refusals = refusals
+
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -90,6 +131,27 @@ class WireGuardCollector:
         except (OSError, CommandError, ValueError):
             up.add_metric([], 0)
         yield from (up, handshake, age, received, sent)
+        if self.refusals is not None:
+            yield from self.openvpn_metrics(self.refusals)
+
+    @staticmethod
+    def openvpn_metrics(refusals: OpenVpnRefusals) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        readable = GaugeMetricFamily(
+            "kastro_telework_openvpn_journal_up", "1 if the OpenVPN server's journal was read"
+        )
+        refused = CounterMetricFamily(
+            "kastro_telework_openvpn_revoked_refusals",
+            "Connections the OpenVPN server refused for a revoked certificate",
+        )
+        try:
+            refused.add_metric([], refusals.poll())
+            readable.add_metric([], 1)
+        except (OSError, CommandError):
+            refused.add_metric([], refusals.count)
+            readable.add_metric([], 0)
+        yield from (readable, refused)
 
 
 METRICS_PREFIX = "kastro_telework"
@@ -99,7 +161,10 @@ METRICS_FILE = "/run/kastro-telework-metrics/telework.prom"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kastro-telework", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    textfile.add_collect_command(sub, METRICS_FILE, 15.0)
+    collect = textfile.add_collect_command(sub, METRICS_FILE, 15.0)
+    collect.add_argument(
+        "--openvpn-unit", help="count revoked-certificate refusals in this unit's journal"
+    )
     textfile.add_exporter_command(sub, "127.0.0.1:9553", METRICS_FILE)
     sub.add_parser("peers", help="print the metrics' view of the peers as JSON")
     args = parser.parse_args(argv)
@@ -108,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = [{**r, "teleworker": names.get(r["public_key"], "unknown")} for r in peer_rows()]
         print(json.dumps(rows, sort_keys=True))
     elif args.command == "collect":
+        try:
+            refusals = OpenVpnRefusals(args.openvpn_unit) if args.openvpn_unit else None
+        except ValueError as exc:
+            parser.error(str(exc))
         textfile.publish(
-            WireGuardCollector(), args.output, args.interval, METRICS_PREFIX, args.once
+            WireGuardCollector(refusals), args.output, args.interval, METRICS_PREFIX, args.once
         )
     else:
         textfile.serve(args.textfile, args.listen)

@@ -136,6 +136,22 @@ def test_wireguard_peers_join_handshakes_and_transfer():
     assert list(telework.parse_peers("wg-tw\tonly-two\n", "")) == []
 
 
+def test_openvpn_refusals_are_counted_from_where_the_last_reading_stopped():
+    state = telework.OpenVpnRefusals("openvpn-server@tw.service")
+    text = (
+        "tw-0001/198.51.100.7:40112 VERIFY ERROR: depth=0, error=certificate revoked: CN=tw-0001\n"
+        "tw-0001/198.51.100.7:40112 TLS_ERROR: BIO read tls_read_plaintext error\n"
+        "-- cursor: s=abc;i=42\n"
+    )
+    assert telework.count_refusals(text, state) == 2
+    assert state.cursor == "s=abc;i=42"
+    assert telework.count_refusals("-- No entries --\n", state) == 0
+    assert state.cursor == "s=abc;i=42"  # kept when nothing new came
+    # The unit name reaches journalctl's argument list: anything else is refused.
+    with pytest.raises(ValueError, match="not a systemd service name"):
+        telework.OpenVpnRefusals("openvpn-server@tw.service --since=-1y")
+
+
 def test_blocklist_elements_are_dropped_from_a_listing():
     listing = (
         "table inet kastro {\n\tset blocklist_v4 {\n\t\ttype ipv4_addr\n"

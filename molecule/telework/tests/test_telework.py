@@ -281,6 +281,23 @@ def test_openvpn_refuses_a_revoked_certificate(host):
     assert re.search(
         r"(certificate revoked|CRL CHECK FAILED).*tw-0001|tw-0001.*revoked", journal, re.I | re.S
     ), journal[-2000:]
+    # ...and counted for KastroTeleworkRevokedCertificate (the collector writes every 15 s).
+    count = 0.0
+    for _ in range(30):
+        found = re.search(
+            r"^kastro_telework_openvpn_revoked_refusals_total (\S+)$",
+            host.check_output("cat /run/kastro-telework-metrics/telework.prom"),
+            re.M,
+        )
+        count = float(found.group(1)) if found else 0.0
+        if count >= 1:
+            break
+        time.sleep(1)
+    print(f"\nrevoked OpenVPN certificate: {count:.0f} refusals counted")
+    assert count >= 1
+    assert "kastro_telework_openvpn_journal_up 1.0" in host.check_output(
+        "cat /run/kastro-telework-metrics/telework.prom"
+    )
 
 
 def test_rekey_touches_only_that_person(host, workdir):
