@@ -135,16 +135,18 @@ def _server_current(path: Path, ca: x509.Certificate, wanted: set[str]) -> bool:
     return have == wanted
 
 
-def _issue_server(
+def _issue(
     directory: Path,
     host: str,
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    names: list[x509.GeneralName],
+    usage: x509.ObjectIdentifier,
     ca_key: ec.EllipticCurvePrivateKey,
     ca: x509.Certificate,
 ) -> None:
+    """A certificate for `host` (CN `host`, these alternative names, this extended key usage)
+    and its new key, signed by the CA, written to `directory` as HOST.crt and HOST.key."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    san = [x509.DNSName(host), *(x509.IPAddress(a) for a in addresses)]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
@@ -153,13 +155,24 @@ def _issue_server(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     _write(directory / f"{host}.key", _key_bytes(key))
     _write(directory / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _issue_server(
+    directory: Path,
+    host: str,
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+) -> None:
+    san = [x509.DNSName(host), *(x509.IPAddress(a) for a in addresses)]
+    _issue(directory, host, san, ExtendedKeyUsageOID.SERVER_AUTH, ca_key, ca)
 
 
 def _client_current(path: Path, ca: x509.Certificate) -> bool:
@@ -176,25 +189,9 @@ def _issue_client(
 ) -> None:
     """A client certificate for `host` (CN and DNS name: the host's name), e.g. a sensor
     shipping its events to the collector, which admits only the names it knows."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
     clients = directory / "clients"
     clients.mkdir(mode=0o700, exist_ok=True)
-    _write(clients / f"{host}.key", _key_bytes(key))
-    _write(clients / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    _issue(clients, host, [x509.DNSName(host)], ExtendedKeyUsageOID.CLIENT_AUTH, ca_key, ca)
 
 
 def _ensure_password(directory: Path) -> bool:
