@@ -34,6 +34,7 @@ VXLAN_PORT, TEREDO_PORT = 4789, 3544
 
 # Kinds of fast rows (the engine's names for them)
 KIND_TCP, KIND_ACK = "tcp", "tcp_ack"
+TCP_KINDS = ("tcp_syn", KIND_ACK, "tcp_dns", KIND_TCP)
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ class Columns:
         "payload_offset",
         "sport",
         "src",
+        "tcp_kind",
         "unsure",
     )
     ack: Bools
@@ -114,6 +116,7 @@ class Columns:
     payload_offset: Ints
     sport: Ints
     src: Ints
+    tcp_kind: Ints
 
     def __init__(self, batch: FrameBatch) -> None:
         read = _Reader(batch)
@@ -143,6 +146,8 @@ class Columns:
             ipv4_tcp & ~handshake & ((flags & 0x3F) == 0x10) & (self.payload_offset >= caplen)
         )
         self.fast = self.ack | (ipv4_tcp & ~handshake & ~dns)
+        # The engine's kind of every IPv4 TCP row, as an index into TCP_KINDS
+        self.tcp_kind = np.where(handshake, 0, np.where(self.ack, 1, np.where(dns, 2, 3)))
         self.unsure = ~(ipv4_tcp | _plainly_seen(read, caplen, ethertype, l3, proto, fragment))
 
     def kind_rows(self, kind: str) -> Bools:

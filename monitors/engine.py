@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitors.alerts import Alert, AlertSink
-from monitors.batch import KIND_ACK, KIND_TCP, Columns, FrameBatch
+from monitors.batch import KIND_ACK, KIND_TCP, TCP_KINDS, Columns, FrameBatch
 from monitors.detectors.base import Detector
 from monitors.metrics import BATCH_BUCKETS
 from monitors.packet import (
@@ -109,47 +109,37 @@ class Engine:
         self._account(time.perf_counter() - started)
 
     def _columnar(self, batch: FrameBatch) -> None:
-        """The batch with its plain TCP segments read as arrays (monitors.batch): those no
-        detector asks for are only counted, every other frame is inspected as a packet."""
+        """The batch with its IPv4 TCP segments read as arrays (monitors.batch): counted
+        there, built into packets from the arrays, and plain segments that no detector asks
+        for not even that. Every other frame is parsed and inspected as always."""
         cols = Columns(batch)
-        fast = cols.fast
-        self.stats.packets["TCP"] += int(fast.sum())
-        self.stats.bytes["TCP"] += int(batch.wirelens[fast].sum())
-        visit = ~fast
+        tcp = cols.ipv4_tcp
+        self.stats.packets["TCP"] += int(tcp.sum())
+        self.stats.bytes["TCP"] += int(batch.wirelens[tcp].sum())
+        visit = ~cols.fast
         for kind in (KIND_TCP, KIND_ACK):
             visit |= cols.kind_rows(kind) & self._wanted(kind, cols)
         rows = np.flatnonzero(visit)
         data = batch.data
-        by_kind, emit = self._by_kind, self._emit
+        detectors = [self._by_kind[kind] for kind in TCP_KINDS]
+        emit = self._emit
         columns = zip(
+            tcp[rows].tolist(),
             batch.offsets[rows].tolist(),
             batch.caplens[rows].tolist(),
             batch.wirelens[rows].tolist(),
             batch.timestamps[rows].tolist(),
-            fast[rows].tolist(),
-            cols.ack[rows].tolist(),
             cols.l3[rows].tolist(),
             cols.sport[rows].tolist(),
             cols.dport[rows].tolist(),
             cols.flags[rows].tolist(),
             cols.payload_offset[rows].tolist(),
+            cols.tcp_kind[rows].tolist(),
             strict=True,
         )
-        for (
-            start,
-            caplen,
-            wirelen,
-            ts,
-            is_fast,
-            ack,
-            l3,
-            sport,
-            dport,
-            flags,
-            payload_offset,
-        ) in columns:
+        for is_tcp, start, caplen, wirelen, ts, l3, sport, dport, flags, payload, kind in columns:
             end = start + caplen
-            if not is_fast:
+            if not is_tcp:
                 self._frame(ts, data[start:end], wirelen)
                 continue
             ip = start + l3
@@ -165,11 +155,11 @@ class Engine:
                 sport,
                 dport,
                 flags,
-                payload_offset,
+                payload,
                 False,
                 data[start:end],
             )
-            for detector in by_kind[KIND_ACK if ack else KIND_TCP]:
+            for detector in detectors[kind]:
                 try:
                     detector.observe(pkt, emit)
                 except (IndexError, ValueError, KeyError) as exc:
