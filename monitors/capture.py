@@ -85,6 +85,9 @@ def _read_pcap(
             yield from _cut(records, batch, convert)
 
 
+MAX_CAPLEN = 262144
+
+
 def _records(
     buffer: bytes, order: str, divisor: float, path: Path
 ) -> tuple[FrameBatch | None, int]:
@@ -96,6 +99,10 @@ def _records(
         position += 16 + caplen_at(buffer, position + 8)[0]
     if starts and position > end:  # the last record is cut by the buffer's end
         position = starts.pop()
+        if caplen_at(buffer, position + 8)[0] > MAX_CAPLEN:  # or claims to be huge
+            raise CaptureError(
+                f"{path}: corrupt record (caplen {caplen_at(buffer, position + 8)[0]})"
+            )
     if not starts:
         return None, position
     first = np.asarray(starts, dtype=np.int64)
@@ -104,7 +111,7 @@ def _records(
         .view(order + "u4")
         .astype(np.int64)
     )  # one row per record: seconds, fraction, caplen, wirelen
-    if (headers[:, 2] > 262144).any():
+    if (headers[:, 2] > MAX_CAPLEN).any():
         raise CaptureError(f"{path}: corrupt record (caplen {int(headers[:, 2].max())})")
     batch = FrameBatch(
         buffer, first + 16, headers[:, 2], headers[:, 3], headers[:, 0] + headers[:, 1] / divisor

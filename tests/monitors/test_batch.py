@@ -6,18 +6,20 @@ across batches, VLAN tags, IP options, tunnels, DNS over TCP, truncated frames).
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import DNS, DNSQR, GRE, IP, TCP, UDP, VXLAN, Dot1Q, IPv6, Raw  # type: ignore[attr-defined]
 
 from monitors.alerts import Alert, AlertSink
 from monitors.batch import Columns, FrameBatch
-from monitors.capture import read_file
+from monitors.capture import CaptureError, read_file
 from monitors.config import parse_config
 from monitors.engine import Engine
 from tests.monitors.craft import LAB_HOME, eth
@@ -221,3 +223,18 @@ def test_columns_read_what_the_parser_reads() -> None:
     assert cols.src.tolist() == [0x0A010005] and cols.dst.tolist() == [0x0A020009]
     assert cols.payload_offset.tolist() == [len(data) - 5]
     assert not cols.unsure.any()
+
+
+def test_a_record_claiming_a_huge_length_is_a_corrupt_file(tmp_path: Path) -> None:
+    """A record header saying 300,000 bytes: a clean error naming the file, wherever the
+    record falls (first, or after good ones), never a silent end of the capture."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    good = bytes(eth() / IP(src="10.1.0.5", dst="10.2.0.9") / TCP(flags="S"))
+    record = struct.pack("<IIII", 1, 0, len(good), len(good)) + good
+    bad = struct.pack("<IIII", 1, 0, 300_000, 300_000) + good
+    for body in (bad, record * 3 + bad, record * 3 + bad + record):
+        pcap = tmp_path / "corrupt.pcap"
+        pcap.write_bytes(header + body)
+        with pytest.raises(CaptureError, match="corrupt record"):
+            for _ in read_file(pcap):
+                pass
