@@ -1,7 +1,7 @@
 """``python3 -m monitors``: the monitor alone, for sensors that do not carry the rest of Kastro.
 
-Needs only the standard library, PyYAML and prometheus-client (Debian: python3-yaml,
-python3-prometheus-client); the Ansible role ``monitor`` installs it this way.
+Needs only the standard library, PyYAML, prometheus-client and numpy (Debian: python3-yaml,
+python3-prometheus-client, python3-numpy); the Ansible role ``monitor`` installs it this way.
 """
 
 from __future__ import annotations

@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
+from monitors.batch import FrameBatch
 from monitors.linktypes import ETHERNET, Converter, UnsupportedLinkTypeError, converter
 
 Frame = tuple[float, bytes, int]
-BATCH = 512
+BATCH = 2048
 CHUNK = 1 << 22
 
 LINKTYPE_ETHERNET = ETHERNET
@@ -34,7 +37,7 @@ class CaptureError(RuntimeError):
 # ---- files -------------------------------------------------------------------------------
 
 
-def read_file(path: Path, batch: int = BATCH) -> Iterator[list[Frame]]:
+def read_file(path: Path, batch: int = BATCH) -> Iterator[FrameBatch | list[Frame]]:
     """Frames of a pcap or pcapng file, in batches."""
     try:
         handle = path.open("rb")
@@ -55,7 +58,9 @@ def read_file(path: Path, batch: int = BATCH) -> Iterator[list[Frame]]:
             raise CaptureError(f"{path} is not a pcap or pcapng file")
 
 
-def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterator[list[Frame]]:
+def _read_pcap(
+    handle: BinaryIO, magic: bytes, batch: int, path: Path
+) -> Iterator[FrameBatch | list[Frame]]:
     little = magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
     nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     order = "<" if little else ">"
@@ -64,42 +69,72 @@ def _read_pcap(handle: BinaryIO, magic: bytes, batch: int, path: Path) -> Iterat
         raise CaptureError(f"{path}: truncated pcap header")
     linktype = struct.unpack(order + "HHiIII", header)[5] & 0x0FFFFFFF
     convert = _converter(linktype, path)
-    record = struct.Struct(order + "IIII")
     divisor = 1e9 if nano else 1e6
-    out: list[Frame] = []
     # Read in large chunks and cut records out of them: two small reads per packet would
     # cost more than parsing the packet.
     buffer = b""
     position = 0
-    unpack = record.unpack_from
     while True:
         chunk = handle.read(CHUNK)
         if not chunk:
             break
         buffer = buffer[position:] + chunk
         position = 0
-        end = len(buffer)
-        while position + 16 <= end:
-            sec, frac, caplen, wirelen = unpack(buffer, position)
-            if caplen > 262144:
-                raise CaptureError(f"{path}: corrupt record (caplen {caplen})")
-            stop = position + 16 + caplen
-            if stop > end:
-                break
-            if convert is None:
-                out.append((sec + frac / divisor, buffer[position + 16 : stop], wirelen))
-            else:
-                out.append(
-                    _as_ethernet(
-                        sec + frac / divisor, buffer[position + 16 : stop], wirelen, convert
-                    )
-                )
-            position = stop
-            if len(out) >= batch:
-                yield out
-                out = []
-    if out:
-        yield out
+        records, position = _records(buffer, order, divisor, path)
+        if records is not None:
+            yield from _cut(records, batch, convert)
+
+
+MAX_CAPLEN = 262144
+
+
+def _records(
+    buffer: bytes, order: str, divisor: float, path: Path
+) -> tuple[FrameBatch | None, int]:
+    """The whole records in the buffer, and where the first cut by its end starts."""
+    starts: list[int] = []
+    position, end, caplen_at = 0, len(buffer), struct.Struct(order + "I").unpack_from
+    while position + 16 <= end:  # the one sequential step: each record says where the next is
+        starts.append(position)
+        position += 16 + caplen_at(buffer, position + 8)[0]
+    if starts and position > end:  # the last record is cut by the buffer's end
+        position = starts.pop()
+        if caplen_at(buffer, position + 8)[0] > MAX_CAPLEN:  # or claims to be huge
+            raise CaptureError(
+                f"{path}: corrupt record (caplen {caplen_at(buffer, position + 8)[0]})"
+            )
+    if not starts:
+        return None, position
+    first = np.asarray(starts, dtype=np.int64)
+    headers = (
+        np.frombuffer(buffer, dtype=np.uint8)[np.add.outer(first, np.arange(16))]
+        .view(order + "u4")
+        .astype(np.int64)
+    )  # one row per record: seconds, fraction, caplen, wirelen
+    if (headers[:, 2] > MAX_CAPLEN).any():
+        raise CaptureError(f"{path}: corrupt record (caplen {int(headers[:, 2].max())})")
+    batch = FrameBatch(
+        buffer, first + 16, headers[:, 2], headers[:, 3], headers[:, 0] + headers[:, 1] / divisor
+    )
+    return batch, position
+
+
+def _cut(
+    batch: FrameBatch, size: int, convert: Converter | None
+) -> Iterator[FrameBatch | list[Frame]]:
+    """The records in batches of `size`; as Ethernet frames if the link type is another."""
+    for first in range(0, len(batch), size):
+        part = FrameBatch(
+            batch.data,
+            batch.offsets[first : first + size],
+            batch.caplens[first : first + size],
+            batch.wirelens[first : first + size],
+            batch.timestamps[first : first + size],
+        )
+        if convert is None:
+            yield part
+        else:
+            yield [_as_ethernet(ts, frame, wirelen, convert) for ts, frame, wirelen in part]
 
 
 def _converter(linktype: int, path: Path) -> Converter | None:
@@ -234,7 +269,8 @@ class _BlockDesc(ctypes.Structure):  # tpacket_block_desc with tpacket_hdr_v1 in
     ]
 
 
-_T3_HDR = struct.Struct("IIIIIII")  # next_offset, sec, nsec, snaplen, len, status, mac(H)+net(H)
+_T3_HDR = struct.Struct("IIIIIII")
+_T3_NEXT = struct.Struct("I")  # next_offset, sec, nsec, snaplen, len, status, mac(H)+net(H)
 # In a SOCK_DGRAM ring the frame has no link header; the kernel puts a sockaddr_ll after the
 # 48-byte tpacket3_hdr: family, protocol (the EtherType, network order), ifindex, ARPHRD
 # type, packet type, address length, address.
@@ -356,7 +392,7 @@ class LiveCapture:
         except OSError as exc:
             raise CaptureError(f"--iface {iface}: no such interface") from exc
 
-    def batches(self, timeout: float = 0.5) -> Iterator[list[Frame]]:
+    def batches(self, timeout: float = 0.5) -> Iterator[FrameBatch | list[Frame]]:
         """Yield the frames of each filled block; an empty list when ``timeout`` passes idle."""
         import select
 
@@ -373,7 +409,13 @@ class LiveCapture:
                     del desc
                     yield []
                     continue
-            out = self._frames(ring, base + desc.offset_to_first_pkt, desc.num_pkts)
+            if self.cooked:
+                out: FrameBatch | list[Frame] = self._frames(
+                    ring, base + desc.offset_to_first_pkt, desc.num_pkts
+                )
+            else:
+                used = desc.blk_len if 0 < desc.blk_len <= self.block_size else self.block_size
+                out = _ring_block(ring[base : base + used], desc.offset_to_first_pkt, desc.num_pkts)
             desc.block_status = 0  # hand the block back to the kernel
             del desc
             self._block = (self._block + 1) % self.block_count
@@ -410,6 +452,26 @@ class LiveCapture:
     def close(self) -> None:
         self.ring.close()
         self.sock.close()
+
+
+def _ring_block(block: bytes, first: int, count: int) -> FrameBatch:
+    """The frames of one ring block (a copy, so the block goes back to the kernel at once)."""
+    starts: list[int] = []
+    position, next_at = first, _T3_NEXT.unpack_from
+    for _ in range(count):  # each tpacket3_hdr says where the next one is
+        starts.append(position)
+        position += next_at(block, position)[0]
+    at = np.asarray(starts, dtype=np.int64)
+    # tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac | net << 16
+    headers = np.frombuffer(block, dtype=np.uint8)[np.add.outer(at, np.arange(28))]
+    fields = headers.view("=u4").astype(np.int64)
+    return FrameBatch(
+        block,
+        at + (fields[:, 6] & 0xFFFF),
+        fields[:, 3],
+        fields[:, 4],
+        fields[:, 1] + fields[:, 2] / 1e9,
+    )
 
 
 def have_raw_socket_rights() -> bool:

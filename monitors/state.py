@@ -63,12 +63,20 @@ def sketch_count(bitmap: int) -> int:
 
     Exact enough for the thresholds used here (tens of items): with 128 bits the standard
     error at 30 items is about 4 %; small counts come out exact after rounding (3 items
-    estimate 3.04). A full sketch saturates at its capacity, about 620 items.
+    estimate 3.04). A full sketch saturates at its capacity, about 620 items. The estimate
+    depends only on how many bits are set: looked up, not computed, per packet.
     """
-    zeros = SKETCH_BITS - bitmap.bit_count()
+    return _ESTIMATES[bitmap.bit_count()]
+
+
+def _estimate(ones: int) -> int:
+    zeros = SKETCH_BITS - ones
     if zeros == 0:
         return round(SKETCH_BITS * math.log(SKETCH_BITS))
     return round(-SKETCH_BITS * math.log(zeros / SKETCH_BITS))
+
+
+_ESTIMATES = tuple(_estimate(ones) for ones in range(SKETCH_BITS + 1))
 
 
 # Ports of services that answer from a fixed port: DNS, NTP, SNMP, LDAP, IKE, SSDP and the like

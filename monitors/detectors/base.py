@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+import numpy as np
+
 from monitors.alerts import Alert
+from monitors.batch import Bools, Columns, Ints
 from monitors.packet import Packet
 from monitors.state import BoundedTable
 
@@ -97,6 +100,13 @@ class Detector:
     def expire(self, now: float) -> None:
         """Drop state that has aged out (called every few seconds of traffic time)."""
 
+    def batch_mask(self, kind: str, cols: Columns) -> Bools | None:
+        """Of a batch's plain TCP segments of `kind` (tcp or tcp_ack, read as arrays by
+        monitors.batch), the rows this detector may act on; None: all of them. A mask may
+        keep rows the detector will ignore, never drop one it would act on: dropped rows
+        never reach :meth:`observe`."""
+        return None
+
     def flow_alert(
         self,
         pkt: Packet,
@@ -150,6 +160,13 @@ class HomeNetworks:
             target.append((int(net.network_address), int(net.netmask)))
 
         self._cache: dict[bytes, bool] = {}
+
+    def v4_mask(self, addresses: Ints) -> Bools:
+        """Which IPv4 addresses (as integers) are home addresses."""
+        inside = np.zeros(len(addresses), dtype=np.bool_)
+        for base, mask in self.v4:
+            inside |= (addresses & mask) == base
+        return inside
 
     def __contains__(self, raw: bytes) -> bool:
         # Every packet asks this twice; a small cache makes it one dict lookup. It is cleared

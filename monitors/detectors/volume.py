@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitors.batch import Bools, Columns
 from monitors.detectors.base import Detector, DetectorConfig, Emit
 from monitors.packet import Packet
 
@@ -52,6 +53,9 @@ class VolumeDetector(Detector):
         state.bucket += pkt.length
         if state.intervals >= cfg.warmup_intervals and state.bucket > self._limit(state):
             self._alert(state, pkt, emit)
+
+    def batch_mask(self, kind: str, cols: Columns) -> Bools:
+        return self.home.v4_mask(cols.src) & ~self.home.v4_mask(cols.dst)
 
     def _limit(self, state: _Host) -> float:
         return max(self.config.min_bytes, state.mean + self.config.deviations * max(state.dev, 1.0))
