@@ -89,7 +89,20 @@ def test_site_yml_again_changes_nothing(lab):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     recap = proc.stdout.partition("PLAY RECAP")[2]
     rows = [line for line in recap.splitlines() if " : ok=" in line]
-    assert len(rows) == 5 and all(" changed=0 " in row for row in rows), recap
+    assert len(rows) == 5 and all(" changed=0 " in row for row in rows), recap + "".join(
+        changed_tasks(proc.stdout)
+    )
+
+
+def changed_tasks(output: str) -> list[str]:
+    """'TASK [...]' and its 'changed: [host]' lines: what a second run changed, and where."""
+    out, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed: ["):
+            out.append(f"\n{task}\n  {line}")
+    return out
 
 
 def test_every_target_the_model_implies_is_up(lab):
