@@ -269,8 +269,8 @@ class _BlockDesc(ctypes.Structure):  # tpacket_block_desc with tpacket_hdr_v1 in
     ]
 
 
-_T3_HDR = struct.Struct("IIIIIII")
-_T3_NEXT = struct.Struct("I")  # next_offset, sec, nsec, snaplen, len, status, mac(H)+net(H)
+_T3_HDR = struct.Struct("IIIIIII")  # next_offset, sec, nsec, snaplen, len, status, mac(H)+net(H)
+_T3_NEXT = struct.Struct("I")  # next_offset alone
 # In a SOCK_DGRAM ring the frame has no link header; the kernel puts a sockaddr_ll after the
 # 48-byte tpacket3_hdr: family, protocol (the EtherType, network order), ifindex, ARPHRD
 # type, packet type, address length, address.
