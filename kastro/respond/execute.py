@@ -30,7 +30,7 @@ def run(gateways: Sequence[Gateway], argv: Sequence[str], parallel: int = 50) ->
     if not gateways:
         return {}
     from pyinfra.api.config import Config
-    from pyinfra.api.connect import connect_all
+    from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.inventory import Inventory
     from pyinfra.api.operation import add_op
@@ -60,8 +60,11 @@ def run(gateways: Sequence[Gateway], argv: Sequence[str], parallel: int = 50) ->
                 host=hosts,
             )
         )
-    with contextlib.suppress(PyinfraError):  # what failed where is read from each host below
-        run_ops(state)
+    try:
+        with contextlib.suppress(PyinfraError):  # what failed where is read from each host below
+            run_ops(state)
+    finally:
+        disconnect_all(state)
     results = {}
     for host in inventory:
         meta = ops.get(host)
