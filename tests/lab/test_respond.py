@@ -18,6 +18,7 @@ import testinfra
 from kastro.lab import hosts
 from tests.lab.conftest import INVENTORY, LAB, ROOT
 
+pytestmark = pytest.mark.lab
 GATEWAYS = ("hall-gw", "annex-gw")
 
 

@@ -17,9 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nft"
-)
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nft"
+    ),
+]
 
 TABLE = """
 table inet kastro {
