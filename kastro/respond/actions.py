@@ -237,12 +237,3 @@ def _audit(
             **({"ttl_seconds": ttl} if ttl is not None else {}),
         }
     )
-
-
-def controller_dir(domain: str, home: str) -> str:
-    return f"{home}/.kastro/respond/{domain}"
-
-
-def require_gateways(gateways: Sequence[Gateway]) -> None:
-    if not gateways:
-        raise DecisionError("no gateway to act on")
