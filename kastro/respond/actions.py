@@ -185,6 +185,8 @@ def _status(result: execute.Result, done: Any) -> str:
         return result.error
     if result.data.get("covered_by"):
         return "covered"
+    if result.data.get("inside"):
+        return f"still blocked as part of {', '.join(result.data['inside'])}: unblock that"
     return "ok" if done(result) else "not in the gateway's blocklist after the change"
 
 
