@@ -78,7 +78,7 @@ def test_the_allowlist_and_the_controller_are_never_blocked(
 ) -> None:
     gateway = Gateway("gw", "hall", "192.0.2.1", allowlist=["10.30.0.48/29"])
     # Where this controller reaches the gateway from (the routing table's choice, measured
-    # on a lab in tests/lab/test_respond.py): here a fixed address.
+    # on a lab in tests/lab/test_fast_response.py): here a fixed address.
     monkeypatch.setattr(Gateway, "controller_address", lambda self: "198.51.100.5")
     with pytest.raises(DecisionError, match="never blocked"):
         actions.refuse_protected(parse_target("10.30.0.50"), [gateway])

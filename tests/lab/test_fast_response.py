@@ -1,7 +1,9 @@
 """kastro respond on the lab's real gateways over SSH (pyinfra): the attacker's traffic stops
 at the gateway, the block is in every gateway's blocklist, a re-block extends, a block
 expires on time, unblock restores, and a gateway that was unreachable gets the block from
-reconcile. The attacker only pings the hall gateway, through its internet segment."""
+reconcile. The attacker only pings the hall gateway, through its internet segment.
+
+Named to run before test_lab_network.py, whose last test takes the shared lab down."""
 
 from __future__ import annotations
 
