@@ -303,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
 
+    from kastro.respond.cli import add_parser as add_respond
+
+    add_respond(commands)
+
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     lab_commands.required = True

@@ -357,7 +357,10 @@ def cmd_needs_apply(args: argparse.Namespace) -> dict[str, Any]:
 ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")
 
 
-def _address(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(text: str) -> Network:
     """An address or network, strictly: Python also accepts IPv6 scope ids ('fe80::1%eth0'),
     which would carry any text into nft's command, so only hex digits, dots, colons and a
     prefix length pass."""
@@ -380,6 +383,65 @@ def _allowlisted(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | No
     return None
 
 
+def seconds(duration: str) -> int:
+    """'1h30m' -> 5400; the text has matched TIMEOUT already."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([dhms])", duration))
+
+
+def block_statements(
+    set_name: str, net: Network, timeout: int | None, live: list[dict[str, Any]]
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """The nft transactions that block `net` for `timeout` seconds (None: until unblocked)
+    given the set's live elements, and what they do. A block never shortens one already
+    there: a repeated block keeps the later expiry; a network replaces the entries inside
+    it, keeping the latest of their expiries; an address inside a blocked network is already
+    blocked (the network's entry is extended if needed). Two transactions when entries are
+    replaced: nft checks a new interval against the set as it was before the transaction,
+    so the entries inside must be gone first."""
+    inside, cover = [], None
+    for elem in live:
+        other = ipaddress.ip_network(str(elem["val"]), strict=False)
+        if other.version != net.version or not net.overlaps(other):
+            continue
+        if other != net and net.subnet_of(other):  # type: ignore[arg-type]  # same version
+            cover = elem
+        else:
+            inside.append(elem)
+    entries = [cover] if cover else inside
+    target = ipaddress.ip_network(str(cover["val"]), strict=False) if cover else net
+    expiry = _latest(timeout, entries)
+    first = []
+    for elem in entries:  # add-then-delete: a delete of an element that expired meanwhile fails
+        first += [
+            f"add element {TABLE} {set_name} {{ {elem['val']} }}",
+            f"delete element {TABLE} {set_name} {{ {elem['val']} }}",
+        ]
+    timeout_text = f" timeout {expiry}s" if expiry is not None else ""
+    second = [f"add element {TABLE} {set_name} {{ {target}{timeout_text} }}"]
+    same = [e for e in entries if ipaddress.ip_network(str(e["val"]), strict=False) == target]
+    outcome = {
+        "blocked": _text(target),
+        "expires_in": expiry,
+        "covered_by": _text(target) if cover else None,
+        "replaced": [str(e["val"]) for e in entries if e not in same],
+        "extended": bool(same),
+    }
+    return ([first, second] if first else [second]), outcome
+
+
+def _text(net: Network) -> str:
+    """As nft lists it: an address without /32 or /128."""
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+def _latest(timeout: int | None, entries: list[dict[str, Any]]) -> int | None:
+    """The later of a new timeout and the entries' remaining times; None is 'never'."""
+    if timeout is None or any(not e.get("expires") and not e.get("timeout") for e in entries):
+        return None
+    return max([timeout, *(int(e.get("expires") or 0) for e in entries)])
+
+
 def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
     net = _address(args.address)
     protected = _allowlisted(net)
@@ -393,16 +455,46 @@ def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
             f"--timeout {args.timeout!r}: write a duration such as 30m, 1h, 7d or 1h30m"
         )
     name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
-    element = str(net) + (f" timeout {args.timeout}" if args.timeout else "")
-    nft("add", "element", *TABLE.split(), name, "{ " + element + " }")
-    return {"blocked": str(net), "timeout": args.timeout}
+    timeout = seconds(args.timeout) if args.timeout else None
+    live = set_elements(name)
+    transactions, outcome = block_statements(name, net, timeout, live)
+    try:
+        for statements in transactions:
+            nft("-f", "-", stdin="\n".join(statements) + "\n")
+    except FirewallError:
+        if len(transactions) > 1:  # the replaced entries go back as they were
+            nft("-f", "-", stdin=_restore(name, live))
+        raise
+    return {**outcome, "timeout": args.timeout, "elements": set_elements(name)}
+
+
+def _restore(set_name: str, live: list[dict[str, Any]]) -> str:
+    lines = []
+    for elem in live:
+        expires = f" timeout {max(int(elem['expires']), 1)}s" if elem.get("expires") else ""
+        lines.append(f"add element {TABLE} {set_name} {{ {elem['val']}{expires} }}")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_unblock(args: argparse.Namespace) -> dict[str, Any]:
     net = _address(args.address)
     name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
-    nft("delete", "element", *TABLE.split(), name, "{ " + str(net) + " }")
-    return {"unblocked": str(net)}
+    live = set_elements(name)
+    networks = [ipaddress.ip_network(str(e["val"]), strict=False) for e in live]
+    if net not in networks:
+        cover = [str(n) for n in networks if n.version == net.version and n.overlaps(net)]
+        return {
+            "unblocked": None,
+            "not_blocked": str(net),
+            "inside": cover,  # blocked as part of these: unblock them instead
+            "elements": live,
+        }
+    statements = [
+        f"add element {TABLE} {name} {{ {net} }}",
+        f"delete element {TABLE} {name} {{ {net} }}",
+    ]
+    nft("-f", "-", stdin="\n".join(statements) + "\n")
+    return {"unblocked": _text(net), "elements": set_elements(name)}
 
 
 def cmd_blocked(_: argparse.Namespace) -> dict[str, Any]:

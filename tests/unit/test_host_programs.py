@@ -359,7 +359,7 @@ def test_the_firewall_collector_reads_counters_and_sets(tmp_path, monkeypatch):
 def test_the_firewall_helper_refuses_bad_block_arguments_before_nft(monkeypatch, capsys):
     """Refused before any nft command: nothing is asked of the kernel."""
     called = []
-    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append(a) or "")
+    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append((a, k)) or "")
     monkeypatch.setattr(firewall, "set_elements", lambda name: [])
     assert firewall.main(["block", "10.0.0.1; flush ruleset"]) == 1
     assert firewall.main(["block", "192.0.2.9", "--timeout", "1h; reboot"]) == 1
@@ -369,7 +369,7 @@ def test_the_firewall_helper_refuses_bad_block_arguments_before_nft(monkeypatch,
 
 def test_the_firewall_helper_never_blocks_the_allowlist(monkeypatch, capsys):
     called = []
-    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append(a) or "")
+    monkeypatch.setattr(firewall, "nft", lambda *a, **k: called.append((a, k)) or "")
     monkeypatch.setattr(
         firewall,
         "set_elements",
@@ -378,8 +378,12 @@ def test_the_firewall_helper_never_blocks_the_allowlist(monkeypatch, capsys):
     assert firewall.main(["block", "10.20.3.100"]) == 1
     assert "allowlist" in capsys.readouterr().err and called == []
     assert firewall.main(["block", "198.51.100.7", "--timeout", "30m"]) == 0
+    # One transaction from stdin (the real nft runs it in tests/unit/test_blocklist_nft.py)
     assert called == [
-        ("add", "element", "inet", "kastro", "blocklist_v4", "{ 198.51.100.7/32 timeout 30m }")
+        (
+            ("-f", "-"),
+            {"stdin": "add element inet kastro blocklist_v4 { 198.51.100.7/32 timeout 1800s }\n"},
+        )
     ]
 
 

@@ -1,0 +1,198 @@
+"""The `kastro respond` commands: arguments, checks before any change, output.
+
+Exit status: 0 done on every gateway; 1 refused (bad argument, allowlist, inventory):
+nothing changed; 3 done on some gateways only (the decision is kept: `kastro respond
+reconcile` finishes it, and so does the next `kastro respond`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kastro.controller.model_vars import model_variables
+from kastro.controller.secrets import SecretsDirError, municipality_id
+from kastro.respond import actions, gateways
+from kastro.respond.decisions import (
+    DecisionError,
+    DecisionStore,
+    check_reason,
+    operator,
+    parse_target,
+    parse_ttl,
+)
+
+PARTIAL = 3
+
+
+def add_parser(commands: Any) -> None:
+    respond = commands.add_parser(
+        "respond",
+        help="SOC response on every gateway at once: block, unblock, list, reconcile, log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions_parser = respond.add_subparsers(dest="action", metavar="ACTION", required=True)
+    block = actions_parser.add_parser("block", help="block a source address or network")
+    block.add_argument("target", help="address or network, e.g. 203.0.113.9 or 203.0.113.0/24")
+    block.add_argument("--ttl", default="1h", help="how long (30m, 1h, 7d; default: 1h)")
+    block.add_argument("--reason", required=True, help="why: kept in the audit log")
+    block.add_argument("--confirm-wide", action="store_true", help="allow wider than /24 or /48")
+    unblock = actions_parser.add_parser("unblock", help="lift a block on every gateway")
+    unblock.add_argument("target", help="the address or network as it was blocked")
+    unblock.add_argument("--reason", default="lifted", help="why: kept in the audit log")
+    listing = actions_parser.add_parser("list", help="what is blocked where, for how long, why")
+    reconcile = actions_parser.add_parser(
+        "reconcile", help="put every decision in force onto the gateways that lack it"
+    )
+    reconcile.add_argument(
+        "--every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="repeat every SECONDS (default: once)",
+    )
+    reconcile.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    log = actions_parser.add_parser(
+        "log", help="the audit log: who did what, why, with what result"
+    )
+    for sub in (block, unblock, listing, reconcile, log):
+        sub.add_argument(
+            "-i",
+            "--inventory",
+            action="append",
+            required=True,
+            help="inventory Ansible uses (repeat for the lab's overlay)",
+        )
+        sub.add_argument(
+            "--building",
+            action="append",
+            default=[],
+            help="only this building's gateways (repeatable)",
+        )
+        sub.add_argument("--operator", help="who acts (default: SUDO_USER or USER)")
+        sub.add_argument(
+            "--state-dir", help="decisions and audit log (default: ~/.kastro/respond/DOMAIN)"
+        )
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        return _handle(args)
+    except (DecisionError, gateways.GatewayError, SecretsDirError) as exc:
+        print(f"kastro respond {args.action}: {exc}; nothing was changed", file=sys.stderr)
+        return 1
+
+
+def _handle(args: argparse.Namespace) -> int:
+    who = operator(args.operator)
+    store = DecisionStore(_state_dir(args))
+    if args.action == "log":
+        return _print_log(store, args.json)
+    checked = _checked(args)  # every argument before the inventory is even read
+    targets = gateways.load(args.inventory, args.building)
+    if args.action == "list":
+        rows = actions.listing(store, targets)
+        print(json.dumps(rows, ensure_ascii=False) if args.json else _table(rows))
+        return 0
+    if args.action == "reconcile":
+        return _reconcile(store, targets, who, args)
+    if args.action == "block":
+        report = actions.block(
+            store, targets, checked["net"], checked["ttl"], checked["reason"], who
+        )
+    else:
+        report = actions.unblock(store, targets, checked["net"], checked["reason"], who)
+    _print_report(report, args.json)
+    return 0 if report.complete else PARTIAL
+
+
+def _checked(args: argparse.Namespace) -> dict[str, Any]:
+    if args.action == "block":
+        return {
+            "net": parse_target(args.target, args.confirm_wide),
+            "ttl": parse_ttl(args.ttl),
+            "reason": check_reason(args.reason),
+        }
+    if args.action == "unblock":
+        return {"net": parse_target(args.target, True), "reason": check_reason(args.reason)}
+    return {}
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir:
+        return Path(args.state_dir)
+    variables = model_variables(args.inventory[0])
+    domain = municipality_id(variables.get("kastro_municipality"))
+    return Path(os.environ.get("HOME") or "/root") / ".kastro" / "respond" / domain
+
+
+def _reconcile(
+    store: DecisionStore, targets: list[gateways.Gateway], who: str, args: argparse.Namespace
+) -> int:
+    rounds = 0
+    while True:
+        report = actions.reconcile(store, targets, who)
+        _print_report(report, args.json)
+        rounds += 1
+        if not args.every or (args.times and rounds >= args.times):
+            return 0 if report.complete else PARTIAL
+        time.sleep(args.every)
+
+
+def _print_report(report: actions.Report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    done = sum(status in ("ok", "covered") for status in report.gateways.values())
+    print(
+        f"{report.action} {report.target}: {done}/{len(report.gateways)} πύλες / gateways "
+        f"in {report.seconds:.1f} s"
+    )
+    for name, status in sorted(report.gateways.items()):
+        mark = "✓" if status in ("ok", "covered") else "✗"
+        print(f"  {mark} {name}: {status}")
+    for name, fixed in sorted(report.reconciled.items()):
+        print(f"  ↻ {name}: also applied {', '.join(fixed)} (reconciled)")
+    if not report.complete:
+        print(
+            "  Δεν εφαρμόστηκε παντού: η απόφαση κρατήθηκε· 'kastro respond reconcile' θα την "
+            "ολοκληρώσει. / Not applied everywhere: the decision is kept; 'kastro respond "
+            "reconcile' finishes it."
+        )
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "τίποτα δεν αποκλείεται / nothing is blocked"
+    lines = []
+    for row in rows:
+        expires = row["expires_in"]
+        left = "never" if expires is None else f"{expires // 60}m{expires % 60:02d}s"
+        lines.append(
+            f"{row['target']}: {left} left, on {', '.join(row['gateways']) or 'no gateway'}"
+            + (f" (MISSING on {', '.join(row['missing_on'])})" if row["missing_on"] else "")
+            + f" — {row['operator'] or '?'}: {row['reason']}"
+        )
+    return "\n".join(lines)
+
+
+def _print_log(store: DecisionStore, as_json: bool) -> int:
+    for record in store.audit_records():
+        if as_json:
+            print(json.dumps(record, ensure_ascii=False, sort_keys=True))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
+        results = ", ".join(f"{k}: {v}" for k, v in sorted(record["gateways"].items()))
+        print(
+            f"{when} {record['operator']} {record['action']} {record['target']} "
+            f"({record['reason']}) -> {results}"
+        )
+    return 0

@@ -1,0 +1,165 @@
+"""The gateways a decision goes to, read from the same inventory Ansible uses.
+
+Ansible's own inventory classes read the files (host_vars, group_vars, the lab's overlay),
+so `kastro respond` reaches exactly the hosts `ansible-playbook` reaches, the same way
+(address, user, key, known_hosts). Each gateway's allowlist is the one its firewall role
+compiles: the management zones of every building, firewall_management_extra_networks and
+firewall_allowlist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kastro.controller.model_vars import with_model
+from kastro.controller.state import management_networks
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAYS_GROUP = "gateways"
+
+
+class GatewayError(ValueError):
+    """The inventory does not say how to reach the gateways; the message says what to fix."""
+
+
+@dataclass
+class Gateway:
+    name: str
+    building: str
+    address: str
+    user: str = "root"
+    port: int = 22
+    key: str | None = None
+    known_hosts: str | None = None
+    strict_host_keys: str = "yes"
+    allowlist: list[str] = field(default_factory=list)
+    helper: str = "/usr/local/sbin/kastro-firewall"  # installed by the firewall role
+
+    def connector_data(self) -> dict[str, Any]:
+        """pyinfra's SSH connector settings for this gateway."""
+        data: dict[str, Any] = {
+            "ssh_hostname": self.address,
+            "ssh_user": self.user,
+            "ssh_port": self.port,
+            "ssh_strict_host_key_checking": self.strict_host_keys,
+            "ssh_connect_retries": 1,
+        }
+        if self.key:
+            data["ssh_key"] = self.key
+        if self.known_hosts:
+            data["ssh_known_hosts_file"] = self.known_hosts
+        return data
+
+    def controller_address(self) -> str | None:
+        """The address this controller reaches the gateway from (a UDP socket's choice of
+        source: nothing is sent), which must never be blocked either."""
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((self.address, self.port))
+                return str(probe.getsockname()[0])
+        except OSError:
+            return None
+
+
+def load(inventories: Sequence[str], buildings: Sequence[str] = ()) -> list[Gateway]:
+    """Every gateway of the inventory (or of these buildings), sorted by name."""
+    hostvars = _ansible_hostvars(inventories)
+    if not hostvars:
+        raise GatewayError(
+            f"no host in group '{GATEWAYS_GROUP}' in {', '.join(inventories)}: run 'kastro plan' "
+            "(it writes the groups) or give the inventory Ansible uses with -i"
+        )
+    gateways = [_gateway(name, variables) for name, variables in sorted(hostvars.items())]
+    if buildings:
+        unknown = set(buildings) - {g.building for g in gateways}
+        if unknown:
+            known = ", ".join(sorted({g.building for g in gateways}))
+            raise GatewayError(f"--building {', '.join(sorted(unknown))}: not a building ({known})")
+        gateways = [g for g in gateways if g.building in buildings]
+    return gateways
+
+
+def _ansible_hostvars(inventories: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    # Kastro's vars plugin (ansible.cfg) gives each host its slice of the model, as for a play.
+    os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=list(inventories))
+    variables = VariableManager(loader=loader, inventory=inventory)
+    names = inventory.get_groups_dict().get(GATEWAYS_GROUP, [])
+    return {
+        name: variables.get_vars(host=inventory.get_host(name), include_hostvars=False)
+        for name in names
+    }
+
+
+def _gateway(name: str, variables: Mapping[str, Any]) -> Gateway:
+    plain = _plain(variables, name)
+    model = with_model(plain)
+    allow = [
+        *management_networks(model),
+        *_addresses(plain, "firewall_management_extra_networks", name),
+        *_addresses(plain, "firewall_allowlist", name),
+    ]
+    options = _ssh_options(str(plain.get("ansible_ssh_common_args") or ""))
+    return Gateway(
+        name=name,
+        building=str(plain.get("kastro_building") or ""),
+        address=str(plain.get("ansible_host") or name),
+        user=str(plain.get("ansible_user") or "root"),
+        port=int(plain.get("ansible_port") or 22),
+        key=plain.get("ansible_ssh_private_key_file"),
+        known_hosts=options.get("userknownhostsfile"),
+        strict_host_keys=options.get("stricthostkeychecking", "yes"),
+        allowlist=allow,
+    )
+
+
+def _plain(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """Inventory values as plain data; a template cannot be used outside a play."""
+    out: dict[str, Any] = {}
+    for key, value in variables.items():
+        if isinstance(value, str) and "{{" in value and key.startswith(("ansible_", "firewall_")):
+            raise GatewayError(
+                f"{host}: {key} is a template ({value!r}); kastro respond reads inventory values "
+                "as they are: write the value itself"
+            )
+        out[key] = value
+    return out
+
+
+def _addresses(variables: Mapping[str, Any], key: str, host: str) -> list[str]:
+    values = variables.get(key) or []
+    if not isinstance(values, list):
+        raise GatewayError(f"{host}: {key} must be a list of addresses or networks")
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(str(value), strict=False)))
+        except ValueError as exc:
+            raise GatewayError(f"{host}: {key} has {value!r}, not an address or network") from exc
+    return out
+
+
+def _ssh_options(common_args: str) -> dict[str, str]:
+    """-o Name=value pairs of ansible_ssh_common_args (UserKnownHostsFile and the like)."""
+    out = {}
+    words = shlex.split(common_args)
+    for i, word in enumerate(words):
+        text = words[i + 1] if word == "-o" and i + 1 < len(words) else ""
+        match = re.fullmatch(r"(\w+)[= ](.+)", text)
+        if match:
+            out[match.group(1).lower()] = match.group(2)
+    return out

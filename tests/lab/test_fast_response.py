@@ -1,0 +1,131 @@
+"""kastro respond on the lab's real gateways over SSH (pyinfra): the attacker's traffic stops
+at the gateway, the block is in every gateway's blocklist, a re-block extends, a block
+expires on time, unblock restores, and a gateway that was unreachable gets the block from
+reconcile. The attacker only pings the hall gateway, through its internet segment.
+
+Named to run before test_lab_network.py, whose last test takes the shared lab down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from kastro.lab import hosts
+from tests.lab.conftest import INVENTORY, LAB, ROOT
+
+pytestmark = pytest.mark.lab
+GATEWAYS = ("hall-gw", "annex-gw")
+
+
+def ssh(name: str):
+    return testinfra.get_host(f"ssh://{name}", ssh_config=str(hosts.state_dir(LAB) / "ssh_config"))
+
+
+def address(host: str, device: str) -> str:
+    return ssh(host).check_output(f"ip -4 -o addr show dev {device}").split()[3].split("/")[0]
+
+
+def respond(overlay: Path, state: Path, *argv: str) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kastro.cli", "respond", *argv, "-i", str(INVENTORY),
+         "-i", str(overlay), "--state-dir", str(state), "--json", "--operator", "lab-soc"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
+    return proc.returncode, json.loads(lines[-1]) if lines else {"stderr": proc.stderr}
+
+
+def blocked(gateway: str) -> dict[str, int | None]:
+    listing = json.loads(ssh(gateway).check_output("kastro-firewall blocked"))
+    return {e["val"]: e.get("expires") for e in listing["blocklist_v4"]}
+
+
+def pings(target: str) -> bool:
+    return ssh("attacker").run(f"ping -c 1 -W 1 {target}").rc == 0
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "respond"
+
+
+@pytest.fixture
+def attacker(lab) -> Iterator[str]:
+    # Its packets to municipal addresses leave on its internet segment, from this address
+    # (tests/lab/test_alerting.py checks the route).
+    source = address("attacker", "eth0")
+    yield source
+    for gateway in GATEWAYS:  # whatever a failed test left behind
+        ssh(gateway).run(f"kastro-firewall unblock {source}")
+
+
+def test_a_block_stops_the_attacker_at_every_gateway(lab, state, attacker):
+    target = address("hall-gw", "z-servers")
+    assert pings(target)
+    started = time.monotonic()
+    code, report = respond(lab, state, "block", attacker, "--ttl", "10m", "--reason", "lab scan")
+    elapsed = time.monotonic() - started
+    assert code == 0 and report["gateways"] == dict.fromkeys(GATEWAYS, "ok"), report
+    for gateway in GATEWAYS:
+        assert 590 <= blocked(gateway)[attacker] <= 600
+    assert not pings(target)
+    print(f"\nblock on {len(GATEWAYS)} gateways, verified: {elapsed:.1f} s")
+    code, _ = respond(lab, state, "block", attacker, "--ttl", "1h", "--reason", "still at it")
+    assert code == 0
+    assert all(blocked(g)[attacker] >= 3500 for g in GATEWAYS)  # extended, not ignored
+    code, _ = respond(lab, state, "block", attacker, "--ttl", "5m", "--reason", "again")
+    assert all(blocked(g)[attacker] >= 3400 for g in GATEWAYS)  # never shortened
+    code, listing = respond(lab, state, "list")
+    row = next(r for r in listing if r["target"] == attacker)
+    assert sorted(row["gateways"]) == sorted(GATEWAYS) and row["operator"] == "lab-soc"
+    code, _ = respond(lab, state, "unblock", attacker, "--reason", "done")
+    assert code == 0 and all(attacker not in blocked(g) for g in GATEWAYS)
+    assert pings(target)
+    log = (state / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in log] == ["block"] * 3 + ["unblock"]
+
+
+def test_a_block_expires_on_time_everywhere(lab, state, attacker):
+    target = address("hall-gw", "z-servers")
+    code, _ = respond(lab, state, "block", attacker, "--ttl", "15s", "--reason", "short")
+    assert code == 0 and not pings(target)
+    time.sleep(16)
+    assert pings(target)
+    assert all(attacker not in blocked(g) for g in GATEWAYS)
+    code, listing = respond(lab, state, "list")
+    assert not [r for r in listing if r["target"] == attacker]
+
+
+def test_networks_cover_the_addresses_inside(lab, state):
+    code, _ = respond(lab, state, "block", "198.51.100.0/24", "--ttl", "5m", "--reason", "net")
+    assert code == 0
+    code, inside = respond(lab, state, "block", "198.51.100.7", "--ttl", "5m", "--reason", "one")
+    assert code == 0 and inside["gateways"] == dict.fromkeys(GATEWAYS, "covered")
+    assert all("198.51.100.7" not in blocked(g) for g in GATEWAYS)
+    respond(lab, state, "unblock", "198.51.100.0/24")
+    assert all("198.51.100.0/24" not in blocked(g) for g in GATEWAYS)
+
+
+def test_a_gateway_that_was_unreachable_gets_the_block_from_reconcile(lab, state):
+    container = hosts.container_name(LAB, "annex-gw")
+    podman = ["podman", "exec", container, "systemctl"]
+    subprocess.run([*podman, "stop", "ssh.socket", "ssh.service"], check=True)
+    try:
+        code, report = respond(lab, state, "block", "192.0.2.66", "--ttl", "5m", "--reason", "x")
+        assert code == 3, report
+        assert report["gateways"]["hall-gw"] == "ok"
+        assert report["gateways"]["annex-gw"] != "ok"
+    finally:
+        subprocess.run([*podman, "start", "ssh.service"], check=True)
+    assert "192.0.2.66" not in blocked("annex-gw")
+    code, fixed = respond(lab, state, "reconcile")
+    assert code == 0 and fixed["reconciled"] == {"annex-gw": ["192.0.2.66/32"]}, fixed
+    assert 250 <= blocked("annex-gw")["192.0.2.66"] <= 300
+    respond(lab, state, "unblock", "192.0.2.66")

@@ -1,0 +1,157 @@
+"""kastro respond on the controller: arguments checked strictly before anything changes,
+the allowlist refused, decisions kept (never shortened) and every action audited."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from kastro.cli import main
+from kastro.respond import actions
+from kastro.respond.decisions import (
+    Decision,
+    DecisionError,
+    DecisionStore,
+    check_reason,
+    duration_text,
+    parse_target,
+    parse_ttl,
+)
+from kastro.respond.gateways import Gateway, _ssh_options
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = str(ROOT / "tests" / "data" / "lab-small")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10.0.0.1; flush ruleset",
+        "203.0.113.9 }",
+        "fe80::1%eth0",
+        "203.0.113.9/24",  # host bits set: say which network is meant
+        "127.0.0.1",
+        "224.0.0.5",
+        "",
+        "example.gr",
+    ],
+)
+def test_targets_that_are_refused(text: str) -> None:
+    with pytest.raises(DecisionError):
+        parse_target(text)
+
+
+def test_wide_networks_need_confirmation() -> None:
+    with pytest.raises(DecisionError, match="--confirm-wide"):
+        parse_target("198.51.0.0/16")
+    assert str(parse_target("198.51.0.0/16", confirm_wide=True)) == "198.51.0.0/16"
+    assert str(parse_target("2001:db8:66::/48")) == "2001:db8:66::/48"
+    with pytest.raises(DecisionError, match="--confirm-wide"):
+        parse_target("2001:db8::/32")
+
+
+@pytest.mark.parametrize("text", ["1h }; flush ruleset", "0m", "1y", "-1h", "91d", "30", "5s"])
+def test_durations_that_are_refused(text: str) -> None:
+    with pytest.raises(DecisionError):
+        parse_ttl(text)
+
+
+def test_durations() -> None:
+    assert parse_ttl("1h30m") == 5400
+    assert parse_ttl("7d") == 7 * 86400
+    assert duration_text(5400) == "1h30m"
+    assert duration_text(parse_ttl("2d3h4m5s")) == "2d3h4m5s"
+
+
+def test_reasons() -> None:
+    assert check_reason("  SYN flood   από 203.0.113.9 ") == "SYN flood από 203.0.113.9"
+    for bad in ("", "   ", "a\x00b", "x" * 301):
+        with pytest.raises(DecisionError):
+            check_reason(bad)
+
+
+def test_the_allowlist_and_the_controller_are_never_blocked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gateway = Gateway("gw", "hall", "192.0.2.1", allowlist=["10.30.0.48/29"])
+    # Where this controller reaches the gateway from (the routing table's choice, measured
+    # on a lab in tests/lab/test_fast_response.py): here a fixed address.
+    monkeypatch.setattr(Gateway, "controller_address", lambda self: "198.51.100.5")
+    with pytest.raises(DecisionError, match="never blocked"):
+        actions.refuse_protected(parse_target("10.30.0.50"), [gateway])
+    with pytest.raises(DecisionError, match="never blocked"):
+        actions.refuse_protected(parse_target("10.30.0.0/24"), [gateway])  # contains it
+    with pytest.raises(DecisionError, match="controller"):
+        actions.refuse_protected(parse_target("198.51.100.0/24"), [gateway])
+    actions.refuse_protected(parse_target("203.0.113.9"), [gateway])  # anything else passes
+
+
+def test_decisions_are_kept_privately_and_audited(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "respond")
+    store.save({"203.0.113.9/32": Decision("203.0.113.9/32", 2e9, "scan", "eleni")})
+    store.audit({"action": "block", "target": "203.0.113.9/32", "gateways": {"gw": "ok"}})
+    store.audit({"action": "unblock", "target": "203.0.113.9/32", "gateways": {"gw": "ok"}})
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.audit_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert [r["action"] for r in store.audit_records()] == ["block", "unblock"]
+    assert store.load(now=1e9)["203.0.113.9/32"].operator == "eleni"
+    assert store.load(now=3e9) == {}  # expired decisions are not in force
+
+
+def test_a_damaged_decision_file_is_named(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path)
+    store.path.write_text("{not json")
+    with pytest.raises(DecisionError, match=r"decisions\.json"):
+        store.load()
+
+
+def test_ssh_options_come_from_the_ansible_inventory() -> None:
+    options = _ssh_options(
+        "-o UserKnownHostsFile=/x/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=auto"
+    )
+    assert options["userknownhostsfile"] == "/x/known_hosts"
+    assert options["stricthostkeychecking"] == "yes"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["block", "10.0.0.1; reboot", "--reason", "x"], "not an IP address"),
+        (["block", "203.0.113.9", "--ttl", "1h }; flush ruleset", "--reason", "x"], "--ttl"),
+        (["block", "198.51.0.0/16", "--reason", "x"], "--confirm-wide"),
+        (["block", "203.0.113.9", "--reason", " "], "--reason"),
+        (["block", "10.30.0.50", "--reason", "x"], "never blocked"),
+        (["block", "203.0.113.9", "--reason", "x", "--building", "nowhere"], "not a building"),
+        (["block", "203.0.113.9", "--reason", "x", "--operator", "a;b"], "--operator"),
+    ],
+)
+def test_bad_input_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """Refused on the controller, before any gateway is contacted: no decision stored, no
+    audit line (the gateways of this inventory do not even resolve)."""
+    state = tmp_path / "state"
+    code = main(["respond", *argv, "-i", LAB, "--state-dir", str(state)])
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not (state / "decisions.json").exists() and not (state / "audit.jsonl").exists()
+
+
+def test_the_log_shows_the_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = DecisionStore(tmp_path)
+    store.audit(
+        {
+            "action": "block",
+            "target": "203.0.113.9/32",
+            "operator": "eleni",
+            "reason": "scan",
+            "gateways": {"hall-gw": "ok"},
+        }
+    )
+    assert main(["respond", "log", "-i", LAB, "--state-dir", str(tmp_path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["operator"] == "eleni" and record["gateways"] == {"hall-gw": "ok"}
