@@ -57,6 +57,15 @@ def _sets(ruleset: Mapping[str, Any]) -> list[str]:
         "        type ipv6_addr",
         "        flags interval, timeout",
         "    }",
+        "    # Filled by the SOC (kastro-firewall isolate ADDRESS): talks to the allowlist only.",
+        "    set isolated_v4 {",
+        "        type ipv4_addr",
+        "        flags interval, timeout",
+        "    }",
+        "    set isolated_v6 {",
+        "        type ipv6_addr",
+        "        flags interval, timeout",
+        "    }",
         "",
     ]
 

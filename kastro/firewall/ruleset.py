@@ -364,6 +364,7 @@ class Compiler:
         if hook == "forward":
             chain.append(f"ip daddr @blocklist_v4 ip daddr != @allowlist_v4 {counter} drop")
             chain.append(f"ip6 daddr @blocklist_v6 ip6 daddr != @allowlist_v6 {counter} drop")
+        self.isolation(chain, hook)
         if transit:
             # Before conntrack: in a ring, the two directions of a flow can pass different
             # transit gateways (equal-cost paths), so a transit gateway may see only the
@@ -386,6 +387,26 @@ class Compiler:
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 saddr fe80::/10 accept")
             chain.append(f"icmp type echo-request limit rate {s.echo_rate} accept")
             chain.append(f"icmpv6 type echo-request limit rate {s.echo_rate} accept")
+
+    def isolation(self, chain: list[str], hook: str) -> None:
+        """An isolated address (kastro respond isolate) talks to the allowlist only (the
+        management networks, the SOC), in both directions, whichever host it is: at its
+        gateway (forward), on the gateway itself (input, output) and on the host when the host
+        is Kastro's (its own address in its own set). Before conntrack: open sessions end too.
+        The management rule above still accepts management SSH first."""
+        counter = self.out.counter(f"isolated_{hook}", f"isolated by the SOC ({hook})")
+        for ip, family in (("ip", "v4"), ("ip6", "v6")):
+            chain.append(
+                f"{ip} saddr @isolated_{family} {ip} daddr != @allowlist_{family} {counter} drop"
+            )
+            chain.append(
+                f"{ip} daddr @isolated_{family} {ip} saddr != @allowlist_{family} {counter} drop"
+            )
+
+    def output_isolation(self) -> None:
+        """The host's own packets (output) to or from an isolated address; loopback stays."""
+        self.out.output.append('oif "lo" accept')
+        self.isolation(self.out.output, "output")
 
     def drop_tail(self, chain: list[str], hook: str, interfaces: Mapping[str, str]) -> None:
         """Rate-limited logging and a counter per source interface, then the default drop."""
@@ -823,6 +844,7 @@ class Compiler:
             self.gateway()
         else:
             self.server()
+        self.output_isolation()
         return self.out
 
 

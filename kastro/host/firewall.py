@@ -9,8 +9,10 @@ Commit-confirm, run on the host so it works when the controller cannot reach it 
                                   previous table after N seconds
   confirm                         disarm the timer and make FILE the table loaded at boot
   rollback                        what the timer runs: restore the previous table
-SOC actions (the allowlist is never blocked):
-  block ADDRESS [--timeout 1h]    unblock ADDRESS    blocked
+SOC actions (the allowlist is never blocked nor isolated):
+  block ADDRESS [--timeout 1h]    unblock ADDRESS    blocked (lists blocks and isolations)
+  isolate ADDRESS [--timeout 1h]  the address may talk only to the allowlist (management, SOC)
+  release ADDRESS
 Other: boot (load the confirmed ruleset), status, needs-apply FILE; metrics: collect (writes
 /run/kastro-firewall-metrics/firewall.prom) and exporter --listen ADDR:PORT (serves that file)
 Only `table inet kastro` is ever touched: other tables (Docker, fail2ban, ...) are left alone.
@@ -22,6 +24,7 @@ import argparse
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import shutil
 import sys
@@ -42,7 +45,9 @@ SNAPSHOT = STATE_DIR / "rollback.nft"  # the table as it was before that change
 LAST_ROLLBACK = STATE_DIR / "last-rollback.json"
 LIVE_DIGEST = STATE_DIR / "live.sha256"  # the live table as confirmed (see live_digest)
 TIMER_UNIT = "kastro-firewall-rollback"
-SETS = ("blocklist_v4", "blocklist_v6")
+BLOCKLISTS = ("blocklist_v4", "blocklist_v6")
+ISOLATED = ("isolated_v4", "isolated_v6")
+SETS = (*BLOCKLISTS, *ISOLATED)  # the SOC's sets: filled live, carried over every reload
 # Recreating the table in one transaction: "table" creates it if absent so "delete" never fails.
 RESET = f"table {TABLE}\ndelete table {TABLE}\n"
 
@@ -443,18 +448,30 @@ def _latest(timeout: int | None, entries: list[dict[str, Any]]) -> int | None:
 
 
 def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
+    return _add(BLOCKLISTS, args)
+
+
+def cmd_isolate(args: argparse.Namespace) -> dict[str, Any]:
+    net = _address(args.address)
+    _refuse_own_session(net)
+    return _add(ISOLATED, args)
+
+
+def _add(sets: tuple[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Block or isolate `args.address` for `args.timeout` (see block_statements)."""
     net = _address(args.address)
     protected = _allowlisted(net)
     if protected:
         raise FirewallError(
             f"{net} overlaps the allowlist entry {protected} (management hosts, the SOC); "
-            "it is never blocked. Change firewall_allowlist in the inventory if this is wrong."
+            "it is never blocked or isolated. Change firewall_allowlist in the inventory if "
+            "this is wrong."
         )
     if args.timeout and not TIMEOUT.fullmatch(args.timeout):
         raise FirewallError(
             f"--timeout {args.timeout!r}: write a duration such as 30m, 1h, 7d or 1h30m"
         )
-    name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
+    name = sets[0] if net.version == 4 else sets[1]
     timeout = seconds(args.timeout) if args.timeout else None
     live = set_elements(name)
     transactions, outcome = block_statements(name, net, timeout, live)
@@ -465,7 +482,26 @@ def cmd_block(args: argparse.Namespace) -> dict[str, Any]:
         if len(transactions) > 1:  # the replaced entries go back as they were
             nft("-f", "-", stdin=_restore(name, live))
         raise
-    return {**outcome, "timeout": args.timeout, "elements": set_elements(name)}
+    return {**outcome, "set": name, "timeout": args.timeout, **_after(name)}
+
+
+def _refuse_own_session(net: Network) -> None:
+    """Isolating the address this SSH session arrived on, from a client the allowlist does
+    not cover, would cut the session, and with it the way back (release): refused. A session
+    on another address (a management interface) is not affected."""
+    fields = (os.environ.get("SSH_CONNECTION") or "").split()
+    if len(fields) != 4:
+        return
+    try:
+        client, local = ipaddress.ip_network(fields[0]), ipaddress.ip_address(fields[2])
+    except ValueError:
+        return
+    if local in net and not _allowlisted(client):
+        raise FirewallError(
+            f"isolating {net} would cut this SSH session from {fields[0]} to {fields[2]}, "
+            "which the allowlist does not cover: connect from a management network, or add "
+            "the SOC's address to firewall_allowlist"
+        )
 
 
 def _restore(set_name: str, live: list[dict[str, Any]]) -> str:
@@ -477,8 +513,16 @@ def _restore(set_name: str, live: list[dict[str, Any]]) -> str:
 
 
 def cmd_unblock(args: argparse.Namespace) -> dict[str, Any]:
+    return _remove(BLOCKLISTS, args)
+
+
+def cmd_release(args: argparse.Namespace) -> dict[str, Any]:
+    return _remove(ISOLATED, args)
+
+
+def _remove(sets: tuple[str, str], args: argparse.Namespace) -> dict[str, Any]:
     net = _address(args.address)
-    name = "blocklist_v4" if net.version == 4 else "blocklist_v6"
+    name = sets[0] if net.version == 4 else sets[1]
     live = set_elements(name)
     networks = [ipaddress.ip_network(str(e["val"]), strict=False) for e in live]
     if net not in networks:
@@ -487,14 +531,21 @@ def cmd_unblock(args: argparse.Namespace) -> dict[str, Any]:
             "unblocked": None,
             "not_blocked": str(net),
             "inside": cover,  # blocked as part of these: unblock them instead
-            "elements": live,
+            "set": name,
+            **_after(name),
         }
     statements = [
         f"add element {TABLE} {name} {{ {net} }}",
         f"delete element {TABLE} {name} {{ {net} }}",
     ]
     nft("-f", "-", stdin="\n".join(statements) + "\n")
-    return {"unblocked": _text(net), "elements": set_elements(name)}
+    return {"unblocked": _text(net), "set": name, **_after(name)}
+
+
+def _after(name: str) -> dict[str, Any]:
+    """Every answer to a change: the changed set, and all the SOC's sets as they are now."""
+    sets = cmd_blocked(argparse.Namespace())
+    return {"elements": sets[name], "sets": sets}
 
 
 def cmd_blocked(_: argparse.Namespace) -> dict[str, Any]:
@@ -587,7 +638,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("unblock", help="remove an address or network from the blocklist")
     p.add_argument("address")
     p.set_defaults(func=cmd_unblock)
-    sub.add_parser("blocked", help="list the blocklists").set_defaults(func=cmd_blocked)
+    p = sub.add_parser("isolate", help="let an address talk only to the allowlist")
+    p.add_argument("address")
+    p.add_argument("--timeout", help="e.g. 30m, 1h, 7d (default: until released)")
+    p.set_defaults(func=cmd_isolate)
+    p = sub.add_parser("release", help="end an isolation")
+    p.add_argument("address")
+    p.set_defaults(func=cmd_release)
+    listing = sub.add_parser("blocked", help="list the blocklists and isolations")
+    listing.set_defaults(func=cmd_blocked)
     textfile.add_collect_command(sub, METRICS_FILE, 15.0, "the counters").set_defaults(
         func=cmd_collect
     )

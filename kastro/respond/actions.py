@@ -1,4 +1,5 @@
-"""`kastro respond`: block and unblock sources on every gateway at once, list, reconcile, log.
+"""`kastro respond`: block sources and isolate hosts on every gateway at once, list,
+reconcile, log.
 
 A block is checked (address, duration, reason, the allowlist of every gateway and this
 controller's own address) before anything changes; then it is stored as a decision in
@@ -18,14 +19,19 @@ from typing import Any
 
 from kastro.respond import execute
 from kastro.respond.decisions import (
+    KINDS,
     Decision,
     DecisionError,
     DecisionStore,
     Network,
+    decision_key,
     duration_text,
     protected_by,
 )
-from kastro.respond.gateways import Gateway
+from kastro.respond.gateways import Gateway, IsolationTarget
+
+SETS = {"block": ("blocklist_v4", "blocklist_v6"), "isolate": ("isolated_v4", "isolated_v6")}
+UNDO = {"block": "unblock", "isolate": "release"}
 
 
 @dataclass
@@ -34,7 +40,8 @@ class Report:
 
     action: str
     target: str
-    gateways: dict[str, str] = field(default_factory=dict)
+    host: str = ""  # the inventory host an isolation is about
+    gateways: dict[str, str] = field(default_factory=dict)  # every host asked, gateways or not
     reconciled: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -46,6 +53,7 @@ class Report:
         return {
             "action": self.action,
             "target": self.target,
+            **({"host": self.host} if self.host else {}),
             "gateways": self.gateways,
             "reconciled": self.reconciled,
             "seconds": round(self.seconds, 3),
@@ -81,93 +89,165 @@ def block(
     reason: str,
     operator: str,
 ) -> Report:
-    started = time.monotonic()
+    """Block `net` on every gateway for `ttl` seconds (a repeated block extends)."""
     refuse_protected(net, gateways)
-    now = time.time()
-    decisions = store.load(now)
-    key = str(net)
-    previous = decisions.get(key)
-    expires = max(now + ttl, previous.expires if previous else 0.0)  # never shortens
-    decisions[key] = Decision(key, expires, reason, operator)
-    store.save(decisions)  # first: a gateway that misses it now gets it from reconcile
-    report = Report("block", key)
-    argv = ["block", key, "--timeout", duration_text(int(expires - now))]
-    answers = _with_retry(gateways, argv, lambda r: _blocks(r, net))
-    for gateway in gateways:
-        report.gateways[gateway.name] = _status(answers[gateway.name], lambda r: _blocks(r, net))
-    report.reconciled = _reconcile(gateways, answers, decisions, skip=key)
-    report.seconds = time.monotonic() - started
-    _audit(store, report, operator, reason, ttl=int(expires - now))
-    return report
+    return _apply(store, gateways, Decision(str(net), None, reason, operator), ttl)
+
+
+def isolate(
+    store: DecisionStore,
+    gateways: Sequence[Gateway],
+    target: IsolationTarget,
+    nets: Sequence[Network],
+    ttl: int | None,
+    reason: str,
+    operator: str,
+) -> list[Report]:
+    """Let the target's addresses talk to the allowlist only, on every gateway and on the
+    host itself when Kastro manages it; `ttl` None: until released. Every address is checked
+    before any is isolated."""
+    hosts = [*gateways, *([target.host] if target.host else [])]
+    for net in nets:
+        refuse_protected(net, hosts)
+    host = target.host.name if target.host else ""
+    made = [Decision(str(n), None, reason, operator, kind="isolate", host=host) for n in nets]
+    return [_apply(store, hosts, decision, ttl) for decision in made]
 
 
 def unblock(
     store: DecisionStore, gateways: Sequence[Gateway], net: Network, reason: str, operator: str
 ) -> Report:
+    return _lift(store, gateways, "block", net, reason, operator)
+
+
+def release(
+    store: DecisionStore,
+    gateways: Sequence[Gateway],
+    target: IsolationTarget,
+    nets: Sequence[Network],
+    reason: str,
+    operator: str,
+) -> list[Report]:
+    hosts = [*gateways, *([target.host] if target.host else [])]
+    return [_lift(store, hosts, "isolate", net, reason, operator) for net in nets]
+
+
+def _apply(
+    store: DecisionStore, hosts: Sequence[Gateway], new: Decision, ttl: int | None
+) -> Report:
+    """Store the decision first (a host that misses it now gets it from reconcile), send it
+    to every host in parallel, check each answer, retry once, reconcile what else is due."""
+    started = time.monotonic()
+    now = time.time()
+    decisions = store.load(now)
+    key = decision_key(new.kind, new.target)
+    new.expires = _later(now, ttl, decisions.get(key))
+    decisions[key] = new
+    store.save(decisions)
+    net = ipaddress.ip_network(new.target)
+    argv = [new.kind, new.target, *_timeout(new, now)]
+    done = _covering(net, new.kind)
+    answers = _with_retry(hosts, argv, done)
+    report = Report(new.kind, new.target, host=new.host)
+    for host in hosts:
+        report.gateways[host.name] = _status(answers[host.name], done)
+    report.reconciled = _reconcile(hosts, answers, decisions, skip=key)
+    report.seconds = time.monotonic() - started
+    remaining = new.remaining(now)
+    _audit(store, report, new.operator, new.reason, ttl=remaining, until_lifted=remaining is None)
+    return report
+
+
+def _lift(
+    store: DecisionStore,
+    hosts: Sequence[Gateway],
+    kind: str,
+    net: Network,
+    reason: str,
+    operator: str,
+) -> Report:
     started = time.monotonic()
     decisions = store.load()
-    decisions.pop(str(net), None)
+    key = decision_key(kind, str(net))
+    lifted = decisions.pop(key, None)
     store.save(decisions)
-    report = Report("unblock", str(net))
-    answers = _with_retry(gateways, ["unblock", str(net)], lambda r: not _blocks(r, net))
-    for gateway in gateways:
-        report.gateways[gateway.name] = _status(
-            answers[gateway.name], lambda r: not _blocks(r, net)
-        )
-    report.reconciled = _reconcile(gateways, answers, decisions, skip=str(net))
+    report = Report(UNDO[kind], str(net), host=lifted.host if lifted else "")
+    covered = _covering(net, kind)
+    answers = _with_retry(hosts, [UNDO[kind], str(net)], lambda r: not covered(r))
+    for host in hosts:
+        report.gateways[host.name] = _status(answers[host.name], lambda r: not covered(r))
+    report.reconciled = _reconcile(hosts, answers, decisions, skip=key)
     report.seconds = time.monotonic() - started
     _audit(store, report, operator, reason)
     return report
 
 
-def reconcile(store: DecisionStore, gateways: Sequence[Gateway], operator: str) -> Report:
-    """Every decision in force onto every gateway that lacks it."""
+def _later(now: float, ttl: int | None, previous: Decision | None) -> float | None:
+    """A decision never shortens the one in force: the later expiry wins; None is 'until
+    lifted'."""
+    if ttl is None or (previous is not None and previous.expires is None):
+        return None
+    return max(now + ttl, previous.expires if previous and previous.expires else 0.0)
+
+
+def _timeout(decision: Decision, now: float) -> list[str]:
+    remaining = decision.remaining(now)
+    return [] if remaining is None else ["--timeout", duration_text(max(remaining, 1))]
+
+
+def reconcile(store: DecisionStore, hosts: Sequence[Gateway], operator: str) -> Report:
+    """Every decision in force onto every host that lacks it: blocks on the gateways,
+    isolations on the gateways and on the isolated host."""
     started = time.monotonic()
-    answers = execute.run(gateways, ["blocked"])
+    answers = execute.run(hosts, ["blocked"])
     report = Report("reconcile", "*")
-    for gateway in gateways:
-        result = answers[gateway.name]
-        report.gateways[gateway.name] = "ok" if result.ok else result.error
-    report.reconciled = _reconcile(gateways, answers, store.load(), skip="")
+    for host in hosts:
+        result = answers[host.name]
+        report.gateways[host.name] = "ok" if result.ok else result.error
+    report.reconciled = _reconcile(hosts, answers, store.load(), skip="")
     report.seconds = time.monotonic() - started
     if any(report.reconciled.values()) or not report.complete:
         _audit(store, report, operator, "reconcile")
     return report
 
 
-def listing(store: DecisionStore, gateways: Sequence[Gateway]) -> list[dict[str, Any]]:
-    """Every blocked network: on which gateways, for how long, who decided and why."""
-    answers = execute.run(gateways, ["blocked"])
+def listing(store: DecisionStore, hosts: Sequence[Gateway]) -> list[dict[str, Any]]:
+    """Every block and isolation: on which hosts, for how long, who decided and why, and
+    where it is missing."""
+    answers = execute.run(hosts, ["blocked"])
     decisions = store.load()
     rows: dict[str, dict[str, Any]] = {}
     for name, result in sorted(answers.items()):
-        for elem in _elements(result.data) if result.ok else []:
-            row = rows.setdefault(
-                elem["val"], {"target": elem["val"], "gateways": [], "expires_in": None}
-            )
-            row["gateways"].append(name)
-            if elem.get("expires") is not None:
-                row["expires_in"] = max(int(elem["expires"]), row["expires_in"] or 0)
-    for row in rows.values():
-        decision = decisions.get(str(ipaddress.ip_network(row["target"], strict=False)))
-        row["operator"] = decision.operator if decision else ""
-        row["reason"] = decision.reason if decision else "(not decided with kastro respond)"
-        row["missing_on"] = sorted(set(answers) - set(row["gateways"]))
-    unreachable = {n: r.error for n, r in answers.items() if not r.ok}
-    for key, decision in decisions.items():  # decided, but on no gateway reached
-        if key not in {str(ipaddress.ip_network(t, strict=False)) for t in rows}:
-            rows[key] = {
-                "target": key,
+        for kind in KINDS:
+            for elem in _elements(result.data, kind) if result.ok else []:
+                key = decision_key(kind, str(ipaddress.ip_network(elem["val"], strict=False)))
+                row = rows.setdefault(
+                    key, {"kind": kind, "target": elem["val"], "gateways": [], "expires_in": None}
+                )
+                row["gateways"].append(name)
+                if elem.get("expires") is not None:
+                    row["expires_in"] = max(int(elem["expires"]), row["expires_in"] or 0)
+    now = time.time()
+    for key, decided in decisions.items():  # decided, but on no host reached
+        rows.setdefault(
+            key,
+            {
+                "kind": decided.kind,
+                "target": decided.target,
                 "gateways": [],
-                "expires_in": decision.remaining(time.time()),
-                "operator": decision.operator,
-                "reason": decision.reason,
-                "missing_on": sorted(answers),
-            }
-    out = sorted(rows.values(), key=lambda r: str(r["target"]))
-    for row in out:
+                "expires_in": decided.remaining(now),
+            },
+        )
+    unreachable = {n: r.error for n, r in answers.items() if not r.ok}
+    for key, row in rows.items():
+        found = decisions.get(key)
+        row["host"] = found.host if found else ""
+        row["operator"] = found.operator if found else ""
+        row["reason"] = found.reason if found else "(not decided with kastro respond)"
+        due = [h.name for h in hosts if _applies(row["kind"], row["host"], h)]
+        row["missing_on"] = sorted(set(due) - set(row["gateways"]))
         row["unreachable"] = unreachable
-    return out
+    return sorted(rows.values(), key=lambda r: (r["kind"], str(r["target"])))
 
 
 def _with_retry(
@@ -182,54 +262,79 @@ def _with_retry(
 
 def _status(result: execute.Result, done: Any) -> str:
     if not result.ok:
+        if "isolated_v" in result.error and "No such file" in result.error:
+            return (
+                "this host's firewall predates isolation: apply the firewall role once "
+                "(playbooks/site.yml), then 'kastro respond reconcile'"
+            )
         return result.error
     if result.data.get("covered_by"):
         return "covered"
     if result.data.get("inside"):
         return f"still blocked as part of {', '.join(result.data['inside'])}: unblock that"
-    return "ok" if done(result) else "not in the gateway's blocklist after the change"
+    return "ok" if done(result) else "not in the host's set after the change"
 
 
-def _elements(data: dict[str, Any]) -> list[dict[str, Any]]:
-    if "elements" in data:
-        return list(data["elements"])
-    return [e for name in ("blocklist_v4", "blocklist_v6") for e in data.get(name, [])]
+def _elements(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The entries of the kind's two sets in a host's answer: every answer carries all the
+    SOC's sets ('sets'); `blocked` lists them at the top level."""
+    sets = data.get("sets", data)
+    return [e for name in SETS[kind] for e in sets.get(name, [])]
 
 
-def _blocks(result: execute.Result, net: Network) -> bool:
-    """Whether the gateway's blocklist, as it answered, covers `net`."""
-    for elem in _elements(result.data):
-        other = ipaddress.ip_network(str(elem["val"]), strict=False)
-        if other.version == net.version and net.subnet_of(other):  # type: ignore[arg-type]
-            return True
-    return False
+def _covering(net: Network, kind: str) -> Any:
+    """A test of a host's answer: whether the kind's sets cover `net`."""
+
+    def covers(result: execute.Result) -> bool:
+        for elem in _elements(result.data, kind):
+            other = ipaddress.ip_network(str(elem["val"]), strict=False)
+            if other.version == net.version and net.subnet_of(other):  # type: ignore[arg-type]
+                return True
+        return False
+
+    return covers
+
+
+def _applies(kind: str, isolated_host: str, host: Gateway) -> bool:
+    """Blocks go to the gateways; isolations to the gateways and the isolated host."""
+    return host.role == "gateway" or (kind == "isolate" and host.name == isolated_host)
 
 
 def _reconcile(
-    gateways: Sequence[Gateway],
+    hosts: Sequence[Gateway],
     answers: dict[str, execute.Result],
     decisions: dict[str, Decision],
     skip: str,
 ) -> dict[str, list[str]]:
-    """Decisions in force that a reached gateway lacks, applied there now."""
+    """Decisions in force that a reached host lacks, applied there now."""
     now = time.time()
     fixed: dict[str, list[str]] = {}
-    for gateway in gateways:
-        result = answers[gateway.name]
+    for host in hosts:
+        result = answers[host.name]
         if not result.ok:
             continue
         for key, decision in sorted(decisions.items()):
-            net = ipaddress.ip_network(key)
-            if key == skip or _blocks(result, net) or decision.remaining(now) < 1:
+            net = ipaddress.ip_network(decision.target)
+            if (
+                key == skip
+                or not _applies(decision.kind, decision.host, host)
+                or _covering(net, decision.kind)(result)
+                or not decision.in_force(now + 1)
+            ):
                 continue
-            argv = ["block", key, "--timeout", duration_text(decision.remaining(now))]
-            done = execute.run([gateway], argv)[gateway.name]
-            fixed.setdefault(gateway.name, []).append(key if done.ok else f"{key}: {done.error}")
+            argv = [decision.kind, decision.target, *_timeout(decision, now)]
+            done = execute.run([host], argv)[host.name]
+            fixed.setdefault(host.name, []).append(key if done.ok else f"{key}: {done.error}")
     return fixed
 
 
 def _audit(
-    store: DecisionStore, report: Report, operator: str, reason: str, ttl: int | None = None
+    store: DecisionStore,
+    report: Report,
+    operator: str,
+    reason: str,
+    ttl: int | None = None,
+    until_lifted: bool = False,
 ) -> None:
     store.audit(
         {
@@ -237,5 +342,6 @@ def _audit(
             "operator": operator,
             "reason": reason,
             **({"ttl_seconds": ttl} if ttl is not None else {}),
+            **({"until_lifted": True} if until_lifted else {}),
         }
     )

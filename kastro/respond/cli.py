@@ -1,7 +1,7 @@
 """The `kastro respond` commands: arguments, checks before any change, output.
 
-Exit status: 0 done on every gateway; 1 refused (bad argument, allowlist, inventory):
-nothing changed; 3 done on some gateways only (the decision is kept: `kastro respond
+Exit status: 0 done on every host; 1 refused (bad argument, allowlist, inventory):
+nothing changed; 3 done on some hosts only (the decision is kept: `kastro respond
 reconcile` finishes it, and so does the next `kastro respond`).
 """
 
@@ -21,6 +21,7 @@ from kastro.respond import actions, gateways
 from kastro.respond.decisions import (
     DecisionError,
     DecisionStore,
+    Network,
     check_reason,
     operator,
     parse_target,
@@ -33,7 +34,7 @@ PARTIAL = 3
 def add_parser(commands: Any) -> None:
     respond = commands.add_parser(
         "respond",
-        help="SOC response on every gateway at once: block, unblock, list, reconcile, log",
+        help="SOC response on every gateway at once: block, isolate, list, reconcile, log",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,7 +47,18 @@ def add_parser(commands: Any) -> None:
     unblock = actions_parser.add_parser("unblock", help="lift a block on every gateway")
     unblock.add_argument("target", help="the address or network as it was blocked")
     unblock.add_argument("--reason", default="lifted", help="why: kept in the audit log")
-    listing = actions_parser.add_parser("list", help="what is blocked where, for how long, why")
+    isolate = actions_parser.add_parser(
+        "isolate", help="a host may talk only to the management networks and the SOC"
+    )
+    isolate.add_argument("target", help="an inventory host (web) or an address (10.30.1.57)")
+    isolate.add_argument("--ttl", help="how long (30m, 1h, 7d; default: until released)")
+    isolate.add_argument("--reason", required=True, help="why: kept in the audit log")
+    release = actions_parser.add_parser("release", help="end an isolation")
+    release.add_argument("target", help="the host or address as it was isolated")
+    release.add_argument("--reason", default="released", help="why: kept in the audit log")
+    listing = actions_parser.add_parser(
+        "list", help="what is blocked or isolated where, for how long, why"
+    )
     reconcile = actions_parser.add_parser(
         "reconcile", help="put every decision in force onto the gateways that lack it"
     )
@@ -61,7 +73,7 @@ def add_parser(commands: Any) -> None:
     log = actions_parser.add_parser(
         "log", help="the audit log: who did what, why, with what result"
     )
-    for sub in (block, unblock, listing, reconcile, log):
+    for sub in (block, unblock, isolate, release, listing, reconcile, log):
         sub.add_argument(
             "-i",
             "--inventory",
@@ -99,19 +111,55 @@ def _handle(args: argparse.Namespace) -> int:
     checked = _checked(args)  # every argument before the inventory is even read
     targets = gateways.load(args.inventory, args.building)
     if args.action == "list":
-        rows = actions.listing(store, targets)
+        rows = actions.listing(store, _with_isolated_hosts(store, targets, args))
         print(json.dumps(rows, ensure_ascii=False) if args.json else _table(rows))
         return 0
     if args.action == "reconcile":
-        return _reconcile(store, targets, who, args)
-    if args.action == "block":
-        report = actions.block(
-            store, targets, checked["net"], checked["ttl"], checked["reason"], who
-        )
+        return _reconcile(store, _with_isolated_hosts(store, targets, args), who, args)
+    if args.action in ("isolate", "release"):
+        reports = _isolation(store, targets, checked, who, args)
+    elif args.action == "block":
+        reports = [
+            actions.block(store, targets, checked["net"], checked["ttl"], checked["reason"], who)
+        ]
     else:
-        report = actions.unblock(store, targets, checked["net"], checked["reason"], who)
-    _print_report(report, args.json)
-    return 0 if report.complete else PARTIAL
+        reports = [actions.unblock(store, targets, checked["net"], checked["reason"], who)]
+    for report in reports:
+        _print_report(report, args.json)
+    return 0 if all(report.complete for report in reports) else PARTIAL
+
+
+def _isolation(
+    store: DecisionStore,
+    targets: list[gateways.Gateway],
+    checked: dict[str, Any],
+    who: str,
+    args: argparse.Namespace,
+) -> list[actions.Report]:
+    target = gateways.isolation_target(args.inventory, args.target)
+    nets = [_one_address(address) for address in target.addresses]
+    if args.action == "isolate":
+        return actions.isolate(store, targets, target, nets, checked["ttl"], checked["reason"], who)
+    return actions.release(store, targets, target, nets, checked["reason"], who)
+
+
+def _one_address(text: str) -> Network:
+    net = parse_target(text)
+    if net.num_addresses != 1:
+        raise DecisionError(
+            f"{net} is a network: isolate one host or address at a time (to stop a network's "
+            "traffic, block it)"
+        )
+    return net
+
+
+def _with_isolated_hosts(
+    store: DecisionStore, targets: list[gateways.Gateway], args: argparse.Namespace
+) -> list[gateways.Gateway]:
+    """The gateways and every managed host an isolation in force is about."""
+    names = sorted({d.host for d in store.load().values() if d.host} - {g.name for g in targets})
+    found = [gateways.managed_host(args.inventory, name) for name in names]
+    return [*targets, *(host for host in found if host)]
 
 
 def _checked(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +171,13 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
         }
     if args.action == "unblock":
         return {"net": parse_target(args.target, True), "reason": check_reason(args.reason)}
+    if args.action == "isolate":
+        return {
+            "ttl": parse_ttl(args.ttl) if args.ttl else None,
+            "reason": check_reason(args.reason),
+        }
+    if args.action == "release":
+        return {"reason": check_reason(args.reason)}
     return {}
 
 
@@ -152,9 +207,10 @@ def _print_report(report: actions.Report, as_json: bool) -> None:
         print(json.dumps(report.as_dict(), ensure_ascii=False))
         return
     done = sum(status in ("ok", "covered") for status in report.gateways.values())
+    host = f" ({report.host})" if report.host else ""
     print(
-        f"{report.action} {report.target}: {done}/{len(report.gateways)} πύλες / gateways "
-        f"in {report.seconds:.1f} s"
+        f"{report.action} {report.target}{host}: {done}/{len(report.gateways)} "
+        f"κόμβοι / hosts in {report.seconds:.1f} s"
     )
     for name, status in sorted(report.gateways.items()):
         mark = "✓" if status in ("ok", "covered") else "✗"
@@ -171,13 +227,16 @@ def _print_report(report: actions.Report, as_json: bool) -> None:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return "τίποτα δεν αποκλείεται / nothing is blocked"
+        return "τίποτα δεν αποκλείεται ή απομονώνεται / nothing is blocked or isolated"
     lines = []
     for row in rows:
         expires = row["expires_in"]
-        left = "never" if expires is None else f"{expires // 60}m{expires % 60:02d}s"
+        left = "until lifted" if expires is None else f"{expires // 60}m{expires % 60:02d}s left"
+        what = "isolated" if row["kind"] == "isolate" else "blocked"
+        host = f" ({row['host']})" if row.get("host") else ""
         lines.append(
-            f"{row['target']}: {left} left, on {', '.join(row['gateways']) or 'no gateway'}"
+            f"{what} {row['target']}{host}: {left}, on "
+            f"{', '.join(row['gateways']) or 'no host'}"
             + (f" (MISSING on {', '.join(row['missing_on'])})" if row["missing_on"] else "")
             + f" — {row['operator'] or '?'}: {row['reason']}"
         )

@@ -99,18 +99,35 @@ def protected_by(net: Network, allowlist: Iterable[str]) -> str | None:
     return None
 
 
+KINDS = ("block", "isolate")
+
+
 @dataclass
 class Decision:
-    """A block in force: what, until when, why and by whom."""
+    """A block or an isolation in force: what, until when (None: until lifted), why, by whom.
+    An isolation names the inventory host it isolates ('' for a device Kastro does not
+    manage): that host enforces it on itself too."""
 
     target: str
-    expires: float
+    expires: float | None
     reason: str
     operator: str
     created: float = field(default_factory=time.time)
+    kind: str = "block"
+    host: str = ""
 
-    def remaining(self, now: float) -> int:
-        return max(0, int(self.expires - now))
+    def remaining(self, now: float) -> int | None:
+        """Seconds left; None while it lasts until lifted."""
+        return None if self.expires is None else max(0, int(self.expires - now))
+
+    def in_force(self, now: float) -> bool:
+        return self.expires is None or self.expires > now
+
+
+def decision_key(kind: str, target: str) -> str:
+    """Where a decision is kept: a block under its network (as before isolations existed),
+    an isolation under 'isolate NETWORK'."""
+    return target if kind == "block" else f"{kind} {target}"
 
 
 class DecisionStore:
@@ -134,7 +151,7 @@ class DecisionStore:
                 "away (the gateways keep their blocks; 'kastro respond list' shows them)"
             ) from exc
         decisions = {key: Decision(**value) for key, value in raw.items()}
-        return {key: d for key, d in decisions.items() if d.expires > now}
+        return {key: d for key, d in decisions.items() if d.in_force(now)}
 
     def save(self, decisions: dict[str, Decision]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)

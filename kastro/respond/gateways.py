@@ -21,9 +21,11 @@ from typing import Any
 
 from kastro.controller.model_vars import with_model
 from kastro.controller.state import management_networks
+from kastro.inventory.loader import PLAN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAYS_GROUP = "gateways"
+FIREWALL_GROUPS = ("gateways", "servers", "sensors")  # site.yml's firewall play: kastro-firewall
 
 
 class GatewayError(ValueError):
@@ -42,6 +44,7 @@ class Gateway:
     strict_host_keys: str = "yes"
     allowlist: list[str] = field(default_factory=list)
     helper: str = "/usr/local/sbin/kastro-firewall"  # installed by the firewall role
+    role: str = "gateway"
 
     def connector_data(self) -> dict[str, Any]:
         """pyinfra's SSH connector settings for this gateway."""
@@ -72,7 +75,7 @@ class Gateway:
 
 def load(inventories: Sequence[str], buildings: Sequence[str] = ()) -> list[Gateway]:
     """Every gateway of the inventory (or of these buildings), sorted by name."""
-    hostvars = _ansible_hostvars(inventories)
+    hostvars = _ansible_hostvars(inventories, (GATEWAYS_GROUP,))
     if not hostvars:
         raise GatewayError(
             f"no host in group '{GATEWAYS_GROUP}' in {', '.join(inventories)}: run 'kastro plan' "
@@ -88,7 +91,79 @@ def load(inventories: Sequence[str], buildings: Sequence[str] = ()) -> list[Gate
     return gateways
 
 
-def _ansible_hostvars(inventories: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+@dataclass
+class IsolationTarget:
+    """What `kastro respond isolate HOST` isolates: the host's planned addresses, and the host
+    itself when Kastro manages its firewall (it then enforces the isolation on itself too)."""
+
+    name: str  # the inventory name, or the address of a device Kastro does not manage
+    addresses: list[str]
+    host: Gateway | None = None
+
+
+def isolation_target(inventories: Sequence[str], text: str) -> IsolationTarget:
+    """An inventory host by name, or any address (a municipal PC, a printer); a host found by
+    its address is the same host. Gateways are refused: isolating one cuts its building."""
+    hostvars = _ansible_hostvars(inventories, FIREWALL_GROUPS)
+    planned = _planned_hosts(hostvars)
+    name = text if text in planned else _by_address(planned, text)
+    if name is None:
+        if ADDRESS.fullmatch(text) and any(mark in text for mark in ".:"):
+            return IsolationTarget(text, [text])  # a device Kastro does not manage
+        known = ", ".join(sorted(planned)) or "none"
+        raise GatewayError(
+            f"'{text}' is neither a host of the inventory nor an IP address (hosts: {known})"
+        )
+    entry = planned[name]
+    if entry.get("role") == "gateway":
+        raise GatewayError(
+            f"{name} is a gateway: isolating it would cut its whole building. Block the "
+            "attacking sources instead (kastro respond block), or isolate the hosts behind it"
+        )
+    addresses = [str(entry[k]) for k in ("ipv4", "ipv6") if entry.get(k)]
+    if not addresses:
+        raise GatewayError(f"{name} has no planned address: run 'kastro plan' first")
+    host = _gateway(name, hostvars[name]) if name in hostvars else None
+    if host:
+        host.role = str(entry.get("role") or "server")
+    return IsolationTarget(name, addresses, host)
+
+
+def managed_host(inventories: Sequence[str], name: str) -> Gateway | None:
+    """A host of the inventory with Kastro's firewall (reconcile re-applies isolations there)."""
+    hostvars = _ansible_hostvars(inventories, FIREWALL_GROUPS)
+    if name not in hostvars:
+        return None
+    host = _gateway(name, hostvars[name])
+    host.role = str(_planned_hosts(hostvars).get(name, {}).get("role") or "server")
+    return host
+
+
+ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")  # checked strictly later
+
+
+def _planned_hosts(hostvars: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    for variables in hostvars.values():
+        plan = with_model(_plain(variables, "?")).get(PLAN_KEY) or {}
+        return dict(plan.get("hosts") or {})
+    return {}
+
+
+def _by_address(planned: Mapping[str, Mapping[str, Any]], text: str) -> str | None:
+    try:
+        wanted = ipaddress.ip_address(text) if ADDRESS.fullmatch(text) else None
+    except ValueError:
+        return None
+    for name, entry in sorted(planned.items()):
+        for key in ("ipv4", "ipv6"):
+            if wanted and entry.get(key) and ipaddress.ip_address(str(entry[key])) == wanted:
+                return name
+    return None
+
+
+def _ansible_hostvars(
+    inventories: Sequence[str], groups: Sequence[str]
+) -> dict[str, Mapping[str, Any]]:
     # Kastro's vars plugin (ansible.cfg) gives each host its slice of the model, as for a play.
     os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
     from ansible.inventory.manager import InventoryManager
@@ -98,7 +173,8 @@ def _ansible_hostvars(inventories: Sequence[str]) -> dict[str, Mapping[str, Any]
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=list(inventories))
     variables = VariableManager(loader=loader, inventory=inventory)
-    names = inventory.get_groups_dict().get(GATEWAYS_GROUP, [])
+    members = inventory.get_groups_dict()
+    names = sorted({name for group in groups for name in members.get(group, [])})
     return {
         name: variables.get_vars(host=inventory.get_host(name), include_hostvars=False)
         for name in names

@@ -1,6 +1,7 @@
 """kastro-firewall block/unblock against the real nft, in a network namespace of its own:
 repeated blocks extend and never shorten, networks replace the entries inside them, an
-address inside a blocked network is reported as covered, the allowlist is never blocked."""
+address inside a blocked network is reported as covered, the allowlist is never blocked;
+isolations live in their own sets, and a host is not isolated from the session asking."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ table inet kastro {
     set allowlist_v6 { type ipv6_addr; flags interval; }
     set blocklist_v4 { type ipv4_addr; flags interval, timeout; }
     set blocklist_v6 { type ipv6_addr; flags interval, timeout; }
+    set isolated_v4 { type ipv4_addr; flags interval, timeout; }
+    set isolated_v6 { type ipv6_addr; flags interval, timeout; }
 }
 """
 
@@ -47,13 +50,19 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def helper(netns: str, *args: str) -> tuple[int, dict]:
+def helper(
+    netns: str, *args: str, ssh_from: str | None = None, ssh_to: str = "10.30.0.42"
+) -> tuple[int, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+    if ssh_from:
+        env["SSH_CONNECTION"] = f"{ssh_from} 50022 {ssh_to} 22"
     proc = subprocess.run(
         ["ip", "netns", "exec", netns, sys.executable, "-m", "kastro.host.firewall", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
+        env=env,
     )
     return proc.returncode, json.loads(proc.stdout) if proc.returncode == 0 else {
         "error": proc.stderr
@@ -107,3 +116,28 @@ def test_ipv6_networks_and_the_allowlist(netns: str) -> None:
         assert rc == 1 and "allowlist" in refused["error"]
     rc, listing = helper(netns, "blocked")
     assert rc == 0 and listing["blocklist_v4"] == []
+
+
+def test_isolations_are_kept_apart_from_blocks(netns: str) -> None:
+    rc, isolated = helper(netns, "isolate", "10.30.0.42")
+    assert rc == 0 and isolated["set"] == "isolated_v4", isolated
+    assert elements(isolated) == {"10.30.0.42": None}  # until released
+    rc, listing = helper(netns, "blocked")
+    assert listing["blocklist_v4"] == [] and listing["isolated_v4"][0]["val"] == "10.30.0.42"
+    rc, refused = helper(netns, "isolate", "10.20.3.7")
+    assert rc == 1 and "allowlist" in refused["error"]
+    rc, released = helper(netns, "release", "10.30.0.42")
+    assert rc == 0 and released["unblocked"] == "10.30.0.42" and released["elements"] == []
+
+
+def test_a_host_is_not_isolated_from_the_session_that_asks(netns: str) -> None:
+    rc, refused = helper(netns, "isolate", "10.30.0.42", ssh_from="192.0.2.50")
+    assert rc == 1 and "cut this SSH session" in refused["error"], refused
+    rc, listing = helper(netns, "blocked")
+    assert listing["isolated_v4"] == []
+    # The session arrives on another address (a management interface): not cut.
+    rc, other = helper(netns, "isolate", "10.30.0.42", ssh_from="192.0.2.50", ssh_to="10.89.0.5")
+    assert rc == 0 and list(elements(other)) == ["10.30.0.42"]
+    helper(netns, "release", "10.30.0.42")
+    rc, done = helper(netns, "isolate", "10.30.0.42", ssh_from="10.20.3.5")  # management
+    assert rc == 0 and list(elements(done)) == ["10.30.0.42"]

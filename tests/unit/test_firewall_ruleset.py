@@ -123,6 +123,26 @@ def test_management_comes_before_blocklists():
     assert 'iifname "eth0" tcp dport 22' in rules[1] and first_block > 1
 
 
+@pytest.mark.parametrize("host", ["village-gw", "fileserver"])
+def test_isolation_comes_after_management_and_before_conntrack(host):
+    """An isolated address loses its open sessions too; management SSH is accepted first."""
+    ruleset = compile_ruleset(host, dict(hosts_and_vars())[host], settings())
+    for hook in ("input", "forward", "output"):
+        rules = ruleset[hook]
+        if not rules:
+            continue
+        isolated = [i for i, r in enumerate(rules) if "@isolated_v4" in r]
+        assert len(isolated) == 2, (hook, rules)
+        established = [i for i, r in enumerate(rules) if r.startswith("ct state established")]
+        assert not established or max(isolated) < established[0]
+        assert all("!= @allowlist_v4" in rules[i] and rules[i].endswith("drop") for i in isolated)
+    assert ruleset["output"].index('oif "lo" accept') < min(
+        i for i, r in enumerate(ruleset["output"]) if "@isolated" in r
+    )
+    management = next(i for i, r in enumerate(ruleset["input"]) if "@management_v4" in r)
+    assert management < min(i for i, r in enumerate(ruleset["input"]) if "@isolated" in r)
+
+
 def test_bad_role_input_names_the_variable():
     variables = dict(hosts_and_vars())["village-gw"]
     with pytest.raises(FirewallConfigError, match=r"firewall_input_allow\[0\].ports"):

@@ -20,7 +20,7 @@ from kastro.respond.decisions import (
     parse_target,
     parse_ttl,
 )
-from kastro.respond.gateways import Gateway, _ssh_options
+from kastro.respond.gateways import Gateway, _ssh_options, isolation_target
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = str(ROOT / "tests" / "data" / "lab-small")
@@ -127,6 +127,13 @@ def test_ssh_options_come_from_the_ansible_inventory() -> None:
         (["block", "10.30.0.50", "--reason", "x"], "never blocked"),
         (["block", "203.0.113.9", "--reason", "x", "--building", "nowhere"], "not a building"),
         (["block", "203.0.113.9", "--reason", "x", "--operator", "a;b"], "--operator"),
+        (["isolate", "nosuchhost", "--reason", "x"], "neither a host of the inventory"),
+        (["isolate", "hall-gw", "--reason", "x"], "cut its whole building"),
+        (["isolate", "probe", "--reason", "x"], "never blocked"),  # in the management zone
+        (["isolate", "10.30.0.64/28", "--reason", "x"], "isolate one host"),
+        (["isolate", "10.30.0.42; reboot", "--reason", "x"], "neither a host"),
+        (["isolate", "web", "--ttl", "1h }", "--reason", "x"], "--ttl"),
+        (["isolate", "web", "--reason", ""], "--reason"),
     ],
 )
 def test_bad_input_changes_nothing(
@@ -155,3 +162,33 @@ def test_the_log_shows_the_audit(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["respond", "log", "-i", LAB, "--state-dir", str(tmp_path), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["operator"] == "eleni" and record["gateways"] == {"hall-gw": "ok"}
+
+
+def test_isolation_targets_come_from_the_plan() -> None:
+    web = isolation_target([LAB], "web")
+    assert web.addresses == ["10.30.0.42"] and web.host and web.host.name == "web"
+    assert web.host.role == "server" and web.host.address  # reached over SSH like Ansible
+    by_address = isolation_target([LAB], "10.30.0.74")  # the same host, found by address
+    assert by_address.name == "files" and by_address.host and by_address.host.name == "files"
+    device = isolation_target([LAB], "10.30.0.20")  # a PC: isolated at the gateways only
+    assert device.name == "10.30.0.20" and device.host is None
+
+
+def test_an_isolation_never_shortens_and_until_lifted_stays(tmp_path: Path) -> None:
+    now = 1_000_000.0
+    kept = Decision("10.30.0.42/32", now + 7200, "r", "o", kind="isolate")
+    assert actions._later(now, 600, kept) == now + 7200
+    assert actions._later(now, 3 * 3600, kept) == now + 3 * 3600
+    assert actions._later(now, 600, Decision("x", None, "r", "o")) is None
+    assert actions._later(now, None, kept) is None
+    store = DecisionStore(tmp_path)
+    store.save({"isolate 10.30.0.42/32": Decision("10.30.0.42/32", None, "r", "o", kind="isolate")})
+    assert store.load(now + 10**9)["isolate 10.30.0.42/32"].remaining(now) is None
+
+
+def test_isolations_go_to_the_gateways_and_the_host_itself() -> None:
+    gateway = Gateway("hall-gw", "hall", "10.0.0.1")
+    web = Gateway("web", "hall", "10.0.0.2", role="server")
+    assert actions._applies("block", "", gateway) and not actions._applies("block", "", web)
+    assert actions._applies("isolate", "web", web) and actions._applies("isolate", "web", gateway)
+    assert not actions._applies("isolate", "files", web)
