@@ -8,6 +8,7 @@ reconcile` finishes it, and so does the next `kastro respond`).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 from kastro.controller.model_vars import model_variables
 from kastro.controller.secrets import SecretsDirError, municipality_id
-from kastro.respond import actions, gateways
+from kastro.respond import actions, gateways, metrics
 from kastro.respond.decisions import (
     DecisionError,
     DecisionStore,
@@ -70,6 +71,11 @@ def add_parser(commands: Any) -> None:
         help="repeat every SECONDS (default: once)",
     )
     reconcile.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    reconcile.add_argument(
+        "--metrics-listen",
+        metavar="ADDRESS:PORT",
+        help="with --every: serve the metrics there (a management address)",
+    )
     log = actions_parser.add_parser(
         "log", help="the audit log: who did what, why, with what result"
     )
@@ -126,6 +132,7 @@ def _handle(args: argparse.Namespace) -> int:
         reports = [actions.unblock(store, targets, checked["net"], checked["reason"], who)]
     for report in reports:
         _print_report(report, args.json)
+    metrics.write(store)
     return 0 if all(report.complete for report in reports) else PARTIAL
 
 
@@ -178,7 +185,24 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
         }
     if args.action == "release":
         return {"reason": check_reason(args.reason)}
+    if args.action == "reconcile" and args.metrics_listen:
+        _check_listen(args.metrics_listen)
     return {}
+
+
+def _check_listen(text: str) -> None:
+    from kastro.host.textfile import parse_listen
+
+    try:
+        address, port = parse_listen(text)
+        ipaddress.ip_address(address)
+        if not 1 <= port <= 65535:
+            raise ValueError(port)
+    except ValueError as exc:
+        raise DecisionError(
+            f"--metrics-listen {text!r}: write ADDRESS:PORT with the controller's management "
+            "address, e.g. 10.20.3.5:9559 or [fd00::5]:9559"
+        ) from exc
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -192,10 +216,18 @@ def _state_dir(args: argparse.Namespace) -> Path:
 def _reconcile(
     store: DecisionStore, targets: list[gateways.Gateway], who: str, args: argparse.Namespace
 ) -> int:
+    if args.metrics_listen:
+        from prometheus_client import start_http_server
+
+        from kastro.host.textfile import parse_listen
+
+        address, port = parse_listen(args.metrics_listen)
+        start_http_server(port, addr=address, registry=metrics.registry(store))
     rounds = 0
     while True:
         report = actions.reconcile(store, targets, who)
         _print_report(report, args.json)
+        metrics.write(store)
         rounds += 1
         if not args.every or (args.times and rounds >= args.times):
             return 0 if report.complete else PARTIAL

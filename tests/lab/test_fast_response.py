@@ -1,7 +1,8 @@
 """kastro respond on the lab's real gateways over SSH (pyinfra): the attacker's traffic stops
 at the gateway, the block is in every gateway's blocklist, a re-block extends, a block
 expires on time, unblock restores, and a gateway that was unreachable gets the block from
-reconcile. The attacker only pings the hall gateway, through its internet segment.
+reconcile; an isolated server keeps its management access and loses the rest, at its gateway
+and on itself. The attacker only pings the hall gateway, through its internet segment.
 
 Named to run before test_lab_network.py, whose last test takes the shared lab down."""
 
@@ -129,3 +130,48 @@ def test_a_gateway_that_was_unreachable_gets_the_block_from_reconcile(lab, state
     assert code == 0 and fixed["reconciled"] == {"annex-gw": ["192.0.2.66/32"]}, fixed
     assert 250 <= blocked("annex-gw")["192.0.2.66"] <= 300
     respond(lab, state, "unblock", "192.0.2.66")
+
+
+def reaches(source: str, address: str, port: int) -> bool:
+    return ssh(source).run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'").rc == 0
+
+
+def isolated_drops(host: str, hook: str) -> int:
+    listing = ssh(host).check_output(f"nft -j list counter inet kastro isolated_{hook}")
+    counters = [i["counter"] for i in json.loads(listing)["nftables"] if "counter" in i]
+    return int(counters[0]["packets"])
+
+
+def test_an_isolated_server_keeps_management_and_loses_everything_else(lab, state):
+    web, files = "10.30.0.42", "10.30.0.74"  # one address each (IPv4): one report
+    assert reaches("web", files, 9100)  # Prometheus on web scrapes node_exporter on files
+    try:
+        code, reports = respond(lab, state, "isolate", "web", "--reason", "lab: web compromised")
+        assert code == 0, reports
+        assert reports["gateways"] == {"annex-gw": "ok", "hall-gw": "ok", "web": "ok"}
+        assert reports["host"] == "web"
+        assert not reaches("web", files, 9100)  # out of the management networks: dropped
+        # From the management network (the probe stands in it): SSH and Prometheus' web stay.
+        assert reaches("probe", web, 22) and reaches("probe", web, 9090)
+        assert ssh("web").run("true").rc == 0  # the controller's management session too
+
+        # The gateways enforce it without the host's help: take it off web by hand.
+        ssh("web").check_output(f"kastro-firewall release {web}")
+        before = isolated_drops("hall-gw", "forward")
+        assert not reaches("web", files, 9100)
+        assert isolated_drops("hall-gw", "forward") > before
+        code, fixed = respond(lab, state, "reconcile")
+        assert code == 0 and fixed["reconciled"] == {"web": [f"isolate {web}/32"]}, fixed
+
+        code, listing = respond(lab, state, "list")
+        row = next(r for r in listing if r["kind"] == "isolate")
+        assert row["host"] == "web" and row["expires_in"] is None  # until released
+        assert sorted(row["gateways"]) == ["annex-gw", "hall-gw", "web"] and not row["missing_on"]
+    finally:
+        code, released = respond(lab, state, "release", "web", "--reason", "lab: cleaned")
+    assert code == 0 and set(released["gateways"].values()) == {"ok"}, released
+    assert reaches("web", files, 9100)
+    actions = [
+        json.loads(line)["action"] for line in (state / "audit.jsonl").read_text().splitlines()
+    ]
+    assert actions[0] == "isolate" and actions[-1] == "release"

@@ -134,6 +134,8 @@ def test_ssh_options_come_from_the_ansible_inventory() -> None:
         (["isolate", "10.30.0.42; reboot", "--reason", "x"], "neither a host"),
         (["isolate", "web", "--ttl", "1h }", "--reason", "x"], "--ttl"),
         (["isolate", "web", "--reason", ""], "--reason"),
+        (["reconcile", "--every", "5", "--metrics-listen", "0.0.0.0:x"], "--metrics-listen"),
+        (["reconcile", "--metrics-listen", "web:9559"], "--metrics-listen"),
     ],
 )
 def test_bad_input_changes_nothing(
@@ -192,3 +194,42 @@ def test_isolations_go_to_the_gateways_and_the_host_itself() -> None:
     assert actions._applies("block", "", gateway) and not actions._applies("block", "", web)
     assert actions._applies("isolate", "web", web) and actions._applies("isolate", "web", gateway)
     assert not actions._applies("isolate", "files", web)
+
+
+def test_metrics_count_what_the_store_and_the_audit_log_hold(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kastro.respond import metrics
+
+    store = DecisionStore(tmp_path)
+    store.save(
+        {
+            "203.0.113.9/32": Decision("203.0.113.9/32", 2e9, "scan", "eleni"),
+            "isolate 10.30.0.42/32": Decision("10.30.0.42/32", None, "x", "o", kind="isolate"),
+        }
+    )
+    for seconds, complete in ((0.4, True), (1.5, True), (7.0, False)):
+        store.audit(
+            {"action": "block", "complete": complete, "seconds": seconds, "gateways": {"a": "ok"}}
+        )
+    store.audit({"action": "reconcile", "complete": False, "gateways": {"a": "ok", "b": "down"}})
+    text = generate_latest(metrics.registry(store)).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("kastro_respond_decisions", (("kind", "block"),))] == 1
+    assert samples[("kastro_respond_decisions", (("kind", "isolate"),))] == 1
+    key = (("action", "block"), ("result", "complete"))
+    assert samples[("kastro_respond_actions_total", key)] == 2
+    assert (
+        samples[("kastro_respond_actions_total", (("action", "block"), ("result", "partial")))] == 1
+    )
+    assert (
+        samples[("kastro_respond_apply_seconds_bucket", (("action", "block"), ("le", "2.0")))] == 2
+    )
+    assert samples[("kastro_respond_apply_seconds_count", (("action", "block"),))] == 3
+    assert samples[("kastro_respond_hosts_missing", ())] == 1
+    assert metrics.write(store).read_text() == text
