@@ -18,7 +18,7 @@ from typing import Any
 
 from kastro.controller.model_vars import model_variables
 from kastro.controller.secrets import SecretsDirError, municipality_id
-from kastro.respond import actions, gateways, metrics
+from kastro.respond import actions, auto, gateways, metrics
 from kastro.respond.decisions import (
     DecisionError,
     DecisionStore,
@@ -79,7 +79,16 @@ def add_parser(commands: Any) -> None:
     log = actions_parser.add_parser(
         "log", help="the audit log: who did what, why, with what result"
     )
-    for sub in (block, unblock, isolate, release, listing, reconcile, log):
+    auto_parser = actions_parser.add_parser(
+        "auto", help="automatic response to alerts by a rule file (opt-in: enabled: true)"
+    )
+    auto_parser.add_argument("--rules", required=True, type=Path, help="the rule file (YAML)")
+    auto_parser.add_argument(
+        "--eve", action="append", required=True, type=Path, help="an EVE JSON file (repeatable)"
+    )
+    auto_parser.add_argument("--every", type=float, default=0.0, metavar="SECONDS")
+    auto_parser.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    for sub in (block, unblock, isolate, release, listing, reconcile, log, auto_parser):
         sub.add_argument(
             "-i",
             "--inventory",
@@ -122,6 +131,8 @@ def _handle(args: argparse.Namespace) -> int:
         return 0
     if args.action == "reconcile":
         return _reconcile(store, _with_isolated_hosts(store, targets, args), who, args)
+    if args.action == "auto":
+        return _auto(store, targets, checked["rules"], args)
     if args.action in ("isolate", "release"):
         reports = _isolation(store, targets, checked, who, args)
     elif args.action == "block":
@@ -187,6 +198,11 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
         return {"reason": check_reason(args.reason)}
     if args.action == "reconcile" and args.metrics_listen:
         _check_listen(args.metrics_listen)
+    if args.action == "auto":
+        try:
+            return {"rules": auto.load_rules(args.rules)}
+        except auto.RuleError as exc:
+            raise DecisionError(str(exc)) from exc
     return {}
 
 
@@ -231,6 +247,34 @@ def _reconcile(
         rounds += 1
         if not args.every or (args.times and rounds >= args.times):
             return 0 if report.complete else PARTIAL
+        time.sleep(args.every)
+
+
+def _auto(
+    store: DecisionStore,
+    targets: list[gateways.Gateway],
+    rules: auto.Rules,
+    args: argparse.Namespace,
+) -> int:
+    if not rules.enabled:
+        print(
+            f"η αυτόματη απόκριση είναι ανενεργή στο {args.rules} (enabled: true την "
+            f"ενεργοποιεί) / automatic response is off in {args.rules} (enabled: true switches "
+            "it on)"
+        )
+        return 0
+    responder = auto.Responder(
+        store, targets, rules, lambda text: gateways.isolation_target(args.inventory, text)
+    )
+    rounds = 0
+    while True:
+        for outcome in auto.run_once(responder, args.eve):
+            if outcome["outcome"] != "no rule":
+                print(json.dumps(outcome, ensure_ascii=False))
+        metrics.write(store)
+        rounds += 1
+        if not args.every or (args.times and rounds >= args.times):
+            return 0
         time.sleep(args.every)
 
 

@@ -175,3 +175,40 @@ def test_an_isolated_server_keeps_management_and_loses_everything_else(lab, stat
         json.loads(line)["action"] for line in (state / "audit.jsonl").read_text().splitlines()
     ]
     assert actions[0] == "isolate" and actions[-1] == "release"
+
+
+def test_automatic_response_blocks_the_source_of_a_matching_alert(lab, state, tmp_path):
+    """A rule file (opt-in) maps a SYN flood alert to a 10-minute block: the source is blocked
+    on every gateway by 'kastro respond auto', audited as the rule's decision. Documentation
+    addresses only: nothing is sent to them."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        "enabled: true\nlimits: {per_minute: 1, per_hour: 5}\nrules:\n"
+        "  - {name: synflood-source, detectors: [synflood], action: block, ttl: 10m}\n"
+    )
+    eve = tmp_path / "eve.json"
+    eve.write_text("")
+    argv = ("auto", "--rules", str(rules), "--eve", str(eve))
+    assert respond(lab, state, *argv)[0] == 0  # the first run starts at the end of the file
+    with eve.open("a") as handle:
+        for source in ("198.51.100.23", "198.51.100.24"):
+            record = {
+                "event_type": "alert", "src_ip": source, "dest_ip": "10.30.0.42",
+                "alert": {"signature_id": 9000002, "signature": "KASTRO SYN flood",
+                          "severity": 1},
+                "kastro": {"detector": "synflood"},
+            }  # fmt: skip
+            handle.write(json.dumps(record) + "\n")
+    try:
+        code, _ = respond(lab, state, *argv)
+        assert code == 0
+        assert all(590 <= blocked(g)["198.51.100.23"] <= 600 for g in GATEWAYS)
+        assert all("198.51.100.24" not in blocked(g) for g in GATEWAYS)  # 1 a minute
+        log = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+        assert [(r["action"], r["operator"]) for r in log] == [
+            ("block", "auto:synflood-source"),
+            ("auto-refused", "auto:synflood-source"),
+        ]
+        assert log[0]["complete"] and "rate cap" in log[1]["reason"]
+    finally:
+        respond(lab, state, "unblock", "198.51.100.23")
