@@ -11,6 +11,7 @@ Commit-confirm, run on the host so it works when the controller cannot reach it 
   rollback                        what the timer runs: restore the previous table
 SOC actions (the allowlist is never blocked nor isolated):
   block ADDRESS [--timeout 1h]    unblock ADDRESS    blocked (lists blocks and isolations)
+  counters                        packets the blocks and isolations dropped
   isolate ADDRESS [--timeout 1h]  the address may talk only to the allowlist (management, SOC)
   release ADDRESS
 Other: boot (load the confirmed ruleset), status, needs-apply FILE; metrics: collect (writes
@@ -548,6 +549,16 @@ def _after(name: str) -> dict[str, Any]:
     return {"elements": sets[name], "sets": sets}
 
 
+def cmd_counters(_: argparse.Namespace) -> dict[str, Any]:
+    """The SOC's drop counters (blocklist_*, isolated_*): packets and bytes so far."""
+    out = {}
+    for item in nft_json("list", "counters", "table", *TABLE.split()):
+        counter = item.get("counter") or {}
+        if str(counter.get("name", "")).startswith(("blocklist_", "isolated_")):
+            out[counter["name"]] = {"packets": counter["packets"], "bytes": counter["bytes"]}
+    return {"counters": out}
+
+
 def cmd_blocked(_: argparse.Namespace) -> dict[str, Any]:
     return {name: set_elements(name) for name in SETS}
 
@@ -647,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_release)
     listing = sub.add_parser("blocked", help="list the blocklists and isolations")
     listing.set_defaults(func=cmd_blocked)
+    counters = sub.add_parser("counters", help="the SOC's drop counters")
+    counters.set_defaults(func=cmd_counters)
     textfile.add_collect_command(sub, METRICS_FILE, 15.0, "the counters").set_defaults(
         func=cmd_collect
     )

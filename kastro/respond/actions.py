@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ from kastro.respond.decisions import (
 )
 from kastro.respond.gateways import Gateway, IsolationTarget
 
+# --verify: given the action, probe and read the drop counters (kastro.respond.verify).
+Verifier = Callable[[str], dict[str, Any]] | None
 SETS = {"block": ("blocklist_v4", "blocklist_v6"), "isolate": ("isolated_v4", "isolated_v6")}
 UNDO = {"block": "unblock", "isolate": "release"}
 
@@ -44,10 +46,12 @@ class Report:
     gateways: dict[str, str] = field(default_factory=dict)  # every host asked, gateways or not
     reconciled: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    verification: dict[str, Any] | None = None  # --verify: the probe and the drop counters
 
     @property
     def complete(self) -> bool:
-        return all(status in ("ok", "covered") for status in self.gateways.values())
+        verified = self.verification is None or bool(self.verification.get("verified"))
+        return verified and all(status in ("ok", "covered") for status in self.gateways.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +62,7 @@ class Report:
             "reconciled": self.reconciled,
             "seconds": round(self.seconds, 3),
             "complete": self.complete,
+            **({"verification": self.verification} if self.verification else {}),
         }
 
 
@@ -88,10 +93,11 @@ def block(
     ttl: int,
     reason: str,
     operator: str,
+    verify_with: Verifier = None,
 ) -> Report:
     """Block `net` on every gateway for `ttl` seconds (a repeated block extends)."""
     refuse_protected(net, gateways)
-    return _apply(store, gateways, Decision(str(net), None, reason, operator), ttl)
+    return _apply(store, gateways, Decision(str(net), None, reason, operator), ttl, verify_with)
 
 
 def isolate(
@@ -102,6 +108,7 @@ def isolate(
     ttl: int | None,
     reason: str,
     operator: str,
+    verify_with: Verifier = None,
 ) -> list[Report]:
     """Let the target's addresses talk to the allowlist only, on every gateway and on the
     host itself when Kastro manages it; `ttl` None: until released. Every address is checked
@@ -111,13 +118,18 @@ def isolate(
         refuse_protected(net, hosts)
     host = target.host.name if target.host else ""
     made = [Decision(str(n), None, reason, operator, kind="isolate", host=host) for n in nets]
-    return [_apply(store, hosts, decision, ttl) for decision in made]
+    return [_apply(store, hosts, decision, ttl, verify_with) for decision in made]
 
 
 def unblock(
-    store: DecisionStore, gateways: Sequence[Gateway], net: Network, reason: str, operator: str
+    store: DecisionStore,
+    gateways: Sequence[Gateway],
+    net: Network,
+    reason: str,
+    operator: str,
+    verify_with: Verifier = None,
 ) -> Report:
-    return _lift(store, gateways, "block", net, reason, operator)
+    return _lift(store, gateways, "block", net, reason, operator, verify_with)
 
 
 def release(
@@ -127,13 +139,18 @@ def release(
     nets: Sequence[Network],
     reason: str,
     operator: str,
+    verify_with: Verifier = None,
 ) -> list[Report]:
     hosts = [*gateways, *([target.host] if target.host else [])]
-    return [_lift(store, hosts, "isolate", net, reason, operator) for net in nets]
+    return [_lift(store, hosts, "isolate", net, reason, operator, verify_with) for net in nets]
 
 
 def _apply(
-    store: DecisionStore, hosts: Sequence[Gateway], new: Decision, ttl: int | None
+    store: DecisionStore,
+    hosts: Sequence[Gateway],
+    new: Decision,
+    ttl: int | None,
+    verify_with: Verifier = None,
 ) -> Report:
     """Store the decision first (a host that misses it now gets it from reconcile), send it
     to every host in parallel, check each answer, retry once, reconcile what else is due."""
@@ -152,6 +169,8 @@ def _apply(
     for host in hosts:
         report.gateways[host.name] = _status(answers[host.name], done)
     report.reconciled = _reconcile(hosts, answers, decisions, skip=key)
+    if verify_with:
+        report.verification = verify_with(report.action)
     report.seconds = time.monotonic() - started
     remaining = new.remaining(now)
     _audit(store, report, new.operator, new.reason, ttl=remaining, until_lifted=remaining is None)
@@ -165,6 +184,7 @@ def _lift(
     net: Network,
     reason: str,
     operator: str,
+    verify_with: Verifier = None,
 ) -> Report:
     started = time.monotonic()
     decisions = store.load()
@@ -177,6 +197,8 @@ def _lift(
     for host in hosts:
         report.gateways[host.name] = _status(answers[host.name], lambda r: not covered(r))
     report.reconciled = _reconcile(hosts, answers, decisions, skip=key)
+    if verify_with:
+        report.verification = verify_with(report.action)
     report.seconds = time.monotonic() - started
     _audit(store, report, operator, reason)
     return report

@@ -18,7 +18,7 @@ from typing import Any
 
 from kastro.controller.model_vars import model_variables
 from kastro.controller.secrets import SecretsDirError, municipality_id
-from kastro.respond import actions, auto, gateways, metrics
+from kastro.respond import actions, auto, gateways, metrics, verify
 from kastro.respond.decisions import (
     DecisionError,
     DecisionStore,
@@ -88,6 +88,13 @@ def add_parser(commands: Any) -> None:
     )
     auto_parser.add_argument("--every", type=float, default=0.0, metavar="SECONDS")
     auto_parser.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    for sub in (block, unblock, isolate, release):
+        sub.add_argument(
+            "--verify-from",
+            metavar="HOST",
+            help="then ping --verify-to from this inventory host and read the drop counters",
+        )
+        sub.add_argument("--verify-to", metavar="ADDRESS", help="the address the probe pings")
     for sub in (block, unblock, isolate, release, listing, reconcile, log, auto_parser):
         sub.add_argument(
             "-i",
@@ -133,14 +140,14 @@ def _handle(args: argparse.Namespace) -> int:
         return _reconcile(store, _with_isolated_hosts(store, targets, args), who, args)
     if args.action == "auto":
         return _auto(store, targets, checked["rules"], args)
+    check = _verifier(targets, checked, args)
     if args.action in ("isolate", "release"):
-        reports = _isolation(store, targets, checked, who, args)
+        reports = _isolation(store, targets, checked, who, args, check)
     elif args.action == "block":
-        reports = [
-            actions.block(store, targets, checked["net"], checked["ttl"], checked["reason"], who)
-        ]
+        net, ttl, reason = checked["net"], checked["ttl"], checked["reason"]
+        reports = [actions.block(store, targets, net, ttl, reason, who, check)]
     else:
-        reports = [actions.unblock(store, targets, checked["net"], checked["reason"], who)]
+        reports = [actions.unblock(store, targets, checked["net"], checked["reason"], who, check)]
     for report in reports:
         _print_report(report, args.json)
     metrics.write(store)
@@ -153,12 +160,30 @@ def _isolation(
     checked: dict[str, Any],
     who: str,
     args: argparse.Namespace,
+    check: actions.Verifier,
 ) -> list[actions.Report]:
     target = gateways.isolation_target(args.inventory, args.target)
     nets = [_one_address(address) for address in target.addresses]
+    reason = checked["reason"]
     if args.action == "isolate":
-        return actions.isolate(store, targets, target, nets, checked["ttl"], checked["reason"], who)
-    return actions.release(store, targets, target, nets, checked["reason"], who)
+        ttl = checked["ttl"]
+        return actions.isolate(store, targets, target, nets, ttl, reason, who, check)
+    return actions.release(store, targets, target, nets, reason, who, check)
+
+
+def _verifier(
+    targets: list[gateways.Gateway], checked: dict[str, Any], args: argparse.Namespace
+) -> actions.Verifier:
+    """--verify-from HOST --verify-to ADDRESS: the probe, once the change is made."""
+    if not checked.get("verify_to"):
+        return None
+    probe = gateways.probe_host(args.inventory, args.verify_from)
+    hosts = list(targets)
+    if args.action in ("isolate", "release"):
+        found = gateways.isolation_target(args.inventory, args.target).host
+        hosts += [found] if found else []
+    address = str(checked["verify_to"].network_address)
+    return lambda action: verify.verify(hosts, probe, address, action).as_dict()
 
 
 def _one_address(text: str) -> Network:
@@ -181,6 +206,15 @@ def _with_isolated_hosts(
 
 
 def _checked(args: argparse.Namespace) -> dict[str, Any]:
+    checked = _checked_action(args)
+    if getattr(args, "verify_from", None) or getattr(args, "verify_to", None):
+        if not (args.verify_from and args.verify_to):
+            raise DecisionError("--verify-from and --verify-to go together: give both")
+        checked["verify_to"] = _one_address(args.verify_to)
+    return checked
+
+
+def _checked_action(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "block":
         return {
             "net": parse_target(args.target, args.confirm_wide),
@@ -293,12 +327,25 @@ def _print_report(report: actions.Report, as_json: bool) -> None:
         print(f"  {mark} {name}: {status}")
     for name, fixed in sorted(report.reconciled.items()):
         print(f"  ↻ {name}: also applied {', '.join(fixed)} (reconciled)")
+    if report.verification:
+        print(_verification_text(report.verification))
     if not report.complete:
         print(
             "  Δεν εφαρμόστηκε παντού: η απόφαση κρατήθηκε· 'kastro respond reconcile' θα την "
             "ολοκληρώσει. / Not applied everywhere: the decision is kept; 'kastro respond "
             "reconcile' finishes it."
         )
+
+
+def _verification_text(check: dict[str, Any]) -> str:
+    drops = ", ".join(f"{name} +{n}" for name, n in sorted(check["dropped"].items()) if n)
+    mark = "✓ επαληθεύτηκε / verified" if check["verified"] else "✗ ΔΕΝ επαληθεύτηκε / NOT verified"
+    return (
+        f"  {mark}: ping {check['target']} από / from {check['probe']}: "
+        f"{check['answered'] if check['answered'] is not None else '?'}/3 απαντήσεις / answered; "
+        f"απορρίψεις / drops: {drops or 'none'}"
+        + (f" ({check['error']})" if check["error"] else "")
+    )
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

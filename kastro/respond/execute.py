@@ -27,6 +27,18 @@ class Result:
 
 def run(gateways: Sequence[Gateway], argv: Sequence[str], parallel: int = 50) -> dict[str, Result]:
     """`kastro-firewall ARGV...` on every gateway, in parallel; a result per gateway."""
+    return _run(gateways, argv, parallel, helper=True)
+
+
+def run_command(hosts: Sequence[Gateway], argv: Sequence[str]) -> dict[str, Result]:
+    """ARGV itself (every word checked by the caller) on each host; a result whatever its
+    exit status: {"stdout": ..., "succeeded": bool}."""
+    return _run(hosts, argv, 50, helper=False)
+
+
+def _run(
+    gateways: Sequence[Gateway], argv: Sequence[str], parallel: int, helper: bool
+) -> dict[str, Result]:
     if not gateways:
         return {}
     from pyinfra.api.config import Config
@@ -47,9 +59,9 @@ def run(gateways: Sequence[Gateway], argv: Sequence[str], parallel: int = 50) ->
         connect_all(state)
     ops = {}
     helpers = sorted({g.helper for g in gateways})  # one operation for all (in parallel)
-    for helper in helpers:
-        hosts = [inventory.get_host(g.name) for g in gateways if g.helper == helper]
-        command = shlex.join([helper, *argv])
+    for program in helpers if helper else [""]:
+        hosts = [inventory.get_host(g.name) for g in gateways if g.helper == program or not helper]
+        command = shlex.join([program, *argv] if helper else argv)
         ops.update(
             add_op(
                 state,
@@ -68,13 +80,15 @@ def run(gateways: Sequence[Gateway], argv: Sequence[str], parallel: int = 50) ->
     results = {}
     for host in inventory:
         meta = ops.get(host)
-        results[host.name] = _result(host in state.failed_hosts, meta)
+        results[host.name] = _result(host in state.failed_hosts, meta, helper)
     return results
 
 
-def _result(failed_to_connect: bool, meta: Any) -> Result:
+def _result(failed_to_connect: bool, meta: Any, helper: bool = True) -> Result:
     if meta is None or failed_to_connect or not meta.is_complete():
         return Result(False, error="not reachable over SSH")
+    if not helper:
+        return Result(True, data={"stdout": meta.stdout, "succeeded": meta.did_succeed()})
     if not meta.did_succeed():
         return Result(False, error=(meta.stderr or meta.stdout or "failed").strip()[-500:])
     try:

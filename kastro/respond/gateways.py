@@ -184,11 +184,17 @@ def _ansible_hostvars(
 def _gateway(name: str, variables: Mapping[str, Any]) -> Gateway:
     plain = _plain(variables, name)
     model = with_model(plain)
-    allow = [
+    host = _connection(name, plain)
+    host.allowlist = [
         *management_networks(model),
         *_addresses(plain, "firewall_management_extra_networks", name),
         *_addresses(plain, "firewall_allowlist", name),
     ]
+    return host
+
+
+def _connection(name: str, plain: Mapping[str, Any]) -> Gateway:
+    """How Ansible reaches the host: address, user, port, key, known_hosts."""
     options = _ssh_options(str(plain.get("ansible_ssh_common_args") or ""))
     return Gateway(
         name=name,
@@ -199,8 +205,18 @@ def _gateway(name: str, variables: Mapping[str, Any]) -> Gateway:
         key=plain.get("ansible_ssh_private_key_file"),
         known_hosts=options.get("userknownhostsfile"),
         strict_host_keys=options.get("stricthostkeychecking", "yes"),
-        allowlist=allow,
     )
+
+
+def probe_host(inventories: Sequence[str], name: str) -> Gateway:
+    """Any host of the inventory, reached as Ansible reaches it, to send a --verify probe
+    from (in the lab: the attacker)."""
+    hostvars = _ansible_hostvars(inventories, ("all",))
+    if name not in hostvars:
+        raise GatewayError(f"--verify-from {name}: not a host of {', '.join(inventories)}")
+    host = _connection(name, _plain(hostvars[name], name))
+    host.role = "probe"
+    return host
 
 
 def _plain(variables: Mapping[str, Any], host: str) -> dict[str, Any]:

@@ -71,9 +71,14 @@ def test_a_block_stops_the_attacker_at_every_gateway(lab, state, attacker):
     target = address("hall-gw", "z-servers")
     assert pings(target)
     started = time.monotonic()
-    code, report = respond(lab, state, "block", attacker, "--ttl", "10m", "--reason", "lab scan")
+    probe = ("--verify-from", "attacker", "--verify-to", target)
+    code, report = respond(
+        lab, state, "block", attacker, "--ttl", "10m", "--reason", "lab scan", *probe
+    )
     elapsed = time.monotonic() - started
     assert code == 0 and report["gateways"] == dict.fromkeys(GATEWAYS, "ok"), report
+    check = report["verification"]  # the attacker's three pings, dropped and counted
+    assert check["verified"] and check["answered"] == 0 and check["dropped"]["hall-gw"] >= 3
     for gateway in GATEWAYS:
         assert 590 <= blocked(gateway)[attacker] <= 600
     assert not pings(target)
@@ -86,8 +91,9 @@ def test_a_block_stops_the_attacker_at_every_gateway(lab, state, attacker):
     code, listing = respond(lab, state, "list")
     row = next(r for r in listing if r["target"] == attacker)
     assert sorted(row["gateways"]) == sorted(GATEWAYS) and row["operator"] == "lab-soc"
-    code, _ = respond(lab, state, "unblock", attacker, "--reason", "done")
+    code, lifted = respond(lab, state, "unblock", attacker, "--reason", "done", *probe)
     assert code == 0 and all(attacker not in blocked(g) for g in GATEWAYS)
+    assert lifted["verification"]["answered"] == 3 and lifted["verification"]["verified"]
     assert pings(target)
     log = (state / "audit.jsonl").read_text().splitlines()
     assert [json.loads(line)["action"] for line in log] == ["block"] * 3 + ["unblock"]
