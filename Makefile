@@ -30,7 +30,7 @@ export PY_COLORS := 0
 .PHONY: help deps apt venv image lint unit molecule test demo demo-down bench clean
 
 help:
-	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the alert"
+	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the alert, block the attacker"
 	@echo "make demo-down  remove the demo hosts"
 	@echo "make test       lint + unit tests + Molecule scenarios (everything CI runs)"
 	@echo "make molecule SCENARIO=base   one Molecule scenario"
@@ -101,8 +101,8 @@ demo: deps image
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/mail.yml; \
 	echo "==> what is deployed where"; \
 	kastro lab report --lab $(LAB); \
-	echo "==> the attacker scans a sensor: detected, alerted, e-mailed"; \
-	kastro lab attack $(INVENTORY) --lab $(LAB); \
+	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond)"; \
+	kastro lab attack $(INVENTORY) --lab $(LAB) --contain; \
 	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
 
 # Not part of `make test`: benchmarks print numbers, they do not pass or fail.

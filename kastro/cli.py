@@ -88,6 +88,15 @@ def _cmd_lab_attack(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.contain:
+        done = attack.contain(Path(args.inventory), args.lab, outcome)
+        print(attack.containment_report(done, args.lab))
+        if not (done.report["complete"] and done.before.get("answered")):
+            print(
+                "kastro lab attack: ο αποκλεισμός δεν επαληθεύτηκε / the block was not verified",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 
@@ -345,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab_attack.add_argument("inventory", help="inventory directory of the lab")
     lab_attack.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    lab_attack.add_argument(
+        "--contain",
+        action="store_true",
+        help="then block the scan's source on every gateway (kastro respond) and show it stop",
+    )
     for sub, handler in (
         (lab_attack, _cmd_lab_attack),
         (lab_up, _cmd_lab_up),

@@ -6,6 +6,11 @@ lab's management network where the sensor's monitor captures. It then waits unti
 Alertmanager on the monitoring host holds the alert and the SOC's mailbox (the lab's exim4)
 holds the notification, and prints both, Greek first. Nothing is sent anywhere but between
 two hosts this lab created.
+
+`contain` then does what the SOC does next: takes the scan's source from the alert
+(KastroEveAlert's src_ip), shows the attacker reaching a gateway, blocks the source on every
+gateway with `kastro respond` (audited like any decision) and shows the same probe dropped
+and counted. The probe is three pings from the attacker to a gateway of the lab.
 """
 
 from __future__ import annotations
@@ -139,6 +144,86 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
         time.sleep(3)
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+@dataclass
+class Containment:
+    """The SOC's answer to the scan: the source blocked, the attack path before and after."""
+
+    source: str
+    target: str
+    before: dict[str, Any]
+    report: dict[str, Any]
+
+
+def _scan_source(lab: str, where: Targets, timeout: float) -> str:
+    """The scan's source address, from the sensor's EVE alert as Alertmanager holds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for alert in _alerts(lab, where):
+            labels = alert["labels"]
+            if labels.get("alertname") == "KastroEveAlert" and labels.get("detector") == "portscan":
+                return str(ipaddress.ip_address(labels["src_ip"]))
+        if time.monotonic() > deadline:
+            raise LabError("no KastroEveAlert with the scan's source in Alertmanager")
+        time.sleep(2)
+
+
+def _gateway_address(inventory: Path) -> str:
+    """A zone address of the gateway in the building with the internet uplink: what the
+    attacker (on the internet side) reaches through that gateway's firewall."""
+    model = load_model(inventory)[0]
+    uplinks = {u.building for u in model.municipality.uplinks} if model.municipality else set()
+    planned = read_previous_plan(inventory).get("hosts") or {}
+    for _, entry in sorted(planned.items()):
+        if entry.get("role") == "gateway" and entry.get("building") in uplinks:
+            zones = entry.get("interfaces") or {}
+            for zone in sorted(zones, key=lambda z: (z != "servers", z)):
+                if zones[zone].get("ipv4"):
+                    return str(zones[zone]["ipv4"])
+    raise LabError("no gateway with an internet uplink and a zone address in the plan")
+
+
+def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Containment:
+    """Block the scan's source on every gateway with kastro respond, verified by a probe."""
+    from kastro.respond import actions, gateways, verify
+    from kastro.respond.decisions import DecisionStore, operator, parse_target
+
+    source = _scan_source(lab, outcome.targets, timeout=60)
+    inventories = [str(inventory), str(state_dir(lab) / "inventory.yml")]
+    every = gateways.load(inventories)
+    probe = gateways.probe_host(inventories, "attacker")
+    target = _gateway_address(inventory)
+    before = verify.verify(every, probe, target, "unblock").as_dict()
+    report = actions.block(
+        DecisionStore(state_dir(lab) / "respond"),
+        every,
+        parse_target(source),
+        ttl,
+        f"demo: port scan of {outcome.targets.sensor} (KastroAttackDetected)",
+        operator(),
+        lambda action: verify.verify(every, probe, target, action).as_dict(),
+    )
+    return Containment(source, target, before, report.as_dict())
+
+
+def containment_report(done: Containment, lab: str) -> str:
+    after = done.report.get("verification") or {}
+    drops = ", ".join(f"{g} +{n}" for g, n in sorted(after.get("dropped", {}).items()) if n)
+    gates = ", ".join(f"{g}: {status}" for g, status in sorted(done.report["gateways"].items()))
+    return "\n".join(
+        [
+            f"==> περιορισμός / containment: kastro respond block {done.source} --ttl 10m",
+            f"  πριν / before: ping {done.target} από τον επιτιθέμενο / from the attacker: "
+            f"{done.before.get('answered')}/3 απαντήσεις / answered",
+            f"  πύλες / gateways ({done.report['seconds']:.1f} s): {gates}",
+            f"  μετά / after: {after.get('answered')}/3 απαντήσεις / answered; "
+            f"απορρίψεις / drops: {drops or 'none'}"
+            + (" ✓ η επίθεση σταμάτησε / the attack stopped" if after.get("verified") else " ✗"),
+            f"  kastro respond list|log -i <inventory> -i {state_dir(lab) / 'inventory.yml'} "
+            f"--state-dir {state_dir(lab) / 'respond'}",
+        ]
+    )
 
 
 def report(outcome: Outcome, lab: str) -> str:

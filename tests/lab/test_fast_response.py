@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from kastro.lab import hosts
+from kastro.lab import attack, hosts
 from tests.lab.conftest import INVENTORY, LAB, ROOT
 
 pytestmark = pytest.mark.lab
@@ -65,6 +65,24 @@ def attacker(lab) -> Iterator[str]:
     yield source
     for gateway in GATEWAYS:  # whatever a failed test left behind
         ssh(gateway).run(f"kastro-firewall unblock {source}")
+
+
+def test_the_demo_ends_with_the_scanner_blocked_and_the_attack_stopped(lab, attacker):
+    """What make demo ends with (kastro lab attack --contain): the scan is detected, its
+    source taken from the alert is blocked on every gateway, and the attacker's probe that
+    was answered before is dropped and counted after."""
+    outcome = attack.run(INVENTORY, LAB, timeout=90)
+    assert outcome.alerts, "no KastroAttackDetected"
+    done = attack.contain(INVENTORY, LAB, outcome)
+    print("\n" + attack.containment_report(done, LAB))
+    assert done.source == attacker
+    assert done.before["answered"] == 3
+    assert done.report["complete"] and done.report["verification"]["answered"] == 0
+    assert done.report["gateways"] == dict.fromkeys(GATEWAYS, "ok")
+    record = json.loads(
+        (hosts.state_dir(LAB) / "respond" / "audit.jsonl").read_text().split("\n")[-2]
+    )
+    assert record["action"] == "block" and "port scan" in record["reason"]
 
 
 def test_a_block_stops_the_attacker_at_every_gateway(lab, state, attacker):

@@ -136,6 +136,24 @@ def test_ssh_options_come_from_the_ansible_inventory() -> None:
         (["isolate", "web", "--reason", ""], "--reason"),
         (["reconcile", "--every", "5", "--metrics-listen", "0.0.0.0:x"], "--metrics-listen"),
         (["reconcile", "--metrics-listen", "web:9559"], "--metrics-listen"),
+        (["block", "203.0.113.9", "--reason", "x", "--verify-from", "web"], "go together"),
+        (
+            ["block", "203.0.113.9", "--reason", "x", "--verify-from", "web", "--verify-to", "a;b"],
+            "not an IP address",
+        ),
+        (
+            [
+                "block",
+                "203.0.113.9",
+                "--reason",
+                "x",
+                "--verify-from",
+                "nobody",
+                "--verify-to",
+                "10.30.0.33",
+            ],
+            "--verify-from nobody",
+        ),
     ],
 )
 def test_bad_input_changes_nothing(
