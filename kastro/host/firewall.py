@@ -45,6 +45,7 @@ PENDING = STATE_DIR / "pending.json"  # an applied, not yet confirmed change
 SNAPSHOT = STATE_DIR / "rollback.nft"  # the table as it was before that change
 LAST_ROLLBACK = STATE_DIR / "last-rollback.json"
 LIVE_DIGEST = STATE_DIR / "live.sha256"  # the live table as confirmed (see live_digest)
+SOC_SETS = STATE_DIR / "soc-sets.json"  # the SOC's entries with their end times: a reboot
 TIMER_UNIT = "kastro-firewall-rollback"
 BLOCKLISTS = ("blocklist_v4", "blocklist_v6")
 ISOLATED = ("isolated_v4", "isolated_v6")
@@ -137,6 +138,48 @@ def carry_over() -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def save_entries(now: float | None = None) -> None:
+    """After every SOC action: the SOC's sets with each entry's end time (0600, atomic), so
+    blocks and isolations come back at boot with the time they had left."""
+    now = time.time() if now is None else now
+    data = {
+        name: [
+            {"val": e["val"], "until": now + int(e["expires"]) if e.get("expires") else None}
+            for e in set_elements(name)
+        ]
+        for name in SETS
+    }
+    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+    temporary = SOC_SETS.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    temporary.replace(SOC_SETS)
+
+
+def saved_entries(now: float | None = None) -> str:
+    """nft statements for the saved entries still in force (each checked again: the file is
+    root's, but a value reaches nft only as an address)."""
+    now = time.time() if now is None else now
+    try:
+        data = json.loads(SOC_SETS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    lines = []
+    for name in SETS:
+        for entry in data.get(name, []) if isinstance(data, dict) else []:
+            try:
+                value = _text(_address(str(entry["val"])))
+                until = entry.get("until")
+            except (FirewallError, KeyError, TypeError):
+                continue
+            if until is not None and float(until) <= now + 1:
+                continue
+            timeout = f" timeout {int(float(until) - now)}s" if until is not None else ""
+            lines.append(f"add element {TABLE} {name} {{ {value}{timeout} }}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def without_blocklist_elements(listing: str) -> str:
     """A table listing minus the blocklists' entries: those are carried over live instead,
     so a rollback neither loses a block added since nor revives one removed since."""
@@ -155,9 +198,11 @@ def without_blocklist_elements(listing: str) -> str:
 
 
 def load(ruleset: str) -> None:
-    """One atomic transaction: the new table plus the carried-over blocklist."""
+    """One atomic transaction: the new table plus the SOC's entries, carried over from the
+    live table, or after a reboot (no table yet) from what the last SOC action saved."""
+    entries = carry_over() if table_loaded() else saved_entries()
     with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as tmp:
-        tmp.write(ruleset + "\n" + carry_over())
+        tmp.write(ruleset + "\n" + entries)
     try:
         nft("-f", tmp.name)
     finally:
@@ -483,6 +528,7 @@ def _add(sets: tuple[str, str], args: argparse.Namespace) -> dict[str, Any]:
         if len(transactions) > 1:  # the replaced entries go back as they were
             nft("-f", "-", stdin=_restore(name, live))
         raise
+    save_entries()
     return {**outcome, "set": name, "timeout": args.timeout, **_after(name)}
 
 
@@ -540,6 +586,7 @@ def _remove(sets: tuple[str, str], args: argparse.Namespace) -> dict[str, Any]:
         f"delete element {TABLE} {name} {{ {net} }}",
     ]
     nft("-f", "-", stdin="\n".join(statements) + "\n")
+    save_entries()
     return {"unblocked": _text(net), "set": name, **_after(name)}
 
 

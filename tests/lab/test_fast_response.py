@@ -106,6 +106,11 @@ def test_a_block_stops_the_attacker_at_every_gateway(lab, state, attacker):
     assert all(blocked(g)[attacker] >= 3500 for g in GATEWAYS)  # extended, not ignored
     code, _ = respond(lab, state, "block", attacker, "--ttl", "5m", "--reason", "again")
     assert all(blocked(g)[attacker] >= 3400 for g in GATEWAYS)  # never shortened
+    # A reboot: the table is gone, the boot service loads the confirmed ruleset and the
+    # SOC's entries saved with their end times.
+    ssh("hall-gw").check_output("nft delete table inet kastro && kastro-firewall boot")
+    assert 3300 <= blocked("hall-gw")[attacker] <= 3600
+    assert not pings(target)
     code, listing = respond(lab, state, "list")
     row = next(r for r in listing if r["target"] == attacker)
     assert sorted(row["gateways"]) == sorted(GATEWAYS) and row["operator"] == "lab-soc"

@@ -48,6 +48,7 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(f"/tmp/{name}-var-lib", ignore_errors=True)
 
 
 def helper(
@@ -56,8 +57,30 @@ def helper(
     env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
     if ssh_from:
         env["SSH_CONNECTION"] = f"{ssh_from} 50022 {ssh_to} 22"
+    # A mount namespace of its own with a directory over /var/lib: what kastro-firewall saves
+    # for a reboot (/var/lib/kastro/firewall) stays out of this machine's.
+    var_lib = Path(f"/tmp/{netns}-var-lib")
+    var_lib.mkdir(exist_ok=True)
     proc = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "kastro.host.firewall", *args],
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            'mount --bind "$0" /var/lib && exec "$@"',
+            str(var_lib),
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "kastro.host.firewall",
+            *args,
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -141,3 +164,15 @@ def test_a_host_is_not_isolated_from_the_session_that_asks(netns: str) -> None:
     helper(netns, "release", "10.30.0.42")
     rc, done = helper(netns, "isolate", "10.30.0.42", ssh_from="10.20.3.5")  # management
     assert rc == 0 and list(elements(done)) == ["10.30.0.42"]
+
+
+def test_what_a_reboot_needs_is_saved_privately(netns: str) -> None:
+    helper(netns, "block", "203.0.113.9", "--timeout", "1h")
+    helper(netns, "isolate", "10.30.0.42")
+    saved = Path(f"/tmp/{netns}-var-lib/kastro/firewall/soc-sets.json")
+    assert saved.stat().st_mode & 0o777 == 0o600
+    data = json.loads(saved.read_text())
+    assert [e["val"] for e in data["blocklist_v4"]] == ["203.0.113.9"]
+    assert data["isolated_v4"] == [{"val": "10.30.0.42", "until": None}]
+    helper(netns, "unblock", "203.0.113.9")
+    assert json.loads(saved.read_text())["blocklist_v4"] == []

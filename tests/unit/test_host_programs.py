@@ -409,3 +409,26 @@ def test_a_build_directory_of_another_user_or_a_link_is_refused(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(BuildDirError, match="not a directory"):
         build(tmp_path / "link" / "kastro-host.pyz")
+
+
+def test_saved_soc_entries_come_back_at_boot_with_the_time_they_had_left(tmp_path, monkeypatch):
+    saved = tmp_path / "soc-sets.json"
+    monkeypatch.setattr(firewall, "SOC_SETS", saved)
+    saved.write_text(
+        json.dumps(
+            {
+                "blocklist_v4": [
+                    {"val": "203.0.113.9", "until": 1000.0 + 600},
+                    {"val": "198.51.100.0/24", "until": 999.0},  # expired while down
+                    {"val": "10.0.0.1; flush ruleset", "until": None},  # never reaches nft
+                ],
+                "isolated_v4": [{"val": "10.30.0.42", "until": None}],
+            }
+        )
+    )
+    assert firewall.saved_entries(now=1000.0).splitlines() == [
+        "add element inet kastro blocklist_v4 { 203.0.113.9 timeout 600s }",
+        "add element inet kastro isolated_v4 { 10.30.0.42 }",
+    ]
+    saved.write_text("{not json")
+    assert firewall.saved_entries(now=1000.0) == ""
