@@ -689,20 +689,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("needs-apply", help="whether FILE differs from what is confirmed")
     p.add_argument("file")
     p.set_defaults(func=cmd_needs_apply)
-    p = sub.add_parser("block", help="add an address or network to the blocklist")
-    p.add_argument("address")
-    p.add_argument("--timeout", help="e.g. 30m, 1h, 7d (default: until unblocked)")
-    p.set_defaults(func=cmd_block)
-    p = sub.add_parser("unblock", help="remove an address or network from the blocklist")
-    p.add_argument("address")
-    p.set_defaults(func=cmd_unblock)
-    p = sub.add_parser("isolate", help="let an address talk only to the allowlist")
-    p.add_argument("address")
-    p.add_argument("--timeout", help="e.g. 30m, 1h, 7d (default: until released)")
-    p.set_defaults(func=cmd_isolate)
-    p = sub.add_parser("release", help="end an isolation")
-    p.add_argument("address")
-    p.set_defaults(func=cmd_release)
+    soc_actions = (
+        ("block", cmd_block, "add an address or network to the blocklist", "until unblocked"),
+        ("unblock", cmd_unblock, "remove an address or network from the blocklist", ""),
+        ("isolate", cmd_isolate, "let an address talk only to the allowlist", "until released"),
+        ("release", cmd_release, "end an isolation", ""),
+    )
+    for name, func, text, lasting in soc_actions:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("address")
+        if lasting:
+            p.add_argument("--timeout", help=f"e.g. 30m, 1h, 7d (default: {lasting})")
+        p.set_defaults(func=func)
     listing = sub.add_parser("blocked", help="list the blocklists and isolations")
     listing.set_defaults(func=cmd_blocked)
     counters = sub.add_parser("counters", help="the SOC's drop counters")
