@@ -52,7 +52,7 @@ def test_management_is_the_first_rule_after_loopback(host):
 
 def test_soc_sets_have_timeouts_and_come_first(host):
     sets = objects(host, "set")
-    for name in ("blocklist_v4", "blocklist_v6"):
+    for name in ("blocklist_v4", "blocklist_v6", "isolated_v4", "isolated_v6"):
         assert set(sets[name]["flags"]) == {"interval", "timeout"}
     assert {"prefix": {"addr": "10.40.0.80", "len": 29}} in sets["allowlist_v4"]["elem"]
     if host.backend.get_hostname() == "hall-gw":
