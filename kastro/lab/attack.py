@@ -150,6 +150,7 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
 class Containment:
     """The SOC's answer to the scan: the source blocked, the attack path before and after."""
 
+    inventory: Path
     source: str
     target: str
     before: dict[str, Any]
@@ -186,7 +187,7 @@ def _gateway_address(inventory: Path) -> str:
 
 def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Containment:
     """Block the scan's source on every gateway with kastro respond, verified by a probe."""
-    from kastro.respond import actions, gateways, verify
+    from kastro.respond import actions, gateways, metrics, verify
     from kastro.respond.decisions import DecisionStore, operator, parse_target
 
     source = _scan_source(lab, outcome.targets, timeout=60)
@@ -195,8 +196,9 @@ def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Cont
     probe = gateways.probe_host(inventories, "attacker")
     target = _gateway_address(inventory)
     before = verify.verify(every, probe, target, "unblock").as_dict()
+    store = DecisionStore(state_dir(lab) / "respond")
     report = actions.block(
-        DecisionStore(state_dir(lab) / "respond"),
+        store,
         every,
         parse_target(source),
         ttl,
@@ -204,7 +206,8 @@ def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Cont
         operator(),
         lambda action: verify.verify(every, probe, target, action).as_dict(),
     )
-    return Containment(source, target, before, report.as_dict())
+    metrics.write(store)
+    return Containment(inventory, source, target, before, report.as_dict())
 
 
 def containment_report(done: Containment, lab: str) -> str:
@@ -220,7 +223,7 @@ def containment_report(done: Containment, lab: str) -> str:
             f"  μετά / after: {after.get('answered')}/3 απαντήσεις / answered; "
             f"απορρίψεις / drops: {drops or 'none'}"
             + (" ✓ η επίθεση σταμάτησε / the attack stopped" if after.get("verified") else " ✗"),
-            f"  kastro respond list|log -i <inventory> -i {state_dir(lab) / 'inventory.yml'} "
+            f"  kastro respond list|log -i {done.inventory} -i {state_dir(lab) / 'inventory.yml'} "
             f"--state-dir {state_dir(lab) / 'respond'}",
         ]
     )

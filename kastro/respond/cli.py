@@ -8,7 +8,6 @@ reconcile` finishes it, and so does the next `kastro respond`).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import sys
@@ -241,13 +240,8 @@ def _checked_action(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_listen(text: str) -> None:
-    from kastro.host.textfile import parse_listen
-
     try:
-        address, port = parse_listen(text)
-        ipaddress.ip_address(address)
-        if not 1 <= port <= 65535:
-            raise ValueError(port)
+        metrics.parse_listen(text)
     except ValueError as exc:
         raise DecisionError(
             f"--metrics-listen {text!r}: write ADDRESS:PORT with the controller's management "
@@ -269,9 +263,7 @@ def _reconcile(
     if args.metrics_listen:
         from prometheus_client import start_http_server
 
-        from kastro.host.textfile import parse_listen
-
-        address, port = parse_listen(args.metrics_listen)
+        address, port = metrics.parse_listen(args.metrics_listen)
         start_http_server(port, addr=address, registry=metrics.registry(store))
     rounds = 0
     while True:

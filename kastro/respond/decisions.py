@@ -8,6 +8,7 @@ appended to an audit log of JSON lines: who, what, why, when, and what each gate
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import json
 import os
@@ -180,9 +181,16 @@ class DecisionStore:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+def _login() -> str:
+    try:
+        return getpass.getuser()  # LOGNAME, USER, ..., else the account of this process
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def operator(explicit: str | None = None) -> str:
     """Who acts: --operator, else the user behind sudo, else the login user."""
-    name = explicit or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    name = explicit or os.environ.get("SUDO_USER") or _login()
     if not re.fullmatch(r"[\w.@ -]{1,64}", name):
         raise DecisionError(f"--operator {name!r}: letters, digits, '.', '@', '-' only")
     return name

@@ -13,6 +13,7 @@ with --metrics-listen):
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -87,6 +88,16 @@ def _durations(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """'10.20.3.5:9559' or '[fd00::5]:9559' -> (address, port), or ValueError."""
+    host, _, port = text.rpartition(":")
+    address = str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")))
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(port)
+    return address, number
+
+
 def registry(store: DecisionStore) -> Any:
     from prometheus_client import CollectorRegistry
 
@@ -97,8 +108,8 @@ def registry(store: DecisionStore) -> Any:
 
 def write(store: DecisionStore) -> Path:
     """respond.prom beside the decisions (read by node_exporter's textfile collector)."""
-    from kastro.host.textfile import write_once
+    from prometheus_client import write_to_textfile  # a temporary file, then a rename
 
     path = store.directory / METRICS_FILE
-    write_once(registry(store), path)
+    write_to_textfile(str(path), registry(store))
     return path

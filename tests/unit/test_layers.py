@@ -20,7 +20,9 @@ ALLOWED = {
     "telework": {"inventory"},
     "controller": {"inventory", "links", "firewall", "telework"},
     "monitoring": {"inventory", "controller"},
-    "lab": {"inventory", "lab", "text"},
+    "respond": {"inventory", "controller"},
+    # The lab drives the demo, which ends with the SOC's own tool (kastro lab attack --contain).
+    "lab": {"inventory", "lab", "text", "respond"},
     "host": {"host"},
 }
 

@@ -4,7 +4,9 @@ the allowlist refused, decisions kept (never shortened) and every action audited
 from __future__ import annotations
 
 import json
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -251,3 +253,8 @@ def test_metrics_count_what_the_store_and_the_audit_log_hold(tmp_path: Path) -> 
     assert samples[("kastro_respond_apply_seconds_count", (("action", "block"),))] == 3
     assert samples[("kastro_respond_hosts_missing", ())] == 1
     assert metrics.write(store).read_text() == text
+    if shutil.which("promtool"):  # Prometheus' own naming lint
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
