@@ -1,0 +1,51 @@
+"""The VM has what containers lack: a kernel of its own. What the endpoint role's kernel-level
+checks need is proved here: sysctl can be written, modules can be loaded and refused,
+auditd runs and records, and nothing of it touches this machine's kernel."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kastro.lab import vm
+
+pytestmark = pytest.mark.vm
+
+
+def check(machine: vm.Machine, command: str) -> str:
+    proc = machine.run("sh", "-c", command)
+    assert proc.returncode == 0, f"{command}: {proc.stderr}"
+    return proc.stdout
+
+
+def test_the_vm_runs_its_own_kernel(machine: vm.Machine) -> None:
+    ours = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    theirs = check(machine, "uname -r").strip()
+    assert theirs.endswith("cloud-amd64") and theirs != ours
+
+
+def test_sysctl_is_writable_there_and_not_here(machine: vm.Machine) -> None:
+    here = Path("/proc/sys/net/ipv4/conf/all/log_martians")
+    before = here.read_text().strip()
+    check(machine, "sysctl -w net.ipv4.conf.all.log_martians=1")
+    assert check(machine, "sysctl -n net.ipv4.conf.all.log_martians").strip() == "1"
+    assert here.read_text().strip() == before
+
+
+def test_modules_load_and_a_blacklist_refuses(machine: vm.Machine) -> None:
+    check(machine, "modprobe wireguard && grep -q '^wireguard ' /proc/modules")
+    check(machine, "echo 'install cramfs /bin/false' > /etc/modprobe.d/kastro-test.conf")
+    refused = machine.run("modprobe", "cramfs")
+    assert refused.returncode != 0
+    check(machine, "rm /etc/modprobe.d/kastro-test.conf")
+
+
+def test_auditd_runs_and_records_a_watched_write(machine: vm.Machine) -> None:
+    check(machine, "DEBIAN_FRONTEND=noninteractive apt-get -qq update")
+    check(machine, "DEBIAN_FRONTEND=noninteractive apt-get -qq install -y auditd >/dev/null")
+    check(machine, "systemctl is-active --quiet auditd")
+    check(machine, "auditctl -w /etc/shadow -p wa -k kastro-shadow")
+    check(machine, "touch /etc/shadow")
+    assert "kastro-shadow" in check(machine, "ausearch -k kastro-shadow --raw || true")
