@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -177,11 +178,12 @@ class Machine:
         return self.directory / "known_hosts"
 
     def ssh_argv(self, *command: str) -> list[str]:
+        """ssh runs its command through the remote shell: the words are quoted for it."""
         return [
             "ssh", "-p", str(self.port), "-i", str(self.image.client_key),
             "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
-            "-o", "BatchMode=yes", "root@127.0.0.1", *command,
+            "-o", "BatchMode=yes", "root@127.0.0.1", shlex.join(command),
         ]  # fmt: skip
 
     def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
