@@ -77,7 +77,7 @@ lint: venv
 	mypy
 
 unit: venv
-	pytest -m "not molecule and not lab"
+	pytest -m "not molecule and not lab and not vm"
 
 molecule: deps image
 	molecule test -s $(SCENARIO) < /dev/null
