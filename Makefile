@@ -9,7 +9,8 @@ APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client 
                 prometheus prometheus-alertmanager graphviz tcpdump ethtool nmap util-linux \
                 wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver \
                 rsyslog rsyslog-gnutls dnsmasq-base memcached snmpd snmp unbound openssh-server \
-                rsync samba smbclient chrony isc-dhcp-client masscan hping3
+                rsync samba smbclient chrony isc-dhcp-client masscan hping3 \
+                qemu-system-x86 qemu-utils e2fsprogs
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro
@@ -76,7 +77,7 @@ lint: venv
 	mypy
 
 unit: venv
-	pytest -m "not molecule and not lab"
+	pytest -m "not molecule and not lab and not vm"
 
 molecule: deps image
 	molecule test -s $(SCENARIO) < /dev/null

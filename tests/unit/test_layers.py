@@ -18,6 +18,7 @@ ALLOWED = {
     "firewall": {"inventory", "nft"},
     "links": {"inventory", "nft"},
     "telework": {"inventory"},
+    "endpoint": {"inventory"},
     "controller": {"inventory", "links", "firewall", "telework"},
     "monitoring": {"inventory", "controller"},
     "respond": {"inventory", "controller"},

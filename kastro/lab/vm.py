@@ -1,0 +1,271 @@
+"""A Debian 12 virtual machine under QEMU, for the checks containers cannot make.
+
+Containers share this machine's kernel: sysctl is read-only in them, auditd cannot start,
+kernel modules are the machine's. A VM has a kernel of its own. KVM is not available here,
+so QEMU emulates (TCG): slower, so only the kernel-level checks run in it, all in one VM.
+
+The image is built once per recipe into ``.kastro/vm/<digest>/`` (debootstrap with Debian's
+cloud kernel, a root disk made by ``mkfs.ext4 -d``, host keys and a client key made for it)
+and never changed: each boot writes to a copy-on-write overlay that ``down`` removes. SSH is
+forwarded to 127.0.0.1 only; the guest reaches the Debian mirror through QEMU's user-mode
+NAT (for apt, as the container hosts do) and nothing else is configured to reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kastro.lab.image import BASE_PACKAGES, ImageBuildError, _run, debian_mirror
+
+STATE = Path(".kastro/vm")
+VM_PACKAGES = (
+    *(p for p in BASE_PACKAGES if p != "tcpdump"),
+    "linux-image-cloud-amd64",
+    "initramfs-tools",
+    "udev",
+    "kmod",
+)
+DISK_SIZE = "3G"
+# Inside the unpacked root before the disk is made: part of the recipe's hash.
+VM_SETUP = """\
+set -e
+cat > /etc/apt/sources.list <<EOF
+deb $KASTRO_MIRROR bookworm main
+deb $KASTRO_MIRROR bookworm-updates main
+deb $KASTRO_MIRROR-security bookworm-security main
+EOF
+echo kastro-vm > /etc/hostname
+printf '127.0.0.1 localhost\\n127.0.1.1 kastro-vm\\n' > /etc/hosts
+echo '/dev/vda / ext4 rw,relatime 0 1' > /etc/fstab
+: > /etc/machine-id
+mkdir -p /etc/systemd/network
+cat > /etc/systemd/network/10-kastro.network <<EOF
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+EOF
+systemctl enable systemd-networkd.service ssh.service
+printf 'nameserver 10.0.2.3\\n' > /etc/resolv.conf
+install -d -m 0700 /root/.ssh
+passwd -l root
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+touch -d @0 /var/lib/apt/lists
+"""
+
+
+class VmError(RuntimeError):
+    """The VM could not be built or reached; the message says which step and what to do."""
+
+
+def recipe_digest() -> str:
+    body = json.dumps({"packages": sorted(VM_PACKAGES), "setup": VM_SETUP, "disk": DISK_SIZE})
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built VM image: its kernel, initrd, root disk and keys."""
+
+    directory: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.raw"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / "id_ed25519"
+
+    @property
+    def host_key(self) -> str:
+        return (self.directory / "ssh_host_ed25519_key.pub").read_text(encoding="utf-8").strip()
+
+
+def build(state: Path = STATE, mirror: str | None = None) -> Image:
+    """The image of the current recipe, built first if it is not there (about 3 minutes)."""
+    for tool in ("debootstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise VmError(
+                f"'{tool}' is missing: run 'make deps' (apt-get install qemu-system-x86 "
+                "qemu-utils debootstrap e2fsprogs openssh-client)"
+            )
+    image = Image(state / recipe_digest())
+    if (image.directory / "done").exists():
+        return image
+    if image.directory.exists():
+        shutil.rmtree(image.directory)  # a build that stopped half-way
+    image.directory.mkdir(parents=True, mode=0o700)
+    mirror = mirror or debian_mirror()
+    with tempfile.TemporaryDirectory(prefix="kastro-vm-") as tmp:
+        root = Path(tmp) / "root"
+        _run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(VM_PACKAGES)}",
+             "bookworm", str(root), mirror],
+            "debootstrap of the VM image",
+        )  # fmt: skip
+        _run(
+            ["env", f"KASTRO_MIRROR={mirror}", "chroot", str(root), "/bin/sh", "-c", VM_SETUP],
+            "VM setup script",
+        )
+        _keys(root, image)
+        shutil.copyfile(_one(root / "boot", "vmlinuz-*"), image.kernel)
+        shutil.copyfile(_one(root / "boot", "initrd.img-*"), image.initrd)
+        _run(
+            ["mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(image.disk), DISK_SIZE],
+            "mkfs.ext4 of the VM disk",
+        )
+    (image.directory / "done").write_text(recipe_digest(), encoding="utf-8")
+    return image
+
+
+def _one(directory: Path, pattern: str) -> Path:
+    found = sorted(directory.glob(pattern))
+    if not found:
+        raise ImageBuildError(f"no {pattern} in {directory}: the kernel package did not install")
+    return found[-1]
+
+
+def _keys(root: Path, image: Image) -> None:
+    """The VM's host key (so the controller knows it before the first connection) and the
+    controller's key for root, both made for this image."""
+    etc_ssh = root / "etc" / "ssh"
+    for old in etc_ssh.glob("ssh_host_*"):
+        old.unlink()
+    host_key = etc_ssh / "ssh_host_ed25519_key"
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kastro-vm", "-f", str(host_key)],
+         "ssh-keygen (host key)")  # fmt: skip
+    shutil.copyfile(f"{host_key}.pub", image.directory / "ssh_host_ed25519_key.pub")
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kastro-controller", "-f",
+          str(image.client_key)], "ssh-keygen (client key)")  # fmt: skip
+    authorized = root / "root" / ".ssh" / "authorized_keys"
+    authorized.write_text(Path(f"{image.client_key}.pub").read_text(encoding="utf-8"))
+    authorized.chmod(0o600)
+
+
+@dataclass
+class Machine:
+    """A running VM: its SSH port on 127.0.0.1 and its files."""
+
+    name: str
+    directory: Path
+    image: Image
+    port: int
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.directory / "known_hosts"
+
+    def ssh_argv(self, *command: str) -> list[str]:
+        """ssh runs its command through the remote shell: the words are quoted for it."""
+        return [
+            "ssh", "-p", str(self.port), "-i", str(self.image.client_key),
+            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
+            "-o", "BatchMode=yes", "root@127.0.0.1", shlex.join(command),
+        ]  # fmt: skip
+
+    def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.ssh_argv(*command), capture_output=True, text=True, check=False, timeout=timeout
+        )
+
+    def inventory(self) -> dict[str, object]:
+        """How Ansible and testinfra reach it (an inventory host's variables)."""
+        return {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.image.client_key),
+            "ansible_ssh_common_args": (
+                f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes"
+            ),
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def up(name: str, image: Image, state: Path = STATE, memory_mb: int = 1024) -> Machine:
+    """Boot a VM from `image` on an overlay of its own; return once SSH answers."""
+    directory = state / "machines" / name
+    if (directory / "qemu.pid").exists():
+        down(name, state)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    overlay = directory / "overlay.qcow2"
+    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+          str(image.disk.resolve()), str(overlay)], "qemu-img create")  # fmt: skip
+    machine = Machine(name, directory, image, _free_port())
+    machine.known_hosts.write_text(f"[127.0.0.1]:{machine.port} {image.host_key}\n")
+    _run(
+        ["qemu-system-x86_64", "-name", f"kastro-{name}", "-accel", "tcg", "-cpu", "max",
+         "-smp", "2", "-m", str(memory_mb), "-display", "none", "-no-reboot",
+         "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+         "-append", "console=ttyS0 root=/dev/vda rw net.ifnames=0",
+         "-drive", f"file={overlay},format=qcow2,if=virtio",
+         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{machine.port}-:22",
+         "-device", "virtio-net-pci,netdev=n0",
+         "-serial", f"file:{directory / 'console.log'}",
+         "-daemonize", "-pidfile", str(directory / "qemu.pid")],
+        "qemu-system-x86_64",
+    )  # fmt: skip
+    (directory / "port").write_text(str(machine.port))
+    _wait_for_ssh(machine, timeout=300)
+    return machine
+
+
+def _wait_for_ssh(machine: Machine, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if machine.run("true", timeout=20).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(3)
+    tail = (machine.directory / "console.log").read_text(errors="replace")[-1500:]
+    raise VmError(f"VM {machine.name}: no SSH after {timeout:.0f} s; console:\n{tail}")
+
+
+def down(name: str, state: Path = STATE) -> None:
+    """Stop the VM and remove its overlay (the image stays for the next boot)."""
+    directory = state / "machines" / name
+    pid_file = directory / "qemu.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if f"kastro-{name}".encode() not in cmdline:  # a stale file: that pid is another's
+                raise ProcessLookupError(pid)
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            pass
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,69 @@
+"""The endpoint role on a kernel of its own: the VM plays a server of the example
+municipality, then a gateway; the settings are live, the blacklist refuses, a second run
+changes nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kastro.lab import vm
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "inventory" / "example"
+
+
+def converge(machine: vm.Machine, host: str) -> str:
+    """playbooks/endpoint.yml with the VM standing in for `host` of the example."""
+    overlay = machine.directory / "inventory.yml"
+    overlay.write_text(yaml.safe_dump({"all": {"hosts": {host: machine.inventory()}}}))
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(EXAMPLE), "-i", str(overlay), "--limit", host,
+         "playbooks/endpoint.yml"],
+        cwd=ROOT, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def changed(output: str, host: str) -> int:
+    match = re.search(rf"^{re.escape(host)}\s*:.*changed=(\d+)", output, re.MULTILINE)
+    assert match, output[-1500:]
+    return int(match.group(1))
+
+
+def sysctl(machine: vm.Machine, key: str) -> str:
+    return machine.run("sysctl", "-n", key).stdout.strip()
+
+
+def test_a_server_gets_the_strict_profile_live_and_again_changes_nothing(machine):
+    assert changed(converge(machine, "fileserver"), "fileserver") > 0
+    assert sysctl(machine, "net.ipv4.ip_forward") == "0"
+    assert sysctl(machine, "kernel.kptr_restrict") == "2"
+    assert sysctl(machine, "net.ipv4.conf.all.send_redirects") == "0"
+    refused = machine.run("modprobe", "cramfs")
+    assert refused.returncode != 0
+    assert changed(converge(machine, "fileserver"), "fileserver") == 0
+
+
+def test_a_gateway_forwards_and_loads_its_modules(machine):
+    converge(machine, "cityhall-gw")
+    assert sysctl(machine, "net.ipv4.ip_forward") == "1"
+    assert sysctl(machine, "net.ipv6.conf.all.forwarding") == "1"
+    assert sysctl(machine, "net.ipv4.conf.all.rp_filter") == "2"
+    assert machine.run("modprobe", "wireguard").returncode == 0
+    assert machine.run("modprobe", "8021q").returncode == 0
+    assert changed(converge(machine, "cityhall-gw"), "cityhall-gw") == 0
+
+
+def test_drift_is_repaired(machine):
+    converge(machine, "fileserver")
+    assert machine.run("sysctl", "-w", "kernel.sysrq=1").returncode == 0
+    assert changed(converge(machine, "fileserver"), "fileserver") == 1
+    assert sysctl(machine, "kernel.sysrq") == "0"
