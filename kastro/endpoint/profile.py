@@ -32,12 +32,24 @@ COMMON_SYSCTL: dict[str, str] = {
     "kernel.dmesg_restrict": "1",
     "kernel.kexec_load_disabled": "1",
     "kernel.kptr_restrict": "2",
-    "kernel.perf_event_paranoid": "3",
+    "kernel.panic_on_oops": "1",
+    "kernel.perf_cpu_time_max_percent": "1",
+    "kernel.perf_event_max_sample_rate": "1",
+    "kernel.perf_event_paranoid": "3",  # Debian's own, stricter than ANSSI's 2 (waived)
+    "kernel.pid_max": "65536",
     "kernel.randomize_va_space": "2",
     "kernel.sysrq": "0",
     "kernel.unprivileged_bpf_disabled": "1",
     "kernel.yama.ptrace_scope": "1",
     "net.core.bpf_jit_harden": "2",
+    "net.ipv4.conf.all.accept_local": "0",
+    "net.ipv4.conf.all.arp_filter": "0",
+    "net.ipv4.conf.all.arp_ignore": "2",
+    "net.ipv4.conf.all.drop_gratuitous_arp": "1",
+    "net.ipv4.conf.all.route_localnet": "0",
+    "net.ipv4.conf.all.shared_media": "0",
+    "net.ipv4.conf.default.shared_media": "0",
+    "net.ipv4.ip_local_port_range": "32768 65535",
     "net.ipv4.conf.all.accept_redirects": "0",
     "net.ipv4.conf.default.accept_redirects": "0",
     "net.ipv4.conf.all.secure_redirects": "0",
@@ -56,6 +68,20 @@ COMMON_SYSCTL: dict[str, str] = {
     "net.ipv6.conf.default.accept_redirects": "0",
     "net.ipv6.conf.all.accept_source_route": "0",
     "net.ipv6.conf.default.accept_source_route": "0",
+    # Addresses come from the plan, never from router advertisements (ANSSI R13).
+    "net.ipv6.conf.all.accept_ra_defrtr": "0",
+    "net.ipv6.conf.default.accept_ra_defrtr": "0",
+    "net.ipv6.conf.all.accept_ra_pinfo": "0",
+    "net.ipv6.conf.default.accept_ra_pinfo": "0",
+    "net.ipv6.conf.all.accept_ra_rtr_pref": "0",
+    "net.ipv6.conf.default.accept_ra_rtr_pref": "0",
+    "net.ipv6.conf.all.autoconf": "0",
+    "net.ipv6.conf.default.autoconf": "0",
+    "net.ipv6.conf.all.max_addresses": "1",
+    "net.ipv6.conf.default.max_addresses": "1",
+    "net.ipv6.conf.all.router_solicitations": "0",
+    "net.ipv6.conf.default.router_solicitations": "0",
+    "vm.mmap_min_addr": "65536",
 }
 PROFILE_SYSCTL: dict[str, dict[str, str]] = {
     # A gateway routes: forwarding on. Reverse-path filtering loose (2): in a ring of links a
@@ -165,8 +191,18 @@ def modprobe_file(modules: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def endpoint_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
-    """What the endpoint role writes on `host`."""
+def sysctl_drift(settings: Mapping[str, str], running: list[str]) -> list[str]:
+    """The keys whose running value (`sysctl -n`, one line each, in order) is not the wanted
+    one; whitespace compared loosely (ip_local_port_range prints a tab)."""
+    return [
+        key
+        for (key, wanted), now in zip(settings.items(), running, strict=True)
+        if wanted.split() != now.split()
+    ]
+
+
+def kernel_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """The kernel part of what the endpoint role writes on `host`."""
     settings = sysctl_settings(variables, host)
     modules = blocked_modules(variables, host)
     return {

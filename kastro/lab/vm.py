@@ -35,6 +35,16 @@ VM_PACKAGES = (
     "initramfs-tools",
     "udev",
     "kmod",
+    # What the endpoint role installs, already there (dpkg under emulation is slow), and the
+    # tools that measure it: the role's own apt task still runs and finds them present.
+    "auditd",
+    "libpam-pwquality",
+    "apparmor",
+    "libpam-apparmor",
+    "logrotate",
+    "openscap-scanner",
+    "lynis",
+    "pamtester",
 )
 DISK_SIZE = "3G"
 # Inside the unpacked root before the disk is made: part of the recipe's hash.
@@ -190,6 +200,16 @@ class Machine:
         return subprocess.run(
             self.ssh_argv(*command), capture_output=True, text=True, check=False, timeout=timeout
         )
+
+    def put(self, local: Path, remote: str, timeout: float = 120) -> None:
+        """Copy one file into the VM (through ssh's standard input)."""
+        with local.open("rb") as source:
+            done = subprocess.run(
+                self.ssh_argv("dd", f"of={remote}", "status=none"),
+                stdin=source, capture_output=True, check=False, timeout=timeout,
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise VmError(f"copy of {local} to {self.name}:{remote} failed: {done.stderr!r}")
 
     def inventory(self) -> dict[str, object]:
         """How Ansible and testinfra reach it (an inventory host's variables)."""

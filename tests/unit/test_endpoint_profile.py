@@ -13,7 +13,7 @@ from kastro.endpoint.profile import (
     BLACKLIST,
     EndpointConfigError,
     blocked_modules,
-    endpoint_state,
+    kernel_state as endpoint_state,
     sysctl_settings,
 )
 
