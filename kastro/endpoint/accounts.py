@@ -65,20 +65,24 @@ def pam_profiles(n: Mapping[str, int]) -> dict[str, str]:
             "Kastro: Unix authentication, no empty passwords, old passwords remembered",
             256,
             ("Auth", "Primary", "[success=end default=ignore]\tpam_unix.so try_first_pass"),
-            ("Account", "Primary",
-             "[success=end new_authtok_reqd=done default=ignore]\tpam_unix.so"),
+            (
+                "Account",
+                "Primary",
+                "[success=end new_authtok_reqd=done default=ignore]\tpam_unix.so",
+            ),
             ("Session", "Additional", "required\tpam_unix.so"),
             ("Password", "Primary", f"[success=end default=ignore]\t{unix_password}"),
-        ),  # fmt: skip
+        ),
         "kastro-faillock": _profile(
             "Kastro: count failed logins (pam_faillock)",
             0,
-            ("Auth", "Primary", "[default=die]\tpam_faillock.so authfail"),
+            ("Auth", "Primary", "[default=die]\tpam_faillock.so authfail\n"
+             "\tsufficient\tpam_faillock.so authsucc"),
         ),
         "kastro-faillock-notify": _profile(
             "Kastro: refuse a locked account, reset its count after a success (pam_faillock)",
             1024,
-            ("Auth", "Primary", "requisite\tpam_faillock.so preauth"),
+            ("Auth", "Primary", "required\tpam_faillock.so preauth"),
             ("Account", "Primary", "required\tpam_faillock.so"),
         ),
     }
@@ -110,20 +114,35 @@ def files(variables: Mapping[str, Any]) -> dict[str, str]:
         ),
         "/etc/security/pwquality.conf": _lines(
             f"minlen = {n['password_min_length']}",
-            "minclass = 4", "dcredit = -1", "ucredit = -1", "lcredit = -1", "ocredit = -1",
-            "maxrepeat = 3", "dictcheck = 1", "enforcing = 1", "retry = 3",
-        ),  # fmt: skip
+            "minclass = 4",
+            "dcredit = -1",
+            "ucredit = -1",
+            "lcredit = -1",
+            "ocredit = -1",
+            "maxrepeat = 3",
+            "dictcheck = 1",
+            "enforcing = 1",
+            "retry = 3",
+        ),
         "/etc/profile.d/kastro-endpoint.sh": _lines(
-            f"umask {mask}", f"TMOUT={timeout}", "readonly TMOUT", "export TMOUT"
+            f"umask {mask}", f"typeset -xr TMOUT={timeout}"
         ),
         "/etc/security/limits.d/kastro-endpoint.conf": _lines("* hard core 0"),
         "/etc/systemd/coredump.conf.d/kastro-endpoint.conf": _lines(
             "[Coredump]", "Storage=none", "ProcessSizeMax=0"
         ),
         "/etc/sudoers.d/kastro-endpoint": _lines(
-            "Defaults ignore_dot", "Defaults use_pty", "Defaults umask=0077",
+            "Defaults ignore_dot",
+            "Defaults use_pty",
+            "Defaults umask=0077",
             "Defaults logfile=/var/log/sudo.log",
-        ),  # fmt: skip
+        ),
+        # Debian's own files set these two lower; the same name in /etc replaces them.
+        "/etc/sysctl.d/protect-links.conf": _lines(
+            "fs.protected_fifos = 2", "fs.protected_hardlinks = 1", "fs.protected_regular = 2",
+            "fs.protected_symlinks = 1",
+        ),
+        "/etc/sysctl.d/50-pid-max.conf": _lines("kernel.pid_max = 65536"),
         "/etc/securetty": "",  # no direct root login on a terminal (ANSSI R32 spirit)
     }
     return found

@@ -22,7 +22,7 @@ from kastro.endpoint.profile import EndpointConfigError
 KEYS: dict[str, tuple[str, str, str]] = {
     "logins": ("logins and failed logins", "(i) access control", "CIS 6.3.3.12"),
     "session": ("sessions opened and closed", "(i) access control", "CIS 6.3.3.11"),
-    "scope": ("sudo rules changed", "(i) access control", "CIS 6.3.3.1"),
+    "actions": ("sudo rules changed", "(i) access control", "CIS 6.3.3.1"),
     "privileged": ("programs run with privilege", "(i) access control", "CIS 6.3.3.2-4"),
     "user_emulation": ("a user acting as another", "(i) access control", "CIS 6.3.3.2"),
     "identity": ("accounts and groups changed", "(i) access control", "CIS 6.3.3.8"),
@@ -44,7 +44,7 @@ KEYS: dict[str, tuple[str, str, str]] = {
 WATCHES: dict[str, tuple[str, ...]] = {
     "logins": ("/var/log/lastlog", "/var/log/faillock", "/var/run/faillock"),
     "session": ("/var/run/utmp", "/var/log/wtmp", "/var/log/btmp"),
-    "scope": ("/etc/sudoers", "/etc/sudoers.d", "/var/log/sudo.log"),
+    "actions": ("/etc/sudoers", "/etc/sudoers.d/", "/var/log/sudo.log"),
     "identity": (
         "/etc/group", "/etc/passwd", "/etc/gshadow", "/etc/shadow", "/etc/security/opasswd",
         "/etc/nsswitch.conf", "/etc/pam.conf", "/etc/pam.d",
@@ -52,7 +52,7 @@ WATCHES: dict[str, tuple[str, ...]] = {
     "time-change": ("/etc/localtime", "/etc/chrony"),
     "system-locale": (
         "/etc/issue", "/etc/issue.net", "/etc/hosts", "/etc/hostname", "/etc/network",
-        "/etc/systemd/network", "/etc/netplan", "/etc/nftables.conf",
+        "/etc/systemd/network", "/etc/nftables.conf",
     ),
     "MAC-policy": ("/etc/apparmor", "/etc/apparmor.d"),
     "sshd": ("/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d"),
@@ -72,7 +72,8 @@ EXECUTED: dict[str, tuple[str, ...]] = {
 USER = "-F auid>=1000 -F auid!=unset"
 SYSCALLS: tuple[tuple[str, str, str], ...] = (
     # (key, syscalls, filter)
-    ("time-change", "adjtimex,settimeofday,clock_settime", ""),
+    ("time-change", "adjtimex,settimeofday", ""),
+    ("time-change", "clock_settime", "-F a0=0x0"),  # CLOCK_REALTIME only
     ("system-locale", "sethostname,setdomainname", ""),
     ("modules", "init_module,finit_module,delete_module", ""),
     ("mounts", "mount,umount2", USER),
@@ -83,6 +84,8 @@ SYSCALLS: tuple[tuple[str, str, str], ...] = (
     ("delete", "unlink,unlinkat,rename,renameat,rmdir", USER),
     ("user_emulation", "execve", "-C euid!=uid -F auid!=unset"),
 )
+# A watched path's parent directory must exist (auditctl refuses the rule otherwise, and stops
+# loading the rest): every path above is under /etc, /var/lib or /var/log.
 # Every name above exists in both the 64-bit and the 32-bit syscall tables; stime only in the
 # 32-bit one.
 B32_ONLY = (("time-change", "stime", ""),)
@@ -130,6 +133,8 @@ def rules_file(variables: Mapping[str, Any], setuid: Sequence[str] = ()) -> str:
     for key, paths in WATCHES.items():
         lines += [f"-w {path} -p wa -k {key}" for path in paths]
     lines += [f"-w {path} -p wa -k kastro" for path in watched_paths(variables)]
+    # The /sbin names too (merged /usr: the same files; the scanners look for these lines).
+    lines += [f"-w /sbin/{tool} -p x -k modules" for tool in ("insmod", "rmmod", "modprobe")]
     executed = {**EXECUTED, "privileged": tuple(privileged_programs(setuid))}
     for key, programs in executed.items():
         who = "-F auid!=unset" if key == "network_tools" else USER

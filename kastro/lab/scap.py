@@ -120,9 +120,7 @@ def check_waivers(
         if missing:
             raise ScapError(f"waiver {number}: {', '.join(missing)} missing")
         by_rule[str(waiver["rule"])] = waiver
-    expired = [
-        rule for rule, waiver in by_rule.items() if _date(waiver["review_by"], rule) < today
-    ]
+    expired = [rule for rule, waiver in by_rule.items() if _date(waiver["review_by"], rule) < today]
     return WaiverCheck(
         unwaived=tuple(sorted(set(failed) - set(by_rule))),
         expired=tuple(sorted(expired)),

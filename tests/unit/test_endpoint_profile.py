@@ -13,9 +13,9 @@ from kastro.endpoint.profile import (
     BLACKLIST,
     EndpointConfigError,
     blocked_modules,
-    kernel_state as endpoint_state,
     sysctl_settings,
 )
+from kastro.endpoint.profile import kernel_state as endpoint_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
