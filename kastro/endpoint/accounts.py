@@ -76,8 +76,11 @@ def pam_profiles(n: Mapping[str, int]) -> dict[str, str]:
         "kastro-faillock": _profile(
             "Kastro: count failed logins (pam_faillock)",
             0,
-            ("Auth", "Primary", "[default=die]\tpam_faillock.so authfail\n"
-             "\tsufficient\tpam_faillock.so authsucc"),
+            (
+                "Auth",
+                "Primary",
+                "[default=die]\tpam_faillock.so authfail\n\tsufficient\tpam_faillock.so authsucc",
+            ),
         ),
         "kastro-faillock-notify": _profile(
             "Kastro: refuse a locked account, reset its count after a success (pam_faillock)",
@@ -137,12 +140,6 @@ def files(variables: Mapping[str, Any]) -> dict[str, str]:
             "Defaults umask=0077",
             "Defaults logfile=/var/log/sudo.log",
         ),
-        # Debian's own files set these two lower; the same name in /etc replaces them.
-        "/etc/sysctl.d/protect-links.conf": _lines(
-            "fs.protected_fifos = 2", "fs.protected_hardlinks = 1", "fs.protected_regular = 2",
-            "fs.protected_symlinks = 1",
-        ),
-        "/etc/sysctl.d/50-pid-max.conf": _lines("kernel.pid_max = 65536"),
         "/etc/securetty": "",  # no direct root login on a terminal (ANSSI R32 spirit)
     }
     return found

@@ -143,8 +143,8 @@ def rules_file(variables: Mapping[str, Any], setuid: Sequence[str] = ()) -> str:
         for key, calls, condition in SYSCALLS + (B32_ONLY if arch == "b32" else ()):
             rule = f"-a always,exit -F arch={arch} -S {calls}"
             lines.append(f"{rule} {condition} -k {key}".replace("  ", " "))
-    if immutable:
-        lines.append("-e 2")
+    # Auditing on (1) or on and locked until the next boot (2); augenrules keeps the last -e.
+    lines.append("-e 2" if immutable else "-e 1")
     return "\n".join(lines) + "\n"
 
 

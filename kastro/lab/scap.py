@@ -64,6 +64,34 @@ def datastream(state: Path = STATE, mirror: str | None = None) -> Path:
     return target
 
 
+TAILORED_PREFIX = "xccdf_org.kastro_profile_"
+# Values ANSSI leaves to the site (SSG asks them as tailoring variables).
+KASTRO_VALUES = {"var_sudo_dedicated_group": "kastro-admins"}
+
+
+def tailoring(profile: str, values: Mapping[str, str] = KASTRO_VALUES) -> str:
+    """An XCCDF tailoring file: `profile` with Kastro's values for the site's variables (scan
+    with --tailoring-file and --profile tailored_profile(profile))."""
+    root = ET.Element(f"{XCCDF}Tailoring", {"id": "xccdf_org.kastro_tailoring_endpoint"})
+    ET.SubElement(root, f"{XCCDF}version", {"time": "2026-12-06T00:00:00"}).text = "1"
+    tailored = ET.SubElement(
+        root,
+        f"{XCCDF}Profile",
+        {"id": tailored_profile(profile), "extends": PROFILE_PREFIX + profile},
+    )
+    ET.SubElement(tailored, f"{XCCDF}title").text = f"{profile}, Kastro's site values"
+    for name, value in values.items():
+        setting = ET.SubElement(
+            tailored, f"{XCCDF}set-value", {"idref": f"xccdf_org.ssgproject.content_value_{name}"}
+        )
+        setting.text = value
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def tailored_profile(profile: str) -> str:
+    return TAILORED_PREFIX + profile
+
+
 @dataclass(frozen=True)
 class Score:
     counts: Mapping[str, int]
@@ -78,8 +106,25 @@ class Score:
         return 100.0 * self.counts.get("pass", 0) / self.applicable if self.applicable else 0.0
 
 
-def score(results_xml: str | bytes) -> Score:
-    """The score of one `oscap xccdf eval --results` file."""
+def profile_rules(datastream_xml: Path, profile: str) -> frozenset[str]:
+    """The rules a profile of the data stream selects (short names, without the prefix)."""
+    selected = set()
+    for _event, element in ET.iterparse(datastream_xml):  # noqa: S314 (pinned, checked content)
+        if element.tag == f"{XCCDF}Profile":
+            if element.get("id") == PROFILE_PREFIX + profile:
+                for choice in element.iter(f"{XCCDF}select"):
+                    rule = choice.get("idref", "")
+                    if choice.get("selected") == "true" and rule.startswith(RULE_PREFIX):
+                        selected.add(rule.removeprefix(RULE_PREFIX))
+            element.clear()
+    if not selected:
+        raise ScapError(f"the data stream has no profile {profile!r}")
+    return frozenset(selected)
+
+
+def score(results_xml: str | bytes, only: frozenset[str] | None = None) -> Score:
+    """The score of one `oscap xccdf eval --results` file (of the rules in `only` if given: a
+    narrower profile's share of a wider profile's scan)."""
     try:
         root = ET.fromstring(results_xml)  # noqa: S314 (our own scanner's output)
     except ET.ParseError as error:
@@ -87,10 +132,13 @@ def score(results_xml: str | bytes) -> Score:
     counts: Counter[str] = Counter()
     failed = []
     for rule in root.iter(f"{XCCDF}rule-result"):
+        name = rule.get("idref", "").removeprefix(RULE_PREFIX)
+        if only is not None and name not in only:
+            continue
         result = rule.findtext(f"{XCCDF}result", default="")
         counts[result] += 1
         if result in ("fail", "error"):
-            failed.append(rule.get("idref", "").removeprefix(RULE_PREFIX))
+            failed.append(name)
     if not counts:
         raise ScapError("the results hold no rule results (was the profile name right?)")
     return Score(counts=dict(counts), failed=tuple(sorted(failed)))

@@ -29,6 +29,7 @@ from pathlib import Path
 from kastro.lab.image import BASE_PACKAGES, ImageBuildError, _run, debian_mirror
 
 STATE = Path(".kastro/vm")
+ADMIN = "kastro"  # the administrator account the tests connect as (sudo to root)
 VM_PACKAGES = (
     *(p for p in BASE_PACKAGES if p != "tcpdump"),
     "linux-image-cloud-amd64",
@@ -42,6 +43,13 @@ VM_PACKAGES = (
     "apparmor",
     "libpam-apparmor",
     "logrotate",
+    "netcat-openbsd",  # the audit test runs it
+    # What base installs on every host (chrony, unattended upgrades) and Debian's syslog.
+    "chrony",
+    "unattended-upgrades",
+    "apt-listchanges",
+    "rsyslog",
+    "rsyslog-gnutls",
     "openscap-scanner",
     "lynis",
     "pamtester",
@@ -71,6 +79,12 @@ systemctl enable systemd-networkd.service ssh.service
 printf 'nameserver 10.0.2.3\\n' > /etc/resolv.conf
 install -d -m 0700 /root/.ssh
 passwd -l root
+# The administrator the tests connect as (key only, sudo without a password, as base makes
+# them): root's SSH login is refused once base runs with base_ssh_permit_root_login no.
+useradd -m -s /bin/bash -G sudo kastro
+passwd -l kastro
+echo 'kastro ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/kastro-vm
+chmod 0440 /etc/sudoers.d/kastro-vm
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 touch -d @0 /var/lib/apt/lists
@@ -107,6 +121,10 @@ class Image:
     @property
     def client_key(self) -> Path:
         return self.directory / "id_ed25519"
+
+    @property
+    def client_public_key(self) -> str:
+        return Path(f"{self.client_key}.pub").read_text(encoding="utf-8").strip()
 
     @property
     def host_key(self) -> str:
@@ -169,9 +187,15 @@ def _keys(root: Path, image: Image) -> None:
     shutil.copyfile(f"{host_key}.pub", image.directory / "ssh_host_ed25519_key.pub")
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kastro-controller", "-f",
           str(image.client_key)], "ssh-keygen (client key)")  # fmt: skip
+    key = Path(f"{image.client_key}.pub").read_text(encoding="utf-8")
     authorized = root / "root" / ".ssh" / "authorized_keys"
-    authorized.write_text(Path(f"{image.client_key}.pub").read_text(encoding="utf-8"))
+    authorized.write_text(key)
     authorized.chmod(0o600)
+    _run(["chroot", str(root), "install", "-d", "-o", ADMIN, "-g", ADMIN, "-m", "0700",
+          f"/home/{ADMIN}/.ssh"], "admin's .ssh")  # fmt: skip
+    (root / "home" / ADMIN / ".ssh" / "authorized_keys").write_text(key)
+    _run(["chroot", str(root), "chown", f"{ADMIN}:{ADMIN}", f"/home/{ADMIN}/.ssh/authorized_keys"],
+         "admin's key")  # fmt: skip
 
 
 @dataclass
@@ -188,12 +212,13 @@ class Machine:
         return self.directory / "known_hosts"
 
     def ssh_argv(self, *command: str) -> list[str]:
-        """ssh runs its command through the remote shell: the words are quoted for it."""
+        """As the administrator, through sudo; ssh runs the command through the remote shell,
+        so the words are quoted for it."""
         return [
             "ssh", "-p", str(self.port), "-i", str(self.image.client_key),
             "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
-            "-o", "BatchMode=yes", "root@127.0.0.1", shlex.join(command),
+            "-o", "BatchMode=yes", f"{ADMIN}@127.0.0.1", shlex.join(["sudo", "-n", *command]),
         ]  # fmt: skip
 
     def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -216,7 +241,8 @@ class Machine:
         return {
             "ansible_host": "127.0.0.1",
             "ansible_port": self.port,
-            "ansible_user": "root",
+            "ansible_user": ADMIN,
+            "ansible_become": True,
             "ansible_ssh_private_key_file": str(self.image.client_key),
             "ansible_ssh_common_args": (
                 f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes"

@@ -29,7 +29,7 @@ def test_every_rule_has_a_documented_key_and_both_abis() -> None:
     assert keys == set(KEYS)
     b64 = [line for line in text.splitlines() if "arch=b64" in line]
     assert len(b64) + 1 == text.count("arch=b32") and b64  # stime: b32 only
-    assert "-e 2" not in text
+    assert "-e 2" not in text and text.rstrip().endswith("-e 1")
     assert rules_file({"endpoint_audit_immutable": True}).rstrip().endswith("-e 2")
 
 

@@ -1,0 +1,95 @@
+"""The endpoint role measured from outside on a kernel of its own: audit records what the issue
+names, faillock locks and unlocks, and OpenSCAP's ANSSI-BP-028 scan scores the host with every
+failure waived (roles/endpoint/waivers.yml)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kastro.lab import scap, vm
+from tests.vm.test_vm_endpoint import converge
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+WAIVERS = ROOT / "roles" / "endpoint" / "waivers.yml"
+# Measured on the test VM (a server of the example, no separate partitions, no collector
+# forwarding yet): the floor the role must not fall below; the issue's goal is 97 / 99.
+ENHANCED_FLOOR = 90.0
+INTERMEDIARY_FLOOR = 92.0
+
+
+def found(machine: vm.Machine, key: str, *more: str) -> str:
+    """ausearch reads the log files (not ssh's standard input)."""
+    answer = machine.run("ausearch", "--input-logs", "-k", key, *more)
+    return answer.stdout
+
+
+def test_audit_records_shadow_writes_nc_and_module_loads(machine):
+    converge(machine, "fileserver")
+    assert machine.run("python3", "-c", "open('/etc/shadow', 'a').close()").returncode == 0
+    assert machine.run("nc", "-h").returncode in (0, 1)
+    assert machine.run("modprobe", "dummy").returncode == 0
+    machine.run("modprobe", "-r", "dummy")
+    assert "/etc/shadow" in found(machine, "identity", "-f", "/etc/shadow")
+    assert "nc.openbsd" in found(machine, "network_tools")
+    assert "finit_module" in found(machine, "modules", "-sc", "finit_module")
+
+
+def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(machine):
+    overlay = {"endpoint_faillock_deny": 3, "endpoint_faillock_unlock_time": 15}
+    converge(machine, "fileserver", overlay)
+    user, password = "kastro-probe", "Kastro-Probe-2026!x"
+    machine.run("useradd", "-m", user)
+    done = machine.run("sh", "-c", f"echo '{user}:{password}' | chpasswd")
+    assert done.returncode == 0, done.stderr
+
+    def login(secret: str) -> int:
+        return machine.run(
+            "sh", "-c", f"echo '{secret}' | pamtester login {user} authenticate"
+        ).returncode
+
+    try:
+        assert login(password) == 0
+        for _ in range(3):
+            assert login("wrong password") != 0
+        assert login(password) != 0, "the right password must be refused while locked"
+        time.sleep(16)
+        assert login(password) == 0, "the lock must open after endpoint_faillock_unlock_time"
+    finally:
+        machine.run("userdel", "-r", user)
+        converge(machine, "fileserver")
+
+
+def test_openscap_anssi_scores_and_every_failure_is_waived(machine):
+    converge(machine, "fileserver")
+    datastream = scap.datastream(ROOT / scap.STATE)
+    machine.put(datastream, "/root/ssg-debian12-ds.xml")
+    tailoring = machine.directory / "tailoring.xml"
+    tailoring.write_text(scap.tailoring("anssi_bp28_enhanced"), encoding="utf-8")
+    machine.put(tailoring, "/root/tailoring.xml")
+    started = time.monotonic()
+    machine.run(
+        "oscap", "xccdf", "eval", "--tailoring-file", "/root/tailoring.xml",
+        "--profile", scap.tailored_profile("anssi_bp28_enhanced"),
+        "--results", "/root/enhanced.xml", "/root/ssg-debian12-ds.xml", timeout=1200,
+    )  # fmt: skip
+    results = machine.run("cat", "/root/enhanced.xml").stdout
+    enhanced = scap.score(results)
+    intermediary = scap.score(results, scap.profile_rules(datastream, "anssi_bp28_intermediary"))
+    print(
+        f"\nANSSI-BP-028 enhanced {enhanced.percent:.1f} % of {enhanced.applicable}, "
+        f"intermediary {intermediary.percent:.1f} % of {intermediary.applicable} "
+        f"(scan {time.monotonic() - started:.0f} s)"
+    )
+    waivers = yaml.safe_load(WAIVERS.read_text(encoding="utf-8"))["waivers"]
+    check = scap.check_waivers(enhanced.failed, waivers, dt.date.today())
+    assert not check.unwaived, f"failures nobody waived: {check.unwaived}"
+    assert not check.expired, f"waivers past their review date: {check.expired}"
+    assert not check.unused, f"waivers for rules that pass: {check.unused}"
+    assert enhanced.percent >= ENHANCED_FLOOR
+    assert intermediary.percent >= INTERMEDIARY_FLOOR
