@@ -40,6 +40,7 @@ VM_PACKAGES = (
     # tools that measure it: the role's own apt task still runs and finds them present.
     "auditd",
     "libpam-pwquality",
+    "cracklib-runtime",
     "apparmor",
     "libpam-apparmor",
     "logrotate",
