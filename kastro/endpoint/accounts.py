@@ -3,7 +3,7 @@
 PAM is changed the Debian way: profiles in /usr/share/pam-configs that `pam-auth-update`
 merges into /etc/pam.d/common-*, so a package upgrade or an admin's own profile keeps working.
 `kastro-unix` replaces Debian's `unix` profile with the same lines minus `nullok` (no empty
-passwords) plus `remember` and yescrypt `rounds`; the two faillock profiles put
+passwords) plus `remember`; the two faillock profiles put
 `pam_faillock.so preauth` before and `authfail` after pam_unix (the CIS Debian layout).
 
 Root is never locked by faillock (`even_deny_root` is not set): the console stays the way back
@@ -59,7 +59,9 @@ def umask(variables: Mapping[str, Any]) -> str:
 def pam_profiles(n: Mapping[str, int]) -> dict[str, str]:
     """/usr/share/pam-configs/NAME: content."""
     remember = f" remember={n['password_remember']}" if n["password_remember"] else ""
-    unix_password = f"pam_unix.so obscure use_authtok try_first_pass yescrypt rounds=11{remember}"
+    # yescrypt at Debian's default cost (5): ANSSI's rounds=11 makes every password check take
+    # about 1 GiB of memory (a 1 GiB host refused every password change; waived).
+    unix_password = f"pam_unix.so obscure use_authtok try_first_pass yescrypt{remember}"
     return {
         "kastro-unix": _profile(
             "Kastro: Unix authentication, no empty passwords, old passwords remembered",
