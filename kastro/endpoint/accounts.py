@@ -128,6 +128,7 @@ def files(variables: Mapping[str, Any]) -> dict[str, str]:
             "dictcheck = 1",
             "enforcing = 1",
             "retry = 3",
+            "enforce_for_root",  # a password root sets for a user is checked too
         ),
         "/etc/profile.d/kastro-endpoint.sh": _lines(
             f"umask {mask}", f"typeset -xr TMOUT={timeout}"
