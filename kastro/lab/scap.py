@@ -55,6 +55,7 @@ def datastream(state: Path = STATE, mirror: str | None = None) -> Path:
         raise ScapError(f"could not fetch {url}: {error}") from error
     if hashlib.sha256(body).hexdigest() != SSG_SHA256:
         raise ScapError(f"{url} is not the ssg-debian 0.1.76-1 package (SHA-256 differs)")
+    (state / "0.1.76").mkdir(parents=True, exist_ok=True)  # dpkg-deb makes one level only
     with tempfile.NamedTemporaryFile(suffix=".deb") as deb:
         deb.write(body)
         deb.flush()
