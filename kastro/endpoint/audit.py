@@ -92,6 +92,11 @@ B32_ONLY = (("time-change", "stime", ""),)
 PATH = re.compile(r"/[A-Za-z0-9._/-]{1,200}")
 
 
+def safe_path(path: object) -> bool:
+    """An absolute path that can go into a rule line as it is (no spaces, quotes, '..')."""
+    return isinstance(path, str) and bool(PATH.fullmatch(path)) and "/../" not in f"{path}/"
+
+
 def watched_paths(variables: Mapping[str, Any]) -> list[str]:
     extra = variables.get("endpoint_audit_watch_extra") or []
     if not isinstance(extra, Sequence) or isinstance(extra, str):
@@ -99,7 +104,7 @@ def watched_paths(variables: Mapping[str, Any]) -> list[str]:
             "endpoint_audit_watch_extra: write a list of absolute paths, e.g. [/srv/app/config]"
         )
     for path in extra:
-        if not isinstance(path, str) or not PATH.fullmatch(path) or "/../" in f"{path}/":
+        if not safe_path(path):
             raise EndpointConfigError(
                 f"endpoint_audit_watch_extra: {path!r} is not an absolute path of letters, "
                 "digits and . _ - / (no spaces, no '..')"
@@ -111,7 +116,7 @@ def privileged_programs(found: Sequence[str]) -> list[str]:
     """The setuid/setgid programs the host reported (`find -perm /6000`), checked."""
     programs = set(EXECUTED["privileged"])
     for path in found:
-        if not isinstance(path, str) or not PATH.fullmatch(path) or "/../" in f"{path}/":
+        if not safe_path(path):
             raise EndpointConfigError(f"the host reported a strange setuid path {path!r}")
         programs.add(path)
     return sorted(programs)
