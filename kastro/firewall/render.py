@@ -66,6 +66,26 @@ def _sets(ruleset: Mapping[str, Any]) -> list[str]:
         "        type ipv6_addr",
         "        flags interval, timeout",
         "    }",
+        "    # SSH brute force (filled by the kernel): each source's rate of new connections,",
+        "    # and the sources over it, dropped until the timeout.",
+        *(
+            line
+            for family in ("v4", "v6")
+            for line in (
+                f"    set ssh_meter_{family} {{",
+                f"        type {'ipv4_addr' if family == 'v4' else 'ipv6_addr'}",
+                "        size 65535",
+                "        flags dynamic, timeout",
+                "        timeout 1m",
+                "    }",
+                f"    set ssh_guarded_{family} {{",
+                f"        type {'ipv4_addr' if family == 'v4' else 'ipv6_addr'}",
+                "        size 65535",
+                "        flags dynamic, timeout",
+                f"        timeout {ruleset.get('ssh_guard_block', '1h')}",
+                "    }",
+            )
+        ),
         "",
     ]
 

@@ -81,6 +81,7 @@ class Ruleset:
     postrouting: list[str] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    ssh_guard_block: str = "1h"  # how long a brute-forcing source stays in ssh_guarded_*
     _counter_meaning: dict[str, str] = field(default_factory=dict, repr=False)
 
     def counter(self, name: str, comment: str) -> str:
@@ -123,6 +124,7 @@ class Ruleset:
                 {"name": c.name, "comment": c.comment, "rules": c.rules} for c in self.chains
             ],
             "summary": self.summary,
+            "ssh_guard_block": self.ssh_guard_block,
         }
 
 
@@ -148,6 +150,11 @@ class Settings:
     metrics_ports: tuple[int, ...] = ()
     # UDP ports where teleworkers' WireGuard handshakes arrive (counted in and answered out).
     handshake_ports: tuple[int, ...] = ()
+    # SSH brute force: new connections to the management ports from a source outside the
+    # allowlist beyond this rate put the source in ssh_guarded_* for `ssh_guard_block`.
+    ssh_guard_rate: str = "5/minute"
+    ssh_guard_burst: int = 5
+    ssh_guard_block: str = "1h"
 
     @classmethod
     def from_vars(cls, raw: Mapping[str, Any]) -> Settings:
@@ -161,12 +168,15 @@ class Settings:
             return str(raw.get(key) or default)
 
         return cls(
+            ssh_guard_rate=checked("ssh_guard_rate", text("ssh_guard_rate", "5/minute"), RATE),
+            ssh_guard_burst=_whole(raw.get("ssh_guard_burst", 5), "ssh_guard_burst", 1, 1000),
+            ssh_guard_block=checked("ssh_guard_block", text("ssh_guard_block", "1h"), DURATION),
             management_interface=text("management_interface"),
             management_networks=texts("management_networks"),
             management_ports=numbers("management_ports", (22,)),
             allowlist=texts("allowlist"),
-            log_rate=text("log_rate", "10/minute"),
-            echo_rate=text("echo_rate", "20/second"),
+            log_rate=checked("log_rate", text("log_rate", "10/minute"), RATE),
+            echo_rate=checked("echo_rate", text("echo_rate", "20/second"), RATE),
             nat=bool(raw.get("nat", True)),
             nat_ipv6=bool(raw.get("nat_ipv6", True)),
             snat_ipv4=text("snat_ipv4"),
@@ -176,6 +186,32 @@ class Settings:
             metrics_ports=numbers("metrics_ports"),
             handshake_ports=numbers("handshake_ports"),
         )
+
+
+# Values spliced into the ruleset text: nothing but these shapes passes (a newline or a
+# quote in a rate would otherwise add rules of its own that `nft -c` accepts).
+RATE = re.compile(r"[1-9][0-9]{0,5}/(second|minute|hour|day)")
+DURATION = re.compile(r"[1-9][0-9]{0,4}(s|m|h|d)")
+
+
+def checked(name: str, value: str, shape: re.Pattern[str]) -> str:
+    if not shape.fullmatch(value):
+        example, units = ("10/minute", "/second, /minute, /hour or /day")
+        if shape is DURATION:
+            example, units = ("1h", "s, m, h or d")
+        raise FirewallConfigError(
+            f"firewall_{name}: {value!r} is not of the form {example} (a number, then {units})"
+        )
+    return value
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number in range (Ansible may hand over its text: digits only then)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FirewallConfigError(f"firewall_{name}: {value!r} is not a whole number {low}-{high}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -361,6 +397,10 @@ class Compiler:
         counter = self.out.counter(f"blocklist_{hook}", f"blocked by the SOC ({hook})")
         chain.append(f"ip saddr @blocklist_v4 ip saddr != @allowlist_v4 {counter} drop")
         chain.append(f"ip6 saddr @blocklist_v6 ip6 saddr != @allowlist_v6 {counter} drop")
+        if hook == "input":
+            counter = self.out.counter("ssh_guarded", "blocked for SSH brute force")
+            chain.append(f"ip saddr @ssh_guarded_v4 ip saddr != @allowlist_v4 {counter} drop")
+            chain.append(f"ip6 saddr @ssh_guarded_v6 ip6 saddr != @allowlist_v6 {counter} drop")
         if hook == "forward":
             chain.append(f"ip daddr @blocklist_v4 ip daddr != @allowlist_v4 {counter} drop")
             chain.append(f"ip6 daddr @blocklist_v6 ip6 daddr != @allowlist_v6 {counter} drop")
@@ -387,6 +427,22 @@ class Compiler:
             chain.append(f"icmpv6 type {{ {ICMP_NDP_V6} }} ip6 saddr fe80::/10 accept")
             chain.append(f"icmp type echo-request limit rate {s.echo_rate} accept")
             chain.append(f"icmpv6 type echo-request limit rate {s.echo_rate} accept")
+            self.ssh_guard(chain, ports)
+
+    def ssh_guard(self, chain: list[str], ports: str) -> None:
+        """SSH brute force, in the kernel: a source outside the allowlist opening new
+        connections to the management ports faster than the rate goes into ssh_guarded_* and
+        is dropped (the rule above, every port) until the block times out. Management and SOC
+        addresses were accepted or excluded before this; nothing from them is counted."""
+        s = self.settings
+        counter = self.out.counter("ssh_guard", "SSH brute force: source blocked")
+        for ip, family in (("ip", "v4"), ("ip6", "v6")):
+            chain.append(
+                f"tcp dport {ports} ct state new {ip} saddr != @allowlist_{family} "
+                f"update @ssh_meter_{family} {{ {ip} saddr limit rate over {s.ssh_guard_rate} "
+                f"burst {s.ssh_guard_burst} packets }} add @ssh_guarded_{family} {{ {ip} saddr }} "
+                f"{counter} drop"
+            )
 
     def isolation(self, chain: list[str], hook: str) -> None:
         """An isolated address (kastro respond isolate) talks to the allowlist only (the
@@ -840,6 +896,7 @@ class Compiler:
             "allowlist_v4": {"type": "ipv4_addr", "elements": sorted(set(allow_v4))},
             "allowlist_v6": {"type": "ipv6_addr", "elements": sorted(set(allow_v6))},
         }
+        self.out.ssh_guard_block = s.ssh_guard_block
         if self.out.kind == "gateway":
             self.gateway()
         else:

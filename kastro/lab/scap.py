@@ -162,13 +162,19 @@ class WaiverCheck:
 def check_waivers(
     failed: Sequence[str], waivers: Sequence[Mapping[str, Any]], today: dt.date
 ) -> WaiverCheck:
-    """Every failure waived, no waiver past its review date, no waiver for a rule that passes."""
+    """Every failure waived, no waiver past its review date, no waiver for a rule that passes.
+    A waiver names one `rule` or several `rules` (one reason for a group, e.g. partitions)."""
     by_rule: dict[str, Mapping[str, Any]] = {}
     for number, waiver in enumerate(waivers, start=1):
-        missing = [f for f in WAIVER_FIELDS if not str(waiver.get(f) or "").strip()]
+        rules = waiver.get("rules") or ([waiver["rule"]] if waiver.get("rule") else [])
+        fields = [f for f in WAIVER_FIELDS if f != "rule"]
+        missing = [f for f in fields if not str(waiver.get(f) or "").strip()]
+        if not rules:
+            missing.insert(0, "rule (or rules)")
         if missing:
             raise ScapError(f"waiver {number}: {', '.join(missing)} missing")
-        by_rule[str(waiver["rule"])] = waiver
+        for rule in rules:
+            by_rule[str(rule)] = waiver
     expired = [rule for rule, waiver in by_rule.items() if _date(waiver["review_by"], rule) < today]
     return WaiverCheck(
         unwaived=tuple(sorted(set(failed) - set(by_rule))),

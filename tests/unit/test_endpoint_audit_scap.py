@@ -85,3 +85,13 @@ def test_waivers_unwaived_expired_unused() -> None:
     assert check_waivers(["c"], [_waiver("c")], today).ok
     with pytest.raises(ScapError, match="owner"):
         check_waivers(["c"], [{**_waiver("c"), "owner": ""}], today)
+
+
+def test_one_waiver_may_cover_several_rules() -> None:
+    today = dt.date(2026, 12, 6)
+    group = {**_waiver("a"), "rules": ["a", "b"]}
+    del group["rule"]
+    assert check_waivers(["a", "b"], [group], today).ok
+    assert check_waivers(["a"], [group], today).unused == ("b",)
+    with pytest.raises(ScapError, match="rule"):
+        check_waivers(["a"], [{**group, "rules": []}], today)
