@@ -1,0 +1,137 @@
+"""kastro-aide: AIDE's daily check as metrics, with Kastro's own changes told apart.
+
+AIDE compares the file system with its baseline and lists added, removed and changed files.
+Kastro changes files too (a converge rewrites a ruleset, a sysctl file): those changes are
+expected, and alerting on them would teach admins to ignore AIDE. Each Kastro role records
+what it wrote in a manifest (path -> SHA-256 of the content); a changed file whose content
+is exactly the manifest's is Kastro's. When every change is Kastro's, the baseline is
+updated (`aide --update`) so the next check starts clean; when any change is foreign, the
+baseline is left alone and the metrics say how many, until an admin accepts them
+(`kastro-aide accept`, after looking).
+
+Metrics (node_exporter textfile): kastro_aide_check_success, kastro_aide_files{change,origin},
+kastro_aide_last_check_timestamp_seconds, kastro_aide_baseline_updated_timestamp_seconds.
+AIDE's exit code is a bit mask (1 added, 2 removed, 4 changed); 14 and above are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SECTIONS = {"Added entries:": "added", "Removed entries:": "removed", "Changed entries:": "changed"}
+ENTRY = re.compile(r"^[a-zA-Z!?-]\S*(?: [^:]*)?: (/.*)$")
+FIRST_ERROR = 14
+
+
+@dataclass
+class Report:
+    """The files one `aide --check` listed, by kind of change."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def by_kind(self) -> dict[str, list[str]]:
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
+
+
+def parse_report(text: str) -> Report:
+    """AIDE's plain report: the entry lists under "Added/Removed/Changed entries:"."""
+    report = Report()
+    section: list[str] | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped in SECTIONS:
+            section = report.by_kind()[SECTIONS[stripped]]
+            continue
+        if stripped.startswith("Detailed information") or stripped.startswith("The attributes"):
+            section = None
+            continue
+        if section is None or not stripped or stripped.startswith("---"):
+            continue
+        match = ENTRY.match(stripped)
+        if match:
+            section.append(match.group(1))
+    return report
+
+
+def sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kastro: Mapping[str, int]
+    foreign: Mapping[str, int]
+    foreign_paths: tuple[str, ...]
+
+    @property
+    def only_kastro(self) -> bool:
+        return not self.foreign_paths
+
+
+def classify(report: Report, manifest: Mapping[str, str], root: Path = Path("/")) -> Verdict:
+    """Kastro's changes: files in the manifest whose content now is what Kastro wrote (a
+    removed or added file is Kastro's only if the manifest says so and agrees)."""
+    kastro: dict[str, int] = {}
+    foreign: dict[str, int] = {}
+    foreign_paths = []
+    for kind, paths in report.by_kind().items():
+        kastro[kind] = foreign[kind] = 0
+        for path in paths:
+            wanted = manifest.get(path)
+            now = sha256_of(root / path.lstrip("/"))
+            ours = wanted is not None and (
+                (kind == "removed" and wanted == "absent") or (kind != "removed" and now == wanted)
+            )
+            if ours:
+                kastro[kind] += 1
+            else:
+                foreign[kind] += 1
+                foreign_paths.append(path)
+    return Verdict(kastro=kastro, foreign=foreign, foreign_paths=tuple(sorted(foreign_paths)))
+
+
+def load_manifest(path: Path) -> dict[str, str]:
+    """The managed-file manifest ({"files": {path: sha256 | "absent"}}); none yet is empty."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise ValueError(f"{path}: not a Kastro manifest (no 'files' mapping)")
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def metrics_text(verdict: Verdict | None, exit_code: int, now: float, updated: float) -> str:
+    """The textfile node_exporter reads (written whole, atomically, by the caller)."""
+    ok = 1 if exit_code < FIRST_ERROR and verdict is not None else 0
+    lines = [
+        "# HELP kastro_aide_check_success Whether AIDE's last check ran (1) or failed (0).",
+        "# TYPE kastro_aide_check_success gauge",
+        f"kastro_aide_check_success {ok}",
+        "# HELP kastro_aide_files Files AIDE found different from the baseline.",
+        "# TYPE kastro_aide_files gauge",
+    ]
+    if verdict is not None:
+        for origin, counts in (("kastro", verdict.kastro), ("foreign", verdict.foreign)):
+            for change, count in sorted(counts.items()):
+                lines.append(f'kastro_aide_files{{change="{change}",origin="{origin}"}} {count}')
+    lines += [
+        "# HELP kastro_aide_last_check_timestamp_seconds When AIDE last checked.",
+        "# TYPE kastro_aide_last_check_timestamp_seconds gauge",
+        f"kastro_aide_last_check_timestamp_seconds {now:.0f}",
+        "# HELP kastro_aide_baseline_updated_timestamp_seconds When the baseline last changed.",
+        "# TYPE kastro_aide_baseline_updated_timestamp_seconds gauge",
+        f"kastro_aide_baseline_updated_timestamp_seconds {updated:.0f}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""kastro-aide's report parsing, Kastro-or-foreign classification and metrics, on a report
+written by the real AIDE 0.18 (tests/data/aide/check-report.txt: one added, one removed, one
+changed file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from kastro.host.aide import (
+    FIRST_ERROR,
+    Report,
+    classify,
+    load_manifest,
+    metrics_text,
+    parse_report,
+)
+
+REPORT = (Path(__file__).resolve().parents[1] / "data" / "aide" / "check-report.txt").read_text()
+
+
+def test_the_real_report_is_parsed_by_kind() -> None:
+    report = parse_report(REPORT)
+    assert report.added == ["/tmp/aidet/w/d"]
+    assert report.removed == ["/tmp/aidet/w/b"]
+    assert report.changed == ["/tmp/aidet/w/a"]
+
+
+def test_a_clean_report_lists_nothing() -> None:
+    assert parse_report("AIDE found NO differences between database and filesystem.") == Report()
+
+
+def test_kastro_changes_are_told_from_foreign_ones(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    ours = tmp_path / "etc" / "kastro.conf"
+    ours.write_text("written by kastro\n")
+    theirs = tmp_path / "etc" / "sneaky.conf"
+    theirs.write_text("someone else\n")
+    tampered = tmp_path / "etc" / "tampered.conf"
+    tampered.write_text("kastro wrote something else\n")
+    manifest = {
+        "/etc/kastro.conf": hashlib.sha256(b"written by kastro\n").hexdigest(),
+        "/etc/tampered.conf": hashlib.sha256(b"what kastro wrote\n").hexdigest(),
+        "/etc/gone.conf": "absent",
+    }
+    report = Report(
+        added=["/etc/sneaky.conf"],
+        removed=["/etc/gone.conf"],
+        changed=["/etc/kastro.conf", "/etc/tampered.conf"],
+    )
+    verdict = classify(report, manifest, root=tmp_path)
+    assert verdict.kastro == {"added": 0, "removed": 1, "changed": 1}
+    assert verdict.foreign == {"added": 1, "removed": 0, "changed": 1}
+    assert verdict.foreign_paths == ("/etc/sneaky.conf", "/etc/tampered.conf")
+    assert not verdict.only_kastro
+
+
+def test_metrics_say_foreign_changes_and_failed_checks() -> None:
+    verdict = classify(parse_report(REPORT), {})
+    text = metrics_text(verdict, exit_code=7, now=1000.0, updated=900.0)
+    assert "kastro_aide_check_success 1" in text
+    assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in text
+    assert "kastro_aide_baseline_updated_timestamp_seconds 900" in text
+    assert "kastro_aide_check_success 0" in metrics_text(None, FIRST_ERROR + 3, 1.0, 1.0)
+
+
+def test_manifest_missing_is_empty_and_a_broken_one_is_refused(tmp_path: Path) -> None:
+    assert load_manifest(tmp_path / "none.json") == {}
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(["not", "a", "manifest"]))
+    with pytest.raises(ValueError, match="manifest"):
+        load_manifest(broken)
