@@ -1,6 +1,6 @@
 """kastro-aide's report parsing, Kastro-or-foreign classification and metrics, on a report
-written by the real AIDE 0.18 (tests/data/aide/check-report.txt: one added, one removed, one
-changed file)."""
+written by the real AIDE 0.18 (tests/data/host-output/aide-check.txt: one added, one
+removed, one changed file)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from kastro.host.aide import (
     parse_report,
 )
 
-REPORT = (Path(__file__).resolve().parents[1] / "data" / "aide" / "check-report.txt").read_text()
+OUTPUT = Path(__file__).resolve().parents[1] / "data" / "host-output"
+REPORT = (OUTPUT / "aide-check.txt").read_text()
 
 
 def test_the_real_report_is_parsed_by_kind() -> None:
