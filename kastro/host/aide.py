@@ -135,3 +135,101 @@ def metrics_text(verdict: Verdict | None, exit_code: int, now: float, updated: f
         f"kastro_aide_baseline_updated_timestamp_seconds {updated:.0f}",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where AIDE's config and databases are, and where Kastro's manifest and metrics go."""
+
+    config: Path
+    database: Path  # the config's database_in
+    new_database: Path  # the config's database_out
+    manifest: Path
+    metrics: Path
+
+
+def aide(paths: Paths, *args: str) -> int:
+    from kastro.host.commands import run
+
+    return run("aide", f"--config={paths.config}", *args, check=False).returncode
+
+
+def _install_new(paths: Paths) -> float:
+    """The database AIDE just wrote becomes the baseline (atomically, 0600)."""
+    import time
+
+    paths.new_database.chmod(0o600)
+    paths.new_database.replace(paths.database)
+    return time.time()
+
+
+def init(paths: Paths) -> int:
+    """A first baseline (slow on a big host: the role starts it in the background)."""
+    if aide(paths, "--init") >= FIRST_ERROR:
+        return 1
+    _install_new(paths)
+    return 0
+
+
+def check(paths: Paths, now: float) -> Verdict | None:
+    """One check: metrics written; the baseline updated when only Kastro changed files."""
+    from kastro.host.commands import run
+
+    done = run("aide", f"--config={paths.config}", "--check", check=False)
+    verdict = None
+    if done.returncode < FIRST_ERROR:
+        verdict = classify(parse_report(done.stdout), load_manifest(paths.manifest))
+    updated = paths.database.stat().st_mtime if paths.database.exists() else 0.0
+    changed_by_kastro_only = verdict is not None and done.returncode and verdict.only_kastro
+    if changed_by_kastro_only and aide(paths, "--update") < FIRST_ERROR:
+        updated = _install_new(paths)
+    _write(paths.metrics, metrics_text(verdict, done.returncode, now, updated))
+    return verdict
+
+
+def accept(paths: Paths) -> int:
+    """After an admin looked at the foreign changes: they become the baseline."""
+    if aide(paths, "--update") >= FIRST_ERROR:
+        return 1
+    _install_new(paths)
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="kastro-aide", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("init", "check", "accept"))
+    parser.add_argument("--config", type=Path, default=Path("/etc/aide/aide.conf"))
+    parser.add_argument("--database", type=Path, default=Path("/var/lib/aide/aide.db"))
+    parser.add_argument("--new-database", type=Path, default=Path("/var/lib/aide/aide.db.new"))
+    parser.add_argument("--manifest", type=Path, default=Path("/var/lib/kastro/managed-files.json"))
+    parser.add_argument(
+        "--metrics", type=Path, default=Path("/var/lib/prometheus/node-exporter/kastro_aide.prom")
+    )
+    args = parser.parse_args(argv)
+    paths = Paths(args.config, args.database, args.new_database, args.manifest, args.metrics)
+    if args.command == "init":
+        return init(paths)
+    if args.command == "accept":
+        return accept(paths)
+    verdict = check(paths, time.time())
+    if verdict is None:
+        print("AIDE check failed / ο έλεγχος AIDE απέτυχε")
+        return 1
+    for path in verdict.foreign_paths:
+        print(f"foreign change / ξένη αλλαγή: {path}")
+    return 2 if verdict.foreign_paths else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from kastro.host import aide as aide_module
 from kastro.host.aide import (
     FIRST_ERROR,
     Report,
@@ -74,3 +76,39 @@ def test_manifest_missing_is_empty_and_a_broken_one_is_refused(tmp_path: Path) -
     broken.write_text(json.dumps(["not", "a", "manifest"]))
     with pytest.raises(ValueError, match="manifest"):
         load_manifest(broken)
+
+
+@pytest.mark.skipif(shutil.which("aide") is None, reason="needs Debian's aide")
+def test_the_real_aide_updates_the_baseline_for_kastro_changes_only(tmp_path: Path) -> None:
+    """init, a Kastro change (baseline follows), a foreign change (stays until accepted)."""
+    watched = tmp_path / "etc"
+    watched.mkdir()
+    (watched / "kastro.conf").write_text("one\n")
+    (watched / "other.conf").write_text("untouched\n")
+    config = tmp_path / "aide.conf"
+    config.write_text(
+        f"database_in=file:{tmp_path}/aide.db\ndatabase_out=file:{tmp_path}/aide.db.new\n"
+        f"report_url=stdout\n{watched} p+u+g+s+sha256\n"
+    )
+    manifest = tmp_path / "managed-files.json"
+    paths = aide_module.Paths(config, tmp_path / "aide.db", tmp_path / "aide.db.new",
+                              manifest, tmp_path / "metrics" / "kastro_aide.prom")  # fmt: skip
+    assert aide_module.init(paths) == 0
+    assert (tmp_path / "aide.db").stat().st_mode & 0o777 == 0o600
+
+    (watched / "kastro.conf").write_text("two\n")  # what a converge writes, in the manifest
+    digest = hashlib.sha256(b"two\n").hexdigest()
+    manifest.write_text(json.dumps({"files": {str(watched / "kastro.conf"): digest}}))
+    verdict = aide_module.check(paths, now=1.0)
+    assert verdict is not None and verdict.kastro["changed"] == 1 and verdict.only_kastro
+    assert aide_module.check(paths, now=2.0) == classify(Report(), {})  # baseline followed
+
+    (watched / "other.conf").write_text("tampered\n")
+    verdict = aide_module.check(paths, now=3.0)
+    assert verdict is not None and verdict.foreign_paths == (str(watched / "other.conf"),)
+    again = aide_module.check(paths, now=4.0)
+    assert again is not None and again.foreign["changed"] == 1  # not accepted silently
+    metrics = paths.metrics.read_text()
+    assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in metrics
+    assert aide_module.accept(paths) == 0
+    assert aide_module.check(paths, now=5.0) == classify(Report(), {})
