@@ -55,6 +55,12 @@ options:
       validate:
         description: Command run on the staged file before it is installed; %s is its path.
         type: str
+  manifest:
+    description:
+      - JSON file where the SHA-256 of every file's content is recorded (kastro-aide reads it
+        to tell Kastro's own changes from foreign ones). Empty to record nothing.
+    type: str
+    default: /var/lib/kastro/managed-files.json
 author: Kastro
 """
 
@@ -78,6 +84,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped]
 
+MANIFEST = "/var/lib/kastro/managed-files.json"
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
 _KINDS = {"file": stat.S_ISREG, "directory": stat.S_ISDIR, "link": stat.S_ISLNK}
 _ENTRY_SPEC = {
@@ -264,14 +271,49 @@ def _diff(entry: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def record(manifest: str, entries: list[dict[str, Any]]) -> None:
+    """What Kastro wrote, path -> SHA-256 of the content, merged into the host's manifest
+    (kastro-aide tells Kastro's own changes from foreign ones with it). Written only when it
+    differs, atomically, 0600; it is bookkeeping, not a change of the host's configuration."""
+    import hashlib
+    import json
+
+    path = Path(manifest)
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        known = {}
+    wanted = dict(known)
+    for entry in entries:
+        if entry.get("state", "file") == "file" and entry.get("content") is not None:
+            digest = hashlib.sha256(entry["content"].encode("utf-8")).hexdigest()
+            wanted[entry["dest"]] = digest
+    if wanted == known:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"files": wanted}, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
 def main() -> None:
     files_spec = {"type": "list", "elements": "dict", "required": True, "options": _ENTRY_SPEC}
-    module = AnsibleModule(argument_spec={"files": files_spec}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={
+            "files": files_spec,
+            "manifest": {"type": "str", "default": MANIFEST},
+        },
+        supports_check_mode=True,
+    )
     try:
-        pending = [entry for entry in check_all(module.params["files"]) if needs_change(entry)]
+        entries = check_all(module.params["files"])
+        pending = [entry for entry in entries if needs_change(entry)]
         diffs = [_diff(entry) for entry in pending] if module._diff else []
         if not module.check_mode:
             apply_all(module, pending)
+            if module.params["manifest"]:
+                record(module.params["manifest"], entries)
     except (EntryError, OSError) as err:
         module.fail_json(msg=str(err))
     result: dict[str, Any] = {

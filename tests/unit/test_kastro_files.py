@@ -20,13 +20,15 @@ GROUP = grp.getgrgid(os.getgid()).gr_name
 TASK = """    - name: The entries under test
       kastro_files:
         files: "{{ files }}"
+        manifest: "{{ manifest }}"
 """
 
 
 def run(tmp_path: Path, files: list[dict], *flags: str) -> dict:
     """The module's result for these entries (owner and group default to this user's)."""
     entries = [{"owner": USER, "group": GROUP, **entry} for entry in files]
-    return run_task(tmp_path, TASK, {"files": entries}, *flags)
+    manifest = str(tmp_path / "managed-files.json")  # never this machine's /var/lib/kastro
+    return run_task(tmp_path, TASK, {"files": entries, "manifest": manifest}, *flags)
 
 
 def entries(base: Path) -> list[dict]:
@@ -99,3 +101,19 @@ def test_check_mode_reports_and_writes_nothing(tmp_path):
     assert result["changed"] and len(result["changed_files"]) == 3
     assert result["diff"][1]["after"] == "alpha\n"
     assert list(base.iterdir()) == []
+
+
+def test_what_kastro_wrote_is_recorded_for_aide_and_check_mode_records_nothing(tmp_path):
+    import hashlib
+    import json
+
+    base = tmp_path / "etc"
+    base.mkdir()
+    manifest = tmp_path / "managed-files.json"
+    run(tmp_path, entries(base), "--check")
+    assert not manifest.exists()
+    run(tmp_path, entries(base))
+    recorded = json.loads(manifest.read_text())["files"]
+    assert recorded == {str(base / "conf.d" / "a.conf"): hashlib.sha256(b"alpha\n").hexdigest()}
+    assert manifest.stat().st_mode & 0o777 == 0o600
+    assert not run(tmp_path, entries(base))["changed"]  # the record is not a change
