@@ -152,6 +152,22 @@ class Responder:
     rules: Rules
     find_host: Any  # address -> IsolationTarget (the inventory's host, or the bare address)
     refused: set[tuple[str, str]] = field(default_factory=set)
+    # When the automatic decisions of the last hour were made: read from the audit log once
+    # per round (new_round), then kept up to date here, not re-read for every alert.
+    _recent: list[float] | None = field(default=None, repr=False)
+
+    def new_round(self) -> None:
+        self._recent = None
+
+    def _automatic_times(self) -> list[float]:
+        if self._recent is None:
+            self._recent = [
+                float(r["time"])
+                for r in self.store.audit_records()
+                if str(r.get("operator", "")).startswith("auto:")
+                and r.get("action") in ("block", "isolate")
+            ]
+        return self._recent
 
     def handle(self, record: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
         """What one alert record led to: nothing, a decision, or a refusal (audited)."""
@@ -168,6 +184,7 @@ class Responder:
                 return {"outcome": "already", "target": str(net), "rule": rule.name}
             self._check_rate(now)
             reports = self._decide(rule, net, record)
+            self._automatic_times().append(now)
         except DecisionError as exc:
             return self._refuse(rule, text, str(exc))
         return {
@@ -187,12 +204,7 @@ class Responder:
         return remaining is None or remaining >= rule.ttl // 2
 
     def _check_rate(self, now: float) -> None:
-        recent = [
-            float(r["time"])
-            for r in self.store.audit_records()
-            if str(r.get("operator", "")).startswith("auto:")
-            and r.get("action") in ("block", "isolate")
-        ]
+        recent = self._automatic_times()
         if sum(t > now - 60 for t in recent) >= self.rules.per_minute:
             raise DecisionError(f"rate cap: {self.rules.per_minute} automatic decisions a minute")
         if sum(t > now - 3600 for t in recent) >= self.rules.per_hour:
@@ -257,6 +269,7 @@ def done(store: DecisionStore, eve: Path, end: Any) -> None:
 def run_once(responder: Responder, eves: Sequence[Path]) -> list[dict[str, Any]]:
     """Every new alert of every EVE file through the rules; positions saved after."""
     outcomes = []
+    responder.new_round()
     for eve in eves:
         records, end = read_alerts(responder.store, eve)
         outcomes += [responder.handle(record) for record in records]

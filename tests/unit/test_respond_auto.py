@@ -122,6 +122,26 @@ def test_rate_caps_refuse_and_say_so_once(tmp_path: Path, rules: auto.Rules) -> 
     assert [x["target"] for x in refused] == ["203.0.113.3", "203.0.113.4"]
 
 
+def test_an_alert_flood_reads_the_audit_log_once(tmp_path: Path, rules: auto.Rules) -> None:
+    """The rate cap's history is read once per round, not once per alert (an alert flood
+    against a long audit log was quadratic)."""
+    r = responder(tmp_path, rules)
+    reads = []
+    original = r.store.audit_records
+
+    def counted() -> list:
+        reads.append(1)
+        return original()
+
+    r.store.audit_records = counted  # type: ignore[method-assign]
+    outcomes = [r.handle(alert(f"203.0.113.{i}"), now=1e9 + i) for i in range(1, 40)]
+    assert [o["outcome"] for o in outcomes[:3]] == ["decided", "decided", "refused"]
+    assert len(reads) == 1
+    r.new_round()
+    r.handle(alert("203.0.113.200"), now=1e9 + 100)
+    assert len(reads) == 2
+
+
 def test_the_allowlist_and_bad_addresses_are_refused(tmp_path: Path, rules: auto.Rules) -> None:
     r = responder(tmp_path, rules, allow=["10.30.0.48/28"])
     assert "never blocked" in r.handle(alert("10.30.0.50"))["why"]
