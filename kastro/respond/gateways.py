@@ -161,7 +161,39 @@ def _by_address(planned: Mapping[str, Mapping[str, Any]], text: str) -> str | No
     return None
 
 
+# Parsed inventories by (sources, groups), with the sources' modification stamp: one command
+# (or one round of a long-running loop) reads an inventory once, and an edited inventory is
+# read again (Ansible's inventory parsing is the slow part of every command).
+_PARSED: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[float, Any]] = {}
+
+
+def _stamp(inventories: Sequence[str]) -> float:
+    newest = 0.0
+    for source in inventories:
+        path = Path(source)
+        files = path.rglob("*") if path.is_dir() else [path]
+        for file in files:
+            try:
+                newest = max(newest, file.stat().st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
 def _ansible_hostvars(
+    inventories: Sequence[str], groups: Sequence[str]
+) -> dict[str, Mapping[str, Any]]:
+    key = (tuple(inventories), tuple(groups))
+    stamp = _stamp(inventories)
+    cached = _PARSED.get(key)
+    if cached is not None and cached[0] == stamp:
+        return dict(cached[1])
+    found = _parse_hostvars(inventories, groups)
+    _PARSED[key] = (stamp, found)
+    return dict(found)
+
+
+def _parse_hostvars(
     inventories: Sequence[str], groups: Sequence[str]
 ) -> dict[str, Mapping[str, Any]]:
     # Kastro's vars plugin (ansible.cfg) gives each host its slice of the model, as for a play.

@@ -258,3 +258,30 @@ def test_metrics_count_what_the_store_and_the_audit_log_hold(tmp_path: Path) -> 
             ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
         )
         assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
+
+
+def test_one_command_parses_the_inventory_once_and_an_edit_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kastro.respond import gateways
+
+    inventory = tmp_path / "inv"
+    shutil.copytree(ROOT / "inventory" / "example", inventory)
+    parses = []
+    real = gateways._parse_hostvars
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        parses.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(gateways, "_parse_hostvars", counted)
+    first = isolation_target([str(inventory)], "fileserver")
+    again = isolation_target([str(inventory)], "fileserver")
+    assert first == again and len(parses) == 1
+    hosts = inventory / "hosts.yml"
+    hosts.write_text(hosts.read_text() + "\n")
+    import os
+
+    os.utime(hosts, (hosts.stat().st_atime, hosts.stat().st_mtime + 5))
+    isolation_target([str(inventory)], "fileserver")
+    assert len(parses) == 2
