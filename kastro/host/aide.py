@@ -4,10 +4,12 @@ AIDE compares the file system with its baseline and lists added, removed and cha
 Kastro changes files too (a converge rewrites a ruleset, a sysctl file): those changes are
 expected, and alerting on them would teach admins to ignore AIDE. Each Kastro role records
 what it wrote in a manifest (path -> SHA-256 of the content); a changed file whose content
-is exactly the manifest's is Kastro's. When every change is Kastro's, the baseline is
-updated (`aide --update`) so the next check starts clean; when any change is foreign, the
-baseline is left alone and the metrics say how many, until an admin accepts them
-(`kastro-aide accept`, after looking).
+is exactly the manifest's is Kastro's. Packages change files too (unattended security
+upgrades): a changed or added file whose MD5 is the one dpkg recorded for it
+(/var/lib/dpkg/info/*.md5sums) is the package's. When every change is Kastro's or a
+package's, the baseline is updated (`aide --update`) so the next check starts clean; when any
+change is foreign, the baseline is left alone and the metrics say how many, until an admin
+accepts them (`kastro-aide accept`, after looking).
 
 Metrics (node_exporter textfile): kastro_aide_check_success, kastro_aide_files{change,origin},
 kastro_aide_last_check_timestamp_seconds, kastro_aide_baseline_updated_timestamp_seconds.
@@ -67,37 +69,81 @@ def sha256_of(path: Path) -> str | None:
         return None
 
 
+def package_digests(paths: set[str], info: Path = Path("/var/lib/dpkg/info")) -> dict[str, str]:
+    """dpkg's recorded MD5 of each of `paths` that a package ships (conffiles are not in the
+    md5sums files: a changed /etc file is never "the package's")."""
+    found: dict[str, str] = {}
+    wanted = {p.lstrip("/") for p in paths}
+    for md5sums in sorted(info.glob("*.md5sums")):
+        try:
+            lines = md5sums.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            digest, _, name = line.partition("  ")
+            if name in wanted:
+                found["/" + name] = digest
+    return found
+
+
+def md5_of(path: Path) -> str | None:
+    try:
+        return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Verdict:
     kastro: Mapping[str, int]
     foreign: Mapping[str, int]
     foreign_paths: tuple[str, ...]
+    package: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def only_kastro(self) -> bool:
         return not self.foreign_paths
 
 
-def classify(report: Report, manifest: Mapping[str, str], root: Path = Path("/")) -> Verdict:
+def classify(
+    report: Report,
+    manifest: Mapping[str, str],
+    root: Path = Path("/"),
+    packages: Mapping[str, str] | None = None,
+) -> Verdict:
     """Kastro's changes: files in the manifest whose content now is what Kastro wrote (a
-    removed or added file is Kastro's only if the manifest says so and agrees)."""
-    kastro: dict[str, int] = {}
-    foreign: dict[str, int] = {}
+    removed file is Kastro's only if the manifest says it removed it). A package's: content
+    equal to dpkg's record (`packages`: path -> MD5). Anything else is foreign."""
+    counts: dict[str, dict[str, int]] = {"kastro": {}, "package": {}, "foreign": {}}
     foreign_paths = []
     for kind, paths in report.by_kind().items():
-        kastro[kind] = foreign[kind] = 0
+        for tally in counts.values():
+            tally[kind] = 0
         for path in paths:
-            wanted = manifest.get(path)
-            now = sha256_of(root / path.lstrip("/"))
-            ours = wanted is not None and (
-                (kind == "removed" and wanted == "absent") or (kind != "removed" and now == wanted)
-            )
-            if ours:
-                kastro[kind] += 1
-            else:
-                foreign[kind] += 1
+            origin = _origin(kind, path, manifest, root, packages or {})
+            counts[origin][kind] += 1
+            if origin == "foreign":
                 foreign_paths.append(path)
-    return Verdict(kastro=kastro, foreign=foreign, foreign_paths=tuple(sorted(foreign_paths)))
+    return Verdict(
+        kastro=counts["kastro"],
+        foreign=counts["foreign"],
+        foreign_paths=tuple(sorted(foreign_paths)),
+        package=counts["package"],
+    )
+
+
+def _origin(
+    kind: str, path: str, manifest: Mapping[str, str], root: Path, packages: Mapping[str, str]
+) -> str:
+    wanted = manifest.get(path)
+    if kind == "removed":
+        return "kastro" if wanted == "absent" else "foreign"
+    here = root / path.lstrip("/")
+    if wanted is not None and sha256_of(here) == wanted:
+        return "kastro"
+    if path in packages and md5_of(here) == packages[path]:
+        return "package"
+    return "foreign"
 
 
 def load_manifest(path: Path) -> dict[str, str]:
@@ -123,7 +169,9 @@ def metrics_text(verdict: Verdict | None, exit_code: int, now: float, updated: f
         "# TYPE kastro_aide_files gauge",
     ]
     if verdict is not None:
-        for origin, counts in (("kastro", verdict.kastro), ("foreign", verdict.foreign)):
+        origins = (("kastro", verdict.kastro), ("package", verdict.package),
+                   ("foreign", verdict.foreign))  # fmt: skip
+        for origin, counts in origins:
             for change, count in sorted(counts.items()):
                 lines.append(f'kastro_aide_files{{change="{change}",origin="{origin}"}} {count}')
     lines += [
@@ -178,10 +226,12 @@ def check(paths: Paths, now: float) -> Verdict | None:
     done = run("aide", f"--config={paths.config}", "--check", check=False)
     verdict = None
     if done.returncode < FIRST_ERROR:
-        verdict = classify(parse_report(done.stdout), load_manifest(paths.manifest))
+        report = parse_report(done.stdout)
+        listed = set(report.added) | set(report.changed)
+        verdict = classify(report, load_manifest(paths.manifest), packages=package_digests(listed))
     updated = paths.database.stat().st_mtime if paths.database.exists() else 0.0
-    changed_by_kastro_only = verdict is not None and done.returncode and verdict.only_kastro
-    if changed_by_kastro_only and aide(paths, "--update") < FIRST_ERROR:
+    explained = verdict is not None and done.returncode and verdict.only_kastro
+    if explained and aide(paths, "--update") < FIRST_ERROR:
         updated = _install_new(paths)
     _write(paths.metrics, metrics_text(verdict, done.returncode, now, updated))
     return verdict

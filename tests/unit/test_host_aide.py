@@ -112,3 +112,21 @@ def test_the_real_aide_updates_the_baseline_for_kastro_changes_only(tmp_path: Pa
     assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in metrics
     assert aide_module.accept(paths) == 0
     assert aide_module.check(paths, now=5.0) == classify(Report(), {})
+
+
+def test_a_package_upgrade_is_not_a_foreign_change(tmp_path: Path) -> None:
+    """A binary whose MD5 is dpkg's record came from a package (unattended upgrades);
+    the same path with other content is foreign."""
+    info = tmp_path / "info"
+    info.mkdir()
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    tool = tmp_path / "usr" / "bin" / "tool"
+    tool.write_bytes(b"new release\n")
+    md5 = hashlib.md5(b"new release\n", usedforsecurity=False).hexdigest()
+    (info / "tool.md5sums").write_text(f"{md5}  usr/bin/tool\n{'0' * 32}  usr/bin/other\n")
+    packages = aide_module.package_digests({"/usr/bin/tool"}, info)
+    assert packages == {"/usr/bin/tool": md5}
+    report = Report(changed=["/usr/bin/tool"])
+    assert classify(report, {}, tmp_path, packages).package["changed"] == 1
+    tool.write_bytes(b"trojaned\n")
+    assert classify(report, {}, tmp_path, packages).foreign_paths == ("/usr/bin/tool",)
