@@ -7,8 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kastro.endpoint.accounts import accounts_state
+from kastro.endpoint.integrity import integrity_state
 from kastro.endpoint.profile import kernel_state
 
 
 def endpoint_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
-    return {**kernel_state(variables, host), "accounts": accounts_state(variables)}
+    return {
+        **kernel_state(variables, host),
+        "accounts": accounts_state(variables),
+        "integrity": integrity_state(variables),
+    }

@@ -107,3 +107,33 @@ def test_openscap_anssi_scores_and_every_failure_is_waived(server):
     assert not check.unused, f"waivers for rules that pass: {check.unused}"
     assert enhanced.percent >= ENHANCED_FLOOR
     assert intermediary.percent >= INTERMEDIARY_FLOOR
+
+
+def wait_inactive(machine: vm.Machine, unit: str, limit: float) -> float:
+    started = time.monotonic()
+    while machine.run("systemctl", "is-active", "--quiet", unit).returncode == 0:
+        assert time.monotonic() - started < limit, f"{unit} still running after {limit} s"
+        time.sleep(5)
+    return time.monotonic() - started
+
+
+def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
+    machine = server
+    took = wait_inactive(machine, "kastro-aide-init.service", 1200)
+    print(f"\nAIDE baseline ready {took:.0f} s after the converge")
+    assert machine.run("test", "-s", "/var/lib/aide/aide.db").returncode == 0
+    metrics = "/var/lib/prometheus/node-exporter/kastro_aide.prom"
+    planted = machine.run("sh", "-c", "printf x >> /usr/bin/pinky")
+    assert planted.returncode == 0
+    converge(server, "fileserver", {"endpoint_session_timeout": 900})  # a Kastro change
+    try:
+        machine.run("systemctl", "start", "kastro-aide-check.service", timeout=1200)
+        text = machine.run("cat", metrics).stdout
+        assert "kastro_aide_check_success 1" in text
+        assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in text
+        assert 'kastro_aide_files{change="changed",origin="kastro"} 1' in text
+        shown = machine.run("kastro-aide", "check").stdout
+        assert "/usr/bin/pinky" in shown and "kastro-endpoint.sh" not in shown
+    finally:
+        converge(server, "fileserver")
+        machine.run("kastro-aide", "accept")

@@ -1,0 +1,74 @@
+"""AIDE for one host: Kastro's own configuration (not aide-common's cron job and include
+tree), compiled on the controller.
+
+What is watched: the boot files, /etc, the programs and libraries (/usr/bin, /usr/sbin,
+/usr/lib, /usr/local) and Kastro's host programs, with the attributes that reveal tampering
+(permissions, inode, links, owner, group, size, SHA-256, ACLs, extended attributes). What
+changes by design is left out: /etc/mtab, adjtime, editors' backups, the dynamic linker's
+cache (rebuilt by every package install; the libraries themselves are watched).
+
+`endpoint_aide_paths` replaces the watched list per host or group (absolute paths, strictly
+checked: each becomes a rule line AIDE reads).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kastro.endpoint.profile import EndpointConfigError
+
+# Debian's paths (the scanners look there); Kastro writes the file, aide-common is not used.
+CONFIG = "/etc/aide/aide.conf"
+DATABASE = "/var/lib/aide/aide.db"
+NEW_DATABASE = "/var/lib/aide/aide.db.new"
+PATHS = ("/boot", "/etc", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local")
+EXCLUDED = (
+    r"/etc/mtab$",
+    r"/etc/adjtime$",
+    r"/etc/ld\.so\.cache$",
+    r"/etc/.*~$",
+    r"/etc/\.#.*",
+)
+PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
+ATTRIBUTES = "p+i+n+u+g+s+sha256+acl+xattrs"
+
+
+def watched(variables: Mapping[str, Any]) -> list[str]:
+    paths = variables.get("endpoint_aide_paths", list(PATHS))
+    if not isinstance(paths, Sequence) or isinstance(paths, str) or not paths:
+        raise EndpointConfigError(
+            "endpoint_aide_paths: write a non-empty list of absolute paths, e.g. [/etc, /usr/bin]"
+        )
+    for path in paths:
+        if not isinstance(path, str) or not PATH.fullmatch(path) or "/../" in f"{path}/":
+            raise EndpointConfigError(
+                f"endpoint_aide_paths: {path!r} is not an absolute path of letters, digits "
+                "and . _ - / (no spaces, no '..')"
+            )
+    return sorted(set(paths))
+
+
+def config(variables: Mapping[str, Any]) -> str:
+    """/etc/aide/aide.conf (checked with `aide --config-check` before it is installed)."""
+    lines = [
+        "# Kastro endpoint: AIDE (generated; kastro.endpoint.integrity). kastro-aide runs it.",
+        f"database_in=file:{DATABASE}",
+        f"database_out=file:{NEW_DATABASE}",
+        "gzip_dbout=yes",
+        "report_url=stdout",
+        f"Kastro = {ATTRIBUTES}",
+    ]
+    lines += [f"!{pattern}" for pattern in EXCLUDED]
+    lines += [f"{path} Kastro" for path in watched(variables)]
+    return "\n".join(lines) + "\n"
+
+
+def integrity_state(variables: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "config": config(variables),
+        "config_path": CONFIG,
+        "database": DATABASE,
+        "directory": DATABASE.rsplit("/", 1)[0],
+    }
