@@ -13,10 +13,10 @@ checked: each becomes a rule line AIDE reads).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kastro.endpoint.audit import safe_path
 from kastro.endpoint.profile import EndpointConfigError
 
 # Debian's paths (the scanners look there); Kastro writes the file, aide-common is not used.
@@ -31,7 +31,6 @@ EXCLUDED = (
     r"/etc/.*~$",
     r"/etc/\.#.*",
 )
-PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
 ATTRIBUTES = "p+i+n+u+g+s+sha256+acl+xattrs"
 
 
@@ -42,7 +41,7 @@ def watched(variables: Mapping[str, Any]) -> list[str]:
             "endpoint_aide_paths: write a non-empty list of absolute paths, e.g. [/etc, /usr/bin]"
         )
     for path in paths:
-        if not isinstance(path, str) or not PATH.fullmatch(path) or "/../" in f"{path}/":
+        if not safe_path(path):
             raise EndpointConfigError(
                 f"endpoint_aide_paths: {path!r} is not an absolute path of letters, digits "
                 "and . _ - / (no spaces, no '..')"
