@@ -10,7 +10,7 @@ APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client 
                 wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver \
                 rsyslog rsyslog-gnutls dnsmasq-base memcached snmpd snmp unbound openssh-server \
                 rsync samba smbclient chrony isc-dhcp-client masscan hping3 \
-                qemu-system-x86 qemu-utils e2fsprogs aide
+                qemu-system-x86 qemu-utils e2fsprogs aide clamav clamav-testfiles
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro
@@ -46,12 +46,14 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	@echo "==> installing Debian packages: $(APT_PACKAGES)"
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root (apt-get, podman, network namespaces)"; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -q
-	@# The daemons among them (sshd, smbd, unbound, chronyd, snmpd, memcached) are for tests in
+	@# The daemons among them (sshd, smbd, unbound, chronyd, snmpd, memcached, freshclam) are for tests in
 	@# network namespaces only: never started on this machine by their installation.
 	@if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
 	  chmod 755 /usr/sbin/policy-rc.d; touch $(STAMPS)/policy-rc.d; fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	@if [ -e $(STAMPS)/policy-rc.d ]; then rm -f /usr/sbin/policy-rc.d $(STAMPS)/policy-rc.d; fi
+	@# freshclam would fetch signatures from the internet at the next boot: never on this machine.
+	@if command -v systemctl >/dev/null; then systemctl mask clamav-freshclam.service >/dev/null 2>&1 || true; fi
 	@touch $@
 
 # Python virtualenv: re-run when the dependencies change.

@@ -45,6 +45,9 @@ VM_PACKAGES = (
     "libpam-apparmor",
     "logrotate",
     "netcat-openbsd",  # the audit test runs it
+    "aide",
+    "clamav",
+    "clamav-testfiles",  # what the antivirus test plants
     # What base installs on every host (chrony, unattended upgrades) and Debian's syslog.
     "chrony",
     "unattended-upgrades",
@@ -77,6 +80,8 @@ Name=en* eth*
 DHCP=ipv4
 EOF
 systemctl enable systemd-networkd.service ssh.service
+# freshclam would ask database.clamav.net at the first boot: masked, as the endpoint role does.
+ln -sf /dev/null /etc/systemd/system/clamav-freshclam.service
 printf 'nameserver 10.0.2.3\\n' > /etc/resolv.conf
 install -d -m 0700 /root/.ssh
 passwd -l root

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from kastro.lab import scap, vm
+from tests.unit.test_host_clamav import municipal_database
 from tests.vm.test_vm_endpoint import converge
 
 pytestmark = pytest.mark.vm
@@ -29,11 +30,19 @@ def found(machine: vm.Machine, key: str, *more: str) -> str:
     return answer.stdout
 
 
+def converge_server(machine: vm.Machine, extra: dict[str, object] | None = None) -> str:
+    """The file server with the municipality's signature file (made from Debian's clam.exe
+    test program: no public database can be fetched here) given to the role to copy."""
+    signatures = municipal_database(machine.directory)
+    variables = {"endpoint_clamav_signature_files": [str(signatures)], **(extra or {})}
+    return converge(machine, "fileserver", variables)
+
+
 @pytest.fixture(scope="module")
 def server(machine: vm.Machine) -> vm.Machine:
     """The VM as the example's file server after base and endpoint (converged once here; a
     test that changes variables converges back before it ends)."""
-    converge(machine, "fileserver")
+    converge_server(machine)
     return machine
 
 
@@ -51,7 +60,7 @@ def test_audit_records_shadow_writes_nc_and_module_loads(server):
 def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
     machine = server
     overlay = {"endpoint_faillock_deny": 3, "endpoint_faillock_unlock_time": 15}
-    converge(machine, "fileserver", overlay)
+    converge_server(machine, overlay)
     user, password = "kastro-probe", "Vouli-Ploia-2026!x"  # passes pwquality
     machine.run("useradd", "-m", user)
 
@@ -76,7 +85,7 @@ def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
         machine.run("userdel", "-r", user)
         # pam_faillock's tally belongs to the user: after userdel it would be unowned.
         machine.run("rm", "-f", f"/var/log/faillock/{user}")
-        converge(machine, "fileserver")
+        converge_server(machine)
 
 
 def wait_inactive(machine: vm.Machine, unit: str, limit: float) -> float:
@@ -126,7 +135,7 @@ def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
     metrics = "/var/lib/prometheus/node-exporter/kastro_aide.prom"
     planted = machine.run("sh", "-c", "printf x >> /usr/bin/pinky")
     assert planted.returncode == 0
-    converge(server, "fileserver", {"endpoint_session_timeout": 900})  # a Kastro change
+    converge_server(server, {"endpoint_session_timeout": 900})  # a Kastro change
     try:
         machine.run("systemctl", "start", "kastro-aide-check.service", timeout=1200)
         text = machine.run("cat", metrics).stdout
@@ -136,5 +145,31 @@ def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
         shown = machine.run("kastro-aide", "check").stdout
         assert "/usr/bin/pinky" in shown and "kastro-endpoint.sh" not in shown
     finally:
-        converge(server, "fileserver")
+        converge_server(server)
         machine.run("kastro-aide", "accept")
+
+
+def test_clamav_finds_every_test_file_with_the_municipal_signatures(server):
+    """The scheduled scan's own unit, run now: every file of clamav-testfiles planted in a
+    share is reported in the metrics and the EVE log; freshclam never ran (no mirror named)."""
+    machine = server
+    share = "/srv/share/downloads"
+    testfiles = "/usr/share/clamav-testfiles"
+    planted = machine.run("sh", "-c", f"mkdir -p {share} && cp {testfiles}/* {share}")
+    assert planted.returncode == 0
+    expected = int(machine.run("sh", "-c", "ls /usr/share/clamav-testfiles | wc -l").stdout)
+    try:
+        started = time.monotonic()
+        done = machine.run("systemctl", "start", "kastro-clamav-scan.service", timeout=600)
+        print(f"\nClamAV scan of the planted share: {time.monotonic() - started:.0f} s")
+        assert done.returncode == 0, done.stderr
+        metrics = machine.run("cat", "/var/lib/prometheus/node-exporter/kastro_clamav.prom").stdout
+        assert f"kastro_clamav_infected_files {expected}\n" in metrics
+        assert "kastro_clamav_scan_success 1\n" in metrics
+        eve = machine.run("cat", "/var/log/kastro/clamav.eve.json").stdout.splitlines()
+        assert len([line for line in eve if share in line]) == expected
+        debian = machine.run("systemctl", "is-enabled", "clamav-freshclam.service")
+        assert debian.stdout.strip() == "masked"
+        assert machine.run("systemctl", "is-enabled", "kastro-freshclam.timer").returncode != 0
+    finally:
+        machine.run("rm", "-rf", "/srv/share", "/var/log/kastro/clamav.eve.json")
