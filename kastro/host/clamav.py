@@ -44,7 +44,13 @@ class Scan:
 
     @property
     def ok(self) -> bool:
-        return self.exit_code in (0, 1) and "scanned" in self.counts
+        # libclamav reports a file it could not unpack (no temporary directory, say) as "OK"
+        # and may still exit 0: its error lines make the scan a failed one.
+        return self.exit_code in (0, 1) and "scanned" in self.counts and not self.engine_errors
+
+    @property
+    def engine_errors(self) -> list[str]:
+        return [line for line in self.errors.splitlines() if line.startswith("LibClamAV Error")]
 
 
 def parse_output(text: str, exit_code: int) -> Scan:
@@ -116,6 +122,7 @@ class Paths:
     database: Path
     metrics: Path
     eve: Path
+    temporary: Path  # where archives are unpacked (the unit's own cache directory)
 
 
 def scan(paths: Paths, targets: list[str]) -> Scan:
@@ -124,11 +131,11 @@ def scan(paths: Paths, targets: list[str]) -> Scan:
     from kastro.host.commands import run
 
     started = time.time()
-    argv = ["clamscan", f"--database={paths.database}", "--recursive", "--infected", "--stdout"]
-    done = run(*argv, "--", *targets, check=False)
+    argv = ["clamscan", f"--database={paths.database}", f"--tempdir={paths.temporary}"]
+    done = run(*argv, "--recursive", "--infected", "--stdout", "--", *targets, check=False)
     finished = time.time()
     result = parse_output(done.stdout, done.returncode)
-    result.errors = done.stderr.strip()[-2000:]
+    result.errors = done.stderr.strip()[-4000:]
     if result.found:
         host = socket.gethostname()
         with paths.eve.open("a", encoding="utf-8") as eve:
@@ -158,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics", type=Path, default=Path("/var/lib/prometheus/node-exporter/kastro_clamav.prom")
     )
     parser.add_argument("--eve", type=Path, default=Path("/var/log/kastro/clamav.eve.json"))
+    parser.add_argument("--tempdir", type=Path, default=Path("/var/cache/kastro-clamav"))
     args = parser.parse_args(argv)
     relative = [t for t in args.targets if not t.startswith("/")]
     if relative:
         parser.error(f"not absolute paths / όχι απόλυτες διαδρομές: {' '.join(relative)}")
     existing = [t for t in args.targets if Path(t).exists()]
-    result = scan(Paths(args.database, args.metrics, args.eve), existing or args.targets)
+    paths = Paths(args.database, args.metrics, args.eve, args.tempdir)
+    result = scan(paths, existing or args.targets)
     for path, signature in result.found:
         print(f"μολυσμένο / infected: {path}: {signature}")
     if not result.ok:

@@ -112,10 +112,10 @@ def test_every_test_file_is_found_and_reported(tmp_path: Path) -> None:
     shutil.copytree(TESTFILES, share / "downloads")
     (share / "invoice.txt").write_bytes(EICAR)
     (share / "clean.txt").write_text("Δήμος: πρακτικά συνεδρίασης\n")
-    paths = Paths(database, tmp_path / "m" / "kastro_clamav.prom", tmp_path / "eve.json")
+    paths = Paths(database, tmp_path / "m" / "kastro_clamav.prom", tmp_path / "eve.json", tmp_path)
     expected = len(list(TESTFILES.iterdir())) + 1
 
-    code = clamav.main([str(share), "--database", str(database),
+    code = clamav.main([str(share), "--database", str(database), "--tempdir", str(tmp_path),
                         "--metrics", str(paths.metrics), "--eve", str(paths.eve)])  # fmt: skip
 
     assert code == 2
@@ -139,6 +139,23 @@ def test_no_signatures_is_a_failed_scan_not_a_clean_one(tmp_path: Path) -> None:
     code = clamav.main(
         [str(tmp_path), "--database", str(database), "--metrics", str(metrics), "--eve", str(eve)]
     )
+    assert code == 1
+    assert "kastro_clamav_scan_success 0\n" in metrics.read_text()
+
+
+@needs_clamav
+def test_a_scan_that_cannot_unpack_is_a_failed_scan_not_a_clean_one(tmp_path: Path) -> None:
+    """What a read-only /tmp did under systemd's ProtectSystem=strict: libclamav could not make
+    its temporary directory, called every file "OK", and clamscan exited 0."""
+    database = tmp_path / "db"
+    database.mkdir()
+    municipal_database(database)
+    shutil.copy(TESTFILES / "clam.zip", tmp_path / "clam.zip")
+    nowhere = tmp_path / "not-a-directory"
+    nowhere.write_text("")
+    metrics, eve = tmp_path / "kastro_clamav.prom", tmp_path / "eve.json"
+    code = clamav.main([str(tmp_path / "clam.zip"), "--database", str(database),
+                        "--tempdir", str(nowhere), "--metrics", str(metrics), "--eve", str(eve)])  # fmt: skip
     assert code == 1
     assert "kastro_clamav_scan_success 0\n" in metrics.read_text()
 
