@@ -104,6 +104,8 @@ demo: deps image
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/mail.yml; \
 	echo "==> what is deployed where"; \
 	kastro lab report --lab $(LAB); \
+	echo "==> hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
+	kastro lab scores --lab $(LAB); \
 	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond)"; \
 	kastro lab attack $(INVENTORY) --lab $(LAB) --contain; \
 	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"

@@ -75,6 +75,18 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab_scores(args: argparse.Namespace) -> int:
+    from kastro.lab import scores
+
+    rows = scores.host_scores(args.lab)
+    print(format_table(rows))
+    print(
+        "ANSSI-BP-028 enhanced (OpenSCAP, Kastro's tailoring) and Lynis, measured inside each "
+        "host; a container's kernel is the machine's (the kernel-level score: tests/vm)"
+    )
+    return 0
+
+
 def _cmd_lab_attack(args: argparse.Namespace) -> int:
     from kastro.lab import attack
 
@@ -339,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab_status = lab_commands.add_parser("status", help="hosts, networks and addresses of the lab")
     lab_report = lab_commands.add_parser("report", help="what the playbooks deployed on each host")
+    lab_scores = lab_commands.add_parser(
+        "scores", help="OpenSCAP ANSSI and Lynis scores of each managed host (installs the tools)"
+    )
     lab_capture = lab_commands.add_parser(
         "capture", help="mirror a zone or link network's traffic to a sensor host"
     )
@@ -365,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         (lab_down, _cmd_lab_down),
         (lab_status, _cmd_lab_status),
         (lab_report, _cmd_lab_report),
+        (lab_scores, _cmd_lab_scores),
         (lab_capture, _cmd_lab_capture),
     ):
         sub.add_argument("--lab", default="kastro", help="lab name (label and container prefix)")

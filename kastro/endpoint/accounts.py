@@ -154,7 +154,12 @@ VALIDATE = {"/etc/sudoers.d/kastro-endpoint": "visudo -cf %s"}
 
 def login_defs(variables: Mapping[str, Any]) -> dict[str, str]:
     """Settings of /etc/login.defs (a Debian conffile: changed line by line, not replaced)."""
-    return {"UMASK": umask(variables), "ENCRYPT_METHOD": "YESCRYPT", "HOME_MODE": "0750"}
+    return {
+        "UMASK": umask(variables),
+        "ENCRYPT_METHOD": "YESCRYPT",
+        "HOME_MODE": "0750",
+        "PASS_MAX_DAYS": "365",  # new local accounts: a password set must change yearly
+    }
 
 
 def _lines(*lines: str) -> str:

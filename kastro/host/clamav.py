@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--metrics", type=Path, default=Path("/var/lib/prometheus/node-exporter/kastro_clamav.prom")
     )
-    parser.add_argument("--eve", type=Path, default=Path("/var/log/kastro/clamav.eve.json"))
+    parser.add_argument("--eve", type=Path, default=Path("/var/log/kastro-clamav/eve.json"))
     parser.add_argument("--tempdir", type=Path, default=Path("/var/cache/kastro-clamav"))
     args = parser.parse_args(argv)
     relative = [t for t in args.targets if not t.startswith("/")]

@@ -26,7 +26,8 @@ from kastro.host import clamav
 from kastro.host.clamav import Paths, metrics_text, parse_output
 
 TESTFILES = Path("/usr/share/clamav-testfiles")
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"  # the industry's test string, harmless by design
+# The industry's antivirus test string, harmless by design.
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 needs_clamav = pytest.mark.skipif(
     shutil.which("clamscan") is None or not TESTFILES.is_dir(),
     reason="needs clamav and clamav-testfiles (make deps installs them)",
@@ -154,8 +155,8 @@ def test_a_scan_that_cannot_unpack_is_a_failed_scan_not_a_clean_one(tmp_path: Pa
     nowhere = tmp_path / "not-a-directory"
     nowhere.write_text("")
     metrics, eve = tmp_path / "kastro_clamav.prom", tmp_path / "eve.json"
-    code = clamav.main([str(tmp_path / "clam.zip"), "--database", str(database),
-                        "--tempdir", str(nowhere), "--metrics", str(metrics), "--eve", str(eve)])  # fmt: skip
+    options = ["--tempdir", str(nowhere), "--metrics", str(metrics), "--eve", str(eve)]
+    code = clamav.main([str(tmp_path / "clam.zip"), "--database", str(database), *options])
     assert code == 1
     assert "kastro_clamav_scan_success 0\n" in metrics.read_text()
 
