@@ -17,7 +17,7 @@ COMMAND = (
 REPORT = "/root/lynis-report.dat"
 LOG = "/root/lynis.log"
 TEST = re.compile(r"Performing test ID (\S+)")
-POINTS = re.compile(r"Hardening: assigned (\d+) hardening points \(max for this item: (\d+)\)")
+POINTS = re.compile(r"Hardening: assigned partial number of hardening points \((\d+) of (\d+)\)")
 
 
 class LynisReportError(ValueError):

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WAIVERS = ROOT / "roles" / "endpoint" / "waivers.yml"
 # Measured on the test VM (a server of the example, no separate partitions, no collector
 # forwarding yet): the floor the role must not fall below; the issue's goal is 97 / 99.
-ENHANCED_FLOOR = 90.0
-INTERMEDIARY_FLOOR = 90.0
+ENHANCED_FLOOR = 90.5
+INTERMEDIARY_FLOOR = 90.5
 
 
 def found(machine: vm.Machine, key: str, *more: str) -> str:
@@ -148,7 +148,11 @@ def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
         machine.run("systemctl", "start", "kastro-aide-check.service", timeout=1200)
         text = machine.run("cat", metrics).stdout
         assert "kastro_aide_check_success 1" in text
-        assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in text
+        assert 'kastro_aide_files{change="changed",origin="foreign"} 1' in text, text
+        # The check sees what an admin's `kastro-aide accept` saw (a sandbox that hid
+        # /usr/lib/modules once made 1357 files "removed").
+        assert 'kastro_aide_files{change="removed",origin="foreign"} 0' in text, text
+        assert 'kastro_aide_files{change="added",origin="foreign"} 0' in text, text
         ours = re.search(r'kastro_aide_files\{change="changed",origin="kastro"\} (\d+)', text)
         assert ours and int(ours.group(1)) >= 1, text  # the profile.d file, at least
         shown = machine.run("kastro-aide", "check").stdout
