@@ -25,6 +25,9 @@ DATABASE = "/var/lib/aide/aide.db"
 NEW_DATABASE = "/var/lib/aide/aide.db.new"
 PATHS = ("/boot", "/etc", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local")
 EXCLUDED = (
+    # Compiled by augenrules from /etc/audit/rules.d (watched): Kastro's reload rewrites them.
+    r"/etc/audit/audit\.rules$",
+    r"/etc/audit/audit\.rules\.prev$",
     r"/etc/mtab$",
     r"/etc/adjtime$",
     r"/etc/ld\.so\.cache$",
