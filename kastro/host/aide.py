@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kastro.host.textfile import write_text
+
 SECTIONS = {"Added entries:": "added", "Removed entries:": "removed", "Changed entries:": "changed"}
 ENTRY = re.compile(r"^[a-zA-Z!?-]\S*(?: [^:]*)?: (/.*)$")
 FIRST_ERROR = 14
@@ -233,7 +235,7 @@ def check(paths: Paths, now: float) -> Verdict | None:
     explained = verdict is not None and done.returncode and verdict.only_kastro
     if explained and aide(paths, "--update") < FIRST_ERROR:
         updated = _install_new(paths)
-    _write(paths.metrics, metrics_text(verdict, done.returncode, now, updated))
+    write_text(paths.metrics, metrics_text(verdict, done.returncode, now, updated))
     return verdict
 
 
@@ -243,14 +245,6 @@ def accept(paths: Paths) -> int:
         return 1
     _install_new(paths)
     return 0
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

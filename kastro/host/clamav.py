@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kastro.host.textfile import write_text
+
 FOUND = re.compile(r"^(?P<path>/.*): (?P<name>\S+) FOUND$")
 SUMMARY = {
     "Known viruses": "signatures",
@@ -142,16 +144,8 @@ def scan(paths: Paths, targets: list[str]) -> Scan:
             for path, signature in result.found:
                 eve.write(eve_alert(path, signature, finished, host))
     text = metrics_text(result, started, finished, database_timestamp(paths.database))
-    _write(paths.metrics, text)
+    write_text(paths.metrics, text)
     return result
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

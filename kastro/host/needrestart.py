@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     import time
 
     from kastro.host.commands import run
+    from kastro.host.textfile import write_text
 
     parser = argparse.ArgumentParser(prog="kastro-needrestart", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -87,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     done = run("needrestart", "-b", "-r", "l", check=False)
     report = parse_batch(done.stdout, done.returncode)
     text = metrics_text(report, time.time())
-    args.metrics.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.metrics.with_name(f".{args.metrics.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(args.metrics)
+    write_text(args.metrics, text)
     for name in report.services:
         print(f"χρειάζεται επανεκκίνηση / needs a restart: {name}")
     return 0 if report.ok else 1

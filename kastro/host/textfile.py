@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import Any
 
 
+def write_text(output: Path, text: str) -> None:
+    """A text file node_exporter reads, replaced whole (a scrape never sees half of it)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    tmp.replace(output)
+
+
 def write_once(registry: Any, output: Path) -> None:
     """The registry's metrics into `output`, atomically (a scrape never sees half a file)."""
     from prometheus_client import generate_latest

@@ -61,6 +61,13 @@ options:
         to tell Kastro's own changes from foreign ones). Empty to record nothing.
     type: str
     default: /var/lib/kastro/managed-files.json
+  record:
+    description:
+      - Files another task installed whole (a binary archive copied from the controller):
+        their SHA-256 is recorded in the manifest as they are now. Nothing about them changes.
+    type: list
+    elements: path
+    default: []
 author: Kastro
 """
 
@@ -79,6 +86,7 @@ import re
 import shlex
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +279,7 @@ def _diff(entry: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def record(manifest: str, entries: list[dict[str, Any]]) -> None:
+def record(manifest: str, entries: list[dict[str, Any]], whole: Sequence[str] = ()) -> None:
     """What Kastro wrote, path -> SHA-256 of the content, merged into the host's manifest
     (kastro-aide tells Kastro's own changes from foreign ones with it). Written only when it
     differs, atomically, 0600; it is bookkeeping, not a change of the host's configuration."""
@@ -288,6 +296,8 @@ def record(manifest: str, entries: list[dict[str, Any]]) -> None:
         if entry.get("state", "file") == "file" and entry.get("content") is not None:
             digest = hashlib.sha256(entry["content"].encode("utf-8")).hexdigest()
             wanted[entry["dest"]] = digest
+    for name in whole:
+        wanted[name] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
     if wanted == known:
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -303,6 +313,7 @@ def main() -> None:
         argument_spec={
             "files": files_spec,
             "manifest": {"type": "str", "default": MANIFEST},
+            "record": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -313,7 +324,7 @@ def main() -> None:
         if not module.check_mode:
             apply_all(module, pending)
             if module.params["manifest"]:
-                record(module.params["manifest"], entries)
+                record(module.params["manifest"], entries, module.params["record"])
     except (EntryError, OSError) as err:
         module.fail_json(msg=str(err))
     result: dict[str, Any] = {

@@ -117,3 +117,18 @@ def test_what_kastro_wrote_is_recorded_for_aide_and_check_mode_records_nothing(t
     assert recorded == {str(base / "conf.d" / "a.conf"): hashlib.sha256(b"alpha\n").hexdigest()}
     assert manifest.stat().st_mode & 0o777 == 0o600
     assert not run(tmp_path, entries(base))["changed"]  # the record is not a change
+
+
+def test_a_file_another_task_copied_whole_is_recorded_without_a_change(tmp_path):
+    import hashlib
+    import json
+
+    archive = tmp_path / "kastro-host.pyz"
+    archive.write_bytes(b"PK\x03\x04 a binary archive\xff")
+    manifest = tmp_path / "managed-files.json"
+    task = TASK + '        record: ["{{ archive }}"]\n'
+    variables = {"files": [], "manifest": str(manifest), "archive": str(archive)}
+    result = run_task(tmp_path, task, variables)
+    assert not result["changed"]
+    recorded = json.loads(manifest.read_text())["files"]
+    assert recorded == {str(archive): hashlib.sha256(archive.read_bytes()).hexdigest()}
