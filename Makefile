@@ -105,7 +105,7 @@ demo: deps image
 	echo "==> what is deployed where"; \
 	kastro lab report --lab $(LAB); \
 	echo "==> hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
-	kastro lab scores --lab $(LAB); \
+	kastro lab scores --lab $(LAB) || echo "(scores not measured: see the message above; the demo goes on)"; \
 	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond)"; \
 	kastro lab attack $(INVENTORY) --lab $(LAB) --contain; \
 	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"

@@ -300,7 +300,9 @@ def record(manifest: str, entries: list[dict[str, Any]], whole: Sequence[str] = 
         wanted[name] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
     if wanted == known:
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0755 like the roles make it: their own subdirectories (firewall, links) are read by their
+    # confined collectors; the manifest itself is 0600.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps({"files": wanted}, indent=1, sort_keys=True), encoding="utf-8")
     tmp.chmod(0o600)

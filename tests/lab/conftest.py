@@ -38,10 +38,12 @@ def lab():
     """Two buildings, a radio link, a server, a sensor, home and attacker; site.yml converged."""
     hosts.down(LAB)
     overlay = hosts.up(INVENTORY, LAB)
-    proc = run_playbook("playbooks/site.yml", INVENTORY, overlay)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    # The lab's mail server on the monitoring host, where Alertmanager's e-mail lands.
+    # The lab's mail server on the monitoring host, where Alertmanager's e-mail lands. First:
+    # its setuid exim4 gets its audit rule from the endpoint role in site.yml (installed
+    # after, it would be a real change for the next run, which must change nothing).
     mail = run_playbook("molecule/_lab/mail.yml", INVENTORY, overlay)
     assert mail.returncode == 0, mail.stdout[-4000:] + mail.stderr[-2000:]
+    proc = run_playbook("playbooks/site.yml", INVENTORY, overlay)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     yield overlay
     hosts.down(LAB)
