@@ -36,14 +36,18 @@ def measure(container: str, datastream: Path, tailoring: Path) -> dict[str, str]
                       "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                       f"--no-install-recommends {' '.join(TOOLS)}")  # fmt: skip
     if installed.returncode != 0:
-        return {"anssi_enhanced": "-", "lynis": "-", "note": "apt-get install failed"}
+        print(f"{container}: apt-get install {' '.join(TOOLS)} failed: {installed.stderr[-300:]}")
+        return {"anssi_enhanced": "-", "lynis": "-", "seconds": "-"}
     for local, remote in ((datastream, "ssg-debian12-ds.xml"), (tailoring, "tailoring.xml")):
         subprocess.run(["podman", "cp", str(local), f"{container}:/root/{remote}"], check=True)
     _exec(container, "oscap", "xccdf", "eval", "--tailoring-file", "/root/tailoring.xml",
           "--profile", scap.tailored_profile(PROFILE), "--results", "/root/anssi.xml",
           "/root/ssg-debian12-ds.xml")  # fmt: skip
     results = _exec(container, "cat", "/root/anssi.xml").stdout
-    anssi = f"{scap.score(results).percent:.1f} %" if results else "-"
+    try:
+        anssi = f"{scap.score(results).percent:.1f} %"
+    except scap.ScapError:
+        anssi = "-"
     _exec(container, *lynis.COMMAND)
     report = _exec(container, "cat", lynis.REPORT).stdout
     try:
