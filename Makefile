@@ -88,7 +88,7 @@ molecule: deps image
 # coverage of kastro/ and monitors/ measured in that run (pytest's own process).
 test: deps image lint
 	@mkdir -p .kastro
-	coverage run -m pytest -v < /dev/null
+	coverage run -m pytest -v --durations=40 < /dev/null
 	coverage report
 
 demo: deps image
