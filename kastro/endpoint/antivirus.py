@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kastro.endpoint.audit import safe_path
+from kastro.endpoint.audit import path_list
 from kastro.endpoint.profile import EndpointConfigError
 
 DATABASE_DIR = "/var/lib/clamav"
@@ -89,17 +89,7 @@ def signature_files(variables: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def scan_paths(variables: Mapping[str, Any]) -> list[str]:
     paths = variables.get("endpoint_clamav_paths", list(PATHS))
-    if not isinstance(paths, Sequence) or isinstance(paths, str) or not paths:
-        raise EndpointConfigError(
-            "endpoint_clamav_paths: write a non-empty list of absolute paths, e.g. [/srv, /home]"
-        )
-    for path in paths:
-        if not safe_path(path) or path == "/":
-            raise EndpointConfigError(
-                f"endpoint_clamav_paths: {path!r} is not an absolute path of letters, digits "
-                "and . _ - / below / (no spaces, no '..'; scan directories, not the whole disk)"
-            )
-    return sorted(set(paths))
+    return path_list("endpoint_clamav_paths", paths, "[/srv, /home]", whole_disk=False)
 
 
 def update_minutes(variables: Mapping[str, Any]) -> int:

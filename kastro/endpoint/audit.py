@@ -97,19 +97,28 @@ def safe_path(path: object) -> bool:
     return isinstance(path, str) and bool(PATH.fullmatch(path)) and "/../" not in f"{path}/"
 
 
+def path_list(
+    name: str, paths: object, example: str, *, required: bool = True, whole_disk: bool = True
+) -> list[str]:
+    """An inventory list of absolute paths that become rule or unit lines: each strictly
+    checked (`safe_path`), "/" refused where a whole-disk value makes no sense."""
+    if not isinstance(paths, Sequence) or isinstance(paths, str) or (required and not paths):
+        kind = "a non-empty list" if required else "a list"
+        raise EndpointConfigError(f"{name}: write {kind} of absolute paths, e.g. {example}")
+    for path in paths:
+        if not safe_path(path) or (not whole_disk and path == "/"):
+            below = "" if whole_disk else " below /"
+            hint = "" if whole_disk else "; scan directories, not the whole disk"
+            raise EndpointConfigError(
+                f"{name}: {path!r} is not an absolute path of letters, digits and . _ - /"
+                f"{below} (no spaces, no '..'{hint})"
+            )
+    return sorted(set(paths))
+
+
 def watched_paths(variables: Mapping[str, Any]) -> list[str]:
     extra = variables.get("endpoint_audit_watch_extra") or []
-    if not isinstance(extra, Sequence) or isinstance(extra, str):
-        raise EndpointConfigError(
-            "endpoint_audit_watch_extra: write a list of absolute paths, e.g. [/srv/app/config]"
-        )
-    for path in extra:
-        if not safe_path(path):
-            raise EndpointConfigError(
-                f"endpoint_audit_watch_extra: {path!r} is not an absolute path of letters, "
-                "digits and . _ - / (no spaces, no '..')"
-            )
-    return sorted(set(extra))
+    return path_list("endpoint_audit_watch_extra", extra, "[/srv/app/config]", required=False)
 
 
 def privileged_programs(found: Sequence[str]) -> list[str]:

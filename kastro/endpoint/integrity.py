@@ -13,11 +13,10 @@ checked: each becomes a rule line AIDE reads).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from kastro.endpoint.audit import safe_path
-from kastro.endpoint.profile import EndpointConfigError
+from kastro.endpoint.audit import path_list
 
 # Debian's paths (the scanners look there); Kastro writes the file, aide-common is not used.
 CONFIG = "/etc/aide/aide.conf"
@@ -39,17 +38,7 @@ ATTRIBUTES = "p+i+n+u+g+s+sha256+acl+xattrs"
 
 def watched(variables: Mapping[str, Any]) -> list[str]:
     paths = variables.get("endpoint_aide_paths", list(PATHS))
-    if not isinstance(paths, Sequence) or isinstance(paths, str) or not paths:
-        raise EndpointConfigError(
-            "endpoint_aide_paths: write a non-empty list of absolute paths, e.g. [/etc, /usr/bin]"
-        )
-    for path in paths:
-        if not safe_path(path):
-            raise EndpointConfigError(
-                f"endpoint_aide_paths: {path!r} is not an absolute path of letters, digits "
-                "and . _ - / (no spaces, no '..')"
-            )
-    return sorted(set(paths))
+    return path_list("endpoint_aide_paths", paths, "[/etc, /usr/bin]")
 
 
 def config(variables: Mapping[str, Any]) -> str:
