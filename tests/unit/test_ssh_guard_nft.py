@@ -95,6 +95,8 @@ def pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
             f"PidFile {tmp_path}/sshd.pid\nPasswordAuthentication no\nUsePAM no\n"
             "MaxStartups 100\n"
         )
+        # sshd's privilege separation directory: absent where sshd never ran as a service.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         sshd = subprocess.Popen(["ip", "netns", "exec", host, "/usr/sbin/sshd", "-D", "-e",
                                  "-f", str(config)], stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(0.5)
