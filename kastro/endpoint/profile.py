@@ -157,7 +157,20 @@ def sysctl_settings(variables: Mapping[str, Any], host: str) -> dict[str, str]:
                 f"endpoint_sysctl_extra.{key}: {value!r} is not a number (or up to 4 numbers)"
             )
         settings[str(key)] = text
-    return dict(sorted(settings.items()))
+    return dict(sorted(settings.items(), key=_applied_order))
+
+
+# Writing these resets the interfaces' other settings (redirects, source routes, router
+# advertisements) to the host's or the router's defaults (the kernel's ip-sysctl.rst), so a
+# host that changes profile (gateway to server) must get them before the rest: otherwise
+# `sysctl --load` undoes its own earlier lines and only the next run repairs them (measured
+# in tests/vm).
+APPLIED_FIRST = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+
+
+def _applied_order(item: tuple[str, str]) -> tuple[int, str]:
+    key = item[0]
+    return (APPLIED_FIRST.index(key), key) if key in APPLIED_FIRST else (len(APPLIED_FIRST), key)
 
 
 def blocked_modules(variables: Mapping[str, Any], host: str) -> list[str]:

@@ -44,6 +44,17 @@ def test_every_example_host_gets_the_profile_of_its_role() -> None:
         assert "install usb-storage /bin/false" in state["modprobe_file"]
 
 
+def test_forwarding_is_set_before_the_settings_it_would_reset() -> None:
+    """Writing ip_forward or all.forwarding resets redirects and the like: in the file (which
+    `sysctl --load` applies top-down) they come first, overrides after (tests/vm measures a
+    gateway turned server converging to zero changes)."""
+    variables = {**model(), "endpoint_sysctl_extra": {"net.ipv4.conf.all.accept_local": 0}}
+    for name in hosts(variables):
+        keys = list(endpoint_state(variables, name)["sysctl"])
+        assert keys[:2] == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"], name
+        assert keys[2:] == sorted(keys[2:]) and "net.ipv4.conf.all.accept_local" in keys
+
+
 def test_a_gateway_keeps_what_its_links_and_telework_load() -> None:
     variables = {**model(), "endpoint_modules_allowed": ["udf"]}
     gateway = next(n for n, r in hosts(variables).items() if r == "gateway")
