@@ -13,6 +13,7 @@ NAT (for apt, as the container hosts do) and nothing else is configured to reach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -212,6 +213,7 @@ class Machine:
     directory: Path
     image: Image
     port: int
+    memory_mb: int = 1024
 
     @property
     def known_hosts(self) -> Path:
@@ -271,23 +273,47 @@ def up(name: str, image: Image, state: Path = STATE, memory_mb: int = 1024) -> M
     overlay = directory / "overlay.qcow2"
     _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
           str(image.disk.resolve()), str(overlay)], "qemu-img create")  # fmt: skip
-    machine = Machine(name, directory, image, _free_port())
+    machine = Machine(name, directory, image, _free_port(), memory_mb)
     machine.known_hosts.write_text(f"[127.0.0.1]:{machine.port} {image.host_key}\n")
+    _boot(machine)
+    (directory / "port").write_text(str(machine.port))
+    _wait_for_ssh(machine, timeout=300)
+    return machine
+
+
+def _boot(machine: Machine) -> None:
+    """Start QEMU on the machine's overlay (a reboot inside ends it: -no-reboot)."""
+    directory = machine.directory
+    image = machine.image
     _run(
-        ["qemu-system-x86_64", "-name", f"kastro-{name}", "-accel", "tcg", "-cpu", "max",
-         "-smp", "2", "-m", str(memory_mb), "-display", "none", "-no-reboot",
+        ["qemu-system-x86_64", "-name", f"kastro-{machine.name}", "-accel", "tcg", "-cpu", "max",
+         "-smp", "2", "-m", str(machine.memory_mb), "-display", "none", "-no-reboot",
          "-kernel", str(image.kernel), "-initrd", str(image.initrd),
          "-append", "console=ttyS0 root=/dev/vda rw net.ifnames=0",
-         "-drive", f"file={overlay},format=qcow2,if=virtio",
+         "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
          "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{machine.port}-:22",
          "-device", "virtio-net-pci,netdev=n0",
          "-serial", f"file:{directory / 'console.log'}",
          "-daemonize", "-pidfile", str(directory / "qemu.pid")],
         "qemu-system-x86_64",
     )  # fmt: skip
-    (directory / "port").write_text(str(machine.port))
-    _wait_for_ssh(machine, timeout=300)
-    return machine
+
+
+def reboot(machine: Machine, timeout: float = 300) -> float:
+    """Reboot the guest the way an admin does (systemctl reboot), boot it again on the same
+    disk, and return the seconds until SSH answered again."""
+    started = time.monotonic()
+    pid = int((machine.directory / "qemu.pid").read_text().strip())
+    with contextlib.suppress(subprocess.TimeoutExpired):  # the connection goes down with it
+        machine.run("systemctl", "reboot", timeout=30)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise VmError(f"VM {machine.name}: still running {timeout:.0f} s after the reboot")
+        time.sleep(1)
+    _boot(machine)
+    _wait_for_ssh(machine, timeout=timeout)
+    return time.monotonic() - started
 
 
 def _wait_for_ssh(machine: Machine, timeout: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,8 +14,7 @@ import pytest
 import yaml
 
 from kastro.lab import scap, vm
-from tests.unit.test_host_clamav import municipal_database
-from tests.vm.test_vm_endpoint import converge
+from tests.vm.test_vm_endpoint import converge_server, ensure_server
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,19 +31,12 @@ def found(machine: vm.Machine, key: str, *more: str) -> str:
     return answer.stdout
 
 
-def converge_server(machine: vm.Machine, extra: dict[str, object] | None = None) -> str:
-    """The file server with the municipality's signature file (made from Debian's clam.exe
-    test program: no public database can be fetched here) given to the role to copy."""
-    signatures = municipal_database(machine.directory)
-    variables = {"endpoint_clamav_signature_files": [str(signatures)], **(extra or {})}
-    return converge(machine, "fileserver", variables)
-
-
 @pytest.fixture(scope="module")
 def server(machine: vm.Machine) -> vm.Machine:
-    """The VM as the example's file server after base and endpoint (converged once here; a
-    test that changes variables converges back before it ends)."""
-    converge_server(machine)
+    """The VM as the example's file server after base and endpoint (as the server test of
+    test_vm_endpoint.py leaves it: converged here only when run alone). The tests that change
+    variables come last and leave them changed."""
+    ensure_server(machine)
     return machine
 
 
@@ -56,37 +49,10 @@ def test_audit_records_shadow_writes_nc_and_module_loads(server):
     assert "/etc/shadow" in found(machine, "identity", "-f", "/etc/shadow")
     assert "nc.openbsd" in found(machine, "network_tools")
     assert 'name="dummy"' in found(machine, "modules", "-m", "KERN_MODULE")
-
-
-def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
-    machine = server
-    overlay = {"endpoint_faillock_deny": 3, "endpoint_faillock_unlock_time": 15}
-    converge_server(machine, overlay)
-    user, password = "kastro-probe", "Vouli-Ploia-2026!x"  # passes pwquality
-    machine.run("useradd", "-m", user)
-
-    def login(secret: str) -> int:
-        return machine.run(
-            "sh", "-c", f"echo '{secret}' | pamtester login {user} authenticate"
-        ).returncode
-
-    try:
-        # Through PAM's password stack: pwquality with its dictionary must accept it.
-        weak = machine.run("sh", "-c", f"echo '{user}:municipality1' | chpasswd")
-        assert weak.returncode != 0, "pwquality must refuse a weak password"
-        done = machine.run("sh", "-c", f"echo '{user}:{password}' | chpasswd")
-        assert done.returncode == 0, done.stderr
-        assert login(password) == 0
-        for _ in range(3):
-            assert login("wrong password") != 0
-        assert login(password) != 0, "the right password must be refused while locked"
-        time.sleep(16)
-        assert login(password) == 0, "the lock must open after endpoint_faillock_unlock_time"
-    finally:
-        machine.run("userdel", "-r", user)
-        # pam_faillock's tally belongs to the user: after userdel it would be unowned.
-        machine.run("rm", "-f", f"/var/log/faillock/{user}")
-        converge_server(machine)
+    # The same records in the journal (its audit transport), where the event shipper reads them
+    # for the collector (kastro.monitoring.events): auditd's own files stay root's.
+    journal = machine.run("journalctl", "_TRANSPORT=audit", "--no-pager", "-o", "cat").stdout
+    assert 'key="identity"' in journal and "/etc/shadow" in journal, journal[-1500:]
 
 
 def wait_inactive(machine: vm.Machine, unit: str, limit: float) -> float:
@@ -158,7 +124,6 @@ def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
         shown = machine.run("kastro-aide", "check").stdout
         assert "/usr/bin/pinky" in shown and "kastro-endpoint.sh" not in shown
     finally:
-        converge_server(server)
         machine.run("kastro-aide", "accept")
 
 
@@ -186,3 +151,77 @@ def test_clamav_finds_every_test_file_with_the_municipal_signatures(server):
         assert machine.run("systemctl", "is-enabled", "kastro-freshclam.timer").returncode != 0
     finally:
         machine.run("rm", "-rf", "/srv/share", "/var/log/kastro-clamav/eve.json")
+
+
+def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
+    machine = server
+    overlay = {"endpoint_faillock_deny": 3, "endpoint_faillock_unlock_time": 15}
+    converge_server(machine, overlay)
+    user, password = "kastro-probe", "Vouli-Ploia-2026!x"  # passes pwquality
+    machine.run("useradd", "-m", user)
+
+    def login(secret: str) -> int:
+        return machine.run(
+            "sh", "-c", f"echo '{secret}' | pamtester login {user} authenticate"
+        ).returncode
+
+    try:
+        # Through PAM's password stack: pwquality with its dictionary must accept it.
+        weak = machine.run("sh", "-c", f"echo '{user}:municipality1' | chpasswd")
+        assert weak.returncode != 0, "pwquality must refuse a weak password"
+        done = machine.run("sh", "-c", f"echo '{user}:{password}' | chpasswd")
+        assert done.returncode == 0, done.stderr
+        assert login(password) == 0
+        for _ in range(3):
+            assert login("wrong password") != 0
+        assert login(password) != 0, "the right password must be refused while locked"
+        time.sleep(16)
+        assert login(password) == 0, "the lock must open after endpoint_faillock_unlock_time"
+    finally:
+        machine.run("userdel", "-r", user)
+        # pam_faillock's tally belongs to the user: after userdel it would be unowned.
+        machine.run("rm", "-f", f"/var/log/faillock/{user}")
+
+
+def ssh_as(machine: vm.Machine, user: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """A login attempt from this machine straight to the VM's sshd (not through the admin's
+    sudo), with the admin's key unless the options say otherwise."""
+    argv = ["ssh", "-p", str(machine.port), "-i", str(machine.image.client_key),
+            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={machine.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
+            *options, f"{user}@127.0.0.1", "true"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_nothing_locks_the_admin_out_after_a_reboot(server):
+    """The hardened server rebooted as an admin would: the admin still logs in by key and sudo
+    works; the settings hold from boot (sysctl, audit rules, the blacklist); password and root
+    SSH are refused; the PAM stacks of the console login, sshd, su and sudo let a valid local
+    user through (pamtester); no unit failed at boot."""
+    machine = server
+    took = vm.reboot(machine)
+    print(f"\nrebooted: SSH answered again after {took:.0f} s")
+    assert machine.run("true").returncode == 0  # the admin's key, then sudo -n
+    assert machine.run("sysctl", "-n", "kernel.kptr_restrict").stdout.strip() == "2"
+    assert "-k identity" in machine.run("auditctl", "-l").stdout
+    assert machine.run("modprobe", "cramfs").returncode != 0
+    failed = machine.run("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout
+    assert not failed.strip(), f"units that failed at boot: {failed}"
+    password = ssh_as(machine, vm.ADMIN, "-o", "PubkeyAuthentication=no",
+                      "-o", "PreferredAuthentications=password,keyboard-interactive")  # fmt: skip
+    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
+    root = ssh_as(machine, "root")
+    assert root.returncode == 255 and "Permission denied" in root.stderr, root.stderr
+    user, secret = "kastro-console", "Vouli-Ploia-2026!x"
+    machine.run("useradd", "-m", user)
+    try:
+        done = machine.run("sh", "-c", f"echo '{user}:{secret}' | chpasswd")
+        assert done.returncode == 0, done.stderr
+        for service in ("login", "sshd", "su", "sudo"):
+            checked = machine.run(
+                "sh", "-c", f"echo '{secret}' | pamtester {service} {user} authenticate acct_mgmt"
+            )
+            assert checked.returncode == 0, f"{service}: {checked.stdout} {checked.stderr}"
+    finally:
+        machine.run("userdel", "-r", user)
+        machine.run("rm", "-f", f"/var/log/faillock/{user}")
