@@ -28,7 +28,12 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import parse_port
-from kastro.inventory.plan import EVENTS_PORT, MONITORING_WEB_PORTS, monitoring_addresses
+from kastro.inventory.plan import (
+    EVENTS_PORT,
+    MONITORING_WEB_PORTS,
+    host_addresses,
+    monitoring_addresses,
+)
 from kastro.inventory.probes import Probe, service_probes
 from kastro.inventory.sides import (
     INTERNET_ENDPOINT,
@@ -790,19 +795,21 @@ class Compiler:
         self.accept_between(chain, hook, families, lambda _: [dport], counter)
 
     def events_allow(self, chain: list[str], hook: str = "input") -> None:
-        """The event collector's port (syslog over TLS), from the sensors and no one else:
-        to this host when it is the collector (input) or, on a gateway, to it (forward)."""
+        """The event collector's port (syslog over TLS), from the managed hosts (every address
+        a gateway may connect from) and no one else: to this host when it is the collector
+        (input) or, on a gateway, to it (forward)."""
         if not self.collector or (hook == "input" and self.host != self.collector):
             return
         planned = self.plan.get("hosts") or {}
-        sensors = [h for h, e in sorted(planned.items()) if e.get("role") == "sensor"]
-        sources = _split_families(monitoring_addresses(dict(self.plan), sensors), "sensors")
+        found = {a for h in planned for a in host_addresses(self.plan, h)}
+        addresses = [str(n) for n in netaddr.cidr_merge(sorted(found))]  # the fewest prefixes
+        sources = _split_families(addresses, "managed hosts")
         targets = _split_families(
             monitoring_addresses(dict(self.plan), [self.collector]),
             "kastro_municipality.event_collector",
         )
         name = "events_in" if hook == "input" else "events_forward"
-        counter = self.out.counter(name, f"sensors' events to the collector ({hook})")
+        counter = self.out.counter(name, f"managed hosts' logs to the collector ({hook})")
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
         self.accept_between(chain, hook, families, lambda _: [f"tcp dport {EVENTS_PORT}"], counter)
 

@@ -503,6 +503,25 @@ def management_address(plan: Mapping[str, Any], host: str) -> str:
     return str(entry.get("ipv4") or "127.0.0.1")
 
 
+def host_addresses(plan: Mapping[str, Any], host: str) -> list[str]:
+    """Every address the plan gives `host`: a server's or sensor's own, a gateway's in each of
+    its zones, at each end of its links and its router id. A gateway's connection leaves from
+    whichever of them the route chooses, so whoever identifies it by its source address needs
+    them all (they are unique within the plan)."""
+    entry = (plan.get("hosts") or {}).get(host) or {}
+    found = [entry.get("ipv4"), entry.get("ipv6")]
+    for interface in (entry.get("interfaces") or {}).values():
+        found += [interface.get("ipv4"), interface.get("ipv6")]
+    if entry.get("role") == "gateway":
+        router = (plan.get("router_ids") or {}).get(host) or {}
+        found += [router.get("ipv4"), router.get("ipv6")]
+        for link in (plan.get("links") or {}).values():
+            for end in (link.get("ends") or {}).values():
+                if end.get("gateway") == host:
+                    found += [end.get("ipv4"), end.get("ipv6")]
+    return list(dict.fromkeys(str(a) for a in found if a))
+
+
 # Prometheus' and Alertmanager's web ports on a monitoring host (the monitoring role's daemons
 # listen there; the firewalls admit them from the management networks).
 MONITORING_WEB_PORTS = (9090, 9093)

@@ -425,7 +425,34 @@ def test_a_collector_outage_and_a_killed_shipper_lose_no_event(lab):
     assert sum('"outage_test"' in line for line in got) >= 200
 
 
-def test_only_the_sensors_may_send_events_and_the_daemons_are_least_privilege(lab):
+def wait_line(web, path: str, text: str, seconds: int = 90) -> str:
+    """The collector's file once a line holds `text` (or what it holds at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = web.run(f"grep -F -- {shlex.quote(text)} {shlex.quote(path)}").stdout
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(2)
+
+
+@pytest.mark.parametrize("name", ["files", "annex-gw", "hall-gw", "probe", "web"])
+def test_every_hosts_logins_and_privilege_use_reach_the_collector(lab, name):
+    """From the journal of every managed host (the server behind the radio link, both gateways
+    connecting from whichever address their route picks, the sensor, the collector itself): a
+    record of the authpriv facility and sshd's record of this test's own key login land in the
+    collector's auth.log for that host, with the time they were logged."""
+    host, web = ssh(name), ssh("web")
+    marker = f"kastro-lab-{name}-{time.time_ns()}"
+    host.check_output(f"logger -p authpriv.notice -t sudo {shlex.quote(marker)}")
+    path = f"/var/log/kastro/events/{name}/auth.log"
+    line = wait_line(web, path, marker)
+    assert re.match(rf"^20\d\d-\d\d-\d\dT\S+ sudo(\[\d+\])?: {marker}$", line.strip()), line
+    assert wait_line(web, path, "Accepted publickey for"), f"no sshd login in {path}"
+    mode = web.check_output(f"stat -c '%a %U' {shlex.quote(path)}")
+    assert mode == "600 kastro-collector", mode  # the collector alone (and root) reads them
+
+
+def test_only_the_managed_hosts_may_send_events_and_the_daemons_are_least_privilege(lab):
     """The attacker cannot reach the port (firewall); the monitoring host itself, with the CA but
     no client certificate the collector admits, is refused by TLS; both rsyslog instances run
     as their own users in the OK band, the keys readable by them alone."""

@@ -14,6 +14,7 @@ import yaml
 
 from kastro.lab import hosts, lynis
 from tests.lab.conftest import INVENTORY, LAB, run_playbook
+from tests.lab.test_alerting import wait_line
 from tests.lab.test_hardening import MAX_EXPOSURE, exposure, ssh
 from tests.unit.test_host_clamav import EICAR, municipal_database
 
@@ -82,8 +83,11 @@ def test_clamav_scans_inside_a_container_and_reports_the_planted_file(lab, tmp_p
         metrics = host.file("/var/lib/prometheus/node-exporter/kastro_clamav.prom").content_string
         assert "kastro_clamav_scan_success 1\n" in metrics
         assert "kastro_clamav_infected_files 1\n" in metrics
-        eve = host.file("/var/log/kastro-clamav/eve.json").content_string
-        assert "/srv/share/invoice.txt" in eve
+        eve = host.file("/var/log/kastro-clamav/eve.json")
+        assert "/srv/share/invoice.txt" in eve.content_string
+        assert (eve.user, eve.group, eve.mode) == ("root", "adm", 0o640)
+        # The finding at the collector (web, across the radio link), for the SOC.
+        assert wait_line(ssh("web"), "/var/log/kastro/events/files/eve.json", "invoice.txt")
     finally:
         host.run("rm -rf /srv/share /var/lib/clamav/municipal.ndb /var/log/kastro-clamav/eve.json")
         host.run("systemctl start kastro-clamav-scan.service")

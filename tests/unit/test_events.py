@@ -42,22 +42,37 @@ def whole(inventory: Path) -> dict[str, Any]:
     return variables
 
 
-def test_sensors_ship_to_the_named_collector_which_admits_only_them():
+def test_every_managed_host_ships_to_the_named_collector_which_admits_only_them():
     variables = whole(ROOT / "tests" / "data" / "lab-small")
+    managed = ["annex-gw", "files", "hall-gw", "probe", "web"]
     ship = events.shipping(variables, "probe")
     assert ship == {
         "host": "probe",
-        "clients": ["probe"],
-        "groups": ["kastro-monitor"],
+        "clients": managed,
+        "groups": ["adm", "systemd-journal", "kastro-monitor"],
         "collector": "web",
         "address": "10.30.0.42",
         "port": 6514,
-        "files": [{"path": "/var/log/kastro/eve.json", "tag": "kastro-eve"}],
+        "files": [
+            {"path": "/var/log/kastro/eve.json", "tag": "kastro-eve"},
+            {"path": "/var/log/kastro-clamav/eve.json", "tag": "kastro-eve"},
+        ],
+        "journal": True,
     }
-    assert events.shipping(variables, "web") == {}  # not a sensor
-    assert events.collecting(variables, "web")["peers"] == ["probe"]
-    assert "probe" in events.collecting(variables, "web")["sources"].values()
+    server = events.shipping(variables, "files")
+    assert server["files"] == [{"path": "/var/log/kastro-clamav/eve.json", "tag": "kastro-eve"}]
+    assert server["groups"] == ["adm", "systemd-journal"] and server["journal"]
+    assert events.shipping(variables, "web")["host"] == "web"  # the collector keeps its own
+    collect = events.collecting(variables, "web")
+    assert collect["peers"] == managed
+    # A gateway is known by every address it may connect from: zones, link ends, router id.
+    plan = variables["kastro_plan"]
+    assert collect["sources"]["10.30.0.33"] == "hall-gw"  # its address in the servers' zone
+    assert collect["sources"][plan["links"]["hall-annex"]["ends"]["annex"]["ipv4"]] == "annex-gw"
+    assert collect["sources"][plan["router_ids"]["annex-gw"]["ipv4"]] == "annex-gw"
+    assert collect["sources"]["10.30.0.54"] == "probe"
     assert events.collecting(variables, "probe") == {}
+    assert events.shipping(variables, "nobody") == {}
     variables["kastro_municipality"] = {**variables["kastro_municipality"], "event_collector": ""}
     assert events.shipping(variables, "probe") == {} and events.collecting(variables, "web") == {}
 
@@ -74,6 +89,8 @@ def test_a_value_that_could_break_the_configuration_is_refused():
         events.collector_config({"address": "10.0.0.1", "port": 6514, "peers": ['a"]']}, paths)
     with pytest.raises(MonitoringModelError, match="not an IP address"):
         events.sensor_table({"sources": {'10.0.0.1"': "probe"}})
+    with pytest.raises(MonitoringModelError, match="no file for the tag"):
+        events.shipper_config({**ship, "files": [{"path": "/var/log/x", "tag": "kastro-x"}]}, paths)
 
 
 def _free_port() -> int:
@@ -205,26 +222,13 @@ def test_events_arrive_unchanged_and_a_cut_loses_nothing(tmp_path):
 
 
 @needs_rsyslog
-def test_the_collector_admits_only_the_sensors_certificates(tmp_path):
+def test_the_collector_admits_only_the_managed_hosts_certificates(tmp_path):
     with pair(tmp_path) as p:
         p.start("collector")
         record = b'{"event_type":"alert","forged":true}'
         frame = b"<14>1 - probe kastro-eve - - - " + record
         for cert in ("intruder", None):
-            context = ssl.create_default_context(cafile=str(p.secrets / "ca.crt"))
-            context.check_hostname = False
-            if cert:
-                context.load_cert_chain(
-                    p.secrets / "clients" / f"{cert}.crt", p.secrets / "clients" / f"{cert}.key"
-                )
-            with socket.create_connection(("127.0.0.1", p.port), timeout=5) as raw:
-                try:
-                    with context.wrap_socket(raw) as tls:
-                        tls.sendall(str(len(frame)).encode() + b" " + frame)
-                        time.sleep(1)
-                        tls.recv(1)
-                except (ssl.SSLError, OSError):
-                    pass  # refused during or right after the handshake: what we want
+            send_frames(p, [frame], cert)
         time.sleep(1)
         assert not p.out.exists() or not any(p.out.rglob("*.json"))
         log = (tmp_path / "collector.log").read_text(errors="replace")
@@ -232,8 +236,71 @@ def test_the_collector_admits_only_the_sensors_certificates(tmp_path):
     assert os.stat(p.secrets / "clients" / "probe.key").st_mode & 0o077 == 0
 
 
+def send_frames(p: Pair, frames: list[bytes], cert: str | None = "probe") -> None:
+    """RFC 5425 frames over TLS, with a client certificate of the monitoring CA (or none)."""
+    context = ssl.create_default_context(cafile=str(p.secrets / "ca.crt"))
+    context.check_hostname = False
+    if cert:
+        context.load_cert_chain(
+            p.secrets / "clients" / f"{cert}.crt", p.secrets / "clients" / f"{cert}.key"
+        )
+    with socket.create_connection(("127.0.0.1", p.port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                for frame in frames:
+                    tls.sendall(str(len(frame)).encode() + b" " + frame)
+                time.sleep(1)
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass  # refused during or right after the handshake (or closed after the frames)
+
+
 @needs_rsyslog
-def test_a_sensor_cannot_write_as_another(tmp_path):
+def test_the_shipper_with_the_journal_passes_rsyslogs_own_check(tmp_path):
+    """The configuration every host gets (its journal half included) as rsyslogd reads it."""
+    variables = whole(ROOT / "tests" / "data" / "lab-small")
+    for name in ("ca.crt", "c.crt", "c.key"):
+        (tmp_path / name).write_text("")
+    paths = events.Paths(work=str(tmp_path), ca=str(tmp_path / "ca.crt"),
+                         cert=str(tmp_path / "c.crt"), key=str(tmp_path / "c.key"))  # fmt: skip
+    for host in ("probe", "hall-gw"):
+        conf = tmp_path / f"{host}.conf"
+        conf.write_text(events.shipper_config(events.shipping(variables, host), paths))
+        checked = subprocess.run([str(RSYSLOGD), "-N1", "-f", str(conf)], capture_output=True,
+                                 text=True, timeout=30, check=False)  # fmt: skip
+        assert checked.returncode == 0, checked.stderr
+        assert "imjournal" in conf.read_text()
+
+
+@needs_rsyslog
+def test_each_kind_of_line_has_its_own_file_and_an_unknown_kind_is_dropped(tmp_path):
+    """What the shipper's journal half sends (kastro.monitoring.events._journal): a login as
+    "TAG[PID]: text" gets the time it was logged in front, an audit record stays as it is;
+    a tag the collector keeps no file for is dropped, never written anywhere."""
+    stamp = "2026-12-06T09:10:11.123456+00:00"
+    login = "sshd[412]: Accepted publickey for kastro-admin from 10.30.0.2 port 50112 ssh2"
+    audit = 'type=SYSCALL msg=audit(1765012211.123:77): syscall=257 key="identity"'
+    frames = [
+        f"<86>1 {stamp} probe kastro-auth - - - {login}".encode(),
+        f"<14>1 {stamp} probe kastro-audit - - - {audit}".encode(),
+        f"<14>1 {stamp} probe kastro-other - - - /etc/shadow".encode(),
+        f"<14>1 {stamp} probe ../../etc - - - escape".encode(),
+    ]
+    with pair(tmp_path) as p:
+        p.start("collector")
+        send_frames(p, frames)
+        host = p.out / "probe"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (host / "audit.log").exists():
+            time.sleep(0.3)
+        time.sleep(1)
+    assert (host / "auth.log").read_text().splitlines() == [f"{stamp} {login}"]
+    assert (host / "audit.log").read_text().splitlines() == [audit]
+    assert sorted(f.name for f in p.out.rglob("*") if f.is_file()) == ["audit.log", "auth.log"]
+
+
+@needs_rsyslog
+def test_a_host_cannot_write_as_another(tmp_path):
     """The file is chosen by the connection's address (the plan's table), not by the host name
     a sensor puts in its messages."""
     with pair(tmp_path, claim="files") as p:
