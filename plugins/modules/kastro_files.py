@@ -63,7 +63,7 @@ options:
     default: /var/lib/kastro/managed-files.json
   record:
     description:
-      - Files another task installed whole (a binary archive copied from the controller):
+      - Files another task installed whole (a binary archive copied from the controller);
         their SHA-256 is recorded in the manifest as they are now. Nothing about them changes.
     type: list
     elements: path
