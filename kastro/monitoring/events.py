@@ -63,7 +63,7 @@ class Paths:
     cert: str
     key: str
     events: str = "/var/log/kastro/events"
-    sensors: str = ""  # the collector's table of sensor addresses -> names
+    sensors: str = ""  # the collector's table of host addresses -> names (sensors.json: older name)
 
 
 SHIPPER_PATHS = Paths(
