@@ -205,7 +205,12 @@ def _forward(ship: Mapping[str, Any]) -> list[str]:
 def _journal() -> list[str]:
     """Logins and privilege use (auth, authpriv) and the kernel's audit records from the
     journal (its read position kept in the work directory: a restart resends nothing twice and
-    skips nothing). imjournal's messages take the default ruleset: the statements below."""
+    skips nothing). imjournal's messages take the default ruleset: the statements below.
+
+    Any local user can log with the authpriv facility under any name (`logger -t sshd`), so
+    an auth line ends with what the journal itself recorded of its sender, which the sender
+    cannot choose: the program (_COMM) and the user id (_UID). The audit transport is the
+    kernel's alone."""
     return [
         'module(load="imjournal" StateFile="journal.state" IgnorePreviousMessages="off"',
         '       Ratelimit.Interval="0")',
@@ -215,7 +220,8 @@ def _journal() -> list[str]:
         "  call kastro_forward",
         '} else if $syslogfacility-text == "auth" or $syslogfacility-text == "authpriv" then {',
         f'  set $.tag = "{AUTH_TAG}";',
-        '  set $.line = $syslogtag & " " & ltrim($msg);',
+        '  set $.line = $syslogtag & " " & ltrim($msg) & " (comm=" & $!_COMM & " uid="',
+        '              & $!_UID & ")";',
         "  call kastro_forward",
         "}",
     ]

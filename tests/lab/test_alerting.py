@@ -446,8 +446,11 @@ def test_every_hosts_logins_and_privilege_use_reach_the_collector(lab, name):
     host.check_output(f"logger -p authpriv.notice -t sudo {shlex.quote(marker)}")
     path = f"/var/log/kastro/events/{name}/auth.log"
     line = wait_line(web, path, marker)
-    assert re.match(rf"^20\d\d-\d\d-\d\dT\S+ sudo(\[\d+\])?: {marker}$", line.strip()), line
-    assert wait_line(web, path, "Accepted publickey for"), f"no sshd login in {path}"
+    # The name it claimed (sudo), then what the journal knows of the sender: logger, as root.
+    expected = rf"^20\d\d-\d\d-\d\dT\S+ sudo(\[\d+\])?: {marker} \(comm=logger uid=0\)$"
+    assert re.match(expected, line.strip()), line
+    login = wait_line(web, path, "Accepted publickey for")
+    assert "(comm=sshd uid=0)" in login, f"no sshd login in {path}: {login!r}"
     mode = web.check_output(f"stat -c '%a %U' {shlex.quote(path)}")
     assert mode == "600 kastro-collector", mode  # the collector alone (and root) reads them
 
