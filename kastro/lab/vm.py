@@ -219,15 +219,21 @@ class Machine:
     def known_hosts(self) -> Path:
         return self.directory / "known_hosts"
 
+    def login_argv(self, user: str, *options: str) -> list[str]:
+        """ssh to the guest as `user` with the test key and the pinned host key, the command
+        still to add; `options` come first, so they win over the defaults (ssh keeps the
+        first value it reads)."""
+        return [
+            "ssh", "-p", str(self.port), "-i", str(self.image.client_key), *options,
+            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
+            "-o", "BatchMode=yes", f"{user}@127.0.0.1",
+        ]  # fmt: skip
+
     def ssh_argv(self, *command: str) -> list[str]:
         """As the administrator, through sudo; ssh runs the command through the remote shell,
         so the words are quoted for it."""
-        return [
-            "ssh", "-p", str(self.port), "-i", str(self.image.client_key),
-            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
-            "-o", "BatchMode=yes", f"{ADMIN}@127.0.0.1", shlex.join(["sudo", "-n", *command]),
-        ]  # fmt: skip
+        return [*self.login_argv(ADMIN), shlex.join(["sudo", "-n", *command])]
 
     def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

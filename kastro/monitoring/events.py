@@ -116,7 +116,8 @@ def shipping(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     host. Every host: its ClamAV findings, its logins and privilege use, its audit records; a
     sensor: its monitor's EVE events too."""
     collector = _collector(variables)
-    if not collector or host not in _shippers(variables):
+    shippers = _shippers(variables)
+    if not collector or host not in shippers:
         return {}
     files = [{"path": CLAMAV_EVE, "tag": EVE_TAG}]
     groups = list(READ_GROUPS)
@@ -128,7 +129,7 @@ def shipping(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     return {
         "host": checked_name("host", host),
         # Every managed host gets its client certificate in one controller run (made once, kept).
-        "clients": _shippers(variables),
+        "clients": shippers,
         # The groups whose members may read the files and the journal.
         "groups": groups,
         "collector": checked_name("event_collector", collector),

@@ -156,6 +156,16 @@ def test_clamav_finds_every_test_file_with_the_municipal_signatures(server):
         machine.run("rm", "-rf", "/srv/share", "/var/log/kastro-clamav/eve.json")
 
 
+def pamtester(
+    machine: vm.Machine, service: str, user: str, secret: str, *operations: str
+) -> subprocess.CompletedProcess[str]:
+    """One PAM stack of the VM run by pamtester for `user`, the password on its input (the
+    tests' own fixed words: no quote in them)."""
+    return machine.run(
+        "sh", "-c", f"echo '{secret}' | pamtester {service} {user} {' '.join(operations)}"
+    )
+
+
 def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
     machine = server
     overlay = {"endpoint_faillock_deny": 3, "endpoint_faillock_unlock_time": 15}
@@ -164,9 +174,7 @@ def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
     machine.run("useradd", "-m", user)
 
     def login(secret: str) -> int:
-        return machine.run(
-            "sh", "-c", f"echo '{secret}' | pamtester login {user} authenticate"
-        ).returncode
+        return pamtester(machine, "login", user, secret, "authenticate").returncode
 
     try:
         # Through PAM's password stack: pwquality with its dictionary must accept it.
@@ -189,10 +197,7 @@ def test_faillock_locks_after_the_failures_and_unlocks_after_the_time(server):
 def ssh_as(machine: vm.Machine, user: str, *options: str) -> subprocess.CompletedProcess[str]:
     """A login attempt from this machine straight to the VM's sshd (not through the admin's
     sudo), with the admin's key unless the options say otherwise."""
-    argv = ["ssh", "-p", str(machine.port), "-i", str(machine.image.client_key),
-            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={machine.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
-            *options, f"{user}@127.0.0.1", "true"]  # fmt: skip
+    argv = [*machine.login_argv(user, "-o", "ConnectTimeout=10", *options), "true"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -221,9 +226,7 @@ def test_nothing_locks_the_admin_out_after_a_reboot(server):
         done = machine.run("sh", "-c", f"echo '{user}:{secret}' | chpasswd")
         assert done.returncode == 0, done.stderr
         for service in ("login", "sshd", "su", "sudo"):
-            checked = machine.run(
-                "sh", "-c", f"echo '{secret}' | pamtester {service} {user} authenticate acct_mgmt"
-            )
+            checked = pamtester(machine, service, user, secret, "authenticate", "acct_mgmt")
             assert checked.returncode == 0, f"{service}: {checked.stdout} {checked.stderr}"
     finally:
         machine.run("userdel", "-r", user)
