@@ -84,11 +84,12 @@ unit: venv
 molecule: deps image
 	molecule test -s $(SCENARIO) < /dev/null
 
-# Everything, in one pytest run so its closing summary counts every test; then the line
-# coverage of kastro/ and monitors/ measured in that run (pytest's own process).
+# Everything, in one pytest run so its closing summary counts every test, in two workers (the
+# podman hosts beside the rest: tests/conftest.py); then the line coverage of kastro/ and
+# monitors/ measured in those workers.
 test: deps image lint
 	@mkdir -p .kastro
-	coverage run -m pytest -v --durations=40 < /dev/null
+	pytest -v --durations=40 -n 2 --cov --cov-report= < /dev/null
 	coverage report
 
 demo: deps image

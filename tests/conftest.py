@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "kastro" / "lab" / "containers.conf"))
@@ -14,3 +16,26 @@ os.environ.setdefault("ANSIBLE_LIBRARY", str(ROOT / "plugins" / "modules"))
 os.environ.setdefault("ANSIBLE_ACTION_PLUGINS", str(ROOT / "plugins" / "action"))
 os.environ.setdefault("ANSIBLE_FILTER_PLUGINS", str(ROOT / "plugins" / "filter"))
 os.environ.setdefault("ANSIBLE_STRATEGY_PLUGINS", str(ROOT / "plugins" / "strategy"))
+
+
+# `make test` runs two pytest-xdist workers, one per group: the podman hosts (Molecule's labs,
+# then the shared lab: its hosts are up only for its own tests) on one, everything else (unit,
+# monitors, the QEMU VM) on the other. Each group's tests keep their order. A developer's plain
+# `pytest` runs everything in one process, in the same order.
+PODMAN_GROUP = ("tests/molecule/", "tests/lab/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.startswith("tests/lab/"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's scope scheduling with two scopes, the groups above (its own `loadgroup` marks
+    test ids, which pytest 9.2 no longer lets it change)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "podman" if nodeid.startswith(PODMAN_GROUP) else "local"
+
+    return TwoGroups(config, log)

@@ -210,8 +210,10 @@ def _journal() -> list[str]:
 
     Any local user can log with the authpriv facility under any name (`logger -t sshd`), so
     an auth line ends with what the journal itself recorded of its sender, which the sender
-    cannot choose: the program (_COMM) and the user id (_UID). The audit transport is the
-    kernel's alone."""
+    cannot choose: the user id (_UID, from the socket's credentials, always there) and the
+    executable (_EXE, read from /proc when the record arrives: "?" when the sender had already
+    exited). Not the process name (_COMM): a process renames itself at will (PR_SET_NAME).
+    The audit transport is the kernel's alone."""
     return [
         'module(load="imjournal" StateFile="journal.state" IgnorePreviousMessages="off"',
         '       Ratelimit.Interval="0")',
@@ -221,8 +223,10 @@ def _journal() -> list[str]:
         "  call kastro_forward",
         '} else if $syslogfacility-text == "auth" or $syslogfacility-text == "authpriv" then {',
         f'  set $.tag = "{AUTH_TAG}";',
-        '  set $.line = $syslogtag & " " & ltrim($msg) & " (comm=" & $!_COMM & " uid="',
-        '              & $!_UID & ")";',
+        "  set $.exe = $!_EXE;",
+        '  if $.exe == "" then { set $.exe = "?"; }',
+        '  set $.line = $syslogtag & " " & ltrim($msg) & " (exe=" & $.exe & " uid=" & $!_UID',
+        '              & ")";',
         "  call kastro_forward",
         "}",
     ]

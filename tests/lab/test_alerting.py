@@ -440,17 +440,28 @@ def test_every_hosts_logins_and_privilege_use_reach_the_collector(lab, name):
     """From the journal of every managed host (the server behind the radio link, both gateways
     connecting from whichever address their route picks, the sensor, the collector itself): a
     record of the authpriv facility and sshd's record of this test's own key login land in the
-    collector's auth.log for that host, with the time they were logged."""
+    collector's auth.log for that host, with the time they were logged. A local user who
+    claims to be sshd is shown as what the journal saw: that user's id and program."""
     host, web = ssh(name), ssh("web")
     marker = f"kastro-lab-{name}-{time.time_ns()}"
-    host.check_output(f"logger -p authpriv.notice -t sudo {shlex.quote(marker)}")
+    # Alive while journald reads its /proc entry (a sender gone by then is shown as exe=?).
+    forge = (
+        "import syslog, sys, time\n"
+        "syslog.openlog('sshd', syslog.LOG_PID, syslog.LOG_AUTHPRIV)\n"
+        "syslog.syslog(syslog.LOG_NOTICE, 'Accepted password for root ' + sys.argv[1])\n"
+        "time.sleep(2)\n"
+    )
+    host.check_output(f"runuser -u nobody -- python3 -c {shlex.quote(forge)} {marker}")
     path = f"/var/log/kastro/events/{name}/auth.log"
     line = wait_line(web, path, marker)
-    # The name it claimed (sudo), then what the journal knows of the sender: logger, as root.
-    expected = rf"^20\d\d-\d\d-\d\dT\S+ sudo(\[\d+\])?: {marker} \(comm=logger uid=0\)$"
+    # The name it claimed (sshd), then what the journal knows of the sender: python, nobody.
+    expected = (
+        rf"^20\d\d-\d\d-\d\dT\S+ sshd\[\d+\]: Accepted password for root {marker} "
+        r"\(exe=/usr/bin/python3[.\d]* uid=65534\)$"
+    )
     assert re.match(expected, line.strip()), line
     login = wait_line(web, path, "Accepted publickey for")
-    assert "(comm=sshd uid=0)" in login, f"no sshd login in {path}: {login!r}"
+    assert "(exe=/usr/sbin/sshd uid=0)" in login, f"no sshd login in {path}: {login!r}"
     mode = web.check_output(f"stat -c '%a %U' {shlex.quote(path)}")
     assert mode == "600 kastro-collector", mode  # the collector alone (and root) reads them
 
