@@ -291,6 +291,9 @@ def collector_config(collect: Mapping[str, Any], paths: Paths) -> str:
         [
             "# Kastro: the managed hosts' logs and events (generated; kastro.monitoring.events)",
             *_global(paths),
+            "# A line break inside a message is written as #012: one message, one line, never a",
+            "# forged second line (rsyslog's default, stated here as this file relies on it).",
+            'global(parser.escapeControlCharactersOnReceive="on")',
             f'lookup_table(name="kastro_sensors" file="{_path("sensors", paths.sensors)}"'
             ' reloadOnHUP="on")',
             'module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1"',

@@ -309,3 +309,25 @@ def test_a_host_cannot_write_as_another(tmp_path):
         sent = p.write(range(3))
         assert p.received(3) == sent
     assert [d.name for d in p.out.iterdir()] == ["probe"]
+
+
+@needs_rsyslog
+def test_a_line_break_inside_a_message_cannot_forge_a_second_line(tmp_path):
+    """A journal message may hold line breaks (sd_journal_send, `systemd-cat`): a local user's
+    message on a managed host ends up as one line at the collector, its breaks shown as #012,
+    never as a second auth.log line that looks like sshd's own."""
+    stamp = "2026-12-06T09:10:11.123456+00:00"
+    forged = f"{stamp} sshd[1]: Accepted password for root from 10.30.0.9 (exe=/usr/sbin/sshd uid=0)"
+    message = f"backup[77]: done\n{forged}\r\n{forged} (exe=/usr/bin/python3 uid=1000)"
+    frames = [f"<86>1 {stamp} probe kastro-auth - - - {message}".encode()]
+    with pair(tmp_path) as p:
+        p.start("collector")
+        send_frames(p, frames)
+        path = p.out / "probe" / "auth.log"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not path.exists():
+            time.sleep(0.3)
+        time.sleep(1)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{stamp} backup[77]: done#012{stamp} sshd[1]: "), lines
