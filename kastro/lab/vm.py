@@ -293,7 +293,8 @@ def _boot(machine: Machine) -> None:
     directory = machine.directory
     image = machine.image
     _run(
-        ["nice", "-n", "10", "qemu-system-x86_64", "-name", f"kastro-{machine.name}", "-accel", "tcg", "-cpu", "max",
+        ["nice", "-n", "10",
+         "qemu-system-x86_64", "-name", f"kastro-{machine.name}", "-accel", "tcg", "-cpu", "max",
          "-smp", "2", "-m", str(machine.memory_mb), "-display", "none", "-no-reboot",
          "-kernel", str(image.kernel), "-initrd", str(image.initrd),
          "-append", "console=ttyS0 root=/dev/vda rw net.ifnames=0",

@@ -317,7 +317,7 @@ def test_a_line_break_inside_a_message_cannot_forge_a_second_line(tmp_path):
     message on a managed host ends up as one line at the collector, its breaks shown as #012,
     never as a second auth.log line that looks like sshd's own."""
     stamp = "2026-12-06T09:10:11.123456+00:00"
-    forged = f"{stamp} sshd[1]: Accepted password for root from 10.30.0.9 (exe=/usr/sbin/sshd uid=0)"
+    forged = f"{stamp} sshd[1]: Accepted password for root (exe=/usr/sbin/sshd uid=0)"
     message = f"backup[77]: done\n{forged}\r\n{forged} (exe=/usr/bin/python3 uid=1000)"
     frames = [f"<86>1 {stamp} probe kastro-auth - - - {message}".encode()]
     with pair(tmp_path) as p:
