@@ -386,7 +386,10 @@ def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
                         for name, s in topo.hosts.items()
                         if s.building is None and s.role != "host"
                     }
-                }
+                },
+                # This machine is outside the lab's management network: its browser (tests,
+                # demo) reaches the monitoring UIs through SSH (ssh -L) on those hosts only.
+                "monitoring_servers": {"vars": {"base_ssh_allow_tcp_forwarding": True}},
             },
         }
     }

@@ -63,7 +63,7 @@ class Paths:
     cert: str
     key: str
     events: str = "/var/log/kastro/events"
-    sensors: str = ""  # the collector's table of host addresses -> names (sensors.json: older name)
+    hosts: str = ""  # the collector's table: a connection's source address -> the host
 
 
 SHIPPER_PATHS = Paths(
@@ -77,7 +77,7 @@ COLLECTOR_PATHS = Paths(
     ca=f"{COLLECTOR_DIR}/ca.crt",
     cert=f"{COLLECTOR_DIR}/server.crt",
     key=f"{COLLECTOR_DIR}/server.key",
-    sensors=f"{COLLECTOR_DIR}/sensors.json",
+    hosts=f"{COLLECTOR_DIR}/hosts.json",
 )
 
 
@@ -158,7 +158,7 @@ def collecting(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     }
 
 
-def sensor_table(collect: Mapping[str, Any]) -> str:
+def host_table(collect: Mapping[str, Any]) -> str:
     """rsyslog's lookup table: a connection's source address -> the host's name."""
     rows = [
         {"index": _address(str(a)), "value": checked_name("host", str(s))}
@@ -294,19 +294,19 @@ def collector_config(collect: Mapping[str, Any], paths: Paths) -> str:
             "# A line break inside a message is written as #012: one message, one line, never a",
             "# forged second line (rsyslog's default, stated here as this file relies on it).",
             'global(parser.escapeControlCharactersOnReceive="on")',
-            f'lookup_table(name="kastro_sensors" file="{_path("sensors", paths.sensors)}"'
+            f'lookup_table(name="kastro_hosts" file="{_path("hosts", paths.hosts)}"'
             ' reloadOnHUP="on")',
             'module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1"',
             '       streamDriver.authMode="x509/name" maxSessions="200"',
             f"       permittedPeer=[{allowed}])",
             'template(name="kastro_event_path" type="string"',
-            f'         string="{events}/%$.sensor:::secpath-replace%/%$.file%")',
+            f'         string="{events}/%$.host:::secpath-replace%/%$.file%")',
             'template(name="kastro_event_line" type="string" string="%msg%\\n")',
             'template(name="kastro_event_timed" type="string"',
             '         string="%timereported:::date-rfc3339% %msg%\\n")',
             "",
             'ruleset(name="kastro_events") {',
-            '  set $.sensor = lookup("kastro_sensors", $fromhost-ip);',
+            '  set $.host = lookup("kastro_hosts", $fromhost-ip);',
             *routes,
             "  }",
             "}",
@@ -318,13 +318,13 @@ def collector_config(collect: Mapping[str, Any], paths: Paths) -> str:
 
 
 def shipper_file(ship: Mapping[str, Any]) -> str:
-    """The sensor's configuration with its installed paths (the event_shipping role)."""
+    """A host's shipper configuration with its installed paths (the event_shipping role)."""
     return shipper_config(ship, SHIPPER_PATHS)
 
 
 def collector_table(collect: Mapping[str, Any]) -> str:
-    """The collector's table of sensor addresses (the event_collector role)."""
-    return sensor_table(collect)
+    """The collector's table of the hosts' addresses (the event_collector role)."""
+    return host_table(collect)
 
 
 def collector_file(collect: Mapping[str, Any]) -> str:

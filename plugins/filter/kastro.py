@@ -23,7 +23,7 @@ class FilterModule:
             "kastro_events_collector_config": ansible_filter(
                 events.collector_file, MonitoringModelError, model=False
             ),
-            "kastro_events_sensor_table": ansible_filter(
+            "kastro_events_host_table": ansible_filter(
                 events.collector_table, MonitoringModelError, model=False
             ),
         }

@@ -135,3 +135,20 @@ def test_lynis_scores_the_hardened_file_server(lab):
     for test, got, possible in lynis.missed_points(host.file(lynis.LOG).content_string):
         print(f"  points {got}/{possible}: {test}")
     assert result.index >= LYNIS_FLOOR
+
+
+@pytest.mark.parametrize(("name", "allowed"), [("files", False), ("web", True)])
+def test_a_key_opens_no_tunnel_except_where_the_lab_allows_it(lab, name, allowed):
+    """With the admin's own key, `ssh -W` (TCP forwarding) to the host's SSH port: refused by
+    sshd on a server (base_ssh_allow_tcp_forwarding off), carried on the lab's monitoring host
+    (the lab turns it on there for its browser outside the management network)."""
+    address = yaml.safe_load(lab.read_text())["all"]["hosts"][name]["ansible_host"]
+    config = str(hosts.state_dir(LAB) / "ssh_config")
+    proc = subprocess.run(
+        ["sh", "-c", 'sleep 3 | ssh -F "$1" -W "$2:22" "$3"', "-", config, address, name],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    carried = proc.stdout.startswith(b"SSH-2.0-")
+    assert carried == allowed, (proc.stdout[:200], proc.stderr[-500:])
+    if not allowed:
+        assert b"administratively prohibited" in proc.stderr, proc.stderr[-500:]

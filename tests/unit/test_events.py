@@ -88,7 +88,7 @@ def test_a_value_that_could_break_the_configuration_is_refused():
     with pytest.raises(MonitoringModelError, match="may not go into"):
         events.collector_config({"address": "10.0.0.1", "port": 6514, "peers": ['a"]']}, paths)
     with pytest.raises(MonitoringModelError, match="not an IP address"):
-        events.sensor_table({"sources": {'10.0.0.1"': "probe"}})
+        events.host_table({"sources": {'10.0.0.1"': "probe"}})
     with pytest.raises(MonitoringModelError, match="no file for the tag"):
         events.shipper_config({**ship, "files": [{"path": "/var/log/x", "tag": "kastro-x"}]}, paths)
 
@@ -123,10 +123,10 @@ class Pair:
                 cert=str(self.secrets / "web.crt"),
                 key=str(self.secrets / "web.key"),
                 events=str(self.out),
-                sensors=str(root / "sensors.json"),
+                hosts=str(root / "hosts.json"),
             ),
         )
-        (root / "sensors.json").write_text(events.sensor_table(self.collect))
+        (root / "hosts.json").write_text(events.host_table(self.collect))
         shipper = events.shipper_config(
             {"host": claim, "collector": "web", "address": "127.0.0.1", "port": self.port,
              "files": [{"path": str(self.eve), "tag": "kastro-eve"}]},
