@@ -466,6 +466,36 @@ def test_every_hosts_logins_and_privilege_use_reach_the_collector(lab, name):
     assert mode == "600 kastro-collector", mode  # the collector alone (and root) reads them
 
 
+def test_the_collector_measures_each_senders_share_of_its_disk(lab):
+    """kastro-collector-usage's own unit, run now: every host that sent its logs has its bytes
+    in the text file, Prometheus has them under the sender's name (the KastroEventFlood
+    alert's input), and the unit reads sizes with one capability and no network."""
+    web = ssh("web")
+    wait_line(web, "/var/log/kastro/events/files/auth.log", "Accepted publickey for")
+    web.check_output("systemctl start kastro-collector-usage.service")
+    text = web.check_output("cat /var/lib/prometheus/node-exporter/kastro_collector_usage.prom")
+    assert "kastro_collector_usage_success 1" in text, text
+    for name in ("files", "web"):
+        assert re.search(rf'kastro_collector_sender_bytes{{sender="{name}"}} [1-9]', text), text
+    deadline = time.monotonic() + 60
+    while True:
+        result = api("/api/v1/query?query=kastro_collector_sender_bytes")["data"]["result"]
+        senders = {r["metric"].get("sender") for r in result}
+        if {"files", "web"} <= senders or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert {"files", "web"} <= senders, result
+    assert all(r["metric"].get("host") == "web" for r in result), result  # the collector's own
+    out = web.check_output("systemd-analyze security --no-pager kastro-collector-usage.service")
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    print(f"\nkastro-collector-usage: systemd-analyze security {score}")
+    assert score <= MAX_EXPOSURE
+    caps = web.check_output(
+        "systemctl show -p CapabilityBoundingSet --value kastro-collector-usage"
+    )
+    assert caps.strip() == "cap_dac_read_search", caps
+
+
 def test_only_the_managed_hosts_may_send_events_and_the_daemons_are_least_privilege(lab):
     """The attacker cannot reach the port (firewall); the monitoring host itself, with the CA but
     no client certificate the collector admits, is refused by TLS; both rsyslog instances run
