@@ -454,14 +454,16 @@ def test_every_hosts_logins_and_privilege_use_reach_the_collector(lab, name):
     host.check_output(f"runuser -u nobody -- python3 -c {shlex.quote(forge)} {marker}")
     path = f"/var/log/kastro/events/{name}/auth.log"
     line = wait_line(web, path, marker)
-    # The name it claimed (sshd), then what the journal knows of the sender: python, nobody.
+    # The name it claimed (sshd), then what the journal knows of the sender: nobody, and its
+    # program where journald may read it (not in a podman container: no CAP_SYS_PTRACE; the
+    # test VM checks a real host's journal records it).
     expected = (
         rf"^20\d\d-\d\d-\d\dT\S+ sshd\[\d+\]: Accepted password for root {marker} "
-        r"\(exe=/usr/bin/python3[.\d]* uid=65534\)$"
+        r"\(exe=(\?|/usr/bin/python3[.\d]*) uid=65534\)$"
     )
     assert re.match(expected, line.strip()), line
-    login = wait_line(web, path, "Accepted publickey for")
-    assert "(exe=/usr/sbin/sshd uid=0)" in login, f"no sshd login in {path}: {login!r}"
+    login = wait_line(web, path, "Accepted publickey for").strip().splitlines()[-1]
+    assert re.search(r"\(exe=(\?|/usr/sbin/sshd) uid=0\)$", login), f"{path}: {login!r}"
     mode = web.check_output(f"stat -c '%a %U' {shlex.quote(path)}")
     assert mode == "600 kastro-collector", mode  # the collector alone (and root) reads them
 

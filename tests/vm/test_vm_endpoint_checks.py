@@ -210,6 +210,11 @@ def test_nothing_locks_the_admin_out_after_a_reboot(server):
     took = vm.reboot(machine)
     print(f"\nrebooted: SSH answered again after {took:.0f} s")
     assert machine.run("true").returncode == 0  # the admin's key, then sudo -n
+    # What event shipping appends to each auth line: on a real host (not in a container)
+    # journald records the sender's executable, which the sender cannot choose.
+    login = machine.run("journalctl", "-o", "verbose", "--no-pager", "-n", "1",
+                        "-g", "Accepted publickey").stdout  # fmt: skip
+    assert "_EXE=/usr/sbin/sshd" in login and "_UID=0" in login, login[-1500:]
     assert machine.run("sysctl", "-n", "kernel.kptr_restrict").stdout.strip() == "2"
     assert "-k identity" in machine.run("auditctl", "-l").stdout
     assert machine.run("modprobe", "cramfs").returncode != 0
