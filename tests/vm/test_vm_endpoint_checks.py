@@ -79,7 +79,7 @@ def test_openscap_anssi_scores_and_every_failure_is_waived(server):
     scan = machine.run(
         "oscap", "xccdf", "eval", "--tailoring-file", "/root/tailoring.xml",
         "--profile", scap.tailored_profile("anssi_bp28_enhanced"),
-        "--results", "/root/enhanced.xml", "/root/ssg-debian12-ds.xml", timeout=1200,
+        "--results", "/root/enhanced.xml", "/root/ssg-debian12-ds.xml", timeout=1800,
     )  # fmt: skip
     # 0: every rule passed, 2: some failed; anything else is the scanner's own failure.
     kernel = machine.run("sh", "-c", "dmesg | tail -5").stdout
