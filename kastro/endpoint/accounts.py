@@ -159,6 +159,9 @@ def login_defs(variables: Mapping[str, Any]) -> dict[str, str]:
         "ENCRYPT_METHOD": "YESCRYPT",
         "HOME_MODE": "0750",
         "PASS_MAX_DAYS": "365",  # new local accounts: a password set must change yearly
+        # ...and not again the same day: cycling through new passwords to get an old one back
+        # past pwhistory's memory (endpoint_password_remember) takes days, not seconds.
+        "PASS_MIN_DAYS": "1",
     }
 
 

@@ -212,8 +212,9 @@ def _journal() -> list[str]:
     an auth line ends with what the journal itself recorded of its sender, which the sender
     cannot choose: the user id (_UID, from the socket's credentials, always there) and the
     executable (_EXE, read from /proc when the record arrives: "?" when the sender had already
-    exited, or where journald may not read it, as in a podman container). Not the process name (_COMM): a process renames itself at will (PR_SET_NAME).
-    The audit transport is the kernel's alone."""
+    exited, or where journald may not read it, as in a podman container). Not the process
+    name (_COMM): a process renames itself at will (PR_SET_NAME). The audit transport is the
+    kernel's alone."""
     return [
         'module(load="imjournal" StateFile="journal.state" IgnorePreviousMessages="off"',
         '       Ratelimit.Interval="0")',

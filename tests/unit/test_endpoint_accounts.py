@@ -52,3 +52,11 @@ def test_sudoers_file_is_validated_and_private() -> None:
 def test_bad_values_are_refused_by_name(name: str, value: object) -> None:
     with pytest.raises(EndpointConfigError, match=name):
         accounts_state({name: value})
+
+
+def test_login_defs_ages_new_passwords_both_ways() -> None:
+    from kastro.endpoint.accounts import login_defs
+
+    wanted = login_defs({})
+    assert wanted["PASS_MAX_DAYS"] == "365" and wanted["PASS_MIN_DAYS"] == "1"
+    assert wanted["ENCRYPT_METHOD"] == "YESCRYPT"
