@@ -76,13 +76,19 @@ def test_openscap_anssi_scores_and_every_failure_is_waived(server):
     tailoring.write_text(scap.tailoring("anssi_bp28_enhanced"), encoding="utf-8")
     machine.put(tailoring, "/root/tailoring.xml")
     started = time.monotonic()
-    scan = machine.run(
-        "oscap", "xccdf", "eval", "--tailoring-file", "/root/tailoring.xml",
-        "--profile", scap.tailored_profile("anssi_bp28_enhanced"),
-        "--results", "/root/enhanced.xml", "/root/ssg-debian12-ds.xml", timeout=1800,
-    )  # fmt: skip
-    # 0: every rule passed, 2: some failed; anything else is the scanner's own failure.
-    kernel = machine.run("sh", "-c", "dmesg | tail -5").stdout
+    # 0: every rule passed, 2: some failed; anything else is the scanner's own failure. Once
+    # more in that case: a CI run saw oscap 1.3.7's probe_worker segfault in libopenscap (a
+    # NULL read) 480 s into a scan that runs cleanly on the same VM otherwise.
+    for attempt in (1, 2):
+        scan = machine.run(
+            "oscap", "xccdf", "eval", "--tailoring-file", "/root/tailoring.xml",
+            "--profile", scap.tailored_profile("anssi_bp28_enhanced"),
+            "--results", "/root/enhanced.xml", "/root/ssg-debian12-ds.xml", timeout=1800,
+        )  # fmt: skip
+        kernel = machine.run("sh", "-c", "dmesg | tail -5").stdout
+        if scan.returncode in (0, 2):
+            break
+        print(f"\noscap failed (attempt {attempt}, exit {scan.returncode}): {kernel}")
     assert scan.returncode in (0, 2), f"oscap {scan.returncode}: {scan.stderr[-1500:]} {kernel}"
     results = machine.run("cat", "/root/enhanced.xml").stdout
     enhanced = scap.score(results)
@@ -213,7 +219,7 @@ def test_nothing_locks_the_admin_out_after_a_reboot(server):
     # What event shipping appends to each auth line: on a real host (not in a container)
     # journald records the sender's executable, which the sender cannot choose.
     login = machine.run("journalctl", "-o", "verbose", "--no-pager", "-n", "1",
-                        "-g", "Accepted publickey").stdout  # fmt: skip
+                        "SYSLOG_IDENTIFIER=sshd", "-g", "^Accepted publickey").stdout  # fmt: skip
     assert "_EXE=/usr/sbin/sshd" in login and "_UID=0" in login, login[-1500:]
     assert machine.run("sysctl", "-n", "kernel.kptr_restrict").stdout.strip() == "2"
     assert "-k identity" in machine.run("auditctl", "-l").stdout
