@@ -21,9 +21,9 @@ from tests.unit.test_host_clamav import EICAR, municipal_database
 pytestmark = pytest.mark.lab
 MANAGED = ("hall-gw", "annex-gw", "web", "files", "probe")
 SECOND_CONVERGE_LIMIT = 45.0  # seconds, the bound for a container host
-# Measured on the lab's file server after site.yml: 77 (tests print the index and what Lynis still
+# Measured on the lab's file server after site.yml: 79 (tests print the index and what Lynis still
 # suggests); the goal is 85.
-LYNIS_FLOOR = 75
+LYNIS_FLOOR = 77
 
 
 def endpoint_play(overlay: Path, host: str, extra: dict[str, object], *options: str):
