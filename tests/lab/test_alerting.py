@@ -29,10 +29,10 @@ from kastro.monitoring import prometheus
 from kastro.monitoring.dashboards import queries
 from tests.lab import browser
 from tests.lab.conftest import INVENTORY, LAB, run_playbook
+from tests.lab.test_hardening import MAX_EXPOSURE, exposure
 
 pytestmark = pytest.mark.lab
 
-MAX_EXPOSURE = 4.0  # systemd-analyze security's "OK" band
 QUERY = attack.QUERY  # the HTTPS API from the monitoring host, which has the CA and password
 # A client without the password, from anywhere: prints the HTTP status or the error's kind.
 STATUS = """
@@ -209,8 +209,7 @@ def test_listeners_are_the_management_address_and_loopback_only(lab):
 )
 def test_the_daemons_are_least_privilege(lab, unit):
     web = ssh("web")
-    out = web.check_output(f"systemd-analyze security --no-pager {unit}.service")
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    score = exposure(web, unit)
     print(f"\n{unit}: systemd-analyze security {score}")
     assert score <= MAX_EXPOSURE
     user = web.check_output(f"systemctl show -p User --value {unit}")
@@ -354,8 +353,7 @@ def test_each_eve_alert_reaches_alertmanager_with_its_signature_and_addresses(la
 def test_the_forwarder_is_least_privilege_and_the_password_root_only(lab):
     probe = ssh("probe")
     assert probe.service("kastro-forward").is_running
-    out = probe.check_output("systemd-analyze security --no-pager kastro-forward.service")
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    score = exposure(probe, "kastro-forward")
     print(f"\nkastro-forward: systemd-analyze security {score}")
     assert score <= MAX_EXPOSURE
     assert probe.check_output("systemctl show -p User --value kastro-forward") == "kastro-forward"
@@ -489,8 +487,7 @@ def test_the_collector_measures_each_senders_share_of_its_disk(lab):
         time.sleep(5)
     assert {"files", "web"} <= senders, result
     assert all(r["metric"].get("host") == "web" for r in result), result  # the collector's own
-    out = web.check_output("systemd-analyze security --no-pager kastro-collector-usage.service")
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    score = exposure(web, "kastro-collector-usage")
     print(f"\nkastro-collector-usage: systemd-analyze security {score}")
     assert score <= MAX_EXPOSURE
     caps = web.check_output(
@@ -517,8 +514,7 @@ def test_only_the_managed_hosts_may_send_events_and_the_daemons_are_least_privil
         (probe, "kastro-ship", "kastro-ship", "/etc/kastro/ship/client.key"),
         (web, "kastro-collector", "kastro-collector", "/etc/kastro/collector/server.key"),
     ):
-        out = host.check_output(f"systemd-analyze security --no-pager {unit}.service")
-        score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+        score = exposure(host, unit)
         print(f"\n{unit}: systemd-analyze security {score}")
         assert score <= MAX_EXPOSURE
         assert host.check_output(f"systemctl show -p User --value {unit}") == user
@@ -710,8 +706,7 @@ def test_every_host_reports_pending_updates_and_reboot_required(lab):
     assert values == dict.fromkeys(managed, 0.0), values
     assert set(probe_values("count by (host) (apt_upgrades_pending)")) == managed
     files = ssh("files")
-    out = files.check_output("systemd-analyze security --no-pager prometheus-node-exporter-apt")
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    score = exposure(files, "prometheus-node-exporter-apt")
     print(f"\nprometheus-node-exporter-apt: systemd-analyze security {score}")
     assert score <= MAX_EXPOSURE
     smartmon = files.run("systemctl is-enabled prometheus-node-exporter-smartmon.timer")
