@@ -11,6 +11,7 @@ from kastro.endpoint.accounts import accounts_state
 from kastro.endpoint.antivirus import antivirus_state
 from kastro.endpoint.audit import safe_path
 from kastro.endpoint.integrity import integrity_state
+from kastro.endpoint.mounts import mount_options
 from kastro.endpoint.profile import EndpointConfigError, kernel_state
 
 METRICS_DIR = "/var/lib/prometheus/node-exporter"  # node_exporter's textfile directory
@@ -51,6 +52,7 @@ def endpoint_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         "accounts": accounts_state(variables),
         "integrity": integrity_state(variables),
         "antivirus": antivirus_state(variables),
+        "mounts": mount_options(variables),
         "metrics_dir": metrics_dir(variables),
         "schedules": schedules(variables),
     }

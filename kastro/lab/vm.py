@@ -59,7 +59,30 @@ VM_PACKAGES = (
     "lynis",
     "pamtester",
 )
-DISK_SIZE = "3G"
+# The disk layout ANSSI-BP-028 R28 recommends for a server, one virtio disk per file system
+# (sparse files: a size is an upper bound): mount point, label, size. The endpoint role sets
+# nodev, nosuid and noexec on them; the layout itself is the installer's job, not a role's.
+LAYOUT = (
+    ("/", "root", "1G"),
+    ("/boot", "boot", "512M"),
+    ("/usr", "usr", "3G"),
+    ("/var", "var", "2G"),
+    ("/var/log", "varlog", "1G"),
+    ("/var/log/audit", "audit", "512M"),
+    ("/var/tmp", "vartmp", "512M"),  # noqa: S108 (a mount point)
+    ("/home", "home", "512M"),
+    ("/opt", "opt", "256M"),
+    ("/srv", "srv", "512M"),
+)
+# systemd mounts /dev/shm itself; /tmp is a tmpfs as Debian 13 makes it. Options the
+# initramfs's mount knows ("relatime" is not among them: /usr is mounted there).
+FSTAB = (
+    "".join(
+        f"LABEL={label} {point} ext4 defaults 0 {1 if point == '/' else 2}\n"
+        for point, label, _size in LAYOUT
+    )
+    + "tmpfs /tmp tmpfs rw,nosuid,nodev,size=512M,mode=1777 0 0\n"
+)
 # Inside the unpacked root before the disk is made: part of the recipe's hash.
 VM_SETUP = """\
 set -e
@@ -70,7 +93,7 @@ deb $KASTRO_MIRROR-security bookworm-security main
 EOF
 echo kastro-vm > /etc/hostname
 printf '127.0.0.1 localhost\\n127.0.1.1 kastro-vm\\n' > /etc/hosts
-echo '/dev/vda / ext4 rw,relatime 0 1' > /etc/fstab
+printf '%s' "$KASTRO_FSTAB" > /etc/fstab
 : > /etc/machine-id
 mkdir -p /etc/systemd/network
 cat > /etc/systemd/network/10-kastro.network <<EOF
@@ -103,7 +126,7 @@ class VmError(RuntimeError):
 
 
 def recipe_digest() -> str:
-    body = json.dumps({"packages": sorted(VM_PACKAGES), "setup": VM_SETUP, "disk": DISK_SIZE})
+    body = json.dumps({"packages": sorted(VM_PACKAGES), "setup": VM_SETUP, "fstab": FSTAB})
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -114,8 +137,9 @@ class Image:
     directory: Path
 
     @property
-    def disk(self) -> Path:
-        return self.directory / "disk.raw"
+    def disks(self) -> list[Path]:
+        """One raw file system per entry of LAYOUT, in its order (vda is the root)."""
+        return [self.directory / f"{label}.raw" for _point, label, _size in LAYOUT]
 
     @property
     def kernel(self) -> Path:
@@ -161,18 +185,43 @@ def build(state: Path = STATE, mirror: str | None = None) -> Image:
             "debootstrap of the VM image",
         )  # fmt: skip
         _run(
-            ["env", f"KASTRO_MIRROR={mirror}", "chroot", str(root), "/bin/sh", "-c", VM_SETUP],
+            [
+                "env",
+                f"KASTRO_MIRROR={mirror}",
+                f"KASTRO_FSTAB={FSTAB}",
+                "chroot",
+                str(root),
+                "/bin/sh",
+                "-c",
+                VM_SETUP,
+            ],
             "VM setup script",
         )
         _keys(root, image)
         shutil.copyfile(_one(root / "boot", "vmlinuz-*"), image.kernel)
         shutil.copyfile(_one(root / "boot", "initrd.img-*"), image.initrd)
-        _run(
-            ["mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(image.disk), DISK_SIZE],
-            "mkfs.ext4 of the VM disk",
-        )
+        _file_systems(root, Path(tmp) / "disks", image)
     (image.directory / "done").write_text(recipe_digest(), encoding="utf-8")
     return image
+
+
+def _file_systems(root: Path, staging: Path, image: Image) -> None:
+    """Each mount point's files moved into a tree of its own (the deepest first, so /var/log
+    leaves /var with an empty mount point), then one ext4 image made of each tree."""
+    trees = {}
+    for point, label, _size in sorted(LAYOUT, key=lambda entry: -entry[0].count("/")):
+        if point == "/":
+            continue
+        source, tree = root / point.lstrip("/"), staging / label
+        tree.mkdir(parents=True)
+        source.mkdir(parents=True, exist_ok=True)
+        for child in source.iterdir():
+            shutil.move(child, tree / child.name)
+        trees[label] = tree
+    trees["root"] = root
+    for (_point, label, size), disk in zip(LAYOUT, image.disks, strict=True):
+        _run(["mkfs.ext4", "-q", "-L", label, "-d", str(trees[label]), str(disk), size],
+             f"mkfs.ext4 of the VM's {label} file system")  # fmt: skip
 
 
 def _one(directory: Path, pattern: str) -> Path:
@@ -276,9 +325,9 @@ def up(name: str, image: Image, state: Path = STATE, memory_mb: int = 1024) -> M
     if (directory / "qemu.pid").exists():
         down(name, state)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    overlay = directory / "overlay.qcow2"
-    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-          str(image.disk.resolve()), str(overlay)], "qemu-img create")  # fmt: skip
+    for disk in image.disks:
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk.resolve()),
+              str(directory / f"{disk.stem}.qcow2")], "qemu-img create")  # fmt: skip
     machine = Machine(name, directory, image, _free_port(), memory_mb)
     machine.known_hosts.write_text(f"[127.0.0.1]:{machine.port} {image.host_key}\n")
     _boot(machine)
@@ -298,7 +347,8 @@ def _boot(machine: Machine) -> None:
          "-smp", "2", "-m", str(machine.memory_mb), "-display", "none", "-no-reboot",
          "-kernel", str(image.kernel), "-initrd", str(image.initrd),
          "-append", "console=ttyS0 root=/dev/vda rw net.ifnames=0",
-         "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
+         *(arg for disk in image.disks for arg in (
+             "-drive", f"file={directory / disk.stem}.qcow2,format=qcow2,if=virtio")),
          "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{machine.port}-:22",
          "-device", "virtio-net-pci,netdev=n0",
          "-serial", f"file:{directory / 'console.log'}",

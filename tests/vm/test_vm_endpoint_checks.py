@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kastro.lab import scap, vm
+from kastro.lab import lynis, scap, vm
 from tests.vm.test_vm_endpoint import converge_server, ensure_server
 
 pytestmark = pytest.mark.vm
@@ -23,6 +23,7 @@ WAIVERS = ROOT / "roles" / "endpoint" / "waivers.yml"
 # forwarding yet): the floor the role must not fall below; the issue's goal is 97 / 99.
 ENHANCED_FLOOR = 90.5
 INTERMEDIARY_FLOOR = 90.5
+LYNIS_VM_FLOOR = 80  # placeholder until measured
 
 
 def found(machine: vm.Machine, key: str, *more: str) -> str:
@@ -107,6 +108,23 @@ def test_openscap_anssi_scores_and_every_failure_is_waived(server):
     assert intermediary.percent >= INTERMEDIARY_FLOOR
 
 
+def test_lynis_scores_the_hardened_server_on_a_kernel_of_its_own(server):
+    """The issue's Lynis index on a real kernel (the lab's container cannot earn the kernel,
+    auditd, AppArmor, USB and time points): printed with every point still missed."""
+    machine = server
+    started = time.monotonic()
+    audit = machine.run(*lynis.COMMAND, timeout=1200)
+    took = time.monotonic() - started
+    result = lynis.parse_report(machine.run("cat", lynis.REPORT).stdout)
+    print(f"\nLynis on the test VM (the example's file server): hardening index {result.index} "
+          f"({result.tests} tests, {took:.0f} s, exit {audit.returncode})")  # fmt: skip
+    for item in result.warnings + result.suggestions:
+        print(f"  {item}")
+    for test, got, possible in lynis.missed_points(machine.run("cat", lynis.LOG).stdout):
+        print(f"  points {got}/{possible}: {test}")
+    assert result.index >= LYNIS_VM_FLOOR
+
+
 def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
     machine = server
     took = wait_inactive(machine, "kastro-aide-init.service", 1200)
@@ -160,6 +178,45 @@ def test_clamav_finds_every_test_file_with_the_municipal_signatures(server):
         assert machine.run("systemctl", "is-enabled", "kastro-freshclam.timer").returncode != 0
     finally:
         machine.run("rm", "-rf", "/srv/share", "/var/log/kastro-clamav/eve.json")
+
+
+# The test VM's layout (kastro.lab.vm.LAYOUT, /tmp a tmpfs): what each mount point must refuse.
+NOEXEC = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/var/log", "/boot")
+NOSUID = ("/srv", "/opt", "/var", *NOEXEC)
+
+
+def mount_options(machine: vm.Machine) -> dict[str, set[str]]:
+    table = machine.run("findmnt", "-rn", "-o", "TARGET,OPTIONS").stdout
+    return {target: set(options.split(",")) for target, options in
+            (line.split(" ", 1) for line in table.splitlines())}  # fmt: skip
+
+
+def test_the_file_systems_refuse_programs_setuid_and_devices_where_anssi_says(server):
+    """R28 from the attacker's side: a program dropped where users can write does not run,
+    a setuid copy does not raise privileges, a device node made on a data file system does
+    not open (even for root); the options are in fstab for the next boot too."""
+    machine = server
+    live = mount_options(machine)
+    for point in NOSUID:
+        assert {"nodev", "nosuid"} <= live[point], (point, live[point])
+    assert "nodev" in live["/usr"] and "noexec" not in live["/var"]  # dpkg's scripts
+    try:
+        for point in ("/tmp", "/var/tmp", "/dev/shm"):  # where any user may write
+            drop = f"cp /usr/bin/true {point}/dropped && {point}/dropped"
+            dropped = machine.run("runuser", "-u", "nobody", "--", "sh", "-c", drop)
+            assert dropped.returncode != 0 and "Permission denied" in dropped.stderr, point
+        raised = machine.run("sh", "-c", "install -m 4755 /usr/bin/id /srv/id-suid && "
+                             "runuser -u nobody -- /srv/id-suid -u")  # fmt: skip
+        assert raised.stdout.strip() == "65534", raised.stdout + raised.stderr  # not 0: nosuid
+        device = machine.run("sh", "-c", "mknod /home/mem c 1 1 && head -c 1 /home/mem")
+        assert device.returncode != 0 and "Permission denied" in device.stderr, device.stderr
+    finally:
+        machine.run("rm", "-f", "/tmp/dropped", "/var/tmp/dropped", "/dev/shm/dropped",
+                    "/srv/id-suid", "/home/mem")  # fmt: skip
+    fstab = machine.run("findmnt", "--fstab", "-rn", "-o", "TARGET,OPTIONS").stdout
+    for point in NOSUID:
+        assert any(line.startswith(f"{point} ") and "nosuid" in line
+                   for line in fstab.splitlines()), (point, fstab)  # fmt: skip
 
 
 def pamtester(
@@ -224,6 +281,8 @@ def test_nothing_locks_the_admin_out_after_a_reboot(server):
     assert machine.run("sysctl", "-n", "kernel.kptr_restrict").stdout.strip() == "2"
     assert "-k identity" in machine.run("auditctl", "-l").stdout
     assert machine.run("modprobe", "cramfs").returncode != 0
+    live = mount_options(machine)
+    assert all({"nodev", "nosuid", "noexec"} <= live[point] for point in NOEXEC), live
     failed = machine.run("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout
     assert not failed.strip(), f"units that failed at boot: {failed}"
     password = ssh_as(machine, vm.ADMIN, "-o", "PubkeyAuthentication=no",
