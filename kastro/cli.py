@@ -232,6 +232,16 @@ def _cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shows_help(parser: argparse.ArgumentParser) -> Handler:
+    """The handler of a command given without its subcommand: its help, not an error."""
+
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -239,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kastro {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+    parser.set_defaults(handler=_shows_help(parser))  # bare `kastro`: the commands, exit 0
 
     validate = commands.add_parser(
         "validate", help="check the inventory (every error at once) before any host is touched"
@@ -274,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     inventory_commands = inventory.add_subparsers(
         dest="inventory_command", metavar="INVENTORY_COMMAND"
     )
-    inventory_commands.required = True
+    inventory.set_defaults(handler=_shows_help(inventory))
     export = inventory_commands.add_parser(
         "export", help="buildings, zones, links and hosts as CSV or JSON"
     )
@@ -330,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
-    lab_commands.required = True
+    lab.set_defaults(handler=_shows_help(lab))
     image = lab_commands.add_parser(
         "image",
         help="build the Debian 12 systemd base image (reused while its recipe is unchanged)",
@@ -393,6 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if args.command == "lab":
+        from kastro.lab import use_podman_settings
+
+        use_podman_settings()
     try:
         return handler(args)
     except UsageError as exc:

@@ -1,7 +1,9 @@
 """Command-line handling: bad arguments give a message and a non-zero exit, never a traceback."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +17,25 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("kastro ")
 
 
-def test_missing_command_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 2
-    assert "required: COMMAND" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [[], ["lab"], ["inventory"]])
+def test_a_command_without_its_subcommand_shows_its_help(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {' '.join(['kastro', *argv])} ")
+    assert "positional arguments" in out
+
+
+def test_kastro_lab_brings_its_own_podman_settings(monkeypatch, capsys):
+    """`kastro lab ...` as the README types it, without the Makefile's CONTAINERS_CONF: podman
+    (a child of this process) reads Kastro's settings; an admin's own file is kept."""
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    assert main(["lab", "status", "--lab", "kastro-unit-none"]) == 0
+    chosen = os.environ["CONTAINERS_CONF"]
+    assert chosen.endswith("kastro/lab/containers.conf") and Path(chosen).is_file()
+    assert 'runtime = "runc"' in Path(chosen).read_text(encoding="utf-8")
+    monkeypatch.setenv("CONTAINERS_CONF", "/etc/admins-own.conf")
+    main(["lab", "status", "--lab", "kastro-unit-none"])
+    assert os.environ["CONTAINERS_CONF"] == "/etc/admins-own.conf"
 
 
 def test_unknown_inventory_names_the_path(capsys):
