@@ -182,19 +182,23 @@ def validate_inventory(inventory: Path) -> Planned:
     """Every check, including that the committed plan matches the model."""
     planned = plan_inventory(inventory)
     if planned.stale:
-        raise InvalidInventoryError(
-            [
-                InventoryError(
-                    path,
-                    0,
-                    PLAN_KEY if path.endswith(str(PLAN_FILE)) else "(hosts)",
-                    "is out of date with the model",
-                    f"run 'kastro plan {inventory}', review the change and commit it",
-                )
-                for path in planned.stale
-            ]
-        )
+        raise InvalidInventoryError([_stale_error(inventory, path) for path in planned.stale])
     return planned
+
+
+def _stale_error(inventory: Path, path: str) -> InventoryError:
+    """A plan file that differs from the model, or that no `kastro plan` has written yet (a
+    new inventory: nothing is wrong with it, the plan is the next step)."""
+    field = PLAN_KEY if path.endswith(str(PLAN_FILE)) else "(hosts)"
+    if not Path(path).exists():
+        return InventoryError(
+            path, 0, field, "does not exist yet: no plan has been made for this inventory",
+            f"run 'kastro plan {inventory}' to make it, review it and commit it",
+        )  # fmt: skip
+    return InventoryError(
+        path, 0, field, "is out of date with the model",
+        f"run 'kastro plan {inventory}', review the change and commit it",
+    )  # fmt: skip
 
 
 def _dump(data: Any) -> str:

@@ -109,6 +109,16 @@ def test_plan_check_reports_a_stale_plan(example_copy: Path):
     assert main(["plan", "--check", str(example_copy)]) == 1
 
 
+def test_a_new_inventory_without_a_plan_is_told_to_make_one(example_copy: Path):
+    """Not "out of date": nothing is wrong, `kastro plan` is the next step (issue #25)."""
+    (example_copy / "group_vars/all/kastro_plan.yml").unlink()
+    with pytest.raises(InvalidInventoryError) as raised:
+        validate_inventory(example_copy)
+    (error,) = raised.value.errors
+    assert "does not exist yet" in error.message and "out of date" not in error.message
+    assert error.fix.startswith(f"run 'kastro plan {example_copy}' to make it")
+
+
 def test_hosts_inventory_groups_follow_from_the_model():
     hosts = yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]
     assert set(hosts["children"]["gateways"]["hosts"]) == {
