@@ -74,6 +74,8 @@ LAYOUT = (
     ("/opt", "opt", "256M"),
     ("/srv", "srv", "512M"),
 )
+# Raised when the way the image is built changes (not only what goes in it).
+BUILDER = 2
 # systemd mounts /dev/shm itself; /tmp is a tmpfs as Debian 13 makes it. Options the
 # initramfs's mount knows ("relatime" is not among them: /usr is mounted there).
 FSTAB = (
@@ -126,7 +128,9 @@ class VmError(RuntimeError):
 
 
 def recipe_digest() -> str:
-    body = json.dumps({"packages": sorted(VM_PACKAGES), "setup": VM_SETUP, "fstab": FSTAB})
+    body = json.dumps(
+        {"packages": sorted(VM_PACKAGES), "setup": VM_SETUP, "fstab": FSTAB, "builder": BUILDER}
+    )
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -215,6 +219,8 @@ def _file_systems(root: Path, staging: Path, image: Image) -> None:
         source, tree = root / point.lstrip("/"), staging / label
         tree.mkdir(parents=True)
         source.mkdir(parents=True, exist_ok=True)
+        # The file system's root gets the mount point's mode (/var/tmp: 1777, sticky).
+        shutil.copystat(source, tree)
         for child in source.iterdir():
             shutil.move(child, tree / child.name)
         trees[label] = tree

@@ -19,11 +19,15 @@ from tests.vm.test_vm_endpoint import converge_server, ensure_server
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 WAIVERS = ROOT / "roles" / "endpoint" / "waivers.yml"
-# Measured on the test VM (a server of the example, no separate partitions, no collector
-# forwarding yet): the floor the role must not fall below; the issue's goal is 97 / 99.
-ENHANCED_FLOOR = 90.5
-INTERMEDIARY_FLOOR = 90.5
-LYNIS_VM_FLOOR = 80  # placeholder until measured
+# Measured on the test VM (a server of the example, the R28 disk layout, no collector
+# forwarding), 2026-12-06: enhanced 94.1 % of 271, intermediary 95.3 % of 191. The floors the
+# role must not fall below; why the issue's 97 / 99 are out of reach is in roles/endpoint/README.md.
+ENHANCED_FLOOR = 93.5
+INTERMEDIARY_FLOOR = 95.0
+# The issue's goal, met on the VM (measured 89 on 2026-12-06; the lab's container, without a
+# kernel of its own, scores 79: tests/lab/test_endpoint.py).
+LYNIS_GOAL = 85
+LYNIS_UNIT = "kastro-test-lynis"
 
 
 def found(machine: vm.Machine, key: str, *more: str) -> str:
@@ -38,6 +42,11 @@ def server(machine: vm.Machine) -> vm.Machine:
     test_vm_endpoint.py leaves it: converged here only when run alone). The tests that change
     variables come last and leave them changed."""
     ensure_server(machine)
+    # Lynis takes 13 minutes under emulation (process starts are slow): it runs beside the
+    # tests below, as a unit of its own, and its test (just before the reboot) waits for it.
+    machine.run("systemctl", "reset-failed", LYNIS_UNIT)
+    started = machine.run("systemd-run", f"--unit={LYNIS_UNIT}", "--collect", *lynis.COMMAND)
+    assert started.returncode == 0, started.stderr
     return machine
 
 
@@ -106,23 +115,6 @@ def test_openscap_anssi_scores_and_every_failure_is_waived(server):
     assert not check.unused, f"waivers for rules that pass: {check.unused}"
     assert enhanced.percent >= ENHANCED_FLOOR
     assert intermediary.percent >= INTERMEDIARY_FLOOR
-
-
-def test_lynis_scores_the_hardened_server_on_a_kernel_of_its_own(server):
-    """The issue's Lynis index on a real kernel (the lab's container cannot earn the kernel,
-    auditd, AppArmor, USB and time points): printed with every point still missed."""
-    machine = server
-    started = time.monotonic()
-    audit = machine.run(*lynis.COMMAND, timeout=1200)
-    took = time.monotonic() - started
-    result = lynis.parse_report(machine.run("cat", lynis.REPORT).stdout)
-    print(f"\nLynis on the test VM (the example's file server): hardening index {result.index} "
-          f"({result.tests} tests, {took:.0f} s, exit {audit.returncode})")  # fmt: skip
-    for item in result.warnings + result.suggestions:
-        print(f"  {item}")
-    for test, got, possible in lynis.missed_points(machine.run("cat", lynis.LOG).stdout):
-        print(f"  points {got}/{possible}: {test}")
-    assert result.index >= LYNIS_VM_FLOOR
 
 
 def test_aide_reports_a_planted_binary_and_not_kastros_own_changes(server):
@@ -262,6 +254,22 @@ def ssh_as(machine: vm.Machine, user: str, *options: str) -> subprocess.Complete
     sudo), with the admin's key unless the options say otherwise."""
     argv = [*machine.login_argv(user, "-o", "ConnectTimeout=10", *options), "true"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_lynis_scores_the_hardened_server_on_a_kernel_of_its_own(server):
+    """The issue's Lynis index on a real kernel (the lab's container cannot earn the kernel,
+    auditd, AppArmor, USB and time points): printed with every point still missed. Lynis
+    started with the module's fixture and ran beside the tests before this one."""
+    machine = server
+    took = wait_inactive(machine, LYNIS_UNIT, 1500)
+    result = lynis.parse_report(machine.run("cat", lynis.REPORT).stdout)
+    print(f"\nLynis on the test VM (the example's file server): hardening index {result.index} "
+          f"({result.tests} tests; waited {took:.0f} s for it here)")  # fmt: skip
+    for item in result.warnings + result.suggestions:
+        print(f"  {item}")
+    for test, got, possible in lynis.missed_points(machine.run("cat", lynis.LOG).stdout):
+        print(f"  points {got}/{possible}: {test}")
+    assert result.index >= LYNIS_GOAL
 
 
 def test_nothing_locks_the_admin_out_after_a_reboot(server):
