@@ -156,7 +156,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print("the plan is current")
     elif planned.stale:
         write_plan(inventory, planned)
-        print(f"wrote {', '.join(planned.stale)}: review the change and commit it")
+        written = [p for p in planned.stale if Path(p).exists()]
+        print(f"wrote {', '.join(written)}: review the change and commit it")
+        for gone in sorted(set(planned.stale) - set(written)):
+            print(f"removed {gone}: an older 'kastro plan' wrote it; its hosts are in the new file")
     else:
         print("the plan is current; nothing written")
     if args.policy:
