@@ -295,7 +295,10 @@ def describe_policy(model: Model) -> list[str]:
             return f"teleworkers of group '{name[len(TELEWORKER_PREFIX) :]}'"
         if "." in name:
             return f"zone {name}"
-        buildings = sorted(z.building for z in model.zones if z.kind == name)
+        zones = [z for z in model.zones if z.kind == name]
+        buildings = sorted(z.building for z in zones)
+        if len(set(buildings)) < len(buildings):  # a building with two zones of the kind
+            return f"{name} zones ({', '.join(sorted(z.key for z in zones))})"
         return f"{name} zones ({', '.join(buildings)})"
 
     lines = []

@@ -21,7 +21,7 @@ from kastro.inventory.project import (
     topology_dot,
     validate_inventory,
 )
-from tests.inventory_helpers import EXAMPLE
+from tests.inventory_helpers import EXAMPLE, broken_copy
 
 
 @pytest.fixture
@@ -177,6 +177,17 @@ def test_policy_reads_as_plain_sentences():
         in ("\n".join(lines))
     )
     assert lines[-1] == "Everything else between zones is refused."
+
+
+def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
+    """Issue #25: "servers zones (dimarcheio, dimarcheio)" named one building twice."""
+    servers = "      servers: {hosts: 40}\n"
+    dmz = servers + "      dmz: {hosts: 8, kind: servers}\n"
+    case = {"edits": [{"file": "buildings.yml", "replace": servers, "with": dmz}]}
+    inventory = broken_copy(case, tmp_path / "inv")
+    main(["plan", str(inventory)])
+    lines = describe_policy(validate_inventory(inventory).model)
+    assert "servers zones (cityhall.dmz, cityhall.servers)" in "\n".join(lines)
 
 
 def test_topology_picture_renders(tmp_path: Path):
