@@ -292,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="buildings, zones, links and hosts as CSV or JSON"
     )
     export.add_argument("inventory", help="inventory directory")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="csv or json (default: csv)"
+    )
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
     )
