@@ -221,6 +221,13 @@ class Parser:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean '{close[0]}'? " if close else ""
+                if value[key] is None and not close:
+                    # {description: Samba, file server}: YAML reads "file server" as a key.
+                    hint = (
+                        f"if '{key}' is the rest of the value before it (a comma inside "
+                        "{...}), put that whole value in quotes, e.g. "
+                        f'description: "..., {key}"; '
+                    )
                 self.src.error(
                     (*path, key),
                     "is not a known field",
