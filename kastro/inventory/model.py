@@ -210,10 +210,12 @@ class Parser:
     def __init__(self, src: Source) -> None:
         self.src = src
 
-    def mapping(self, value: Any, path: Path_, what: str) -> dict[str, Any] | None:
+    def mapping(
+        self, value: Any, path: Path_, what: str, fix: str | None = None
+    ) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
-        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", _MAPPING_FIX)
+        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", fix or _MAPPING_FIX)
         return None
 
     def fields(self, value: dict[str, Any], path: Path_, allowed: tuple[str, ...]) -> None:
@@ -821,6 +823,15 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
     return out
 
 
+def _service_fix(name: str, raw: Any) -> str:
+    """The shape a service needs, with the admin's own ports when a bare list was written."""
+    if isinstance(raw, list) and all(isinstance(port, str) for port in raw):
+        ports = ", ".join(raw)
+    else:
+        ports = "tcp/443"
+    return f"write it as {shown(name)}: {{ports: [{ports}], description: what it is}}"
+
+
 def _services(p: Parser, raw: Any) -> dict[str, Service]:
     path: Path_ = ("kastro_services",)
     m = p.mapping(raw, path, "one entry per service")
@@ -834,7 +845,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
             continue
         if reserved(p, spath, str(sname), "service"):
             continue
-        s = p.mapping(sraw, spath, "ports, description")
+        s = p.mapping(sraw, spath, "ports, description", _service_fix(str(sname), sraw))
         if s is None:
             continue
         got = p.read(s, spath, SERVICE_FIELDS)
