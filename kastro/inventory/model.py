@@ -129,6 +129,7 @@ class Rule:
     destinations: tuple[str, ...]
     services: tuple[str, ...]
     comment: str
+    accept_risk: str = ""
 
 
 @dataclass(frozen=True)
@@ -542,6 +543,8 @@ RULE_FIELDS: Fields = {
     "to": Field(None),
     "services": Field(None),
     "comment": Field(str, ""),
+    # Why a rule the validation calls risky is wanted anyway, and who decided (one line).
+    "accept_risk": Field(str, ""),
 }
 POOL_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 TELEWORKER_GROUP_FIELDS: Fields = {
@@ -896,7 +899,8 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         r = p.mapping(rraw, rpath, "from, to, services")
         if r is None:
             continue
-        comment = p.read(r, rpath, RULE_FIELDS)["comment"]
+        got = p.read(r, rpath, RULE_FIELDS)
+        comment, accept_risk = got["comment"], got["accept_risk"]
         missing = [k for k in ("from", "to", "services") if k not in r]
         for k in missing:
             p.src.error((*rpath, k), "is required", "each rule needs from:, to: and services:")
@@ -906,7 +910,7 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         destinations = _names(p, r["to"], (*rpath, "to"), "zone")
         services = _names(p, r["services"], (*rpath, "services"), "service")
         if sources and destinations and services:
-            rules.append(Rule(i, sources, destinations, services, comment or ""))
+            rules.append(Rule(i, sources, destinations, services, comment or "", accept_risk or ""))
     return rules
 
 

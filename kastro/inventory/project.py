@@ -313,7 +313,10 @@ def describe_policy(model: Model) -> list[str]:
         who = " and ".join(side(n) for n in rule.sources)
         where = " and ".join(side(n) for n in rule.destinations)
         sentence = f"{who} may reach {where} for {', '.join(services)}"
-        lines.append(sentence + (f"  -- {rule.comment}" if rule.comment else ""))
+        sentence += f"  -- {rule.comment}" if rule.comment else ""
+        if rule.accept_risk:
+            sentence += f"  [ΡΙΣΚΟ / RISK accepted: {rule.accept_risk}]"
+        lines.append(sentence)
     lines.append("Everything else between zones is refused.")
     return lines
 

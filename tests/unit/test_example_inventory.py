@@ -190,6 +190,21 @@ def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
     assert "servers zones (cityhall.dmz, cityhall.servers)" in "\n".join(lines)
 
 
+def test_a_risky_rule_with_a_reason_validates_and_the_policy_says_so(tmp_path: Path):
+    reason = "vendor's remote support until 2027-03, decided by the mayor"
+    rule = f"  - from: internet\n    to: deya.scada\n    services: [web]\n    accept_risk: {reason}"
+    rule += "\n"
+    case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
+                       "with": "kastro_policy:\n" + rule}]}  # fmt: skip
+    inventory = broken_copy(case, tmp_path / "inv")
+    main(["plan", str(inventory)])
+    lines = describe_policy(validate_inventory(inventory).model)
+    assert lines[0] == (
+        "the internet may reach zone deya.scada for web (tcp/80, tcp/443)  [ΡΙΣΚΟ / RISK "
+        "accepted: vendor's remote support until 2027-03, decided by the mayor]"
+    )
+
+
 def test_topology_picture_renders(tmp_path: Path):
     planned = validate_inventory(EXAMPLE)
     dot = topology_dot(planned.model, planned.result.data)
