@@ -65,7 +65,7 @@ def write_inventory(target: Path, count: int) -> Path:
     shutil.copytree(EXAMPLE, target)
     gv = target / "group_vars" / "all"
     (gv / "kastro_plan.yml").unlink(missing_ok=True)
-    (target / "hosts.yml").unlink(missing_ok=True)
+    (target / "kastro_hosts.yml").unlink(missing_ok=True)
     model = buildings(count)
     (gv / "buildings.yml").write_text(yaml.safe_dump({"kastro_buildings": model}), encoding="utf-8")
     (gv / "links.yml").write_text(

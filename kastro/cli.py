@@ -156,7 +156,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print("the plan is current")
     elif planned.stale:
         write_plan(inventory, planned)
-        print(f"wrote {', '.join(planned.stale)}: review the change and commit it")
+        written = [p for p in planned.stale if Path(p).exists()]
+        print(f"wrote {', '.join(written)}: review the change and commit it")
+        for gone in sorted(set(planned.stale) - set(written)):
+            print(f"removed {gone}: an older 'kastro plan' wrote it; its hosts are in the new file")
     else:
         print("the plan is current; nothing written")
     if args.policy:
@@ -289,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="buildings, zones, links and hosts as CSV or JSON"
     )
     export.add_argument("inventory", help="inventory directory")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="csv or json (default: csv)"
+    )
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
     )

@@ -27,7 +27,7 @@ MODEL_KEYS = (
 )
 PLAN_KEY = "kastro_plan"
 PLAN_FILE = Path("group_vars/all/kastro_plan.yml")
-HOSTS_FILE = Path("hosts.yml")
+HOSTS_FILE = Path("kastro_hosts.yml")  # generated; the admin's own hosts.yml is never touched
 
 Path_ = tuple[str | int, ...]
 

@@ -129,6 +129,7 @@ class Rule:
     destinations: tuple[str, ...]
     services: tuple[str, ...]
     comment: str
+    accept_risk: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,12 @@ class Parser:
     def __init__(self, src: Source) -> None:
         self.src = src
 
-    def mapping(self, value: Any, path: Path_, what: str) -> dict[str, Any] | None:
+    def mapping(
+        self, value: Any, path: Path_, what: str, fix: str | None = None
+    ) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
-        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", _MAPPING_FIX)
+        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", fix or _MAPPING_FIX)
         return None
 
     def fields(self, value: dict[str, Any], path: Path_, allowed: tuple[str, ...]) -> None:
@@ -221,6 +224,13 @@ class Parser:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean '{close[0]}'? " if close else ""
+                if value[key] is None and not close:
+                    # {description: Samba, file server}: YAML reads "file server" as a key.
+                    hint = (
+                        f"if '{key}' is the rest of the value before it (a comma inside "
+                        "{...}), put that whole value in quotes, e.g. "
+                        f'description: "..., {key}"; '
+                    )
                 self.src.error(
                     (*path, key),
                     "is not a known field",
@@ -533,6 +543,8 @@ RULE_FIELDS: Fields = {
     "to": Field(None),
     "services": Field(None),
     "comment": Field(str, ""),
+    # Why a rule the validation calls risky is wanted anyway, and who decided (one line).
+    "accept_risk": Field(str, ""),
 }
 POOL_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 TELEWORKER_GROUP_FIELDS: Fields = {
@@ -814,6 +826,15 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
     return out
 
 
+def _service_fix(name: str, raw: Any) -> str:
+    """The shape a service needs, with the admin's own ports when a bare list was written."""
+    if isinstance(raw, list) and all(isinstance(port, str) for port in raw):
+        ports = ", ".join(raw)
+    else:
+        ports = "tcp/443"
+    return f"write it as {shown(name)}: {{ports: [{ports}], description: what it is}}"
+
+
 def _services(p: Parser, raw: Any) -> dict[str, Service]:
     path: Path_ = ("kastro_services",)
     m = p.mapping(raw, path, "one entry per service")
@@ -827,7 +848,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
             continue
         if reserved(p, spath, str(sname), "service"):
             continue
-        s = p.mapping(sraw, spath, "ports, description")
+        s = p.mapping(sraw, spath, "ports, description", _service_fix(str(sname), sraw))
         if s is None:
             continue
         got = p.read(s, spath, SERVICE_FIELDS)
@@ -878,7 +899,8 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         r = p.mapping(rraw, rpath, "from, to, services")
         if r is None:
             continue
-        comment = p.read(r, rpath, RULE_FIELDS)["comment"]
+        got = p.read(r, rpath, RULE_FIELDS)
+        comment, accept_risk = got["comment"], got["accept_risk"]
         missing = [k for k in ("from", "to", "services") if k not in r]
         for k in missing:
             p.src.error((*rpath, k), "is required", "each rule needs from:, to: and services:")
@@ -888,7 +910,7 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         destinations = _names(p, r["to"], (*rpath, "to"), "zone")
         services = _names(p, r["services"], (*rpath, "services"), "service")
         if sources and destinations and services:
-            rules.append(Rule(i, sources, destinations, services, comment or ""))
+            rules.append(Rule(i, sources, destinations, services, comment or "", accept_risk or ""))
     return rules
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kastro.inventory.loader import Source
-from kastro.inventory.model import UNTRUSTED_MEDIA, Model
+from kastro.inventory.model import UNTRUSTED_MEDIA, Model, Rule
 
 # WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
 # from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
@@ -29,6 +29,7 @@ def check_model(model: Model, src: Source) -> None:
     _check_connectivity(model, src)
     _check_fixed_subnets(model, src)
     _check_policy(model, src)
+    _check_risk(model, src)
     _check_teleworkers(model, src)
 
 
@@ -304,6 +305,40 @@ def _check_policy(model: Model, src: Source) -> None:
                     f"names unknown service '{name}'",
                     _known("services (or 'any')", model.services),
                 )
+
+
+# Zone kinds the internet must never reach directly: people's PCs, phones, cameras, OT/IoT
+# devices, the guests and the management network. Published services live in servers zones.
+NEVER_FROM_INTERNET = ("staff", "voip", "cctv", "iot", "guest", "management")
+
+
+def risky_rule(model: Model, rule: Rule) -> list[str]:
+    """What makes a policy rule dangerous enough to need `accept_risk` (empty: nothing)."""
+    kind_of = {z.key: z.kind for z in model.zones} | {z.kind: z.kind for z in model.zones}
+    kinds_to = {kind_of[name] for name in rule.destinations if name in kind_of}  # zones only
+    kinds_from = {kind_of[name] for name in rule.sources if name in kind_of}
+    found = []
+    if INTERNET in rule.sources:
+        exposed = sorted(kinds_to & set(NEVER_FROM_INTERNET))
+        if exposed:
+            found.append(f"the internet reaches {', '.join(exposed)} zones, which it never should")
+        if "any" in rule.services and kinds_to:
+            found.append("the internet may use any service")
+    if "guest" in kinds_from and kinds_to:
+        found.append("guests reach municipal networks, not only the internet")
+    return found
+
+
+def _check_risk(model: Model, src: Source) -> None:
+    for rule in model.policy:
+        problems = risky_rule(model, rule)
+        if problems and not rule.accept_risk.strip():
+            src.error(
+                ("kastro_policy", rule.index),
+                "is risky: " + "; ".join(problems),
+                "narrow or remove the rule (publish services from a servers zone); if it is "
+                "really wanted, add accept_risk: 'why, who decided and until when' to it",
+            )
 
 
 def _zone_selector_ok(name: str, kinds: set[str], keys: set[str]) -> bool:

@@ -2,7 +2,7 @@
 """Ansible inventory script for Molecule scenarios that run on a `kastro lab`.
 
 Molecule links it in as the scenario's `hosts`. It prints the municipality's groups
-(hosts.yml written by `kastro plan`) merged with the lab's connection overlay (written by
+(kastro_hosts.yml written by `kastro plan`) merged with the lab's connection overlay (written by
 `kastro lab up`), so roles see the same inventory as in `make demo`. Before the lab exists it
 prints the groups alone. Environment: KASTRO_LAB (lab name), KASTRO_LAB_INVENTORY (directory).
 """
@@ -34,7 +34,8 @@ def main() -> int:
     overlay = project / ".kastro" / "lab" / os.environ["KASTRO_LAB"] / "inventory.yml"
     groups: dict = {}
     hostvars: dict = {}
-    walk("all", yaml.safe_load((municipality / "hosts.yml").read_text())["all"], groups, hostvars)
+    generated = yaml.safe_load((municipality / "kastro_hosts.yml").read_text())
+    walk("all", generated["all"], groups, hostvars)
     if overlay.exists():
         walk("all", yaml.safe_load(overlay.read_text())["all"], groups, hostvars)
     print(json.dumps({**groups, "_meta": {"hostvars": hostvars}}))

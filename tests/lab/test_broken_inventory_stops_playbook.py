@@ -86,11 +86,11 @@ def test_site_playbook_stops_before_any_change(case_file: Path, tmp_path: Path, 
 
 @pytest.mark.parametrize("form", ["file", "limit"])
 def test_a_file_source_or_a_limit_does_not_skip_validation(form: str, tmp_path: Path, lab_host):
-    """-i inventory/x/hosts.yml loads the group_vars beside it; --limit HOST used to skip the
+    """-i inventory/x/kastro_hosts.yml loads the group_vars beside it; --limit HOST used to skip the
     localhost validation play. Either way a bad model must stop the run."""
     case = load_case(next(p for p in BROKEN_CASES if "supernet-prefix-too-long" in p.name))
     inventory = broken_copy(case, tmp_path / "inv")
-    source = inventory / "hosts.yml" if form == "file" else inventory
+    source = inventory / "kastro_hosts.yml" if form == "file" else inventory
     limit = ["--limit", HOST] if form == "limit" else []
     container = hosts.container_name(LAB, HOST)
     before = host_state(container)

@@ -49,3 +49,9 @@ def test_installed_entry_point_runs():
     )
     assert proc.returncode == 0
     assert "lab" in proc.stdout
+
+
+def test_export_format_says_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["inventory", "export", "--help"])
+    assert "(default: csv)" in capsys.readouterr().out

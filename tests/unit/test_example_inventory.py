@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import netaddr
@@ -13,12 +15,13 @@ import yaml
 from kastro.cli import main
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.inventory.project import (
+    LEGACY_HOSTS_MARK,
     describe_policy,
     export_assets,
     topology_dot,
     validate_inventory,
 )
-from tests.inventory_helpers import EXAMPLE
+from tests.inventory_helpers import EXAMPLE, broken_copy
 
 
 @pytest.fixture
@@ -105,7 +108,7 @@ def test_renumber_moves_only_the_named_zone(example_copy: Path):
 
 def test_plan_check_reports_a_stale_plan(example_copy: Path):
     assert main(["plan", "--check", str(example_copy)]) == 0
-    (example_copy / "hosts.yml").write_text("all: {}\n")
+    (example_copy / "kastro_hosts.yml").write_text("all: {}\n")
     assert main(["plan", "--check", str(example_copy)]) == 1
 
 
@@ -119,8 +122,38 @@ def test_a_new_inventory_without_a_plan_is_told_to_make_one(example_copy: Path):
     assert error.fix.startswith(f"run 'kastro plan {example_copy}' to make it")
 
 
+def test_plan_leaves_the_admins_own_hosts_and_groups_alone(example_copy: Path):
+    """Issue #25: a windows_pcs group of the admin's own was lost when plan rewrote hosts.yml.
+    The generated hosts live in kastro_hosts.yml; the admin's hosts.yml is never written, and
+    Ansible reads both."""
+    own = "all:\n  children:\n    windows_pcs:\n      hosts:\n        pc-dimarxos: {}\n"
+    (example_copy / "hosts.yml").write_text(own)
+    (example_copy / "kastro_hosts.yml").write_text("all: {}\n")  # stale: plan rewrites it
+    assert main(["plan", str(example_copy)]) == 0
+    assert (example_copy / "hosts.yml").read_text() == own
+    assert "fileserver" in (example_copy / "kastro_hosts.yml").read_text()
+    proc = subprocess.run(
+        [Path(sys.executable).with_name("ansible-inventory"), "-i", str(example_copy), "--graph"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "@windows_pcs" in proc.stdout and "pc-dimarxos" in proc.stdout
+    assert "@gateways" in proc.stdout
+
+
+def test_plan_replaces_the_hosts_file_an_older_kastro_wrote(example_copy: Path, capsys):
+    legacy = example_copy / "hosts.yml"
+    legacy.write_text(LEGACY_HOSTS_MARK + " Do not edit by hand:\n---\nall: {}\n")
+    with pytest.raises(InvalidInventoryError) as raised:
+        validate_inventory(example_copy)
+    assert "older 'kastro plan'" in raised.value.errors[0].message
+    assert main(["plan", str(example_copy)]) == 0
+    assert not legacy.exists() and "removed" in capsys.readouterr().out
+    validate_inventory(example_copy)
+
+
 def test_hosts_inventory_groups_follow_from_the_model():
-    hosts = yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]
+    hosts = yaml.safe_load((EXAMPLE / "kastro_hosts.yml").read_text())["all"]
     assert set(hosts["children"]["gateways"]["hosts"]) == {
         "cityhall-gw",
         "kep-gw",
@@ -144,6 +177,32 @@ def test_policy_reads_as_plain_sentences():
         in ("\n".join(lines))
     )
     assert lines[-1] == "Everything else between zones is refused."
+
+
+def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
+    """Issue #25: "servers zones (dimarcheio, dimarcheio)" named one building twice."""
+    servers = "      servers: {hosts: 40}\n"
+    dmz = servers + "      dmz: {hosts: 8, kind: servers}\n"
+    case = {"edits": [{"file": "buildings.yml", "replace": servers, "with": dmz}]}
+    inventory = broken_copy(case, tmp_path / "inv")
+    main(["plan", str(inventory)])
+    lines = describe_policy(validate_inventory(inventory).model)
+    assert "servers zones (cityhall.dmz, cityhall.servers)" in "\n".join(lines)
+
+
+def test_a_risky_rule_with_a_reason_validates_and_the_policy_says_so(tmp_path: Path):
+    reason = "vendor's remote support until 2027-03, decided by the mayor"
+    rule = f"  - from: internet\n    to: deya.scada\n    services: [web]\n    accept_risk: {reason}"
+    rule += "\n"
+    case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
+                       "with": "kastro_policy:\n" + rule}]}  # fmt: skip
+    inventory = broken_copy(case, tmp_path / "inv")
+    main(["plan", str(inventory)])
+    lines = describe_policy(validate_inventory(inventory).model)
+    assert lines[0] == (
+        "the internet may reach zone deya.scada for web (tcp/80, tcp/443)  [ΡΙΣΚΟ / RISK "
+        "accepted: vendor's remote support until 2027-03, decided by the mayor]"
+    )
 
 
 def test_topology_picture_renders(tmp_path: Path):

@@ -278,7 +278,7 @@ def test_one_command_parses_the_inventory_once_and_an_edit_again(
     first = isolation_target([str(inventory)], "fileserver")
     again = isolation_target([str(inventory)], "fileserver")
     assert first == again and len(parses) == 1
-    hosts = inventory / "hosts.yml"
+    hosts = inventory / "kastro_hosts.yml"
     hosts.write_text(hosts.read_text() + "\n")
     import os
 

@@ -132,7 +132,7 @@ def test_2_a_file_source_is_validated_like_its_directory(tmp_path):
         [
             "ansible-playbook",
             "-i",
-            str(inventory / "hosts.yml"),
+            str(inventory / "kastro_hosts.yml"),
             str(ROOT / "playbooks/validate.yml"),
         ],
         cwd=tmp_path,  # not the repository: the playbook must find everything by itself
@@ -622,14 +622,14 @@ def test_14_unwritable_outputs_of_kastro_commands_are_messages(tmp_path, capsys)
     shutil.copytree(EXAMPLE, target)
     assert main(["inventory", "export", str(target), "-o", str(tmp_path / "no/such/dir.csv")]) == 1
     assert "no/such/dir.csv" in capsys.readouterr().err
-    (target / "hosts.yml").unlink()  # the plan must write it again
+    (target / "kastro_hosts.yml").unlink()  # the plan must write it again
     target.chmod(0o500)
     try:
         if os.access(target, os.W_OK):  # root ignores the mode: make the file unwritable instead
-            (target / "hosts.yml").mkdir()
+            (target / "kastro_hosts.yml").mkdir()
         assert main(["plan", str(target)]) == 1
         err = capsys.readouterr().err
-        assert "hosts.yml" in err and "Traceback" not in err
+        assert "kastro_hosts.yml" in err and "Traceback" not in err
     finally:
         target.chmod(0o700)
 
