@@ -46,9 +46,11 @@ def shown(text: str) -> str:
 
 def dotted(path: Path_) -> str:
     out = ""
-    for part in path:
+    for depth, part in enumerate(path):
         if isinstance(part, int):
             out += f"[{part}]"
+            if depth == 1 and path[0] == "kastro_policy":  # as the firewall's counters count
+                out += f" (rule {part + 1})"
         else:
             out += ("." if out else "") + shown(part)
     return out
