@@ -325,7 +325,9 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
     """Who may reach what, as a table: one row per source, one column per destination kind.
 
     A cell lists the allowed services; "@cityhall" marks services allowed to that building's
-    zone only; "-" means refused.
+    zone only, "(from deya only)" services allowed from that building's zone only (a row is a
+    zone kind: without the mark one building's rule would read as every building's); "-"
+    means refused.
     """
     kinds = sorted({z.kind for z in model.zones})
     sources = [
@@ -335,15 +337,16 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
     ]
     columns = [*kinds, INTERNET]
     kind_of = {z.key: z.kind for z in model.zones}
-    cells: dict[tuple[str, str], dict[str, list[str]]] = {}
+    cells: dict[tuple[str, str], dict[tuple[str, str], list[str]]] = {}
     for rule in model.policy:
         for source in rule.sources:
             for destination in rule.destinations:
-                where = destination.split(".")[0] if destination in kind_of else ""
+                to = destination.split(".")[0] if destination in kind_of else ""
+                since = source.split(".")[0] if source in kind_of else ""
                 services = cells.setdefault(
                     (kind_of.get(source, source), kind_of.get(destination, destination)), {}
                 )
-                services.setdefault(where, []).extend(rule.services)
+                services.setdefault((since, to), []).extend(rule.services)
     rows = []
     for source in sources:
         row = {"from \\ to": source}
@@ -351,8 +354,10 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
             groups = cells.get((source, column), {})
             row[column] = (
                 "; ".join(
-                    ", ".join(dict.fromkeys(names)) + (f" @{where}" if where else "")
-                    for where, names in sorted(groups.items())
+                    ", ".join(dict.fromkeys(names))
+                    + (f" @{to}" if to else "")
+                    + (f" (from {since} only)" if since else "")
+                    for (since, to), names in sorted(groups.items())
                 )
                 or "-"
             )

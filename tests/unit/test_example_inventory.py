@@ -237,6 +237,20 @@ def test_policy_matrix_shows_who_may_reach_what():
     assert all(value == "-" for key, value in rows["internet"].items() if key != "from \\ to")
 
 
+def test_the_matrix_says_when_only_one_buildings_zone_may_reach(tmp_path: Path):
+    """Issue #25: a row is a zone kind, so deya's staff reaching the SCADA zone read as every
+    building's staff."""
+    from kastro.inventory.project import policy_matrix
+
+    rule = "  - from: deya.staff\n    to: deya.scada\n    services: [mqtt]\n"
+    case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
+                       "with": "kastro_policy:\n" + rule}]}  # fmt: skip
+    inventory = broken_copy(case, tmp_path / "inv")
+    main(["plan", str(inventory)])
+    rows = {row["from \\ to"]: row for row in policy_matrix(validate_inventory(inventory).model)}
+    assert rows["staff"]["iot"] == "mqtt @deya (from deya only)"
+
+
 def test_every_model_field_is_documented():
     """The model's field tables (kastro.inventory.model) and docs/inventory.md name the same
     fields: a field added to a table and not to the docs fails here."""
