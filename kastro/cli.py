@@ -235,6 +235,30 @@ def _cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inventory_argument(
+    parser: argparse.ArgumentParser, help_text: str, default: str | None = None
+) -> None:
+    """The inventory as Ansible users type it (-i DIR) or as before (a positional DIR)."""
+    parser.add_argument("inventory", nargs="?", default=None, help=f"{help_text} (or -i DIR)")
+    parser.add_argument(
+        "-i", "--inventory", dest="inventory_option", metavar="DIR", default=None,
+        help=f"{help_text}" + (f" (default: {default})" if default else ""),
+    )  # fmt: skip
+    parser.set_defaults(inventory_default=default)
+
+
+def _resolve_inventory(args: argparse.Namespace) -> None:
+    """One inventory from -i or the positional form, or a usage error saying how to give it."""
+    if not hasattr(args, "inventory_option"):
+        return
+    given = {value for value in (args.inventory, args.inventory_option) if value}
+    if len(given) > 1:
+        raise UsageError(f"two inventories given ({', '.join(sorted(given))}): give one, -i DIR")
+    args.inventory = given.pop() if given else args.inventory_default
+    if args.inventory is None:
+        raise UsageError("give the inventory directory: -i inventory/NAME")
+
+
 def _shows_help(parser: argparse.ArgumentParser) -> Handler:
     """The handler of a command given without its subcommand: its help, not an error."""
 
@@ -257,13 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser(
         "validate", help="check the inventory (every error at once) before any host is touched"
     )
-    validate.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    _inventory_argument(validate, "inventory directory, e.g. inventory/example")
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
         "plan", help="derive the address plan (stable: existing allocations never move)"
     )
-    plan.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    _inventory_argument(plan, "inventory directory, e.g. inventory/example")
     plan.add_argument(
         "--check", action="store_true", help="only report whether the plan is current"
     )
@@ -291,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = inventory_commands.add_parser(
         "export", help="buildings, zones, links and hosts as CSV or JSON"
     )
-    export.add_argument("inventory", help="inventory directory")
+    _inventory_argument(export, "inventory directory")
     export.add_argument(
         "--format", choices=("csv", "json"), default="csv", help="csv or json (default: csv)"
     )
@@ -358,9 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_up = lab_commands.add_parser(
         "up", help="start the inventory's hosts and networks (idempotent)"
     )
-    lab_up.add_argument(
-        "inventory", nargs="?", default="inventory/example", help="inventory directory"
-    )
+    _inventory_argument(lab_up, "inventory directory", default="inventory/example")
     lab_down = lab_commands.add_parser(
         "down", help="remove everything this lab created, nothing else"
     )
@@ -376,13 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
         "network", help="e.g. zone:cityhall.servers, link:cityhall-kep, internet"
     )
     lab_capture.add_argument("--sensor", default="sensor1", help="host that receives the mirror")
-    lab_capture.add_argument("--inventory", default="inventory/example", help="inventory directory")
+    lab_capture.add_argument(
+        "-i", "--inventory", default="inventory/example", help="inventory directory"
+    )
     lab_attack = lab_commands.add_parser(
         "attack",
         help="the demo's attack: the lab's attacker scans a sensor once (nmap -sS, ports 1-200); "
         "wait for the alert in Alertmanager and the SOC's e-mail",
     )
-    lab_attack.add_argument("inventory", help="inventory directory of the lab")
+    _inventory_argument(lab_attack, "inventory directory of the lab")
     lab_attack.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     lab_attack.add_argument(
         "--contain",
@@ -413,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         use_podman_settings()
     try:
+        _resolve_inventory(args)
         return handler(args)
     except UsageError as exc:
         print(f"kastro {args.command}: {exc}", file=sys.stderr)

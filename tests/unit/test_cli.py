@@ -55,3 +55,13 @@ def test_export_format_says_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["inventory", "export", "--help"])
     assert "(default: csv)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan", "--check"], ["inventory", "export"]])
+def test_the_inventory_is_given_as_ansible_users_type_it_or_as_before(capsys, command):
+    assert main([*command, "-i", "inventory/example"]) == 0
+    assert main([*command, "inventory/example"]) == 0
+    assert main(command) == 2
+    assert "give the inventory directory: -i inventory/NAME" in capsys.readouterr().err
+    assert main([*command, "inventory/example", "-i", "inventory/other"]) == 2
+    assert "two inventories given" in capsys.readouterr().err
