@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -123,8 +125,24 @@ def _cmd_lab_capture(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from kastro.inventory.project import validate_inventory
 
-    planned = validate_inventory(Path(args.inventory))
-    model = planned.model
+    if args.format == "json":  # for CI: one object, the errors with their fields
+        try:
+            model = validate_inventory(Path(args.inventory)).model
+        except InvalidInventoryError as exc:
+            errors = [dataclasses.asdict(error) for error in exc.errors]
+            print(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False, indent=2))
+            return 1
+        counts = {
+            "buildings": len(model.buildings),
+            "zones": len(model.zones),
+            "links": len(model.links),
+            "hosts": len(model.hosts),
+            "teleworkers": len(model.teleworkers),
+            "policy_rules": len(model.policy),
+        }
+        print(json.dumps({"valid": True, "errors": [], **counts}, indent=2))
+        return 0
+    model = validate_inventory(Path(args.inventory)).model
     print(
         f"{args.inventory}: valid. {len(model.buildings)} buildings, {len(model.zones)} zones, "
         f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
@@ -282,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check the inventory (every error at once) before any host is touched"
     )
     _inventory_argument(validate, "inventory directory, e.g. inventory/example")
+    validate.add_argument(
+        "--format", choices=("text", "json"), default="text",
+        help="text for people, json for CI (the errors with file, line, path, message, fix; "
+        "default: text)",
+    )  # fmt: skip
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(

@@ -65,3 +65,20 @@ def test_the_inventory_is_given_as_ansible_users_type_it_or_as_before(capsys, co
     assert "give the inventory directory: -i inventory/NAME" in capsys.readouterr().err
     assert main([*command, "inventory/example", "-i", "inventory/other"]) == 2
     assert "two inventories given" in capsys.readouterr().err
+
+
+def test_validate_speaks_json_for_ci(tmp_path, capsys):
+    import json
+    import shutil
+
+    assert main(["validate", "-i", "inventory/example", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] is True
+    broken = tmp_path / "inv"
+    shutil.copytree("inventory/example", broken)
+    (broken / "group_vars/all/kastro_plan.yml").unlink()
+    assert main(["validate", "-i", str(broken), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    (error,) = report["errors"]
+    assert set(error) == {"file", "line", "path", "message", "fix"}
+    assert "kastro plan" in error["fix"]
