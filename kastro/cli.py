@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
         f"teleworkers, {len(model.policy)} policy rules; the committed plan is current."
     )
+    return 0
+
+
+def _cmd_show_host(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import validate_inventory
+    from kastro.inventory.show import UnknownHostError, show_host
+
+    planned = validate_inventory(Path(args.inventory))
+    try:
+        lines = show_host(planned.model, planned.result.data, args.name)
+    except UnknownHostError as exc:
+        raise UsageError(str(exc)) from exc
+    print("\n".join(lines))
     return 0
 
 
@@ -386,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
 
+    show = commands.add_parser("show", help="what one host of the model will get")
+    show_commands = show.add_subparsers(dest="show_command", metavar="SHOW_COMMAND")
+    show.set_defaults(handler=_shows_help(show))
+    show_host = show_commands.add_parser(
+        "host", help="a host's place, addresses, groups, roles and the policy rules of its zones"
+    )
+    show_host.add_argument("name", help="the host's name in the model, e.g. fileserver")
+    _inventory_argument(show_host, "inventory directory", default="inventory/example")
+    show_host.set_defaults(handler=_cmd_show_host)
+
     from kastro.respond.cli import add_parser as add_respond
 
     add_respond(commands)
@@ -465,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kastro {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `kastro ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a file the command must read or write: name it, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
         print(

@@ -23,7 +23,7 @@ from kastro.inventory.loader import (
     load_bounded,
     load_source,
 )
-from kastro.inventory.model import Model, parse_model
+from kastro.inventory.model import Model, Rule, parse_model
 from kastro.inventory.plan import PlanResult, make_plan, runs_vpn
 from kastro.inventory.validate import (
     INTERNET,
@@ -293,38 +293,41 @@ def hosts_inventory(model: Model) -> dict[str, Any]:
 
 def describe_policy(model: Model) -> list[str]:
     """The policy in plain words, one sentence per rule, for admins to review."""
-
-    def side(name: str) -> str:
-        if name == INTERNET:
-            return "the internet"
-        if name.startswith(TELEWORKER_PREFIX):
-            return f"teleworkers of group '{name[len(TELEWORKER_PREFIX) :]}'"
-        if "." in name:
-            return f"zone {name}"
-        zones = [z for z in model.zones if z.kind == name]
-        buildings = sorted(z.building for z in zones)
-        if len(set(buildings)) < len(buildings):  # a building with two zones of the kind
-            return f"{name} zones ({', '.join(sorted(z.key for z in zones))})"
-        return f"{name} zones ({', '.join(buildings)})"
-
-    lines = []
-    for rule in model.policy:
-        services = []
-        for s in rule.services:
-            if s == "any":
-                services.append("anything")
-            else:
-                ports = ", ".join(str(p) for p in model.services[s].ports)
-                services.append(f"{s} ({ports})")
-        who = " and ".join(side(n) for n in rule.sources)
-        where = " and ".join(side(n) for n in rule.destinations)
-        sentence = f"{who} may reach {where} for {', '.join(services)}"
-        sentence += f"  -- {rule.comment}" if rule.comment else ""
-        if rule.accept_risk:
-            sentence += f"  [ΡΙΣΚΟ / RISK accepted: {rule.accept_risk}]"
-        lines.append(sentence)
+    lines = [describe_rule(model, rule) for rule in model.policy]
     lines.append("Everything else between zones is refused.")
     return lines
+
+
+def describe_rule(model: Model, rule: Rule) -> str:
+    """One rule as a sentence, with its comment and any accepted risk."""
+    services = []
+    for s in rule.services:
+        if s == "any":
+            services.append("anything")
+        else:
+            ports = ", ".join(str(p) for p in model.services[s].ports)
+            services.append(f"{s} ({ports})")
+    who = " and ".join(_side(model, n) for n in rule.sources)
+    where = " and ".join(_side(model, n) for n in rule.destinations)
+    sentence = f"{who} may reach {where} for {', '.join(services)}"
+    sentence += f"  -- {rule.comment}" if rule.comment else ""
+    if rule.accept_risk:
+        sentence += f"  [ΡΙΣΚΟ / RISK accepted: {rule.accept_risk}]"
+    return sentence
+
+
+def _side(model: Model, name: str) -> str:
+    if name == INTERNET:
+        return "the internet"
+    if name.startswith(TELEWORKER_PREFIX):
+        return f"teleworkers of group '{name[len(TELEWORKER_PREFIX) :]}'"
+    if "." in name:
+        return f"zone {name}"
+    zones = [z for z in model.zones if z.kind == name]
+    buildings = sorted(z.building for z in zones)
+    if len(set(buildings)) < len(buildings):  # a building with two zones of the kind
+        return f"{name} zones ({', '.join(sorted(z.key for z in zones))})"
+    return f"{name} zones ({', '.join(buildings)})"
 
 
 def policy_matrix(model: Model) -> list[dict[str, str]]:
