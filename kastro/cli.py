@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{args.inventory}: valid. {len(model.buildings)} buildings, {len(model.zones)} zones, "
         f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
         f"teleworkers, {len(model.policy)} policy rules; the committed plan is current."
+    )
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import plan_inventory, write_plan
+    from kastro.inventory.starter import StarterError, write_starter
+
+    target = Path(args.directory)
+    title = args.title or target.name.replace("-", " ").title()
+    try:
+        written = write_starter(target, title, args.domain)
+    except StarterError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        write_plan(target, plan_inventory(target))
+    except BaseException:
+        shutil.rmtree(target)  # nothing half-made is left behind
+        raise
+    for path in written:
+        print(f"  + {path}")
+    print(
+        f"{target}: a starter inventory for {title}. Next: describe your buildings, links and "
+        f"people in {target}/group_vars/all (docs/inventory.md), then\n"
+        f"  kastro validate -i {target} && kastro plan -i {target}"
     )
     return 0
 
@@ -399,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host that gets a client certificate, e.g. a sensor shipping events (repeat)",
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
+
+    init = commands.add_parser(
+        "init", help="start a municipality: a commented starter inventory that validates"
+    )
+    init.add_argument("directory", help="the new inventory directory, e.g. inventory/dimos-kastrou")
+    init.add_argument("--domain", required=True, help="the municipality's DNS domain")
+    init.add_argument("--title", help="its name as people write it (default: from the directory)")
+    init.set_defaults(handler=_cmd_init)
 
     show = commands.add_parser("show", help="what one host of the model will get")
     show_commands = show.add_subparsers(dest="show_command", metavar="SHOW_COMMAND")
