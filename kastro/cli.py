@@ -178,6 +178,31 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_teleworker(args: argparse.Namespace) -> int:
+    from kastro.inventory import teleworkers
+
+    inventory = Path(args.inventory)
+    try:
+        if args.teleworker_command == "add":
+            done = teleworkers.add(inventory, args.name, args.group, args.public_key)
+        elif args.teleworker_command == "revoke":
+            done = teleworkers.revoke(inventory, args.id)
+        else:
+            done = teleworkers.rekey(inventory, args.id, args.public_key)
+    except teleworkers.TeleworkerError as exc:
+        raise UsageError(str(exc)) from exc
+    except InvalidInventoryError as exc:
+        print(exc.report(), file=sys.stderr)
+        print(
+            "Τίποτα δεν άλλαξε / nothing changed: the file was put back as it was.", file=sys.stderr
+        )
+        return 1
+    print(done.message)
+    for step in done.next_steps:
+        print(f"  {step}")
+    return 0
+
+
 def _cmd_show_host(args: argparse.Namespace) -> int:
     from kastro.inventory.project import validate_inventory
     from kastro.inventory.show import UnknownHostError, show_host
@@ -433,6 +458,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--domain", required=True, help="the municipality's DNS domain")
     init.add_argument("--title", help="its name as people write it (default: from the directory)")
     init.set_defaults(handler=_cmd_init)
+
+    worker = commands.add_parser(
+        "teleworker", help="add, revoke or rekey a teleworker (edits the inventory, keeps comments)"
+    )
+    worker_commands = worker.add_subparsers(dest="teleworker_command", metavar="ACTION")
+    worker.set_defaults(handler=_shows_help(worker))
+    worker_add = worker_commands.add_parser("add", help="a new teleworker with the next free id")
+    worker_add.add_argument("--name", required=True, help="the person's name")
+    worker_add.add_argument("--group", required=True, help="a kastro_teleworker_groups name")
+    worker_revoke = worker_commands.add_parser("revoke", help="stop a person's access at once")
+    worker_rekey = worker_commands.add_parser("rekey", help="new keys for a person")
+    for sub in (worker_revoke, worker_rekey):
+        sub.add_argument("id", help="the teleworker's id, e.g. tw-0007")
+    for sub in (worker_add, worker_rekey):
+        sub.add_argument("--public-key", help="the employee's own WireGuard public key")
+    for sub in (worker_add, worker_revoke, worker_rekey):
+        _inventory_argument(sub, "inventory directory")
+        sub.set_defaults(handler=_cmd_teleworker)
 
     show = commands.add_parser("show", help="what one host of the model will get")
     show_commands = show.add_subparsers(dest="show_command", metavar="SHOW_COMMAND")
