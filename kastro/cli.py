@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -123,13 +127,92 @@ def _cmd_lab_capture(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from kastro.inventory.project import validate_inventory
 
-    planned = validate_inventory(Path(args.inventory))
-    model = planned.model
+    if args.format == "json":  # for CI: one object, the errors with their fields
+        try:
+            model = validate_inventory(Path(args.inventory)).model
+        except InvalidInventoryError as exc:
+            errors = [dataclasses.asdict(error) for error in exc.errors]
+            print(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False, indent=2))
+            return 1
+        counts = {
+            "buildings": len(model.buildings),
+            "zones": len(model.zones),
+            "links": len(model.links),
+            "hosts": len(model.hosts),
+            "teleworkers": len(model.teleworkers),
+            "policy_rules": len(model.policy),
+        }
+        print(json.dumps({"valid": True, "errors": [], **counts}, indent=2))
+        return 0
+    model = validate_inventory(Path(args.inventory)).model
     print(
         f"{args.inventory}: valid. {len(model.buildings)} buildings, {len(model.zones)} zones, "
         f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
         f"teleworkers, {len(model.policy)} policy rules; the committed plan is current."
     )
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import plan_inventory, write_plan
+    from kastro.inventory.starter import StarterError, write_starter
+
+    target = Path(args.directory)
+    title = args.title or target.name.replace("-", " ").title()
+    try:
+        written = write_starter(target, title, args.domain)
+    except StarterError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        write_plan(target, plan_inventory(target))
+    except BaseException:
+        shutil.rmtree(target)  # nothing half-made is left behind
+        raise
+    for path in written:
+        print(f"  + {path}")
+    print(
+        f"{target}: a starter inventory for {title}. Next: describe your buildings, links and "
+        f"people in {target}/group_vars/all (docs/inventory.md), then\n"
+        f"  kastro validate -i {target} && kastro plan -i {target}"
+    )
+    return 0
+
+
+def _cmd_teleworker(args: argparse.Namespace) -> int:
+    from kastro.inventory import teleworkers
+
+    inventory = Path(args.inventory)
+    try:
+        if args.teleworker_command == "add":
+            done = teleworkers.add(inventory, args.name, args.group, args.public_key)
+        elif args.teleworker_command == "revoke":
+            done = teleworkers.revoke(inventory, args.id)
+        else:
+            done = teleworkers.rekey(inventory, args.id, args.public_key)
+    except teleworkers.TeleworkerError as exc:
+        raise UsageError(str(exc)) from exc
+    except InvalidInventoryError as exc:
+        print(exc.report(), file=sys.stderr)
+        print(
+            "Τίποτα δεν άλλαξε / nothing changed: the file was put back as it was.", file=sys.stderr
+        )
+        return 1
+    print(done.message)
+    for step in done.next_steps:
+        print(f"  {step}")
+    return 0
+
+
+def _cmd_show_host(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import validate_inventory
+    from kastro.inventory.show import UnknownHostError, show_host
+
+    planned = validate_inventory(Path(args.inventory))
+    try:
+        lines = show_host(planned.model, planned.result.data, args.name)
+    except UnknownHostError as exc:
+        raise UsageError(str(exc)) from exc
+    print("\n".join(lines))
     return 0
 
 
@@ -235,6 +318,30 @@ def _cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inventory_argument(
+    parser: argparse.ArgumentParser, help_text: str, default: str | None = None
+) -> None:
+    """The inventory as Ansible users type it (-i DIR) or as before (a positional DIR)."""
+    parser.add_argument("inventory", nargs="?", default=None, help=f"{help_text} (or -i DIR)")
+    parser.add_argument(
+        "-i", "--inventory", dest="inventory_option", metavar="DIR", default=None,
+        help=f"{help_text}" + (f" (default: {default})" if default else ""),
+    )  # fmt: skip
+    parser.set_defaults(inventory_default=default)
+
+
+def _resolve_inventory(args: argparse.Namespace) -> None:
+    """One inventory from -i or the positional form, or a usage error saying how to give it."""
+    if not hasattr(args, "inventory_option"):
+        return
+    given = {value for value in (args.inventory, args.inventory_option) if value}
+    if len(given) > 1:
+        raise UsageError(f"two inventories given ({', '.join(sorted(given))}): give one, -i DIR")
+    args.inventory = given.pop() if given else args.inventory_default
+    if args.inventory is None:
+        raise UsageError("give the inventory directory: -i inventory/NAME")
+
+
 def _shows_help(parser: argparse.ArgumentParser) -> Handler:
     """The handler of a command given without its subcommand: its help, not an error."""
 
@@ -257,13 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser(
         "validate", help="check the inventory (every error at once) before any host is touched"
     )
-    validate.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    _inventory_argument(validate, "inventory directory, e.g. inventory/example")
+    validate.add_argument(
+        "--format", choices=("text", "json"), default="text",
+        help="text for people, json for CI (the errors with file, line, path, message, fix; "
+        "default: text)",
+    )  # fmt: skip
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
         "plan", help="derive the address plan (stable: existing allocations never move)"
     )
-    plan.add_argument("inventory", help="inventory directory, e.g. inventory/example")
+    _inventory_argument(plan, "inventory directory, e.g. inventory/example")
     plan.add_argument(
         "--check", action="store_true", help="only report whether the plan is current"
     )
@@ -291,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = inventory_commands.add_parser(
         "export", help="buildings, zones, links and hosts as CSV or JSON"
     )
-    export.add_argument("inventory", help="inventory directory")
+    _inventory_argument(export, "inventory directory")
     export.add_argument(
         "--format", choices=("csv", "json"), default="csv", help="csv or json (default: csv)"
     )
@@ -339,6 +451,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
 
+    init = commands.add_parser(
+        "init", help="start a municipality: a commented starter inventory that validates"
+    )
+    init.add_argument("directory", help="the new inventory directory, e.g. inventory/dimos-kastrou")
+    init.add_argument("--domain", required=True, help="the municipality's DNS domain")
+    init.add_argument("--title", help="its name as people write it (default: from the directory)")
+    init.set_defaults(handler=_cmd_init)
+
+    worker = commands.add_parser(
+        "teleworker", help="add, revoke or rekey a teleworker (edits the inventory, keeps comments)"
+    )
+    worker_commands = worker.add_subparsers(dest="teleworker_command", metavar="ACTION")
+    worker.set_defaults(handler=_shows_help(worker))
+    worker_add = worker_commands.add_parser("add", help="a new teleworker with the next free id")
+    worker_add.add_argument("--name", required=True, help="the person's name")
+    worker_add.add_argument("--group", required=True, help="a kastro_teleworker_groups name")
+    worker_revoke = worker_commands.add_parser("revoke", help="stop a person's access at once")
+    worker_rekey = worker_commands.add_parser("rekey", help="new keys for a person")
+    for sub in (worker_revoke, worker_rekey):
+        sub.add_argument("id", help="the teleworker's id, e.g. tw-0007")
+    for sub in (worker_add, worker_rekey):
+        sub.add_argument("--public-key", help="the employee's own WireGuard public key")
+    for sub in (worker_add, worker_revoke, worker_rekey):
+        _inventory_argument(sub, "inventory directory")
+        sub.set_defaults(handler=_cmd_teleworker)
+
+    show = commands.add_parser("show", help="what one host of the model will get")
+    show_commands = show.add_subparsers(dest="show_command", metavar="SHOW_COMMAND")
+    show.set_defaults(handler=_shows_help(show))
+    show_host = show_commands.add_parser(
+        "host", help="a host's place, addresses, groups, roles and the policy rules of its zones"
+    )
+    show_host.add_argument("name", help="the host's name in the model, e.g. fileserver")
+    _inventory_argument(show_host, "inventory directory", default="inventory/example")
+    show_host.set_defaults(handler=_cmd_show_host)
+
     from kastro.respond.cli import add_parser as add_respond
 
     add_respond(commands)
@@ -358,9 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_up = lab_commands.add_parser(
         "up", help="start the inventory's hosts and networks (idempotent)"
     )
-    lab_up.add_argument(
-        "inventory", nargs="?", default="inventory/example", help="inventory directory"
-    )
+    _inventory_argument(lab_up, "inventory directory", default="inventory/example")
     lab_down = lab_commands.add_parser(
         "down", help="remove everything this lab created, nothing else"
     )
@@ -376,13 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
         "network", help="e.g. zone:cityhall.servers, link:cityhall-kep, internet"
     )
     lab_capture.add_argument("--sensor", default="sensor1", help="host that receives the mirror")
-    lab_capture.add_argument("--inventory", default="inventory/example", help="inventory directory")
+    lab_capture.add_argument(
+        "-i", "--inventory", default="inventory/example", help="inventory directory"
+    )
     lab_attack = lab_commands.add_parser(
         "attack",
         help="the demo's attack: the lab's attacker scans a sensor once (nmap -sS, ports 1-200); "
         "wait for the alert in Alertmanager and the SOC's e-mail",
     )
-    lab_attack.add_argument("inventory", help="inventory directory of the lab")
+    _inventory_argument(lab_attack, "inventory directory of the lab")
     lab_attack.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     lab_attack.add_argument(
         "--contain",
@@ -413,10 +561,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         use_podman_settings()
     try:
+        _resolve_inventory(args)
         return handler(args)
     except UsageError as exc:
         print(f"kastro {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `kastro ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a file the command must read or write: name it, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
         print(

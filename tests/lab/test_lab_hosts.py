@@ -63,17 +63,22 @@ def test_up_twice_is_harmless(lab):
     assert before == after
 
 
-def test_base_role_refuses_lockout_before_changing_anything(lab):
+def test_base_role_refuses_lockout_before_changing_anything(lab, tmp_path):
     _, overlay = lab
     before = sshd_config_digest("kastro-pytest-school-gw")
     # The playbooks refuse an inventory without a model, so the lab-small model comes along;
-    # --limit keeps the run to this lab's host (validation still runs, once).
+    # --limit keeps the run to this lab's host (validation still runs, once). The host is not
+    # in that model, so the playbooks (which target kastro_managed) are told to manage it.
+    managed = tmp_path / "managed.yml"
+    managed.write_text("all:\n  children:\n    kastro_managed:\n      hosts:\n        school-gw:\n")
     proc = run(
         "ansible-playbook",
         "-i",
         str(ROOT / "tests" / "data" / "lab-small"),
         "-i",
         str(overlay),
+        "-i",
+        str(managed),
         "--limit",
         "school-gw",
         "-e",

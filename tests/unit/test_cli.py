@@ -55,3 +55,30 @@ def test_export_format_says_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["inventory", "export", "--help"])
     assert "(default: csv)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan", "--check"], ["inventory", "export"]])
+def test_the_inventory_is_given_as_ansible_users_type_it_or_as_before(capsys, command):
+    assert main([*command, "-i", "inventory/example"]) == 0
+    assert main([*command, "inventory/example"]) == 0
+    assert main(command) == 2
+    assert "give the inventory directory: -i inventory/NAME" in capsys.readouterr().err
+    assert main([*command, "inventory/example", "-i", "inventory/other"]) == 2
+    assert "two inventories given" in capsys.readouterr().err
+
+
+def test_validate_speaks_json_for_ci(tmp_path, capsys):
+    import json
+    import shutil
+
+    assert main(["validate", "-i", "inventory/example", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] is True
+    broken = tmp_path / "inv"
+    shutil.copytree("inventory/example", broken)
+    (broken / "group_vars/all/kastro_plan.yml").unlink()
+    assert main(["validate", "-i", str(broken), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    (error,) = report["errors"]
+    assert set(error) == {"file", "line", "path", "message", "fix"}
+    assert "kastro plan" in error["fix"]

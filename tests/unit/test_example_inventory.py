@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,27 @@ def test_plan_leaves_the_admins_own_hosts_and_groups_alone(example_copy: Path):
     assert proc.returncode == 0, proc.stderr
     assert "@windows_pcs" in proc.stdout and "pc-dimarxos" in proc.stdout
     assert "@gateways" in proc.stdout
+
+
+def test_the_playbooks_never_target_the_admins_own_devices(example_copy: Path):
+    """Issue #25: a Windows PC or a SCADA HMI listed in the admin's own file is in `all`; every
+    play but the validation (which runs on the controller) targets kastro_managed."""
+    (example_copy / "hosts.yml").write_text(
+        "all:\n  children:\n    windows_pcs:\n      hosts:\n        pc-dimarxos: {}\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    for playbook in ("site.yml", "monitoring.yml", "endpoint.yml", "firewall.yml"):
+        proc = subprocess.run(
+            [Path(sys.executable).with_name("ansible-playbook"), "-i", str(example_copy),
+             "--list-hosts", str(root / "playbooks" / playbook)],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg")},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-800:] + proc.stderr[-800:]
+        plays = proc.stdout.split("  play #")[1:]
+        assert "Validate" in plays[0] and "pc-dimarxos" in plays[0]
+        assert all("pc-dimarxos" not in play for play in plays[1:]), (playbook, proc.stdout)
+        assert any("fileserver" in play for play in plays[1:])
 
 
 def test_plan_replaces_the_hosts_file_an_older_kastro_wrote(example_copy: Path, capsys):

@@ -17,8 +17,8 @@ NAME = "kernel-checks"
 @pytest.fixture(scope="session")
 def machine() -> Iterator[vm.Machine]:
     image = vm.build(ROOT / vm.STATE)
-    # 2 GiB: oscap's ANSSI scan of the whole datastream needs more than 1 GiB beside auditd and
-    # AIDE (a CI run's results file ended mid-way at 1 GiB).
-    running = vm.up(NAME, image, ROOT / vm.STATE, memory_mb=2048)
+    # 3 GiB: oscap's ANSSI scan of the whole datastream needs more than 1 GiB beside auditd and
+    # AIDE (its results file ended mid-way once at 1 GiB, and at 2 GiB with Lynis beside it).
+    running = vm.up(NAME, image, ROOT / vm.STATE, memory_mb=3072)
     yield running
     vm.down(NAME, ROOT / vm.STATE)

@@ -1,0 +1,105 @@
+"""`kastro show host NAME`: what one host of the model will get, before any playbook runs.
+
+Everything comes from the model and the plan (the same data the roles compile from) and from
+the playbook's own plays (which groups each role is applied to): where the host sits, its
+addresses, its Ansible groups, the roles site.yml gives it, and the policy rules that let
+traffic in or out of its zones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kastro.inventory.model import Model
+from kastro.inventory.project import describe_rule, hosts_inventory
+
+SITE = Path(__file__).resolve().parents[2] / "playbooks" / "site.yml"
+
+
+class UnknownHostError(ValueError):
+    """The name is not a host of the model; the message lists the ones there are."""
+
+
+def host_groups(model: Model, name: str) -> list[str]:
+    """The Ansible groups `name` is in, as kastro_hosts.yml makes them (nested ones too)."""
+    children = hosts_inventory(model)["all"]["children"]
+    direct = {group for group, body in children.items() if name in (body.get("hosts") or {})}
+    found = set(direct)
+    changed = True
+    while changed:  # a group whose children hold the host holds it too (kastro_managed)
+        changed = False
+        for group, body in children.items():
+            if group not in found and found & set(body.get("children") or {}):
+                found.add(group)
+                changed = True
+    return sorted(found)
+
+
+def _matches(pattern: str, groups: set[str], name: str) -> bool:
+    """An Ansible host pattern of the kind site.yml uses: a:b:!c (no regexes, no &)."""
+    wanted, refused = False, False
+    for part in pattern.split(":"):
+        target = part.lstrip("!")
+        hit = target in ("all", name) or target in groups
+        if part.startswith("!"):
+            refused |= hit
+        else:
+            wanted |= hit
+    return wanted and not refused
+
+
+def roles_for(groups: Sequence[str], name: str, site: Path = SITE) -> list[tuple[str, str]]:
+    """(play, role) for each role of site.yml that applies to a host in `groups`."""
+    plays = yaml.safe_load(site.read_text(encoding="utf-8"))
+    found = []
+    for play in plays:
+        pattern = str(play.get("hosts") or "")
+        if not pattern or not _matches(pattern, set(groups), name):
+            continue
+        for role in play.get("roles") or []:
+            named = role["role"] if isinstance(role, dict) else role
+            found.append((play.get("name", pattern), named))
+    return found
+
+
+def _host(model: Model, name: str) -> Any:
+    for host in model.hosts:
+        if host.name == name:
+            return host
+    known = ", ".join(sorted(h.name for h in model.hosts)) or "none"
+    raise UnknownHostError(f"'{name}' is not a host of the model; the hosts are: {known}")
+
+
+def _zone_names(model: Model, host: Any) -> set[str]:
+    """The zone selectors that take in the host: BUILDING.ZONE and the zone's kind (a gateway:
+    every zone of its building)."""
+    zones = [z for z in model.zones if z.building == host.building]
+    if host.role != "gateway":
+        zones = [z for z in zones if z.name == host.zone]
+    return {z.key for z in zones} | {z.kind for z in zones}
+
+
+def show_host(model: Model, plan: Mapping[str, Any], name: str) -> list[str]:
+    """The lines `kastro show host NAME` prints."""
+    host = _host(model, name)
+    planned = plan.get("hosts", {}).get(name, {})
+    lines = [f"{name}: {host.role} in building {host.building}"
+             + (f", zone {host.building}.{host.zone}" if host.zone else "")]  # fmt: skip
+    if planned.get("ipv4"):
+        lines.append(f"  addresses: {planned['ipv4']}, {planned.get('ipv6', '-')}")
+    for zone, addresses in sorted((planned.get("interfaces") or {}).items()):
+        lines.append(f"  in zone {zone}: {addresses.get('ipv4')}, {addresses.get('ipv6')}")
+    groups = host_groups(model, name)
+    lines.append(f"  groups: {', '.join(groups)}")
+    lines.append("  roles (playbooks/site.yml, in order):")
+    lines += [f"    {role}  ({play})" for play, role in roles_for(groups, name)] or ["    none"]
+    selectors = _zone_names(model, host)
+    rules = [rule for rule in model.policy
+             if selectors & (set(rule.sources) | set(rule.destinations))]  # fmt: skip
+    lines.append("  policy rules that reach or leave its zones:")
+    lines += [f"    rule {r.index + 1}: {describe_rule(model, r)}" for r in rules] or ["    none"]
+    return lines

@@ -1,0 +1,144 @@
+"""`kastro init NAME --domain DOMAIN`: a commented starter inventory that validates.
+
+One city hall with the usual zones and a gateway, the common services and a policy a
+municipality can start from; every file says what it holds and where the schema is
+(docs/inventory.md). The names and the domain are checked like the model's own fields before
+anything is written, and an existing directory is never overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# A directory name the admin can type and Ansible can read: lower-case letters, digits, '-'.
+NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+SUPERNET_V4 = "10.20.0.0/16"
+SUPERNET_V6 = "fd00:20::/48"
+
+
+class StarterError(ValueError):
+    """The name, the domain or the target directory cannot be used; the message says why."""
+
+
+def starter_files(title: str, domain: str) -> dict[str, str]:
+    """Relative path -> text of every file of a new inventory (before `kastro plan`)."""
+    header = (
+        "---\n# {what}\n# Schema: docs/inventory.md. After a change: kastro validate -i INVENTORY "
+        "&& kastro plan -i INVENTORY\n"
+    )
+    return {
+        "group_vars/all/municipality.yml": header.format(what=f"{title}: the municipality.")
+        + f"""kastro_municipality:
+  name: {_quoted(title)}
+  domain: {domain}
+  supernets:
+    - {SUPERNET_V4}              # all municipal IPv4 space: change it to yours
+    - {SUPERNET_V6}              # unique-local IPv6 (a /64 per zone): make your own random /48
+  uplinks:
+    - name: isp-1
+      building: cityhall
+      provider: your ISP
+      capacity_mbps: 100
+  mtu: 1500
+""",
+        "group_vars/all/buildings.yml": header.format(
+            what="Buildings, their zones (how many devices each) and hosts."
+        )
+        + """# Zone kinds: staff, servers, voip, cctv, iot, guest, management.
+# Host roles: gateway (one per building), server, sensor, endpoint.
+kastro_buildings:
+  cityhall:
+    description: Δημαρχείο - city hall
+    city_hall: true
+    zones:
+      staff: {hosts: 60}
+      servers: {hosts: 10}
+      guest: {hosts: 50}
+      management: {hosts: 8}
+    hosts:
+      cityhall-gw: {role: gateway}
+""",
+        "group_vars/all/links.yml": header.format(what="Links between buildings.")
+        + """# e.g.  cityhall-kep: {ends: [cityhall, kep], medium: fibre, capacity_mbps: 1000}
+kastro_links: {}
+""",
+        "group_vars/all/policy.yml": header.format(
+            what="Services and who may reach what; everything else is refused."
+        )
+        + """kastro_services:
+  web: {ports: [tcp/80, tcp/443], description: HTTP and HTTPS}
+  dns: {ports: [udp/53, tcp/53], description: name resolution}
+  file-sharing: {ports: [tcp/445], description: SMB (Windows file shares)}
+  ssh: {ports: [tcp/22], description: administration}
+
+kastro_policy:
+  - from: staff
+    to: cityhall.servers
+    services: [web, dns, file-sharing]
+    comment: office work on the city-hall servers
+  - from: staff
+    to: internet
+    services: [web]
+  - from: guest
+    to: internet
+    services: [web, dns]
+    comment: visitors get internet only, never municipal networks
+  - from: management
+    to: [staff, servers]
+    services: [ssh]
+    comment: IT administration
+""",
+        "group_vars/all/teleworkers.yml": header.format(what="People who work from home.")
+        + """# e.g.  finance: {description: finance department}
+kastro_teleworker_groups: {}
+# e.g.  - {id: tw-0001, name: Eleni Kostopoulou, group: finance}
+kastro_teleworkers: []
+""",
+        "group_vars/all/base.yml": header.format(what="Baseline of every host (role base).")
+        + f"""base_domain: {domain}
+base_timezone: Europe/Athens
+# The administrators: their SSH public keys are the only way in (passwords are refused).
+base_admin_users: []
+#  - name: nikos
+#    comment: Nikos Georgiou, IT department
+#    ssh_keys: ["ssh-ed25519 AAAA... nikos@cityhall"]
+""",
+        "hosts.yml": """---
+# Your own hosts and groups (Windows PCs, printers, PLCs...): listed here, never configured
+# by Kastro's playbooks (they target kastro_managed, which 'kastro plan' writes to
+# kastro_hosts.yml from the model).
+all: {}
+""",
+    }
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_starter(target: Path, title: str, domain: str) -> list[Path]:
+    """The starter inventory in `target` (a new directory); returns the files written."""
+    if not NAME.fullmatch(target.name):
+        raise StarterError(
+            f"'{target.name}': name the directory with lower-case letters, digits and '-', "
+            "e.g. inventory/dimos-kastrou"
+        )
+    if not DOMAIN.fullmatch(domain):
+        raise StarterError(
+            f"--domain '{domain}': give the municipality's DNS domain, e.g. kastro.gov.gr"
+        )
+    if not title.strip() or any(ord(c) < 32 for c in title):
+        raise StarterError('--title: one line of text, e.g. "Dimos Kastrou"')
+    if target.exists():
+        raise StarterError(
+            f"{target} exists: Kastro never overwrites an inventory; choose a new name"
+        )
+    written = []
+    for relative, text in starter_files(title, domain).items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
