@@ -127,29 +127,27 @@ def _cmd_lab_capture(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from kastro.inventory.project import validate_inventory
 
+    try:
+        model = validate_inventory(Path(args.inventory)).model
+    except InvalidInventoryError as exc:
+        if args.format != "json":
+            raise
+        errors = [dataclasses.asdict(error) for error in exc.errors]
+        print(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False, indent=2))
+        return 1
+    counts = {
+        "buildings": len(model.buildings),
+        "zones": len(model.zones),
+        "links": len(model.links),
+        "hosts": len(model.hosts),
+        "teleworkers": len(model.teleworkers),
+        "policy_rules": len(model.policy),
+    }
     if args.format == "json":  # for CI: one object, the errors with their fields
-        try:
-            model = validate_inventory(Path(args.inventory)).model
-        except InvalidInventoryError as exc:
-            errors = [dataclasses.asdict(error) for error in exc.errors]
-            print(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False, indent=2))
-            return 1
-        counts = {
-            "buildings": len(model.buildings),
-            "zones": len(model.zones),
-            "links": len(model.links),
-            "hosts": len(model.hosts),
-            "teleworkers": len(model.teleworkers),
-            "policy_rules": len(model.policy),
-        }
         print(json.dumps({"valid": True, "errors": [], **counts}, indent=2))
         return 0
-    model = validate_inventory(Path(args.inventory)).model
-    print(
-        f"{args.inventory}: valid. {len(model.buildings)} buildings, {len(model.zones)} zones, "
-        f"{len(model.links)} links, {len(model.hosts)} hosts, {len(model.teleworkers)} "
-        f"teleworkers, {len(model.policy)} policy rules; the committed plan is current."
-    )
+    said = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
+    print(f"{args.inventory}: valid. {said}; the committed plan is current.")
     return 0
 
 
