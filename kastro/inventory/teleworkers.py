@@ -54,9 +54,9 @@ def _file(inventory: Path) -> Path:
     )
 
 
-def _edit(inventory: Path, change: Any) -> None:
+def _edit(inventory: Path, change: Any) -> Path:
     """Apply `change(people)` to the list in the file, then validate and plan; on any error the
-    file is restored and the error raised."""
+    file is restored and the error raised. Returns the file's path."""
     path = _file(inventory)
     before = path.read_text(encoding="utf-8")
     yaml = _yaml()
@@ -75,6 +75,7 @@ def _edit(inventory: Path, change: Any) -> None:
     except (InvalidInventoryError, OSError):
         path.write_text(before, encoding="utf-8")
         raise
+    return path
 
 
 def _find(people: list[Any], person_id: str) -> Any:
@@ -107,9 +108,9 @@ def add(inventory: Path, name: str, group: str, public_key: str | None = None) -
             entry["public_key"] = public_key
         people.append(entry)
 
-    _edit(inventory, change)
+    path = _edit(inventory, change)
     return Done(
-        f"{chosen['id']} ({name}, group {group}) added to {_file(inventory)}; plan updated",
+        f"{chosen['id']} ({name}, group {group}) added to {path}; plan updated",
         ["review: git diff", f"then: {_playbook(inventory)}"],
     )
 
@@ -121,9 +122,9 @@ def revoke(inventory: Path, person_id: str) -> Done:
             raise TeleworkerError(f"{person_id} is already revoked")
         person["state"] = "revoked"  # the entry stays: an id is never reused
 
-    _edit(inventory, change)
+    path = _edit(inventory, change)
     return Done(
-        f"{person_id} revoked in {_file(inventory)} (the entry stays, so the id is never reused)",
+        f"{person_id} revoked in {path} (the entry stays, so the id is never reused)",
         ["review: git diff", f"then, at once: {_playbook(inventory)}"],
     )
 
@@ -144,8 +145,8 @@ def rekey(inventory: Path, person_id: str, public_key: str | None = None) -> Don
             person["public_key"] = public_key
 
     if public_key:
-        _edit(inventory, change)
-        return Done(f"{person_id}: new public key in {_file(inventory)}",
+        path = _edit(inventory, change)
+        return Done(f"{person_id}: new public key in {path}",
                     ["review: git diff", f"then: {_playbook(inventory)}"])  # fmt: skip
     data = _yaml().load(_file(inventory).read_text(encoding="utf-8"))
     change(list(data.get(KEY) or []))
