@@ -40,7 +40,7 @@ def scan(machine: vm.Machine, datastream: Path) -> tuple[scap.Score, scap.Score,
         "/root/ssg-debian12-ds.xml", timeout=1800,
     )  # fmt: skip
     took = time.monotonic() - started
-    results = machine.run("cat", "/root/results.xml").stdout
+    results = machine.get("/root/results.xml")
     narrower = scap.profile_rules(datastream, "anssi_bp28_intermediary")
     return scap.score(results), scap.score(results, narrower), took
 

@@ -489,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_respond(commands)
 
+    from kastro.nis2.cli import add_parser as add_incident
+
+    add_incident(commands)
+
     lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     lab.set_defaults(handler=_shows_help(lab))

@@ -24,6 +24,7 @@ MODEL_KEYS = (
     "kastro_policy",
     "kastro_teleworker_groups",
     "kastro_teleworkers",
+    "kastro_nis2",
 )
 PLAN_KEY = "kastro_plan"
 PLAN_FILE = Path("group_vars/all/kastro_plan.yml")

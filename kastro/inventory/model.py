@@ -37,6 +37,16 @@ MAX_CAPACITY_MBPS = 400_000
 
 
 @dataclass(frozen=True)
+class Nis2:
+    """Who signs NIS2 reports and who receives them (kastro_nis2)."""
+
+    entity: str  # the legal entity's name as the authority knows it
+    security_officer: dict[str, str]
+    csirt: dict[str, str]
+    loss_threshold_eur: int = 100_000
+
+
+@dataclass(frozen=True)
 class Uplink:
     name: str
     building: str
@@ -78,6 +88,7 @@ class Host:
     zone: str | None
     address: netaddr.IPAddress | None
     ansible_host: str | None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,7 @@ class Model:
     policy: list[Rule] = field(default_factory=list)
     teleworker_groups: dict[str, TeleworkerGroup] = field(default_factory=dict)
     teleworkers: list[Teleworker] = field(default_factory=list)
+    nis2: Nis2 | None = None
 
     @property
     def zones(self) -> list[Zone]:
@@ -504,7 +516,7 @@ HOST_FIELDS: Fields = {
         lambda v: None if _ssh_target(v) else f"'{v}' is not an address or host name",
         "write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
     ),
-    "description": Field(None),
+    "description": Field(str, ""),
 }
 LINK_FIELDS: Fields = {
     "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
@@ -601,7 +613,54 @@ def parse_model(src: Source) -> Model:
         model.teleworker_groups = _teleworker_groups(p, data["kastro_teleworker_groups"])
     if "kastro_teleworkers" in data:
         model.teleworkers = _teleworkers(p, data["kastro_teleworkers"])
+    if "kastro_nis2" in data:
+        model.nis2 = _nis2(p, data["kastro_nis2"])
     return model
+
+
+NIS2_FIELDS: Fields = {
+    "entity": Field(str, "", fix="the legal entity's name, e.g. Δήμος Κάστρου"),
+    "security_officer": Field(dict, {}),
+    "csirt": Field(dict, {}),
+    "loss_threshold_eur": Field(
+        int,
+        100_000,
+        in_range(1, 10**9),
+        "the financial loss (EUR) that makes an incident significant, e.g. 100000",
+    ),
+}
+CONTACT_KEYS = ("name", "role", "email", "phone", "portal")
+_CONTACT = re.compile(r"[^\x00-\x1f\x7f<>]{1,200}")
+
+
+def _nis2(p: Parser, raw: Any) -> Nis2 | None:
+    path: Path_ = ("kastro_nis2",)
+    m = p.mapping(raw, path, "entity, security_officer, csirt")
+    if m is None:
+        return None
+    got = p.read(m, path, NIS2_FIELDS)
+    contacts = {key: _contact(p, (*path, key), got[key]) for key in ("security_officer", "csirt")}
+    if got["entity"] is None or got["loss_threshold_eur"] is None:
+        return None
+    return Nis2(
+        got["entity"], contacts["security_officer"], contacts["csirt"], got["loss_threshold_eur"]
+    )
+
+
+def _contact(p: Parser, path: Path_, raw: dict[str, Any] | None) -> dict[str, str]:
+    """A person or an office: name, role, email, phone, portal; plain one-line texts."""
+    out: dict[str, str] = {}
+    p.fields(raw or {}, path, CONTACT_KEYS)
+    for key, value in (raw or {}).items():
+        if key in CONTACT_KEYS and isinstance(value, str) and _CONTACT.fullmatch(value):
+            out[key] = value
+        elif key in CONTACT_KEYS:
+            p.src.error(
+                (*path, key),
+                f"'{shown(str(value))}' is not a one-line text of at most 200 characters",
+                "write it on one line, without < or >, e.g. email: ciso@dimos-kastrou.gr",
+            )
+    return out
 
 
 def _municipality(p: Parser, raw: Any) -> Municipality | None:
@@ -780,7 +839,7 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
             f"add the zone of {building} the host sits in",
         )
         return None
-    return Host(hname, building, role, zone, address, ansible_host)
+    return Host(hname, building, role, zone, address, ansible_host, got["description"] or "")
 
 
 def _ssh_target(value: str) -> bool:
