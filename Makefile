@@ -31,7 +31,7 @@ export PY_COLORS := 0
 .PHONY: help deps apt venv image lint unit molecule test demo demo-down bench clean
 
 help:
-	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the alert, block the attacker"
+	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the alert, block the attacker, draft the NIS2 early warning"
 	@echo "make demo-down  remove the demo hosts"
 	@echo "make test       lint + unit tests + Molecule scenarios (everything CI runs)"
 	@echo "make molecule SCENARIO=base   one Molecule scenario"
@@ -107,8 +107,8 @@ demo: deps image
 	kastro lab report --lab $(LAB); \
 	echo "==> hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
 	kastro lab scores --lab $(LAB) || echo "(scores not measured: see the message above; the demo goes on)"; \
-	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond)"; \
-	kastro lab attack $(INVENTORY) --lab $(LAB) --contain; \
+	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond), reported (kastro incident: the NIS2 early warning drafted)"; \
+	kastro lab attack $(INVENTORY) --lab $(LAB) --contain --report; \
 	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
 
 # Not part of `make test`: benchmarks print numbers, they do not pass or fail.

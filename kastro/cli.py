@@ -113,7 +113,26 @@ def _cmd_lab_attack(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    if args.report:
+        return _lab_incident(args, attack.save_alerts(args.lab, outcome))
     return 0
+
+
+def _lab_incident(args: argparse.Namespace, saved: tuple[Path, list[str]]) -> int:
+    """`kastro incident open` for the attack's alerts, as an admin would type it."""
+    from kastro.lab.hosts import state_dir
+
+    path, fingerprints = saved
+    argv = ["incident", "open", "-i", str(args.inventory), "--alerts", str(path),
+            "--state-dir", str(state_dir(args.lab) / "incidents"),
+            "--description", "Σάρωση θυρών αισθητήρα από το διαδίκτυο (kastro lab attack) / "
+            "a port scan of a sensor from the internet (kastro lab attack)"]  # fmt: skip
+    for fingerprint in fingerprints:
+        argv += ["--from-alert", fingerprint]
+    print("==> NIS2: kastro " + " ".join(argv))
+    parsed = build_parser().parse_args(argv)
+    handler: Handler = parsed.handler
+    return handler(parsed)
 
 
 def _cmd_lab_capture(args: argparse.Namespace) -> int:
@@ -538,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--contain",
         action="store_true",
         help="then block the scan's source on every gateway (kastro respond) and show it stop",
+    )
+    lab_attack.add_argument(
+        "--report",
+        action="store_true",
+        help="then open a NIS2 incident from the alerts and draft its early warning "
+        "(kastro incident open, in the lab's state directory)",
     )
     for sub, handler in (
         (lab_attack, _cmd_lab_attack),

@@ -89,6 +89,7 @@ class Host:
     address: netaddr.IPAddress | None
     ansible_host: str | None
     description: str = ""
+    services: tuple[str, ...] = ()  # what it provides (kastro_services names): the register
 
 
 @dataclass(frozen=True)
@@ -517,6 +518,7 @@ HOST_FIELDS: Fields = {
         "write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
     ),
     "description": Field(str, ""),
+    "services": Field(list, [], fix="list the kastro_services it provides, e.g. [web, ssh]"),
 }
 LINK_FIELDS: Fields = {
     "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
@@ -839,7 +841,10 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
             f"add the zone of {building} the host sits in",
         )
         return None
-    return Host(hname, building, role, zone, address, ansible_host, got["description"] or "")
+    services = tuple(str(s) for s in got["services"] or [])
+    return Host(
+        hname, building, role, zone, address, ansible_host, got["description"] or "", services
+    )
 
 
 def _ssh_target(value: str) -> bool:

@@ -24,6 +24,7 @@ IFACE_FIX = "write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 
 def check_model(model: Model, src: Source) -> None:
     _check_buildings(model, src)
     _check_hosts(model, src)
+    _check_host_services(model, src)
     _check_monitoring_hosts(model, src)
     _check_links(model, src)
     _check_connectivity(model, src)
@@ -84,6 +85,18 @@ def _check_monitoring_hosts(model: Model, src: Source) -> None:
             "host)",
             _known("monitoring hosts", list(model.municipality.monitoring_hosts)),
         )
+
+
+def _check_host_services(model: Model, src: Source) -> None:
+    """A host's `services` (the asset register) name services of kastro_services."""
+    for h in model.hosts:
+        for i, name in enumerate(h.services):
+            if name not in model.services:
+                src.error(
+                    ("kastro_buildings", h.building, "hosts", h.name, "services", i),
+                    f"names unknown service '{name}'",
+                    _known("services", model.services),
+                )
 
 
 def _check_hosts(model: Model, src: Source) -> None:

@@ -170,6 +170,22 @@ def _scan_source(lab: str, where: Targets, timeout: float) -> str:
         time.sleep(2)
 
 
+def save_alerts(lab: str, outcome: Outcome) -> tuple[Path, list[str]]:
+    """Alertmanager's alerts saved as the SOC would (`/api/v2/alerts`), and the fingerprints
+    of the scan's: the monitor's EVE alerts of the port scan and KastroAttackDetected."""
+    alerts = _alerts(lab, outcome.targets)
+    path = state_dir(lab) / "alerts.json"
+    path.write_text(json.dumps(alerts, ensure_ascii=False, indent=1), encoding="utf-8")
+    scan = [
+        str(a["fingerprint"]) for a in alerts
+        if a["labels"].get("alertname") in ("KastroAttackDetected", "KastroEveAlert")
+        and a["labels"].get("detector") == "portscan"
+    ]  # fmt: skip
+    if not scan:
+        raise LabError("the scan's alerts are no longer in Alertmanager")
+    return path, sorted(scan)
+
+
 def _gateway_address(inventory: Path) -> str:
     """A zone address of the gateway in the building with the internet uplink: what the
     attacker (on the internet side) reaches through that gateway's firewall."""

@@ -174,6 +174,8 @@ class Session:
             officer=nis2.security_officer if nis2 else {},
             plan=alerts.Plan(plan, supernets),
             descriptions=descriptions,
+            services={h.name: h.services for h in model.hosts},
+            service_descriptions={n: s.description for n, s in model.services.items()},
         )
         self.loss_threshold = nis2.loss_threshold_eur if nis2 else 100_000
 

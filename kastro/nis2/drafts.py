@@ -5,6 +5,7 @@ to print and sign. Kastro never sends them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -140,6 +141,8 @@ class Context:
     officer: Mapping[str, str]
     plan: Plan
     descriptions: Mapping[str, str]  # building and host names -> their description
+    services: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # by host
+    service_descriptions: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def report(
@@ -171,8 +174,8 @@ def report(
         "alerts": [_alert(a, language) for a in incident.alerts],
         "timeline": _timeline(incident, EVENTS[language]),
     }
+    body["iocs"] = found.iocs()  # what is known so far, in every stage
     if stage in WITH_ASSESSMENT:
-        body["iocs"] = found.iocs()
         body["assessment"] = _assessment(incident, words)
     if stage in WITH_OUTCOME:
         body["root_cause"] = incident.root_cause
@@ -205,6 +208,11 @@ def _affected(found: Facts, context: Context) -> dict[str, list[dict[str, str]]]
         ],
         "zones": [{"name": z} for z in sorted(found.zones)],
         "hosts": hosts,
+        "services": [
+            {"name": s, "host": h, "description": context.service_descriptions.get(s, "")}
+            for h in sorted(found.hosts)
+            for s in context.services.get(h, ())
+        ],
     }
 
 
@@ -283,13 +291,13 @@ def as_html(body: Mapping[str, Any]) -> bytes:
             ],
         )
     )
-    if "iocs" in body:
-        sections.append(
-            _list(
-                heads["iocs"],
-                [f"{kind}: {', '.join(values)}" for kind, values in body["iocs"].items() if values],
-            )
+    sections.append(
+        _list(
+            heads["iocs"],
+            [f"{kind}: {', '.join(values)}" for kind, values in body["iocs"].items() if values],
         )
+    )
+    if "assessment" in body:
         sections.append(
             _table([(k, str(v)) for k, v in body["assessment"].items()], heads["assessment"])
         )
@@ -321,6 +329,7 @@ def as_html(body: Mapping[str, Any]) -> bytes:
 def _affected_lines(affected: Mapping[str, list[Mapping[str, str]]]) -> list[str]:
     lines = [f"{b['name']}: {b['description']}" for b in affected["buildings"]]
     lines += [z["name"] for z in affected["zones"]]
+    lines += [f"{s['name']} @ {s['host']}: {s['description']}" for s in affected["services"]]
     lines += [
         f"{h['name']} ({h['role']}, {h['zone'] or h['building']}) {h['description']}"
         for h in affected["hosts"]

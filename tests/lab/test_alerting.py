@@ -15,6 +15,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
+import jsonschema
 import pytest
 import testinfra
 from cryptography import x509
@@ -22,11 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kastro.cli import main
 from kastro.controller.model_vars import model_variables
 from kastro.inventory.plan import MONITORING_WEB_PORTS
 from kastro.lab import attack, hosts
 from kastro.monitoring import prometheus
 from kastro.monitoring.dashboards import queries
+from kastro.nis2 import drafts
+from kastro.nis2.deadlines import ATHENS
 from tests.lab import browser
 from tests.lab.conftest import INVENTORY, LAB, run_playbook
 from tests.lab.test_hardening import MAX_EXPOSURE, exposure
@@ -226,12 +230,18 @@ def test_secrets_on_the_host_are_readable_by_the_daemons_only(lab):
     assert web.file("/etc/prometheus/kastro").mode == 0o750
 
 
-def test_the_demo_attack_reaches_alertmanager_within_60_seconds(lab):
+@pytest.fixture(scope="module")
+def scan(lab) -> attack.Outcome:
+    """The demo's scan, once for the tests that follow it."""
+    return attack.run(INVENTORY, LAB, timeout=90)
+
+
+def test_the_demo_attack_reaches_alertmanager_within_60_seconds(scan):
     """Attack to person (kastro lab attack, what make demo ends with): the lab's attacker scans
     the sensor once, the monitor raises an EVE alert and counts it, Prometheus fires
     KastroAttackDetected, Alertmanager holds it with the sensor's building and both summaries,
     and the SOC's mailbox receives it."""
-    outcome = attack.run(INVENTORY, LAB, timeout=90)
+    outcome = scan
     print(f"\nscan to Alertmanager and the SOC's mailbox: {outcome.seconds:.1f} s")
     assert outcome.alerts, "no KastroAttackDetected in Alertmanager after 90 s"
     alert = next(a for a in outcome.alerts if a["labels"].get("detector") == "portscan")
@@ -241,6 +251,63 @@ def test_the_demo_attack_reaches_alertmanager_within_60_seconds(lab):
     assert alert["annotations"]["runbook"] == "docs/monitoring.md#kastroattackdetected"
     assert outcome.subjects, "no notification in the SOC's mailbox after 90 s"
     assert outcome.seconds <= 60, f"{outcome.seconds:.1f} s from scan to e-mail (goal 60 s)"
+
+
+def test_the_attack_becomes_a_nis2_early_warning_and_its_clock_reaches_prometheus(scan, tmp_path):
+    """#21's drill: the scan's alerts, saved from Alertmanager as the SOC would, open an
+    incident (kastro incident open, what make demo ends with): the early warning names the
+    scanned sensor, its building and services, the attacker's address as an IOC and the
+    24-hour deadline, schema-valid in Greek and English. Its deadline metric, read by the
+    monitoring host's node_exporter, reaches Prometheus as the time left (the rule's)."""
+    started = time.monotonic()
+    saved, fingerprints = attack.save_alerts(LAB, scan)
+    state = tmp_path / "incidents"
+    argv = ["incident", "open", "-i", str(INVENTORY), "--alerts", str(saved),
+            "--state-dir", str(state)]  # fmt: skip
+    for fingerprint in fingerprints:
+        argv += ["--from-alert", fingerprint]
+    assert main(argv) == 0
+    seconds = time.monotonic() - started
+    print(f"\nalerts to the early-warning drafts (el, en): {seconds:.1f} s")
+    source = next(
+        a["labels"]["src_ip"]
+        for a in json.loads(saved.read_text())
+        if a["labels"].get("alertname") == "KastroEveAlert"
+        and a["labels"].get("detector") == "portscan"
+    )
+    folder = state / "drafts" / f"INC-{datetime.datetime.now(ATHENS).year}-0001"
+    for language in ("el", "en"):
+        body = json.loads((folder / f"early_warning.{language}.json").read_text())
+        jsonschema.validate(body, drafts.schema())
+        assert [b["name"] for b in body["affected"]["buildings"]] == ["hall"]
+        assert [h["name"] for h in body["affected"]["hosts"]] == ["probe"]
+        assert body["affected"]["services"] == [
+            {"name": "ssh", "host": "probe", "description": "administration"}
+        ]
+        assert body["iocs"]["addresses"] == [source]
+        aware = datetime.datetime.fromisoformat(body["became_aware"]["utc"])
+        due = datetime.datetime.fromisoformat(body["deadline"]["utc"])
+        assert due - aware == datetime.timedelta(hours=24)
+        assert {a["fingerprint"] for a in body["alerts"]} == set(fingerprints)
+    assert seconds < 30
+
+    metrics = (state / "nis2.prom").read_text()
+    web = ssh("web")
+    target = "/var/lib/prometheus/node-exporter/kastro_nis2_drill.prom"
+    web.check_output(f"printf %s {shlex.quote(metrics)} | tee {target} >/dev/null")
+    try:
+        query = 'kastro_nis2_deadline_seconds_remaining{stage="early_warning"}'
+        deadline = time.monotonic() + 120
+        while True:
+            result = api(f"/api/v1/query?query={urllib.parse.quote(query)}")["data"]["result"]
+            if result or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        assert result, "the deadline metric did not reach Prometheus in 120 s"
+        left = float(result[0]["value"][1])
+        assert 86400 - 600 < left <= 86400, left
+    finally:
+        web.check_output(f"rm -f {target}")
 
 
 @browser.needs_chromium

@@ -206,7 +206,16 @@ def test_an_alert_opens_an_incident_with_schema_valid_drafts_in_both_languages(t
         assert body["affected"]["buildings"][0]["name"] == "cityhall"
         assert [h["name"] for h in body["affected"]["hosts"]] == ["fileserver"]
         assert body["affected"]["hosts"][0]["description"] == "Samba file server"
-        assert "iocs" not in body  # the early warning carries facts, not yet IOCs
+        assert body["iocs"]["addresses"] == ["203.0.113.66"]  # what is known, from the start
+        assert body["affected"]["services"] == [
+            {
+                "name": "file-sharing",
+                "host": "fileserver",
+                "description": "SMB (Windows file shares)",
+            },
+            {"name": "printing", "host": "fileserver", "description": "IPP and raw printing"},
+        ]
+        assert "assessment" not in body
         page = (folder / f"early_warning.{language}.html").read_text()
         assert body["stage_title"] in page and "fileserver" in page
     assert json.loads((folder / "early_warning.el.json").read_text())["stage_title"] == (
