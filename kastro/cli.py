@@ -279,7 +279,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_inventory_export(args: argparse.Namespace) -> int:
-    from kastro.inventory.project import export_assets, validate_inventory
+    from kastro.inventory.assets import export_assets
+    from kastro.inventory.project import validate_inventory
 
     planned = validate_inventory(Path(args.inventory))
     text = export_assets(planned.model, planned.result.data, args.format)
@@ -422,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inventory_argument(export, "inventory directory")
     export.add_argument(
-        "--format", choices=("csv", "json"), default="csv", help="csv or json (default: csv)"
+        "--format",
+        choices=("csv", "json", "html"),
+        default="csv",
+        help="csv, json or html (a Greek/English report to print; default: csv)",
     )
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write here instead of standard output"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import netaddr
 
+from kastro.inventory import register as reg
 from kastro.inventory.loader import Path_, Source, dotted, shown
 
 ZONE_KINDS = ("staff", "servers", "voip", "cctv", "iot", "guest", "management")
@@ -44,6 +45,9 @@ class Nis2:
     security_officer: dict[str, str]
     csirt: dict[str, str]
     loss_threshold_eur: int = 100_000
+    # Legal entities within the municipality's network (a water utility is its own NIS2
+    # entity): key -> name; buildings, hosts and devices name one with legal_entity.
+    entities: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Uplink:
     name: str
     building: str
     capacity_mbps: int
+    provider: str = ""
+    register: tuple[tuple[str, str], ...] = ()  # contract
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Zone:
     kind: str
     hosts: int
     subnet: netaddr.IPNetwork | None  # fixed by the admin; otherwise the plan chooses
+    description: str = ""
 
     @property
     def key(self) -> str:
@@ -90,6 +97,9 @@ class Host:
     ansible_host: str | None
     description: str = ""
     services: tuple[str, ...] = ()  # what it provides (kastro_services names): the register
+    register: tuple[
+        tuple[str, str], ...
+    ] = ()  # owner, criticality, ... (kastro.inventory.register)
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class Building:
     city_hall: bool
     zones: dict[str, Zone]
     hosts: dict[str, Host]
+    devices: dict[str, reg.Device] = field(default_factory=dict)
+    register: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,7 @@ class Link:
     cost: int
     encrypted: bool
     mtu: int
+    register: tuple[tuple[str, str], ...] = ()  # supplier, contract
 
 
 @dataclass(frozen=True)
@@ -481,13 +494,18 @@ UPLINK_FIELDS: Fields = {
         check=in_range(1, MAX_CAPACITY_MBPS),
         fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
     ),
-    "provider": Field(None),
+    "provider": Field(str, "", reg.CHECKS["supplier"][0], "write the ISP's name on one line"),
+    "contract": Field(str, "", reg.CHECKS["contract"][0], reg.CHECKS["contract"][1]),
 }
 BUILDING_FIELDS: Fields = {
     "description": Field(str, ""),
     "city_hall": Field(bool, False),
     "zones": Field(dict, {}),
     "hosts": Field(dict, {}),
+    "devices": Field(dict, {}),
+    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
+    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
+    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
 }
 ZONE_FIELDS: Fields = {
     "kind": Field(
@@ -502,7 +520,7 @@ ZONE_FIELDS: Fields = {
         fix="give the number of devices the zone must hold (at least 1)",
     ),
     "subnet": Field(None),
-    "description": Field(None),
+    "description": Field(str, ""),
 }
 HOST_FIELDS: Fields = {
     "role": Field(
@@ -519,6 +537,32 @@ HOST_FIELDS: Fields = {
     ),
     "description": Field(str, ""),
     "services": Field(list, [], fix="list the kastro_services it provides, e.g. [web, ssh]"),
+    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
+    "criticality": Field(str, "", reg.CHECKS["criticality"][0], reg.CHECKS["criticality"][1]),
+    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
+    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
+    "vendor": Field(str, "", reg.CHECKS["vendor"][0], reg.CHECKS["vendor"][1]),
+    "model": Field(str, "", reg.CHECKS["model"][0], reg.CHECKS["model"][1]),
+    "os": Field(str, "", reg.CHECKS["os"][0], reg.CHECKS["os"][1]),
+    "mac": Field(str, "", reg.CHECKS["mac"][0], reg.CHECKS["mac"][1]),
+}
+DEVICE_FIELDS: Fields = {
+    "zone": Field(str, fix="name the zone of the building the device sits in"),
+    "kind": Field(
+        str,
+        check=one_of(reg.DEVICE_KINDS),
+        fix=f"set kind to one of: {', '.join(reg.DEVICE_KINDS)}",
+    ),
+    "description": Field(str, ""),
+    "services": Field(list, [], fix="list the kastro_services it provides, e.g. [printing]"),
+    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
+    "criticality": Field(str, "", reg.CHECKS["criticality"][0], reg.CHECKS["criticality"][1]),
+    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
+    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
+    "vendor": Field(str, "", reg.CHECKS["vendor"][0], reg.CHECKS["vendor"][1]),
+    "model": Field(str, "", reg.CHECKS["model"][0], reg.CHECKS["model"][1]),
+    "os": Field(str, "", reg.CHECKS["os"][0], reg.CHECKS["os"][1]),
+    "mac": Field(str, "", reg.CHECKS["mac"][0], reg.CHECKS["mac"][1]),
 }
 LINK_FIELDS: Fields = {
     "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
@@ -547,6 +591,8 @@ LINK_FIELDS: Fields = {
         f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
     ),
     "description": Field(None),
+    "supplier": Field(str, "", reg.CHECKS["supplier"][0], reg.CHECKS["supplier"][1]),
+    "contract": Field(str, "", reg.CHECKS["contract"][0], reg.CHECKS["contract"][1]),
 }
 SERVICE_FIELDS: Fields = {
     "ports": Field(list, fix="list ports such as [tcp/80, tcp/443]"),
@@ -624,6 +670,7 @@ NIS2_FIELDS: Fields = {
     "entity": Field(str, "", fix="the legal entity's name, e.g. Δήμος Κάστρου"),
     "security_officer": Field(dict, {}),
     "csirt": Field(dict, {}),
+    "entities": Field(dict, {}, fix="e.g. entities: {deya: ΔΕΥΑ Κάστρου}"),
     "loss_threshold_eur": Field(
         int,
         100_000,
@@ -645,8 +692,23 @@ def _nis2(p: Parser, raw: Any) -> Nis2 | None:
     if got["entity"] is None or got["loss_threshold_eur"] is None:
         return None
     return Nis2(
-        got["entity"], contacts["security_officer"], contacts["csirt"], got["loss_threshold_eur"]
-    )
+        got["entity"], contacts["security_officer"], contacts["csirt"], got["loss_threshold_eur"],
+        _entities(p, (*path, "entities"), got["entities"] or {}),
+    )  # fmt: skip
+
+
+def _entities(p: Parser, path: Path_, raw: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, name in raw.items():
+        problem = reg.CHECKS["legal_entity"][0](key) or reg.text_problem(name)
+        if problem:
+            p.src.error(
+                (*path, str(key)), problem, "write key: name, e.g. deya: ΔΕΥΑ Κάστρου (key in "
+                "lower-case letters, digits and '-')",
+            )  # fmt: skip
+        else:
+            out[str(key)] = str(name)
+    return out
 
 
 def _contact(p: Parser, path: Path_, raw: dict[str, Any] | None) -> dict[str, str]:
@@ -730,7 +792,8 @@ def _uplinks(p: Parser, raw: list[Any]) -> list[Uplink]:
         got = p.read(up, upath, UPLINK_FIELDS)
         uname, ubuilding, ucap = got["name"], got["building"], got["capacity_mbps"]
         if uname and ubuilding and ucap:
-            uplinks.append(Uplink(uname, ubuilding, ucap))
+            provider = got["provider"] if isinstance(got["provider"], str) else ""
+            uplinks.append(Uplink(uname, ubuilding, ucap, provider, reg.read(got, ("contract",))))
     return uplinks
 
 
@@ -778,9 +841,39 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
             for hname, hraw in (hraw_all or {}).items()
             if (host := _host(p, bname, str(hname), hraw)) is not None
         }
+        draw_all = p.mapping(got["devices"], (*bpath, "devices"), "devices")
+        devices = {
+            str(dname): device
+            for dname, draw in (draw_all or {}).items()
+            if (device := _device(p, bname, str(dname), draw)) is not None
+        }
         if description is not None and city_hall is not None:
-            out[bname] = Building(bname, description, city_hall, zones, hosts)
+            out[bname] = Building(
+                bname, description, city_hall, zones, hosts, devices,
+                reg.read(got, reg.BUILDING_REGISTER),
+            )  # fmt: skip
     return out
+
+
+def _device(p: Parser, building: str, dname: str, raw: Any) -> reg.Device | None:
+    """A device Kastro documents but does not manage (a PC, a PLC, a printer)."""
+    dpath: Path_ = ("kastro_buildings", building, "devices", dname)
+    if not HOSTNAME_RE.fullmatch(dname):
+        p.src.error(
+            dpath, f"'{shown(dname)}' is not a valid device name", "use lower-case letters, "
+            "digits and '-' (RFC 1123), e.g. scada-hmi",
+        )  # fmt: skip
+        return None
+    d = p.mapping(raw, dpath, "zone, kind, description")
+    if d is None:
+        return None
+    got = p.read(d, dpath, DEVICE_FIELDS)
+    if got["zone"] is None or got["kind"] is None:
+        return None
+    return reg.Device(
+        dname, building, got["zone"], got["kind"], got["description"] or "",
+        tuple(str(s) for s in got["services"] or []), reg.read(got, reg.HOST_REGISTER),
+    )  # fmt: skip
 
 
 def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
@@ -805,7 +898,8 @@ def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
                 "write an IPv4 network such as 10.20.5.0/24, or remove subnet "
                 "to let 'kastro plan' choose",
             )
-    return Zone(building, zname, kind, hosts, subnet) if kind and hosts else None
+    description = got["description"] or ""
+    return Zone(building, zname, kind, hosts, subnet, description) if kind and hosts else None
 
 
 def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
@@ -843,8 +937,9 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
         return None
     services = tuple(str(s) for s in got["services"] or [])
     return Host(
-        hname, building, role, zone, address, ansible_host, got["description"] or "", services
-    )
+        hname, building, role, zone, address, ansible_host, got["description"] or "", services,
+        reg.read(got, reg.HOST_REGISTER),
+    )  # fmt: skip
 
 
 def _ssh_target(value: str) -> bool:
@@ -886,7 +981,10 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
         medium, capacity, cost = got["medium"], got["capacity_mbps"], got["cost"]
         encrypted, mtu = got["encrypted"], got["mtu"]
         if ends and medium and capacity and cost and encrypted is not None and mtu:
-            out[lname] = Link(lname, (ends[0], ends[1]), medium, capacity, cost, encrypted, mtu)
+            out[lname] = Link(
+                lname, (ends[0], ends[1]), medium, capacity, cost, encrypted, mtu,
+                reg.read(got, reg.LINK_REGISTER),
+            )  # fmt: skip
     return out
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -372,77 +369,6 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
             )
         rows.append(row)
     return rows
-
-
-def asset_rows(model: Model, plan: dict[str, Any]) -> list[dict[str, str]]:
-    """NIS2 asset list: every building, zone, link and host with its addresses and purpose."""
-    rows: list[dict[str, str]] = []
-    for b in sorted(model.buildings.values(), key=lambda b: b.name):
-        rows.append(
-            {
-                "type": "building",
-                "name": b.name,
-                "building": b.name,
-                "zone": "",
-                "role": "city hall" if b.city_hall else "site",
-                "ipv4": "",
-                "ipv6": "",
-                "description": b.description,
-            }
-        )
-    for key, z in sorted(plan["zones"].items()):
-        rows.append(
-            {
-                "type": "zone",
-                "name": key,
-                "building": z["building"],
-                "zone": key,
-                "role": z["kind"],
-                "ipv4": z["ipv4"],
-                "ipv6": z.get("ipv6", ""),
-                "description": f"{z['hosts']} devices",
-            }
-        )
-    for name, link in sorted(plan["links"].items()):
-        rows.append(
-            {
-                "type": "link",
-                "name": name,
-                "building": " - ".join(sorted(link["ends"])),
-                "zone": "",
-                "role": link["medium"],
-                "ipv4": link["ipv4"],
-                "ipv6": link.get("ipv6", ""),
-                "description": f"{link['capacity_mbps']} Mbit/s"
-                + (", encrypted" if link["encrypted"] else ""),
-            }
-        )
-    for name, host in sorted(plan["hosts"].items()):
-        router = plan["router_ids"].get(name, {})
-        rows.append(
-            {
-                "type": "host",
-                "name": name,
-                "building": host["building"],
-                "zone": host.get("zone", ""),
-                "role": host["role"],
-                "ipv4": host.get("ipv4", router.get("ipv4", "")),
-                "ipv6": host.get("ipv6", router.get("ipv6", "")),
-                "description": "",
-            }
-        )
-    return rows
-
-
-def export_assets(model: Model, plan: dict[str, Any], fmt: str) -> str:
-    rows = asset_rows(model, plan)
-    if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def topology_dot(model: Model, plan: dict[str, Any]) -> str:

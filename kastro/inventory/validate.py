@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kastro.inventory.loader import Source
-from kastro.inventory.model import UNTRUSTED_MEDIA, Model, Rule
+from kastro.inventory.model import UNTRUSTED_MEDIA, Building, Model, Rule
 
 # WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
 # from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
@@ -24,7 +24,7 @@ IFACE_FIX = "write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 
 def check_model(model: Model, src: Source) -> None:
     _check_buildings(model, src)
     _check_hosts(model, src)
-    _check_host_services(model, src)
+    _check_register(model, src)
     _check_monitoring_hosts(model, src)
     _check_links(model, src)
     _check_connectivity(model, src)
@@ -87,16 +87,63 @@ def _check_monitoring_hosts(model: Model, src: Source) -> None:
         )
 
 
-def _check_host_services(model: Model, src: Source) -> None:
-    """A host's `services` (the asset register) name services of kastro_services."""
-    for h in model.hosts:
-        for i, name in enumerate(h.services):
-            if name not in model.services:
-                src.error(
-                    ("kastro_buildings", h.building, "hosts", h.name, "services", i),
-                    f"names unknown service '{name}'",
-                    _known("services", model.services),
-                )
+def _check_register(model: Model, src: Source) -> None:
+    """The asset register's references: services of kastro_services, entities of
+    kastro_nis2.entities, a device's zone in its building, one name per host or device."""
+    entities = model.nis2.entities if model.nis2 else {}
+    hosts = {h.name for h in model.hosts}
+    devices: dict[str, str] = {}
+    for b in model.buildings.values():
+        _check_entity(dict(b.register), entities, ("kastro_buildings", b.name), src)
+        items = [("hosts", h.name, h.services, h.register) for h in b.hosts.values()]
+        items += [("devices", d.name, d.services, d.register) for d in b.devices.values()]
+        for part, name, services, register in items:
+            path = ("kastro_buildings", b.name, part, name)
+            for i, service in enumerate(services):
+                if service not in model.services:
+                    src.error(
+                        (*path, "services", i),
+                        f"names unknown service '{service}'",
+                        _known("services", model.services),
+                    )
+            _check_entity(dict(register), entities, path, src)
+        for d in b.devices.values():
+            path = ("kastro_buildings", b.name, "devices", d.name)
+            if d.zone not in b.zones:
+                src.error((*path, "zone"), f"names unknown zone '{d.zone}'",
+                          _known(f"zones of {b.name}", b.zones))  # fmt: skip
+            if d.name in hosts or d.name in devices:
+                where = "a host's" if d.name in hosts else f"a device's in {devices[d.name]}"
+                src.error(path, f"'{d.name}' is also {where} name",
+                          "give the device a name of its own")  # fmt: skip
+            devices.setdefault(d.name, b.name)
+
+
+def _check_entity(
+    register: dict[str, str], entities: dict[str, str], path: tuple[str, ...], src: Source
+) -> None:
+    entity = register.get("legal_entity")
+    if entity and entity not in entities:
+        src.error(
+            (*path, "legal_entity"),
+            f"names unknown entity '{entity}'",
+            "define it in kastro_nis2.entities (e.g. deya: ΔΕΥΑ Κάστρου) or remove the field",
+        )
+
+
+def _check_zone_sizes(b: Building, src: Source) -> None:
+    """Each zone holds at least the hosts and devices placed in it."""
+    placed = Counter(h.zone for h in b.hosts.values() if h.zone is not None)
+    placed.update(d.zone for d in b.devices.values())
+    for zone_name, count in sorted(placed.items()):
+        zone = b.zones.get(zone_name)
+        if zone is not None and count > zone.hosts:
+            src.error(
+                ("kastro_buildings", b.name, "zones", zone_name, "hosts"),
+                f"is {zone.hosts} but {count} hosts and devices of kastro_buildings."
+                f"{b.name} are placed in this zone",
+                f"raise hosts to at least {count} (count every device in the zone)",
+            )
 
 
 def _check_hosts(model: Model, src: Source) -> None:
@@ -115,16 +162,7 @@ def _check_hosts(model: Model, src: Source) -> None:
                 f"is a second gateway in {b.name} (the first is '{gateways[0]}')",
                 "each building has one gateway; give this host another role",
             )
-        placed = Counter(h.zone for h in b.hosts.values() if h.zone is not None)
-        for zone_name, count in sorted(placed.items()):
-            zone = b.zones.get(zone_name)
-            if zone is not None and count > zone.hosts:
-                src.error(
-                    ("kastro_buildings", b.name, "zones", zone_name, "hosts"),
-                    f"is {zone.hosts} but {count} hosts of kastro_buildings.{b.name}.hosts "
-                    "are placed in this zone",
-                    f"raise hosts to at least {count} (count every device in the zone)",
-                )
+        _check_zone_sizes(b, src)
         for h in b.hosts.values():
             hpath = ("kastro_buildings", b.name, "hosts", h.name)
             if h.name in seen:

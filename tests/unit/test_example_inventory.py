@@ -18,7 +18,6 @@ from kastro.inventory.errors import InvalidInventoryError
 from kastro.inventory.project import (
     LEGACY_HOSTS_MARK,
     describe_policy,
-    export_assets,
     topology_dot,
     validate_inventory,
 )
@@ -237,6 +236,8 @@ def test_topology_picture_renders(tmp_path: Path):
 
 
 def test_asset_export_csv_and_json():
+    from kastro.inventory.assets import export_assets
+
     planned = validate_inventory(EXAMPLE)
     rows = list(
         csv.DictReader(io.StringIO(export_assets(planned.model, planned.result.data, "csv")))
@@ -245,7 +246,24 @@ def test_asset_export_csv_and_json():
     assert rows == data
     fileserver = next(r for r in rows if r["name"] == "fileserver")
     assert fileserver["type"] == "host" and fileserver["zone"] == "cityhall.servers"
-    assert {r["type"] for r in rows} == {"building", "zone", "link", "host"}
+    assert {r["type"] for r in rows} == {"building", "zone", "link", "uplink", "host", "device"}
+    # Every description and register field the model holds is kept (#21).
+    assert fileserver["description"] == "Samba file server"
+    assert fileserver["services"] == "file-sharing printing"
+    assert (fileserver["criticality"], fileserver["vendor"], fileserver["os"]) == (
+        "high",
+        "Dell",
+        "Debian 12",
+    )
+    hmi = next(r for r in rows if r["name"] == "scada-hmi")
+    assert hmi["managed"] == "no (documented)" and hmi["zone"] == "deya.scada"
+    assert hmi["legal_entity"].startswith("ΔΕΥΑ Κάστρου")  # from its building
+    iot = next(r for r in rows if r["name"] == "school.iot")
+    assert iot["description"] == "20 devices; smart-classroom displays and sensors"
+    radio = next(r for r in rows if r["name"] == "library-deya")
+    assert (radio["supplier"], radio["contract"]) == ("Example Radio Links ΑΕ", "ΣΥΜΒ-2024-117")
+    page = export_assets(planned.model, planned.result.data, "html")
+    assert "Μητρώο παγίων" in page and "plc-pump-1" in page and "Μαρία Παπαδοπούλου" in page
 
 
 def test_policy_matrix_shows_who_may_reach_what():
