@@ -291,6 +291,24 @@ def _cmd_inventory_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inventory_article21(args: argparse.Namespace) -> int:
+    from kastro.inventory.project import validate_inventory
+    from kastro.nis2 import measures
+
+    model = validate_inventory(Path(args.inventory)).model
+    name = model.municipality.name if model.municipality else ""
+    domain = model.municipality.domain if model.municipality else ""
+    home = Path(os.environ.get("HOME") or "/root")
+    state = Path(args.state_dir) if args.state_dir else home / ".kastro" / "incidents" / domain
+    found = measures.article21(model, measures.controller_facts(state))
+    text = measures.as_json(found) if args.format == "json" else measures.as_html(found, name)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from monitors.run import MonitorUsageError, run
 
@@ -419,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inventory.set_defaults(handler=_shows_help(inventory))
     export = inventory_commands.add_parser(
-        "export", help="buildings, zones, links and hosts as CSV or JSON"
+        "export", help="the asset register: every building, zone, link, host and device"
     )
     _inventory_argument(export, "inventory directory")
     export.add_argument(
@@ -432,6 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
     )
     export.set_defaults(handler=_cmd_inventory_export)
+    measures = inventory_commands.add_parser(
+        "article21", help="NIS2 article 21(2) (a)-(j): Kastro's evidence and what stays manual"
+    )
+    _inventory_argument(measures, "inventory directory")
+    measures.add_argument("--format", choices=("html", "json"), default="html")
+    measures.add_argument("-o", "--output", metavar="FILE", help="instead of standard output")
+    measures.add_argument(
+        "--state-dir", help="the incident log to count (default: ~/.kastro/incidents/DOMAIN)"
+    )
+    measures.set_defaults(handler=_cmd_inventory_article21)
 
     from monitors.run import add_arguments as add_monitor_arguments
 

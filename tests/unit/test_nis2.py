@@ -323,3 +323,41 @@ def test_a_tampered_log_stops_every_command_and_says_where(tmp_path, capsys):
     assert incident(state, "open", "--title", "second") == 1
     assert "line 1" in capsys.readouterr().err
     assert everything(state) == before
+
+
+# --- the article 21 map ----------------------------------------------------------------------
+
+
+def test_the_article_21_map_covers_a_to_j_with_counts_from_the_model(tmp_path, capsys):
+    from kastro.inventory.model import UNTRUSTED_MEDIA
+    from kastro.inventory.project import validate_inventory
+
+    model = validate_inventory(EXAMPLE).model
+    state = tmp_path / "incidents"
+    assert incident(state, "open", "--title", "a drill") == 0
+    capsys.readouterr()
+    assert main(["inventory", "article21", "-i", str(EXAMPLE), "--format", "json",
+                 "--state-dir", str(state)]) == 0  # fmt: skip
+    found = {m["article"]: m for m in json.loads(capsys.readouterr().out)}
+    assert list(found) == [f"21(2)({letter})" for letter in "abcdefghij"]
+    assert {m["status"] for m in found.values()} <= {"evidenced", "partial", "manual"}
+    untrusted = [link for link in model.links.values() if link.medium in UNTRUSTED_MEDIA]
+    assert f"{len(untrusted)} of {len(untrusted)}" in found["21(2)(h)"]["evidence"][0]
+    assert found["21(2)(h)"]["status"] == "evidenced"
+    assert "NIS2 incidents: 1; αλυσίδα hash ακέραιη" in " ".join(found["21(2)(b)"]["evidence"])
+    assert "links with a supplier: 1 of 6" in found["21(2)(d)"]["evidence"][0]
+    assert any("backup" in item for item in found["21(2)(c)"]["manual"])  # #24 not built
+    assert found["21(2)(j)"]["status"] == "partial"  # no second factor yet: said, not hidden
+    # A tampered incident log is reported, not counted.
+    log = state / "log.jsonl"
+    log.write_text(log.read_text().replace("a drill", "a dril"))
+    assert main(["inventory", "article21", "-i", str(EXAMPLE), "--format", "json",
+                 "--state-dir", str(state)]) == 0  # fmt: skip
+    found = {m["article"]: m for m in json.loads(capsys.readouterr().out)}
+    assert "BROKEN" in " ".join(found["21(2)(b)"]["evidence"])
+    assert found["21(2)(b)"]["status"] == "manual"
+    page = tmp_path / "article21.html"
+    assert main(["inventory", "article21", "-i", str(EXAMPLE), "-o", str(page),
+                 "--state-dir", str(state)]) == 0  # fmt: skip
+    text = page.read_text()
+    assert "Κρυπτογραφία" in text and "Multi-factor authentication" in text
