@@ -8,6 +8,7 @@ from typing import Any
 from kastro.controller.filters import ansible_filter, secrets_dir_filter
 from kastro.monitoring import events
 from kastro.monitoring.topology import MonitoringModelError
+from kastro.nis2.discovery import discovery
 
 
 class FilterModule:
@@ -26,4 +27,6 @@ class FilterModule:
             "kastro_events_host_table": ansible_filter(
                 events.collector_table, MonitoringModelError, model=False
             ),
+            # What each gateway's kastro-discover compares its zones with (role discovery).
+            "kastro_discovery": ansible_filter(discovery, model=False),
         }

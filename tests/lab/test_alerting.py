@@ -8,9 +8,11 @@ The module's name sorts before test_lab_network.py, whose last test removes the 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import re
 import shlex
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from kastro.cli import main
 from kastro.controller.model_vars import model_variables
 from kastro.inventory.plan import MONITORING_WEB_PORTS
-from kastro.lab import attack, hosts
+from kastro.lab import attack, hosts, switch
 from kastro.monitoring import prometheus
 from kastro.monitoring.dashboards import queries
 from kastro.nis2 import drafts
@@ -308,6 +310,48 @@ def test_the_attack_becomes_a_nis2_early_warning_and_its_clock_reaches_prometheu
         assert 86400 - 600 < left <= 86400, left
     finally:
         web.check_output(f"rm -f {target}")
+
+
+def test_a_stranger_plugged_into_a_zone_is_reported_by_its_gateways_sweep():
+    """#21 reconciliation on the lab's network: a device the register lacks, plugged into the
+    hall's servers zone (a namespace on the zone's switch), is reported by hall-gw's
+    kastro-discover with its address and MAC; the registered web server is known; once the
+    stranger leaves, nothing is unknown. The unit keeps to its sandbox."""
+    plan = model_variables(str(INVENTORY))["kastro_plan"]
+    network = ipaddress.ip_network(plan["zones"]["hall.servers"]["ipv4"])
+    address = str(network.broadcast_address - 2)
+    assert address not in {str(h.get("ipv4")) for h in plan["hosts"].values()}
+    bridge = switch.bridge_names(hosts.lab_topology(INVENTORY))["zone:hall.servers"]
+    stranger, port = f"{LAB}-stranger", "strangerp0"
+    subprocess.run(["ip", "netns", "del", stranger], check=False, capture_output=True)
+    gateway = ssh("hall-gw")
+    metrics = "/var/lib/prometheus/node-exporter/kastro_discover.prom"
+    try:
+        for argv in (
+            ["ip", "netns", "add", stranger],
+            ["ip", "link", "add", port, "netns", switch.namespace(LAB), "type", "veth", "peer",
+             "name", "eth0", "netns", stranger],
+            ["ip", "-n", switch.namespace(LAB), "link", "set", port, "master", bridge, "up"],
+            ["ip", "-n", stranger, "addr", "add", f"{address}/{network.prefixlen}", "dev", "eth0"],
+            ["ip", "-n", stranger, "link", "set", "eth0", "up"],
+        ):  # fmt: skip
+            subprocess.run(argv, check=True, capture_output=True)
+        mac = subprocess.run(["ip", "-n", stranger, "-j", "link", "show", "eth0"], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        mac = json.loads(mac)[0]["address"]
+        started = time.monotonic()
+        gateway.check_output("systemctl start kastro-discover.service")
+        print(f"\nhall-gw's sweep of its zones: {time.monotonic() - started:.1f} s")
+        text = gateway.file(metrics).content_string
+        assert f'zone="hall.servers",address="{address}",mac="{mac}"' in text, text
+        assert 'kastro_discover_devices{zone="hall.servers",state="known"} 1' in text, text
+        assert "kastro_discover_success 1" in text
+    finally:
+        subprocess.run(["ip", "netns", "del", stranger], check=False, capture_output=True)
+    gateway.check_output("systemctl start kastro-discover.service")
+    text = gateway.file(metrics).content_string
+    assert 'kastro_discover_devices{zone="hall.servers",state="unknown"} 0' in text, text
+    assert exposure(gateway, "kastro-discover.service") <= MAX_EXPOSURE
 
 
 @browser.needs_chromium
