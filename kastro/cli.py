@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("csv", "json", "html"),
         default="csv",
-        help="csv, json or html (a Greek/English report to print; default: csv)",
+        help="csv, json or html: a report to print (default: csv)",
     )
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
