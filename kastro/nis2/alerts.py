@@ -110,7 +110,12 @@ def _address_order(text: str) -> tuple[int, int]:
 class Plan:
     """The plan's addresses: which host or zone an address belongs to."""
 
-    def __init__(self, plan: Mapping[str, Any], supernets: Iterable[str]) -> None:
+    def __init__(
+        self,
+        plan: Mapping[str, Any],
+        supernets: Iterable[str],
+        reached_at: Mapping[str, str] | None = None,
+    ) -> None:
         self.hosts: dict[str, Mapping[str, Any]] = dict(plan.get("hosts") or {})
         self.zones: dict[str, Mapping[str, Any]] = dict(plan.get("zones") or {})
         self.supernets = [ipaddress.ip_network(n) for n in supernets]
@@ -123,6 +128,9 @@ class Plan:
                 for key in ("ipv4", "ipv6"):
                     if port.get(key):
                         self.by_address[ipaddress.ip_address(port[key])] = name
+        for address, name in (reached_at or {}).items():  # where Ansible reaches a host
+            if name in self.hosts:
+                self.by_address.setdefault(ipaddress.ip_address(address), name)
 
     def internal(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address in net for net in self.supernets)
@@ -168,23 +176,26 @@ def _add_host(found: Facts, host: str, plan: Plan) -> None:
 
 
 def _address(found: Facts, text: Any, plan: Plan) -> None:
+    """A planned host's (or where Ansible reaches it) -> affected; in a zone -> the zone;
+    outside the municipality -> an IOC (not loopback, link-local or multicast)."""
     try:
         address = ipaddress.ip_address(str(text))
     except ValueError:
         return
-    if not plan.internal(address):
-        if address.is_global:
-            found.addresses.add(str(address))
-        elif not (address.is_loopback or address.is_link_local or address.is_multicast):
-            found.addresses.add(str(address))  # a private address outside the plan: still an IOC
-        return
     if address in plan.by_address:
         _add_host(found, plan.by_address[address], plan)
-        return
-    zone = plan.zone_of(address)
-    if zone:
-        found.zones.add(zone)
-        found.buildings.add(str(plan.zones[zone].get("building", "")))
+    elif plan.internal(address):
+        zone = plan.zone_of(address)
+        if zone:
+            found.zones.add(zone)
+            found.buildings.add(str(plan.zones[zone].get("building", "")))
+    elif not (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+    ):
+        found.addresses.add(str(address))
 
 
 def _eve(found: Facts, text: str, plan: Plan) -> None:

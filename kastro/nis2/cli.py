@@ -8,8 +8,10 @@ written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -133,8 +135,10 @@ def _with_common(parser: argparse.ArgumentParser) -> Any:
         "-i",
         "--inventory",
         required=True,
+        action="append",
         metavar="DIR",
-        help="the municipality's inventory, e.g. inventory/example",
+        help="the municipality's inventory, e.g. inventory/example; more -i: Ansible inventories "
+        "whose ansible_host addresses also name the model's hosts (the lab's overlay)",
     )
     parser.add_argument(
         "--state-dir", help="the incident log and drafts (default: ~/.kastro/incidents/DOMAIN)"
@@ -149,7 +153,7 @@ class Session:
         from kastro.controller.secrets import municipality_id
         from kastro.inventory.project import validate_inventory
 
-        planned = validate_inventory(Path(args.inventory))
+        planned = validate_inventory(Path(args.inventory[0]))
         model, plan = planned.model, planned.result.data
         assert model.municipality is not None  # a valid inventory has one
         domain = municipality_id({"domain": model.municipality.domain})
@@ -172,7 +176,7 @@ class Session:
             entity={"legal_entity": nis2.entity} if nis2 and nis2.entity else {},
             csirt=nis2.csirt if nis2 else {},
             officer=nis2.security_officer if nis2 else {},
-            plan=alerts.Plan(plan, supernets),
+            plan=alerts.Plan(plan, supernets, _reached_at(model, args.inventory[1:])),
             descriptions=descriptions,
             services={h.name: h.services for h in model.hosts},
             service_descriptions={n: s.description for n, s in model.services.items()},
@@ -202,6 +206,25 @@ class Session:
                 )
             )
         return records, paths
+
+
+def _reached_at(model: Any, inventories: list[str]) -> dict[str, str]:
+    """Each model host's `ansible_host` that is an IP address -> the host: the address Kastro
+    reaches it at, which an alert may name (the model's own, then the other inventories')."""
+    found = {}
+    names = {h.name for h in model.hosts}
+    pairs = [(h.name, h.ansible_host) for h in model.hosts if h.ansible_host]
+    if inventories:
+        from ansible.inventory.manager import InventoryManager
+        from ansible.parsing.dataloader import DataLoader
+
+        manager = InventoryManager(loader=DataLoader(), sources=inventories)
+        pairs += [(h.name, h.vars.get("ansible_host")) for h in manager.get_hosts()]
+    for name, value in pairs:
+        with contextlib.suppress(ValueError):
+            if name in names:
+                found[str(ipaddress.ip_address(str(value)))] = name
+    return found
 
 
 def _write_private(path: Path, data: bytes) -> None:

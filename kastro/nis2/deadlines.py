@@ -13,7 +13,9 @@ no such day the end of its last day, as the Regulation says (31 January -> 24:00
 February: Kastro's dates never move backwards as the start moves forwards). A due
 time that falls in the hour the clocks skip in spring is the moment they jump; one that falls
 in the hour they repeat in autumn is its first occurrence: never later than a person reading
-the local time would expect.
+the local time would expect. (So a start in the repeated hour's second round, whose local time
+reads earlier than the first round's, gets a deadline up to an hour earlier than a start a
+little before it: the stricter reading.)
 
 Every instant is kept in UTC; Athens time is for people.
 """

@@ -264,7 +264,8 @@ def test_the_attack_becomes_a_nis2_early_warning_and_its_clock_reaches_prometheu
     started = time.monotonic()
     saved, fingerprints = attack.save_alerts(LAB, scan)
     state = tmp_path / "incidents"
-    argv = ["incident", "open", "-i", str(INVENTORY), "--alerts", str(saved),
+    overlay = hosts.state_dir(LAB) / "inventory.yml"  # the sensor's address in the lab
+    argv = ["incident", "open", "-i", str(INVENTORY), "-i", str(overlay), "--alerts", str(saved),
             "--state-dir", str(state)]  # fmt: skip
     for fingerprint in fingerprints:
         argv += ["--from-alert", fingerprint]
