@@ -28,5 +28,5 @@ class FilterModule:
                 events.collector_table, MonitoringModelError, model=False
             ),
             # What each gateway's kastro-discover compares its zones with (role discovery).
-            "kastro_discovery": ansible_filter(discovery, model=False),
+            "kastro_discovery": ansible_filter(discovery),
         }

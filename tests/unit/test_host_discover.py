@@ -174,3 +174,24 @@ def test_a_stranger_is_reported_and_a_silent_registered_device_goes_missing(zone
     ip("-n", list(devices)[1], "link", "set", "eth0", "down")
     metrics = run_discover(gateway, tmp_path, data)
     assert 'kastro_discover_devices{zone="hall.staff",state="unknown"} 0' in metrics
+
+
+def test_the_roles_filter_gets_the_model_from_a_hosts_own_variables():
+    """What the role passes (a host's variables: kastro_host, kastro_interfaces, no model: the
+    vars plugin keeps it out) compiles the same configuration (a lab run found the filter
+    given no model, and the role silently did nothing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "kastro_filters", ROOT / "plugins" / "filter" / "kastro.py"
+    )
+    assert spec and spec.loader
+    filters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filters)
+    compile_for = filters.FilterModule().filters()["kastro_discovery"]
+    ports = {"staff": "eth1", "servers": "eth2", "voip": "eth3", "cctv": "eth4",
+             "guest": "eth5", "management": "eth6"}  # fmt: skip
+    variables = {"kastro_host": {"inventory": str(ROOT / "inventory" / "example")},
+                 "kastro_interfaces": {"zones": ports}}  # fmt: skip
+    compiled = compile_for(variables, "cityhall-gw")
+    assert len(compiled["zones"]) == 6 and "fileserver" in {d["name"] for d in compiled["devices"]}
