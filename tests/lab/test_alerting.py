@@ -371,7 +371,7 @@ def test_the_gateways_sweep_reports_a_stranger_and_a_registered_device_that_left
     assert 'kastro_discover_devices{zone="hall.servers",state="unknown"} 0' in text, text
     assert 'kastro_discover_device_missing{device="lab-printer"} 1' in text, text
     assert 'kastro_discover_device_missing{device="web"} 0' in text, text
-    assert exposure(gateway, "kastro-discover.service") <= MAX_EXPOSURE
+    assert exposure(gateway, "kastro-discover") <= MAX_EXPOSURE
 
 
 @browser.needs_chromium
