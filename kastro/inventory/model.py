@@ -462,6 +462,12 @@ def parse_port(text: Any) -> tuple[Port | None, str]:
 # Order is the order of the "allowed fields" hint. Fields with kind None are allowed and read
 # by the section's own code (networks, addresses, lists of names).
 
+
+def _register(names: tuple[str, ...]) -> Fields:
+    """The asset register's optional fields (kastro.inventory.register), with their checks."""
+    return {name: Field(str, "", *reg.CHECKS[name]) for name in names}
+
+
 MUNICIPALITY_FIELDS: Fields = {
     "name": Field(str),
     "domain": Field(
@@ -495,7 +501,7 @@ UPLINK_FIELDS: Fields = {
         fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
     ),
     "provider": Field(str, "", reg.CHECKS["supplier"][0], "write the ISP's name on one line"),
-    "contract": Field(str, "", reg.CHECKS["contract"][0], reg.CHECKS["contract"][1]),
+    **_register(("contract",)),
 }
 BUILDING_FIELDS: Fields = {
     "description": Field(str, ""),
@@ -503,9 +509,7 @@ BUILDING_FIELDS: Fields = {
     "zones": Field(dict, {}),
     "hosts": Field(dict, {}),
     "devices": Field(dict, {}),
-    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
-    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
-    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
+    **_register(reg.BUILDING_REGISTER),
 }
 ZONE_FIELDS: Fields = {
     "kind": Field(
@@ -537,14 +541,7 @@ HOST_FIELDS: Fields = {
     ),
     "description": Field(str, ""),
     "services": Field(list, [], fix="list the kastro_services it provides, e.g. [web, ssh]"),
-    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
-    "criticality": Field(str, "", reg.CHECKS["criticality"][0], reg.CHECKS["criticality"][1]),
-    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
-    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
-    "vendor": Field(str, "", reg.CHECKS["vendor"][0], reg.CHECKS["vendor"][1]),
-    "model": Field(str, "", reg.CHECKS["model"][0], reg.CHECKS["model"][1]),
-    "os": Field(str, "", reg.CHECKS["os"][0], reg.CHECKS["os"][1]),
-    "mac": Field(str, "", reg.CHECKS["mac"][0], reg.CHECKS["mac"][1]),
+    **_register(reg.HOST_REGISTER),
 }
 DEVICE_FIELDS: Fields = {
     "zone": Field(str, fix="name the zone of the building the device sits in"),
@@ -555,14 +552,7 @@ DEVICE_FIELDS: Fields = {
     ),
     "description": Field(str, ""),
     "services": Field(list, [], fix="list the kastro_services it provides, e.g. [printing]"),
-    "owner": Field(str, "", reg.CHECKS["owner"][0], reg.CHECKS["owner"][1]),
-    "criticality": Field(str, "", reg.CHECKS["criticality"][0], reg.CHECKS["criticality"][1]),
-    "legal_entity": Field(str, "", reg.CHECKS["legal_entity"][0], reg.CHECKS["legal_entity"][1]),
-    "location": Field(str, "", reg.CHECKS["location"][0], reg.CHECKS["location"][1]),
-    "vendor": Field(str, "", reg.CHECKS["vendor"][0], reg.CHECKS["vendor"][1]),
-    "model": Field(str, "", reg.CHECKS["model"][0], reg.CHECKS["model"][1]),
-    "os": Field(str, "", reg.CHECKS["os"][0], reg.CHECKS["os"][1]),
-    "mac": Field(str, "", reg.CHECKS["mac"][0], reg.CHECKS["mac"][1]),
+    **_register(reg.HOST_REGISTER),
 }
 LINK_FIELDS: Fields = {
     "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
@@ -591,8 +581,7 @@ LINK_FIELDS: Fields = {
         f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
     ),
     "description": Field(None),
-    "supplier": Field(str, "", reg.CHECKS["supplier"][0], reg.CHECKS["supplier"][1]),
-    "contract": Field(str, "", reg.CHECKS["contract"][0], reg.CHECKS["contract"][1]),
+    **_register(reg.LINK_REGISTER),
 }
 SERVICE_FIELDS: Fields = {
     "ports": Field(list, fix="list ports such as [tcp/80, tcp/443]"),

@@ -14,14 +14,15 @@ from typing import Any
 from kastro.nis2.log import IncidentLog, canonical
 
 
-def _digests(record: dict[str, Any]) -> list[str]:
+def referenced(record: dict[str, Any]) -> list[str]:
+    """The SHA-256 of every artefact and draft a log record refers to."""
     data = record.get("data") or {}
     return [d for d in [data.get("sha256"), *(data.get("files") or {}).values()] if d]
 
 
 def bundle(log: IncidentLog, incident: str) -> bytes:
     records = [r for r in log.records() if r.get("incident") == incident]
-    digests = sorted({d for r in records for d in _digests(r)})
+    digests = sorted({d for r in records for d in referenced(r)})
     names = {
         name: digest
         for r in records

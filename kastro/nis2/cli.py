@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kastro.nis2 import alerts, deadlines, drafts, metrics
-from kastro.nis2.bundle import bundle
+from kastro.nis2.bundle import bundle, referenced
 from kastro.nis2.incidents import (
     DAMAGE,
     DISRUPTION,
@@ -476,12 +476,7 @@ def cmd_export(session: Session, args: argparse.Namespace) -> list[str]:
 
 def cmd_verify(session: Session, _args: argparse.Namespace) -> list[str]:
     records = session.book.log.records()
-    digests = {
-        digest
-        for r in records
-        for digest in [r["data"].get("sha256"), *(r["data"].get("files") or {}).values()]
-        if digest
-    }
+    digests = {digest for r in records for digest in referenced(r)}
     for digest in sorted(digests):
         session.book.log.artefact(digest)
     return [
@@ -510,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
         session = Session(args, now)
         lines = COMMANDS[args.action](session, args)
         if args.action not in ("show", "list", "export", "verify"):
-            metrics.write(session.book, session.directory, now)
+            metrics.write(session.book, session.directory)
     except (IncidentError, alerts.AlertError, LogError, OSError) as error:
         print(f"kastro incident {args.action}: {error}", file=sys.stderr)
         return 1

@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +147,3 @@ class IncidentLog:
         if hashlib.sha256(data).hexdigest() != digest:
             raise LogError(f"artefact {digest} does not match its SHA-256: it was changed")
         return data
-
-    def copy_artefact(self, digest: str, target: Path) -> None:
-        shutil.copyfile(self.directory / ARTEFACTS / digest, target)

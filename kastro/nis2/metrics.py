@@ -11,7 +11,6 @@ kastro_nis2_deadline_seconds_remaining and alert at 6 h and at 1 h before each d
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def text(book: Book) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(book: Book, directory: Path, _now: dt.datetime) -> Path:
+def write(book: Book, directory: Path) -> Path:
     """nis2.prom, replaced atomically (the collector never reads half a file)."""
     target = directory / METRICS_FILE
     temporary = directory / f".{METRICS_FILE}.tmp"
