@@ -125,7 +125,7 @@ def _lab_incident(args: argparse.Namespace, saved: tuple[Path, list[str]]) -> in
     path, fingerprints = saved
     argv = ["incident", "open", "-i", str(args.inventory), "--alerts", str(path),
             "-i", str(state_dir(args.lab) / "inventory.yml"),
-            "--state-dir", str(state_dir(args.lab) / "incidents"),
+            "--state-dir", str(state_dir(args.lab) / "incidents"), "--publish",
             "--description", "Σάρωση θυρών αισθητήρα από το διαδίκτυο (kastro lab attack) / "
             "a port scan of a sensor from the internet (kastro lab attack)"]  # fmt: skip
     for fingerprint in fingerprints:

@@ -2,7 +2,8 @@
 its input before it writes, and writes one block of log records (all or nothing).
 
 Exit status: 0 done; 1 refused (bad argument, unknown alert or incident, broken log): nothing
-written.
+written; 2 written here but not published to the monitoring hosts (--publish): run
+`kastro incident publish` again when they answer.
 """
 
 from __future__ import annotations
@@ -127,6 +128,18 @@ def add_parser(commands: Any) -> None:
     export.add_argument("id")
     export.add_argument("--output", type=Path, required=True)
     _with_common(actions.add_parser("verify", help="check the log's hash chain and artefacts"))
+    _with_common(
+        actions.add_parser(
+            "publish",
+            help="the deadlines to the monitoring hosts' Prometheus (alerts 6 h and 1 h before)",
+        )
+    )
+    for parser in (opened, update, sent, close):
+        parser.add_argument(
+            "--publish",
+            action="store_true",
+            help="then publish the deadlines to the monitoring hosts (as 'publish' does)",
+        )
     incident.set_defaults(handler=run)
 
 
@@ -485,6 +498,35 @@ def cmd_verify(session: Session, _args: argparse.Namespace) -> list[str]:
     ]
 
 
+def cmd_publish(session: Session, args: argparse.Namespace) -> list[str]:
+    """nis2.prom to every monitoring host's textfile directory (root's, 0644): their
+    node_exporter serves it, the kastro-nis2 rules alert before each deadline."""
+    from kastro.endpoint.state import METRICS_DIR
+    from kastro.respond import execute, gateways
+
+    try:
+        hosts = gateways.monitoring_hosts(args.inventory)
+    except gateways.GatewayError as error:
+        raise PublishError(str(error)) from error
+    target = f"{METRICS_DIR}/{PUBLISHED}"
+    results = execute.put(hosts, metrics.text(session.book).encode(), target)
+    failed = {name: r.error for name, r in results.items() if not r.ok}
+    if failed:
+        raise PublishError(
+            "; ".join(f"{name}: {error}" for name, error in sorted(failed.items()))
+            + ": οι προθεσμίες μένουν εδώ· ξανατρέξτε 'kastro incident publish' όταν απαντήσει / "
+            "the deadlines are kept here; run 'kastro incident publish' again when the host "
+            "answers (is the node_exporter role applied there?)"
+        )
+    return [f"  {name}:{target} ενημερώθηκε / published" for name in sorted(results)]
+
+
+class PublishError(Exception):
+    """Written here, not published: the monitoring hosts lack the new deadlines."""
+
+
+PUBLISHED = "kastro_nis2.prom"
+
 COMMANDS = {
     "open": cmd_open,
     "update": cmd_update,
@@ -496,6 +538,7 @@ COMMANDS = {
     "list": cmd_list,
     "export": cmd_export,
     "verify": cmd_verify,
+    "publish": cmd_publish,
 }
 
 
@@ -504,12 +547,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         session = Session(args, now)
         lines = COMMANDS[args.action](session, args)
-        if args.action not in ("show", "list", "export", "verify"):
+        if args.action not in ("show", "list", "export", "verify", "publish"):
             metrics.write(session.book, session.directory)
-    except (IncidentError, alerts.AlertError, LogError, OSError) as error:
+    except (IncidentError, alerts.AlertError, LogError, OSError, PublishError) as error:
         print(f"kastro incident {args.action}: {error}", file=sys.stderr)
         return 1
     print("\n".join(lines))
+    if getattr(args, "publish", False):
+        try:
+            print("\n".join(cmd_publish(session, args)))
+        except PublishError as error:
+            print(f"kastro incident {args.action}: γράφτηκε, δεν δημοσιεύτηκε / written, "
+                  f"not published: {error}", file=sys.stderr)  # fmt: skip
+            return 2
     if args.action in ("open", "update", "close"):
         print(
             "  (Kastro δεν στέλνει τίποτα: ελέγξτε, υπογράψτε, στείλτε / "

@@ -25,6 +25,7 @@ from kastro.inventory.loader import PLAN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAYS_GROUP = "gateways"
+MONITORING_GROUP = "monitoring_servers"
 FIREWALL_GROUPS = ("gateways", "servers", "sensors")  # site.yml's firewall play: kastro-firewall
 
 
@@ -89,6 +90,18 @@ def load(inventories: Sequence[str], buildings: Sequence[str] = ()) -> list[Gate
             raise GatewayError(f"--building {', '.join(sorted(unknown))}: not a building ({known})")
         gateways = [g for g in gateways if g.building in buildings]
     return gateways
+
+
+def monitoring_hosts(inventories: Sequence[str]) -> list[Gateway]:
+    """The monitoring hosts (Prometheus with its node_exporter), reached as Ansible does."""
+    hostvars = _ansible_hostvars(inventories, (MONITORING_GROUP,))
+    if not hostvars:
+        raise GatewayError(
+            f"no host in group '{MONITORING_GROUP}' in {', '.join(inventories)}: run 'kastro "
+            "plan' (kastro_municipality.monitoring_hosts) or give the inventory Ansible uses "
+            "with -i"
+        )
+    return [_connection(name, _plain(v, name)) for name, v in sorted(hostvars.items())]
 
 
 @dataclass

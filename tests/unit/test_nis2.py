@@ -389,3 +389,26 @@ def test_the_article_21_map_covers_a_to_j_with_counts_from_the_model(tmp_path, c
                  "--state-dir", str(state)]) == 0  # fmt: skip
     text = page.read_text()
     assert "Κρυπτογραφία" in text and "Multi-factor authentication" in text
+
+
+def test_a_monitoring_host_that_does_not_answer_keeps_the_incident_and_exits_2(tmp_path, capsys):
+    """--publish after the write: a monitoring host that cannot be reached is named, the
+    incident and its drafts stay written, and `publish` says the same on its own."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on (closed again at once)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    overlay = tmp_path / "overlay.yml"
+    overlay.write_text(
+        f"all:\n  hosts:\n    monitor: {{ansible_host: 127.0.0.1, ansible_port: {port}}}\n"
+    )
+    state = tmp_path / "incidents"
+    common = ["-i", str(EXAMPLE), "-i", str(overlay), "--state-dir", str(state)]
+    assert main(["incident", "open", *common, "--title", "lost laptop", "--publish"]) == 2
+    err = capsys.readouterr().err
+    assert "written, not published" in err and "monitor: not reachable over SSH" in err
+    assert len(list((state / "drafts").glob("INC-*/early_warning.el.json"))) == 1
+    assert 'stage="early_warning"' in (state / "nis2.prom").read_text()
+    assert main(["incident", "publish", *common]) == 1
+    assert "run 'kastro incident publish' again" in capsys.readouterr().err
