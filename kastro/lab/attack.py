@@ -20,10 +20,12 @@ import json
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kastro.host.suricata import CANARY_SID
 from kastro.inventory.plan import MONITORING_WEB_PORTS, management_address
 from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab.hosts import LabError, container_name, podman, state_dir
@@ -71,6 +73,7 @@ class Outcome:
     seconds: float = 0.0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
+    ids: list[dict[str, Any]] = field(default_factory=list)  # Suricata's EVE alerts of the scan
 
 
 def _exec(lab: str, host: str, *argv: str) -> str:
@@ -129,6 +132,7 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
     outcome = Outcome(targets(inventory))
     where = outcome.targets
     start = time.monotonic()
+    seen = len(ids_alerts(lab, where.sensor))
     _scan(lab, _eth0_address(lab, where.sensor))
     while time.monotonic() - start < timeout:
         outcome.alerts = [
@@ -139,11 +143,30 @@ def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
             s for s in _exec(lab, where.monitor, "python3", "-c", SUBJECTS, "soc").splitlines()
             if "KastroAttackDetected" in s
         ]  # fmt: skip
+        outcome.ids = ids_alerts(lab, where.sensor)[seen:]
         if outcome.alerts and outcome.subjects:
             break
         time.sleep(3)
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def ids_alerts(lab: str, sensor: str) -> list[dict[str, Any]]:
+    """Suricata's alerts on the sensor (role suricata), oldest first; none without Suricata.
+    The reload canary (SID 9299999) is no attack and is left out."""
+    found = podman(
+        "exec", container_name(lab, sensor), "grep", "-F", '"event_type":"alert"',
+        "/var/log/suricata/eve.json", check=False,
+    ).stdout  # fmt: skip
+    records = []
+    for line in found.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if (record.get("alert") or {}).get("signature_id") != CANARY_SID:
+            records.append(record)
+    return records
 
 
 @dataclass
@@ -254,6 +277,13 @@ def report(outcome: Outcome, lab: str) -> str:
         notes = alert.get("annotations") or {}
         lines += [f"  {notes.get('summary_el', '')}", f"  {notes.get('summary_en', '')}"]
     lines += [f"  e-mail στο SOC / to the SOC: {s}" for s in outcome.subjects]
+    signatures = Counter(
+        (a["alert"]["signature_id"], a["alert"]["signature"]) for a in outcome.ids
+    )  # fmt: skip
+    lines += [
+        f"==> Suricata (IDS) στον / on {where.sensor}: SID {sid} {name} ×{n}"
+        for (sid, name), n in sorted(signatures.items())
+    ]
     prometheus, alertmanager = MONITORING_WEB_PORTS
     lines += [
         f"==> Prometheus:   https://{host}:{prometheus}/",

@@ -49,6 +49,7 @@ COLLECTED = {
 CLAMAV_EVE = "/var/log/kastro-clamav/eve.json"  # kastro-clamav-scan.service (the endpoint role)
 # The groups the shipper reads through: adm (ClamAV's EVE log), systemd-journal (the journal).
 READ_GROUPS = ("adm", "systemd-journal")
+SURICATA_GROUP = "suricata"
 SHIP_DIR = "/etc/kastro/ship"
 COLLECTOR_DIR = "/etc/kastro/collector"
 _PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
@@ -114,7 +115,7 @@ def _role(variables: Mapping[str, Any], host: str) -> str:
 def shipping(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     """What `host` ships and where: empty unless a collector is named and Kastro manages the
     host. Every host: its ClamAV findings, its logins and privilege use, its audit records; a
-    sensor: its monitor's EVE events too."""
+    sensor: its monitor's and Suricata's EVE events too."""
     collector = _collector(variables)
     shippers = _shippers(variables)
     if not collector or host not in shippers:
@@ -126,6 +127,9 @@ def shipping(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         reader = str(variables.get("monitor_user") or "kastro-monitor")
         files.insert(0, {"path": _path("monitor_log_dir", f"{log_dir}/eve.json"), "tag": EVE_TAG})
         groups.append(checked_name("monitor_user", reader))  # the monitor's EVE file
+        suricata = str(variables.get("suricata_log_dir") or "/var/log/suricata")
+        files.insert(1, {"path": _path("suricata_log_dir", f"{suricata}/eve.json"), "tag": EVE_TAG})
+        groups.append(SURICATA_GROUP)  # Suricata's EVE file (role suricata, before this one)
     return {
         "host": checked_name("host", host),
         # Every managed host gets its client certificate in one controller run (made once, kept).

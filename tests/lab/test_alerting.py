@@ -253,6 +253,8 @@ def test_the_demo_attack_reaches_alertmanager_within_60_seconds(scan):
     assert alert["annotations"]["runbook"] == "docs/monitoring.md#kastroattackdetected"
     assert outcome.subjects, "no notification in the SOC's mailbox after 90 s"
     assert outcome.seconds <= 60, f"{outcome.seconds:.1f} s from scan to e-mail (goal 60 s)"
+    # Suricata, beside the monitor, saw the same scan (what make demo prints next to it).
+    assert {a["alert"]["signature_id"] for a in outcome.ids} >= {9200010}, outcome.ids[:3]
 
 
 def test_the_attack_becomes_a_nis2_early_warning_and_its_clock_reaches_prometheus(scan, tmp_path):

@@ -49,12 +49,13 @@ def test_every_managed_host_ships_to_the_named_collector_which_admits_only_them(
     assert ship == {
         "host": "probe",
         "clients": managed,
-        "groups": ["adm", "systemd-journal", "kastro-monitor"],
+        "groups": ["adm", "systemd-journal", "kastro-monitor", "suricata"],
         "collector": "web",
         "address": "10.30.0.42",
         "port": 6514,
         "files": [
             {"path": "/var/log/kastro/eve.json", "tag": "kastro-eve"},
+            {"path": "/var/log/suricata/eve.json", "tag": "kastro-eve"},
             {"path": "/var/log/kastro-clamav/eve.json", "tag": "kastro-eve"},
         ],
         "journal": True,

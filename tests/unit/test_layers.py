@@ -25,7 +25,8 @@ ALLOWED = {
     "monitoring": {"inventory", "controller"},
     "respond": {"inventory", "controller"},
     # The lab drives the demo, which ends with the SOC's own tool (kastro lab attack --contain).
-    "lab": {"inventory", "lab", "text", "respond"},
+    "lab": {"inventory", "lab", "text", "respond", "host"},
+    "suricata": {"inventory", "controller", "host"},
     "host": {"host"},
 }
 
