@@ -390,6 +390,10 @@ def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
                 # This machine is outside the lab's management network: its browser (tests,
                 # demo) reaches the monitoring UIs through SSH (ssh -L) on those hosts only.
                 "monitoring_servers": {"vars": {"base_ssh_allow_tcp_forwarding": True}},
+                # ... and outside the municipality's networks, where Suricata's "management
+                # protocol from the internet" rule would see every Ansible run: suppressed for
+                # this machine's address alone, as an admin tunes a known source.
+                "sensors": {"vars": {"suricata_thresholds": _controller_suppressions(lab)}},
             },
         }
     }
@@ -400,6 +404,19 @@ def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def _controller_suppressions(lab: str) -> list[dict[str, object]]:
+    """Suppress SID 9200010 (kastro/suricata/rules) for this machine's addresses on the lab's
+    management network (its gateways: where Ansible's SSH comes from)."""
+    shown = _podman(
+        "network", "inspect", management_network(lab),
+        "--format", "{{range .Subnets}}{{.Gateway}} {{end}}",
+    ).stdout  # fmt: skip
+    return [
+        {"sid": 9200010, "type": "suppress", "track": "by_src", "ip": address}
+        for address in shown.split()
+    ]
 
 
 def _captures_file(lab: str) -> Path:
