@@ -322,9 +322,16 @@ def monitor_at(folder: Path, pcap: Path, rates: list[int], count: int) -> dict[s
 
 
 def best(rates: dict[int, Any]) -> int:
-    """The highest offered rate with at most 1 % dropped."""
-    good = [r for r, (seen, dropped) in rates.items() if seen and dropped <= 0.01 * seen]
-    return max(good) if good else 0
+    """The highest offered rate below the first one that dropped more than 1 % (a rate whose
+    counters were not read neither passes nor stops the climb)."""
+    top = 0
+    for rate in sorted(rates):
+        seen, dropped = rates[rate]
+        if seen and dropped > 0.01 * seen:
+            break
+        if seen:
+            top = rate
+    return top
 
 
 def main() -> None:
