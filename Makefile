@@ -31,7 +31,7 @@ export PY_COLORS := 0
 .PHONY: help deps apt venv image lint unit molecule test demo demo-down bench clean
 
 help:
-	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the alert, block the attacker, draft the NIS2 early warning"
+	@echo "make demo       build test hosts, run playbooks/site.yml on them, attack a sensor, show the monitor's and Suricata's alerts, block the attacker, draft the NIS2 early warning"
 	@echo "make demo-down  remove the demo hosts"
 	@echo "make test       lint + unit tests + Molecule scenarios (everything CI runs)"
 	@echo "make molecule SCENARIO=base   one Molecule scenario"
