@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -36,6 +35,7 @@ CANARY_SID = 9299999  # Kastro's SIDs are 9200000-9299999 (kastro/suricata/rules
 CANARY_PORT = 9  # discard, on the sensor's loopback only
 TOKEN = re.compile(r"[0-9a-f]{16}")
 MAX_EVE_TAIL = 4 * 1024 * 1024
+MAX_LINE = 65536
 
 
 class ApplyError(RuntimeError):
@@ -126,38 +126,59 @@ def send_canary(token: str) -> None:
         probe.sendto(f"kastro-canary-{token}".encode(), ("127.0.0.1", CANARY_PORT))
 
 
-def canary_seen(eve: Path, token: str, start: int) -> bool:
-    """An alert of the canary rule naming this token, written after byte `start` of eve.json."""
-    try:
-        with eve.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(start if start <= size else 0)
-            tail = handle.read(MAX_EVE_TAIL)
-    except FileNotFoundError:
-        return False
-    for line in tail.splitlines():
-        if b"kastro-canary" not in line and str(CANARY_SID).encode() not in line:
-            continue
+class Tail:
+    """The whole new lines of a file since the last call; a rotated file is read from its
+    start, a line longer than MAX_LINE is skipped."""
+
+    def __init__(self, path: Path, from_end: bool = False) -> None:
+        self.path = path
+        self.inode, self.offset = 0, 0
+        if from_end:  # only what is written from now on
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                self.inode, self.offset = st.st_ino, st.st_size
+
+    def lines(self) -> list[bytes]:
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        alert = record.get("alert") or {}
-        if alert.get("signature_id") == CANARY_SID and token in str(alert.get("signature")):
-            return True
-    return False
+            st = self.path.stat()
+            if st.st_ino != self.inode or st.st_size < self.offset:
+                self.inode, self.offset = st.st_ino, 0
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(MAX_EVE_TAIL)
+        except OSError:
+            return []
+        whole = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        return [line for line in whole.splitlines() if len(line) <= MAX_LINE]
+
+
+def proves(line: bytes, token: str) -> bool:
+    """An EVE line is the canary rule's alert naming this token."""
+    if b"kastro-canary" not in line and str(CANARY_SID).encode() not in line:
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    alert = record.get("alert") if isinstance(record, dict) else None
+    return (
+        isinstance(alert, dict)
+        and alert.get("signature_id") == CANARY_SID
+        and token in str(alert.get("signature"))
+    )
 
 
 def prove(paths: Paths, token: str, wait: float) -> float:
     """Seconds from the canary packet to its alert; ApplyError when it never comes."""
-    start = paths.eve.stat().st_size if paths.eve.exists() else 0
+    eve = Tail(paths.eve, from_end=True)
     began = time.monotonic()
     deadline = began + wait
     while time.monotonic() < deadline:
         send_canary(token)
         pause = time.monotonic() + 1.0
         while time.monotonic() < pause:
-            if canary_seen(paths.eve, token, start):
+            if any(proves(line, token) for line in eve.lines()):
                 return time.monotonic() - began
             time.sleep(0.1)
     raise ApplyError(
@@ -224,30 +245,6 @@ def write_metrics(paths: Paths, result: dict[str, Any]) -> None:
 
 SEVERITIES = {1: "critical", 2: "warning", 3: "info"}
 MAX_SIGNATURES = 500  # label sets kept; the rest are counted under sid "other"
-MAX_LINE = 65536
-
-
-class Tail:
-    """The whole new lines of a file since the last call; a rotated file is read from its
-    start, a line longer than MAX_LINE is skipped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.inode, self.offset = 0, 0
-
-    def lines(self) -> list[bytes]:
-        try:
-            st = self.path.stat()
-            if st.st_ino != self.inode or st.st_size < self.offset:
-                self.inode, self.offset = st.st_ino, 0
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read(MAX_EVE_TAIL)
-        except OSError:
-            return []
-        whole = chunk[: chunk.rfind(b"\n") + 1]
-        self.offset += len(whole)
-        return [line for line in whole.splitlines() if len(line) <= MAX_LINE]
 
 
 class EveCollector:
