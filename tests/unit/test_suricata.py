@@ -167,6 +167,16 @@ def test_thresholds_become_threshold_config_lines_and_bad_ones_are_refused():
             ruleset.threshold_lines([bad])
 
 
+def test_only_a_canary_captured_on_the_loopback_proves_a_reload():
+    alert = {"event_type": "alert", "alert": {"signature_id": ruleset.CANARY_SID,
+             "signature": "KASTRO canary 0123456789abcdef"}}  # fmt: skip
+    line = json.dumps({**alert, "in_iface": "lo"}).encode()
+    assert host.proves(line, "0123456789abcdef")
+    assert not host.proves(line, "fedcba9876543210")
+    assert not host.proves(json.dumps({**alert, "in_iface": "eth0"}).encode(), "0123456789abcdef")
+    assert not host.proves(b'{"kastro-canary": ', "0123456789abcdef")
+
+
 # --- the engine (real Suricata in a namespace of the test's own) -------------------------------
 
 
