@@ -10,7 +10,8 @@ APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client 
                 wireguard-tools qrencode easy-rsa openvpn iputils-ping chromium chromium-driver \
                 rsyslog rsyslog-gnutls dnsmasq-base memcached snmpd snmp unbound openssh-server \
                 rsync samba smbclient chrony isc-dhcp-client masscan hping3 \
-                qemu-system-x86 qemu-utils e2fsprogs aide clamav clamav-testfiles tcpreplay
+                qemu-system-x86 qemu-utils e2fsprogs aide clamav clamav-testfiles tcpreplay \
+                curl python3-pyftpdlib
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro

@@ -14,7 +14,10 @@ quiet one resolves by itself.
 
 Nothing is lost: the read position is saved only after Alertmanager accepted what was read,
 so an unreachable Alertmanager (a WAN cut) means the same lines are sent again later. A
-rotated or truncated file is read from its start. Over https the Alertmanager's certificate is
+rotated or truncated file is read from its start. ``--max-severity 2`` leaves out
+informational alerts (severity 3: Suricata's protocol anomalies) and ``--ignore-sid`` a
+signature that is no attack (Suricata's reload canary); both still count in the metrics of the
+engine that wrote them. Over https the Alertmanager's certificate is
 checked against --ca-file and the forwarder logs in as --user with the password in
 --password-file (read once at start). Standard library only.
 """
@@ -179,6 +182,16 @@ class Forwarder:
     max_tracked: int = 10000
     context: ssl.SSLContext | None = None  # https: the CA that signed Alertmanager's certificate
     authorization: str = ""  # an Authorization header value, or none
+    max_severity: int = 3  # EVE severity 1 (high) .. 3 (informational): forward 1..max_severity
+    ignore_sids: frozenset[str] = frozenset()
+
+    def wanted(self, record: dict[str, Any]) -> bool:
+        """Is this EVE alert for the SOC: severe enough, and not a signature to ignore?"""
+        info = record["alert"] if isinstance(record.get("alert"), dict) else {}
+        level = info.get("severity")
+        if isinstance(level, int) and not isinstance(level, bool) and level > self.max_severity:
+            return False
+        return str(info.get("signature_id", "")) not in self.ignore_sids
 
     def due(self, alerts: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """The alerts to send: new ones, and repeats older than a third of resolve_after."""
@@ -220,7 +233,11 @@ def forward_once(forwarder: Forwarder, eve: Path, position_file: Path,
     now = time.time() if now is None else now
     position = Position.load(position_file)
     batch = read_new(eve, position)
-    alerts = [alert_of(r, forwarder.labels, forwarder.resolve_after, now) for r in batch.records]
+    alerts = [
+        alert_of(r, forwarder.labels, forwarder.resolve_after, now)
+        for r in batch.records
+        if forwarder.wanted(r)
+    ]
     due = forwarder.due(alerts, now)
     if due:
         forwarder.post(due)  # an OSError leaves the position where it was
@@ -258,6 +275,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--user", default="kastro", help="Alertmanager's web user (default kastro)")
     parser.add_argument("--password-file", type=Path, help="the web password, one line (https)")
     parser.add_argument("--label", action="append", default=[], help="name=value on every alert")
+    parser.add_argument(
+        "--max-severity", type=int, choices=(1, 2, 3), default=3,
+        help="forward alerts of EVE severity 1 up to this (default 3: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ignore-sid", action="append", default=[], help="a signature id never forwarded"
+    )
     parser.add_argument("--resolve-after", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads")
     parser.add_argument("--once", action="store_true", help="one read, then exit")
@@ -271,6 +295,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         if not 30 <= args.resolve_after <= 86400 or not 0.1 <= args.interval <= 600:
             raise ForwardUsageError("--resolve-after must be 30..86400 s, --interval 0.1..600 s")
         args.labels = parse_labels(args.label)
+        bad = [sid for sid in args.ignore_sid if not (sid.isdecimal() and len(sid) <= 12)]
+        if bad:
+            raise ForwardUsageError(
+                f"--ignore-sid {bad[0]!r}: give a signature id, digits only (e.g. 9299999)"
+            )
         args.context, args.authorization = _tls(args)
     except ForwardUsageError as exc:
         parser.error(str(exc))
@@ -306,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         args.resolve_after,
         context=args.context,
         authorization=args.authorization,
+        max_severity=args.max_severity,
+        ignore_sids=frozenset(args.ignore_sid),
     )
     while True:
         try:

@@ -148,6 +148,19 @@ def wire(lab: str, topo: Topology, pids: dict[str, int]) -> None:
             _run(["ip", "-n", ns, "link", "set", port, "master", bridge, "up"])
 
 
+def plug_device(lab: str, topo: Topology, network: str, pid: int, tag: str) -> None:
+    """Plug a device that is not a lab host (a visitor's laptop a test brings: any process with
+    a network namespace of its own) into a network of the lab, as its ``eth0``. The port is
+    ``<bridge><tag>``; it goes away with the device's namespace."""
+    ns = namespace(lab)
+    bridge = bridge_names(topo)[network]
+    port = f"{bridge}{tag}"
+    if len(port) > 15 or not tag.isalnum():
+        raise SwitchError(f"tag '{tag}' makes no port name: use up to 3 letters or digits")
+    _plug(ns, port, pid, "eth0")
+    _run(["ip", "-n", ns, "link", "set", port, "master", bridge, "up"])
+
+
 def _checksum_offload_off(pid: int, iface: str) -> None:
     # Captured frames must carry real checksums, or IDSs flag every packet as invalid.
     if shutil.which("ethtool"):

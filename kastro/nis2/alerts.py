@@ -23,7 +23,10 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
 TEXT_MAX = 300
 # Alerts whose `host` label is the host that *saw* the attack, not its target.
-REPORTED_BY_SENSOR = frozenset({"KastroEveAlert", "KastroAttackDetected", "KastroCaptureDrops"})
+REPORTED_BY_SENSOR = frozenset({
+    "KastroEveAlert", "KastroAttackDetected", "KastroCaptureDrops",
+    "KastroIdsAlert", "KastroSuricataDrops",
+})  # fmt: skip
 
 
 class AlertError(ValueError):

@@ -3,7 +3,10 @@
 HOME_NET is the municipality's supernets, its VPN pools and the sensor's own address; the
 Kastro groups are the zones by kind (the pack's rules name them). A group the municipality
 has no zone for is left out, and the ruleset build turns off the rules that name it
-(kastro.suricata.ruleset): no invented address ever stands in for a zone.
+(kastro.suricata.ruleset): no invented address ever stands in for a zone. The classic server
+groups (``$HTTP_SERVERS``, ``$DNS_SERVERS``, ...) are the hosts whose services in the model
+offer that protocol, the only ones the firewalls let other zones reach it on; a municipality
+that declares none keeps Suricata's default, ``$HOME_NET``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ CLASSIC = {
     "MODBUS_SERVER": "$HOME_NET",
     "ENIP_CLIENT": "$HOME_NET",
     "ENIP_SERVER": "$HOME_NET",
+}
+# Classic server groups from the services the model's hosts offer (kastro_services ports).
+SERVICE_GROUPS = {
+    "HTTP_SERVERS": frozenset({"tcp/80", "tcp/443", "tcp/8080", "tcp/8443"}),
+    "DNS_SERVERS": frozenset({"udp/53", "tcp/53"}),
+    "SMTP_SERVERS": frozenset({"tcp/25", "tcp/465", "tcp/587"}),
+    "SQL_SERVERS": frozenset({"tcp/1433", "tcp/1521", "tcp/3306", "tcp/5432"}),
+    "TELNET_SERVERS": frozenset({"tcp/23"}),
 }
 PORT_GROUPS = {
     "HTTP_PORTS": "80",
@@ -75,7 +86,7 @@ def variables(hostvars: Mapping[str, Any], host: str = "") -> dict[str, dict[str
             "municipality's networks (run 'kastro plan')"
         )
     zones = plan.get("zones") or {}
-    groups = {"HOME_NET": _group(home), **CLASSIC}
+    groups = {"HOME_NET": _group(home), **CLASSIC, **_service_groups(model)}
     for name, kinds in ZONE_GROUPS.items():
         members = _prefixes(zones[z] for z in sorted(zones) if zones[z].get("kind") in kinds)
         if members:
@@ -83,6 +94,49 @@ def variables(hostvars: Mapping[str, Any], host: str = "") -> dict[str, dict[str
     if pools:
         groups["KASTRO_VPN_NETS"] = _group(_prefixes(pools[name] for name in sorted(pools)))
     return {"address-groups": groups, "port-groups": dict(PORT_GROUPS)}
+
+
+def _service_groups(model: Mapping[str, Any]) -> dict[str, str]:
+    """$HTTP_SERVERS and the like: the hosts whose services offer the protocol, and the zones a
+    policy rule opens to it (every host of such a zone can be reached on those ports)."""
+    services = model.get("kastro_services") or {}
+    plan = model.get("kastro_plan") or {}
+
+    def ports(names: Iterable[Any]) -> set[str]:
+        return {str(p) for n in names for p in (services.get(n) or {}).get("ports") or []}
+
+    hosts = {
+        name: ports((host or {}).get("services") or [])
+        for building in (model.get("kastro_buildings") or {}).values()
+        for name, host in ((building or {}).get("hosts") or {}).items()
+    }
+    groups = {}
+    for group, wanted in SERVICE_GROUPS.items():
+        members = [
+            f"{address}/{ipaddress.ip_address(address).max_prefixlen}"
+            for name in sorted(hosts)
+            if hosts[name] & wanted
+            for address in _prefixes([(plan.get("hosts") or {}).get(name) or {}])
+        ] + _opened_zones(model, wanted, ports)
+        if members:
+            groups[group] = _group(_unique(members))
+    return groups
+
+
+def _opened_zones(model: Mapping[str, Any], wanted: frozenset[str], ports: Any) -> list[str]:
+    """The prefixes of the zones (by key or kind) that a policy rule opens to ``wanted``."""
+    zones = (model.get("kastro_plan") or {}).get("zones") or {}
+    opened: set[str] = set()
+    for rule in model.get("kastro_policy") or []:
+        if not ports(_listed(rule.get("services"))) & wanted:
+            continue
+        for target in _listed(rule.get("to")):
+            opened.update(k for k, z in zones.items() if target in (k, z.get("kind")))
+    return _prefixes(zones[k] for k in sorted(opened))
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value] if value else []
 
 
 def _own_address(value: Any, supernets: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kastro.controller.filters import ansible_filter, secrets_dir_filter
 from kastro.monitoring import events
+from kastro.monitoring.deploy import alertmanager_endpoint
 from kastro.monitoring.topology import MonitoringModelError
 from kastro.nis2.discovery import discovery
 
@@ -15,6 +16,10 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "kastro_secrets_dir": secrets_dir_filter,
+            # Where a sensor's alerts go: its municipality's Alertmanager (monitor, suricata).
+            "kastro_alertmanager_endpoint": ansible_filter(
+                alertmanager_endpoint, MonitoringModelError
+            ),
             # The sensors' events to the collector (roles event_shipping, event_collector).
             "kastro_events_shipping": ansible_filter(events.shipping, MonitoringModelError),
             "kastro_events_collecting": ansible_filter(events.collecting, MonitoringModelError),

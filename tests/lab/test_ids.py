@@ -6,20 +6,25 @@ no route out and sends nothing out. The idempotence of the role is site.yml's se
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
+import os
 import shlex
 import subprocess
 import tarfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kastro.lab import attack, hosts
+from kastro.controller.model_vars import model_variables
+from kastro.lab import attack, hosts, switch
 from kastro.lab.hosts import container_name, podman
 from tests.lab.conftest import INVENTORY, LAB, run_playbook
-from tests.lab.test_alerting import active_alerts, api, ssh
+from tests.lab.test_alerting import QUERY, active_alerts, api, ssh, web_address
 from tests.lab.test_hardening import MAX_EXPOSURE, exposure
 
 pytestmark = pytest.mark.lab
@@ -183,3 +188,168 @@ def test_a_disabled_rule_stops_firing_and_an_update_needs_no_route_out(lab):
     before = len(alerts(probe, 9200010))
     scan_probe("web")
     assert wait_alerts(probe, 9200010, before), "the rule did not come back"
+
+
+# --- attacks from real tools, on mirrored zones ----------------------------------------------
+
+SQLMAP_AGENT = "sqlmap/1.7.2#stable (https://sqlmap.org)"
+
+
+class Visitor:
+    """A device the test plugs into a zone of the lab (a laptop, a scanner): a network
+    namespace of its own held by a sleeping process; the controller's real tools run in it."""
+
+    def __init__(self, pid: int, address: str) -> None:
+        self.pid, self.address = pid, address
+
+    def run(self, *argv: str, seconds: int = 20) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["timeout", str(seconds), "nsenter", "-t", str(self.pid), "-n", "--", *argv],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def start(self, *argv: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["timeout", "300", "nsenter", "-t", str(self.pid), "-n", "--", *argv],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def visitor(zone: str, tag: str, from_end: int) -> Iterator[Visitor]:
+    """Plug a visitor into ``zone`` with the zone's ``from_end``-th last address, the zone's
+    gateway as its route; unplugged (its namespace gone) when the block ends."""
+    plan = model_variables(str(INVENTORY))["kastro_plan"]["zones"][zone]
+    net = ipaddress.ip_network(plan["ipv4"])
+    address = str(list(net.hosts())[-from_end])
+    sleeper = subprocess.Popen(["unshare", "--net", "sleep", "900"])
+    try:
+        mine = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{sleeper.pid}/ns/net") == mine:  # never plug into ours
+            assert time.monotonic() < deadline, "unshare --net did not take"
+            time.sleep(0.05)
+        switch.plug_device(LAB, hosts.lab_topology(INVENTORY), f"zone:{zone}", sleeper.pid, tag)
+        device = Visitor(sleeper.pid, address)
+        for argv in (["ip", "link", "set", "lo", "up"],
+                     ["ip", "addr", "add", f"{address}/{net.prefixlen}", "dev", "eth0"],
+                     ["ip", "route", "add", "default", "via", plan["gateway_ipv4"]]):  # fmt: skip
+            done = device.run(*argv)
+            assert done.returncode == 0, done.stderr
+        yield device
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def sids_from(probe, source: str, after: dict[int, int], sids: set[int]) -> set[int]:
+    """Which of ``sids`` alerted from ``source`` since the counts in ``after``, within 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        seen = {
+            sid for sid in sids
+            if any(a["src_ip"] == source for a in alerts(probe, sid)[after.get(sid, 0):])
+        }  # fmt: skip
+        if seen == sids or time.monotonic() > deadline:
+            return seen
+        time.sleep(1)
+
+
+def test_attacks_from_real_tools_on_mirrored_zones_hit_the_expected_sids(lab, tmp_path):
+    """The annex's staff and guest switches mirrored to the sensor (kastro lab capture), three
+    devices plugged in: a staff desktop, a staff scanner with an FTP server, a visitor's laptop
+    on the guest Wi-Fi. curl sends an encoded path traversal (Apache CVE-2021-41773) and
+    sqlmap's user agent to the annex's web server (files: the policy lets staff reach it),
+    logs in to the scanner's FTP (pyftpdlib) in cleartext; smbclient from the guest zone tries
+    the file server's SMB (the gateway refuses it, the sensor sees it)."""
+    probe, files = ssh("probe"), ssh("files")
+    files_ip = model_variables(str(INVENTORY))["kastro_plan"]["hosts"]["files"]["ipv4"]
+    expected = {9200031: "desk", 9200050: "desk", 9200020: "desk", 9200001: "guest"}
+    with (
+        visitor("annex.staff", "d", 2) as desk,
+        visitor("annex.staff", "s", 3) as scanner,
+        visitor("annex.guest", "g", 2) as guest,
+    ):
+        # Mirrored after the devices are plugged: a capture mirrors the ports present.
+        ifaces = [hosts.capture(INVENTORY, LAB, f"zone:{zone}", "probe")
+                  for zone in ("annex.staff", "annex.guest")]  # fmt: skip
+        proc = ids(lab, "-e", json.dumps({"suricata_interfaces": ["eth0", *ifaces]}))
+        try:
+            assert proc.returncode == 0, proc.stdout[-3000:]
+            assert set(ifaces) <= set(
+                probe.check_output(
+                    "grep -o 'interface: [a-z0-9]*' /etc/suricata/suricata.yaml"
+                ).split()
+            )
+            seen = attack_from(desk, scanner, guest, files_ip, tmp_path, expected)
+            guest_ip = guest.address
+        finally:
+            files.run("pkill -f 'http[.]server 80 --bind' || true")
+            restored = ids(lab)
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert seen == set(expected), f"missing SIDs: {set(expected) - seen}"
+    traversal = alerts(probe, 9200031)[-1]
+    assert traversal["dest_ip"] == files_ip and traversal["community_id"].startswith("1:")
+    assert traversal["http"]["http_user_agent"].startswith("curl/")
+    # Each one reaches Alertmanager on its own (kastro-ids-forward), the canary never does.
+    deadline, wanted = time.monotonic() + 60, {str(sid) for sid in expected}
+    while True:
+        forwarded = suricata_alerts_in_alertmanager()
+        if wanted <= set(forwarded) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert wanted <= set(forwarded), f"not in Alertmanager: {wanted - set(forwarded)}"
+    smb = forwarded["9200001"]["labels"]
+    assert smb["src_ip"] == guest_ip and smb["host"] == "probe" and smb["building"] == "hall"
+    assert "9299999" not in forwarded
+
+
+def suricata_alerts_in_alertmanager() -> dict[str, dict]:
+    """Alertmanager's KastroEveAlert alerts from Suricata, by signature id."""
+    url = f"https://{web_address()}:9093/api/v2/alerts"
+    out = ssh("web").check_output(f"python3 -c {shlex.quote(QUERY)} {shlex.quote(url)}")
+    return {
+        a["labels"].get("signature_id", ""): a
+        for a in json.loads(out)
+        if a["labels"]["alertname"] == "KastroEveAlert" and a["labels"].get("engine") == "suricata"
+    }
+
+
+def attack_from(desk: Visitor, scanner: Visitor, guest: Visitor, files_ip: str, ftp_root: Path,
+                expected: dict[int, str]) -> set[int]:  # fmt: skip
+    """Run the four attacks; the SIDs that alerted from the expected device."""
+    probe = ssh("probe")
+    ssh("files").check_output(
+        "mkdir -p /run/kastro-test-ids && echo intranet > /run/kastro-test-ids/index.html && "
+        f"setsid -f timeout 180 python3 -m http.server 80 --bind {files_ip} "
+        "--directory /run/kastro-test-ids >/dev/null 2>&1"
+    )
+    (ftp_root / "scan-0001.pdf").write_text("a scanned page\n")
+    server = scanner.start("/usr/bin/python3", "-m", "pyftpdlib", "-i", scanner.address, "-p", "21",
+                           "-u", "scanner", "-P", "Skanner-2024", "-d", str(ftp_root))  # fmt: skip
+    try:
+        before = {sid: len(alerts(probe, sid)) for sid in expected}
+        url = f"http://{files_ip}"
+        deadline = time.monotonic() + 20
+        while desk.run("curl", "-sf", "-o", "/dev/null", f"{url}/", seconds=5).returncode:
+            assert time.monotonic() < deadline, "files' web server never answered the desktop"
+            time.sleep(1)
+        knock = f"exec 3<>/dev/tcp/{scanner.address}/21"
+        while desk.run("bash", "-c", knock, seconds=5).returncode:
+            assert time.monotonic() < deadline, "the scanner's FTP server never answered"
+            time.sleep(1)
+        curl = ("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--path-as-is")
+        traversal = desk.run(*curl, f"{url}/cgi-bin/.%2e/.%2e/.%2e/etc/passwd")
+        agent = desk.run(*curl, "-A", SQLMAP_AGENT, f"{url}/?id=1")
+        listing = desk.run("curl", "-s", f"ftp://scanner:Skanner-2024@{scanner.address}/")
+        guest.run("smbclient", "-N", "-L", f"//{files_ip}", seconds=8)  # refused by the gateway
+        assert (traversal.stdout, agent.stdout) == ("404", "200"), (traversal, agent)
+        assert "scan-0001.pdf" in listing.stdout, listing
+        found = set()
+        for name, device in (("desk", desk), ("guest", guest)):
+            sids = {sid for sid, who in expected.items() if who == name}
+            found |= sids_from(probe, device.address, before, sids)
+        return found
+    finally:
+        server.terminate()
+        server.wait()

@@ -64,6 +64,7 @@ def link_local(name: str, iface: str) -> str:
         ("zone:hall.servers", {"hall-gw": "z-servers", "web": "z-servers"}),
         ("zone:hall.management", {"hall-gw": "z-management", "probe": "z-management"}),
         ("zone:annex.staff", {"annex-gw": "z-staff"}),
+        ("zone:annex.guest", {"annex-gw": "z-guest"}),
         ("link:hall-annex", {"hall-gw": "l-annex", "annex-gw": "l-hall"}),
         ("internet", {"hall-gw": "wan", "home": "wan", "attacker": "wan"}),
     ],

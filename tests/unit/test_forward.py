@@ -140,6 +140,36 @@ def test_hostile_eve_lines_never_crash_and_stay_bounded(tmp_path, record):
     assert forwarder.due([], 0) == []
 
 
+def suricata(sid: int, severity: int, signature: str) -> str:
+    """An EVE alert as Suricata 7 writes it (the fields the forwarder reads)."""
+    return json.dumps({
+        "timestamp": "2026-12-07T03:00:00.000000+0000", "event_type": "alert",
+        "src_ip": "10.30.0.125", "src_port": 40000, "dest_ip": "10.30.0.74", "dest_port": 445,
+        "proto": "TCP", "community_id": "1:hO+sN4H+MG5MY/8hIrXPqc4ZQz0=",
+        "alert": {"action": "allowed", "gid": 1, "signature_id": sid, "rev": 1,
+                  "signature": signature, "category": "Attempted Information Leak",
+                  "severity": severity},
+    }) + "\n"  # fmt: skip
+
+
+@needs_alertmanager
+def test_suricatas_informational_events_and_its_canary_stay_out(tmp_path):
+    """Suricata's forwarder (role suricata) runs with --max-severity 2 --ignore-sid 9299999."""
+    eve, position = tmp_path / "eve.json", tmp_path / "pos.json"
+    eve.write_text(
+        suricata(2200074, 3, "SURICATA TCPv4 invalid checksum")
+        + suricata(9299999, 1, "KASTRO canary 0123abcd")
+        + suricata(9200001, 2, "KASTRO SMB from a guest, IoT or CCTV zone")
+    )
+    with running_alertmanager(config(tmp_path), tmp_path / "data") as base:
+        labels = {**LABELS, "engine": "suricata"}
+        forwarder = Forwarder(base, labels, max_severity=2, ignore_sids=frozenset({"9299999"}))
+        assert forward_once(forwarder, eve, position) == {"read": 3, "sent": 1, "skipped": 0}
+        [got] = alerts_in(base)
+        assert got["labels"]["signature_id"] == "9200001"
+        assert got["labels"]["engine"] == "suricata" and "detector" not in got["labels"]
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -148,6 +178,8 @@ def test_hostile_eve_lines_never_crash_and_stay_bounded(tmp_path, record):
         (["--label", "Building=x"], "--label"),
         (["--label", "building=a;rm -rf /"], "--label"),
         (["--resolve-after", "5"], "--resolve-after"),
+        (["--ignore-sid", "9299999; reboot"], "--ignore-sid"),
+        (["--max-severity", "4"], "--max-severity"),
     ],
 )
 def test_bad_arguments_are_refused_naming_the_option(tmp_path, args, says):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from kastro.cli import main
+from kastro.nis2 import alerts as nis2_alerts
 from kastro.nis2 import deadlines, drafts
 from kastro.nis2.deadlines import ATHENS, UTC
 from kastro.nis2.log import IncidentLog, LogError
@@ -412,3 +413,14 @@ def test_a_monitoring_host_that_does_not_answer_keeps_the_incident_and_exits_2(t
     assert 'stage="early_warning"' in (state / "nis2.prom").read_text()
     assert main(["incident", "publish", *common]) == 1
     assert "run 'kastro incident publish' again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("alertname", ["KastroEveAlert", "KastroIdsAlert", "KastroAttackDetected"])
+def test_a_sensors_detection_names_its_target_not_the_sensor(alertname):
+    plan = nis2_alerts.Plan(
+        {"hosts": {"sensor1": {"ipv4": "10.20.3.107", "building": "cityhall"},
+                   "intranet": {"ipv4": "10.20.2.10", "building": "cityhall"}}},
+        ["10.20.0.0/16"],
+    )  # fmt: skip
+    labels = {"alertname": alertname, "host": "sensor1", "dest_ip": "10.20.2.10"}
+    assert nis2_alerts.facts([{"labels": labels}], plan).hosts == {"intranet"}

@@ -57,6 +57,19 @@ def test_home_net_is_the_supernets_and_vpn_pools_and_the_zones_are_grouped_by_ki
     assert "10.20.3.64/27" not in groups["KASTRO_SERVER_NETS"]
 
 
+def test_server_groups_are_the_hosts_offering_the_service_and_the_zones_opened_to_it(variables):
+    plan = model_variables(str(EXAMPLE))["kastro_plan"]
+    groups = variables["address-groups"]
+    servers = plan["zones"]["cityhall.servers"]
+    # policy.yml opens dns to cityhall.servers; no host declares it.
+    assert groups["DNS_SERVERS"] == f"[{servers['ipv4']},{servers['ipv6']}]"
+    # intranet declares web; staff reach cityhall.servers for web.
+    http = groups["HTTP_SERVERS"].strip("[]").split(",")
+    assert f"{plan['hosts']['intranet']['ipv4']}/32" in http and servers["ipv4"] in http
+    assert plan["zones"]["cityhall.guest"]["ipv4"] not in http
+    assert groups["SMTP_SERVERS"] == "$HOME_NET"  # nobody offers mail: Suricata's default
+
+
 def test_the_sensors_own_address_is_home_when_it_lies_outside_the_supernets():
     variables = model_variables(str(EXAMPLE))
     outside = config.variables({**variables, "ansible_host": "10.89.0.7"})
@@ -69,9 +82,9 @@ def test_the_sensors_own_address_is_home_when_it_lies_outside_the_supernets():
 
 
 def test_a_municipality_without_guest_iot_or_cctv_zones_has_no_untrusted_group():
-    lab = config.variables(model_variables(str(ROOT / "tests" / "data" / "lab-small")))
-    assert "KASTRO_UNTRUSTED_NETS" not in lab["address-groups"]
-    built = ruleset.build([], ruleset.Tuning(), lab)
+    ring = config.variables(model_variables(str(ROOT / "molecule" / "_lab" / "ring")))
+    assert "KASTRO_UNTRUSTED_NETS" not in ring["address-groups"]
+    built = ruleset.build([], ruleset.Tuning(), ring)
     assert not active(built.text, 9200001)  # SMB from guest zones: nothing to watch
     assert active(built.text, 9200010)
 
@@ -425,3 +438,9 @@ def test_a_reload_under_traffic_loses_at_most_one_packet_in_a_thousand(engine, v
     print(f"\nreload under 5,000 packets/s: {seen} captured of 30,000, {dropped} dropped, "
           f"reload {json.loads(done.stdout)['seconds']} s")  # fmt: skip
     assert seen >= 30000 * 0.999 and dropped <= 30
+
+
+def test_the_forwarder_never_sends_the_canary_to_the_soc():
+    unit = (TEMPLATES / "etc/systemd/system/kastro-ids-forward.service.j2").read_text()
+    assert f"--ignore-sid {host.CANARY_SID} " in unit
+    assert "--max-severity {{ suricata_forward_max_severity | int }}" in unit

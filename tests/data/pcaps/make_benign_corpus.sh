@@ -2,10 +2,11 @@
 # A benign corpus: real service traffic that municipal networks carry all day, captured into
 # one pcap for the monitors' zero-false-alarm test (tests/monitors/test_benign_corpus.py).
 #
-#   make_benign_corpus.sh OUT.pcap [PACKETS] [MAX_SECONDS]
+#   make_benign_corpus.sh OUT.pcap [PACKETS] [MAX_SECONDS] [SNAPLEN]
 #
 # (root) Captures until PACKETS packets (default 1,000,000) or MAX_SECONDS (default 300) of
-# traffic, whichever comes first; prints the count.
+# traffic, whichever comes first; prints the count. SNAPLEN (default 400 bytes per frame; 0:
+# whole frames, what Suricata needs to follow streams) bounds the file's size.
 #
 # Network namespaces this script creates (kb-*) on one private bridge, addresses 10.79.0.0/24
 # only; every client loop is bounded by `timeout`; the namespaces are removed at the end.
@@ -24,9 +25,12 @@
 # Needs: unbound dnsmasq-base openssh-server openssh-client rsync samba smbclient chrony snmpd
 # snmp isc-dhcp-client curl tcpdump python3 openssl.
 set -euo pipefail
-OUT=$(realpath -m "${1:?usage: make_benign_corpus.sh OUT.pcap [PACKETS] [MAX_SECONDS]}")
+OUT=$(realpath -m "${1:?usage: make_benign_corpus.sh OUT.pcap [PACKETS] [MAX_SECONDS] [SNAPLEN]}")
 PACKETS=${2:-1000000}
 SECONDS_OF_TRAFFIC=${3:-300}
+SNAPLEN=${4:-400}
+[[ $PACKETS =~ ^[0-9]+$ && $SECONDS_OF_TRAFFIC =~ ^[0-9]+$ && $SNAPLEN =~ ^[0-9]+$ ]] ||
+  { echo 'PACKETS, MAX_SECONDS and SNAPLEN are whole numbers' >&2; exit 2; }
 WORK=$(mktemp -d)
 CLIENTS=(c1 c2 c3 c4 c5 c6 c7 c8)
 NAMES=(gw dns auth srv mon "${CLIENTS[@]}")
@@ -193,7 +197,7 @@ wait_for srv tcp 443; wait_for srv tcp 22; wait_for srv tcp 445; wait_for srv ud
 wait_for srv udp 161; wait_for srv udp 443; wait_for dns udp 53; wait_for auth udp 53; wait_for gw udp 67
 
 # --- capture on the bridge: everything every host sends and receives ---------------------------
-ip netns exec kb-sw tcpdump -i br0 -s 400 -B 262144 -U -c "$PACKETS" -w "$OUT" >"$WORK/tcpdump.log" 2>&1 &
+ip netns exec kb-sw tcpdump -i br0 -s "$SNAPLEN" -B 262144 -U -c "$PACKETS" -w "$OUT" >"$WORK/tcpdump.log" 2>&1 &
 CAPTURE_PID=$!
 sleep 1
 
