@@ -415,7 +415,7 @@ def report(rows: list[Any], rates: list[int], monitor: dict[str, Any]) -> None:
         )
     print("columns per rate: packets lost (kernel drops + sent but never captured) over sent;")
     print("best: highest offered rate with at most 1 % lost")
-    for name, threads, result in [("Kastro monitor", 1, monitor), *rows]:
+    for name, threads, result in rows:
         reached = ", ".join(f"{r // 1000}k→{result['rates'][r][3] / 1000:.0f}k" for r in rates)
         print(f"tcpreplay offered→reached pps, {name} ({threads}): {reached}")
 
