@@ -459,7 +459,7 @@ def down(lab: str) -> list[str]:
     """Remove every container, network and namespace of this lab, and its state directory."""
     removed = [h.container for h in list_hosts(lab)]
     if removed:
-        _podman("rm", "--force", "--time", "5", *removed)
+        _remove_containers(removed)
     networks = _podman(
         "network", "ls", "--filter", f"label={LAB_LABEL}={lab}", "--format", "{{.Name}}"
     )
@@ -474,6 +474,23 @@ def down(lab: str) -> list[str]:
             path.unlink() if path.is_file() else path.rmdir()
         directory.rmdir()
     return removed
+
+
+def _remove_containers(names: list[str], attempts: int = 3) -> None:
+    """podman rm --force, again while a container is left: on a loaded machine, processes
+    killed with SIGKILL can outlive podman's wait ("given PIDs did not die within timeout",
+    seen once in CI), and are gone a few seconds later."""
+    for attempt in range(attempts):
+        done = _podman("rm", "--force", "--ignore", "--time", "5", *names, check=False)
+        if done.returncode == 0:
+            return
+        left = set(_podman("ps", "-a", "--format", "{{.Names}}").stdout.split())
+        names = [n for n in names if n in left]
+        if not names:
+            return
+        if attempt < attempts - 1:
+            time.sleep(5)
+    raise LabError(f"podman rm --force failed: {done.stderr.strip()[-1000:]}")
 
 
 def status_rows(lab: str) -> list[dict[str, str]]:

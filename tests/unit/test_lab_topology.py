@@ -1,5 +1,7 @@
 """The lab's topology is derived from the model alone (no podman needed)."""
 
+import pytest
+
 from kastro.inventory.project import load_model
 from kastro.lab.topology import IFNAMSIZ, build_topology, iface_name
 from tests.inventory_helpers import EXAMPLE
@@ -49,3 +51,35 @@ def test_gateways_join_their_zones_and_links_servers_only_their_zone():
     }
     assert topo.interface_vars("cityhall-gw")["wan"] == "wan"  # the uplink building
     assert topo.interface_vars("attacker") == {"management": "eth0", "wan": "wan"}
+
+
+def test_lab_down_removes_again_a_container_podman_could_not_stop_at_once(tmp_path, monkeypatch):
+    """`podman rm --force` can give up on a loaded machine ("given PIDs did not die within
+    timeout"): the lab asks again until the container is gone, and says so when it never is."""
+    from kastro.lab import hosts
+
+    calls = tmp_path / "calls"
+    podman = tmp_path / "podman"  # podman's answers as seen in CI, first a failure
+    podman.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$1" in\n'
+        f"  rm) [ -e {tmp_path}/failed ] && exit 0; touch {tmp_path}/failed;\n"
+        '      echo "given PIDs did not die within timeout" >&2; exit 125;;\n'
+        f"  ps) [ -e {tmp_path}/failed ] && echo lab-web;;\n"
+        "esac\n"
+    )
+    podman.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(hosts.time, "sleep", lambda _seconds: None)
+    hosts._remove_containers(["lab-web", "lab-gone"])
+    rm = [line for line in calls.read_text().splitlines() if line.startswith("rm")]
+    assert rm == [
+        "rm --force --ignore --time 5 lab-web lab-gone",
+        "rm --force --ignore --time 5 lab-web",
+    ]
+    podman.write_text(
+        '#!/bin/sh\n[ "$1" = ps ] && echo lab-web && exit 0\necho stuck >&2\nexit 125\n'
+    )
+    with pytest.raises(hosts.LabError, match="podman rm --force failed: stuck"):
+        hosts._remove_containers(["lab-web"])
