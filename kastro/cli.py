@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kastro import __version__
+from kastro.i18n import _, t, tr
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.lab.hosts import LabError
 from kastro.text import format_table
@@ -359,10 +360,13 @@ def _inventory_argument(
     parser: argparse.ArgumentParser, help_text: str, default: str | None = None
 ) -> None:
     """The inventory as Ansible users type it (-i DIR) or as before (a positional DIR)."""
-    parser.add_argument("inventory", nargs="?", default=None, help=f"{help_text} (or -i DIR)")
+    said = _(help_text)
+    parser.add_argument(
+        "inventory", nargs="?", default=None, help=tr(t("{text} (or -i DIR)", text=said))
+    )
     parser.add_argument(
         "-i", "--inventory", dest="inventory_option", metavar="DIR", default=None,
-        help=f"{help_text}" + (f" (default: {default})" if default else ""),
+        help=tr(t("{text} (default: {default})", text=said, default=default)) if default else said,
     )  # fmt: skip
     parser.set_defaults(inventory_default=default)
 
@@ -392,148 +396,155 @@ def _shows_help(parser: argparse.ArgumentParser) -> Handler:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
-        description="Security and network automation for municipalities.",
+        description=_("Security and network automation for municipalities."),
     )
     parser.add_argument("--version", action="version", version=f"kastro {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.set_defaults(handler=_shows_help(parser))  # bare `kastro`: the commands, exit 0
 
     validate = commands.add_parser(
-        "validate", help="check the inventory (every error at once) before any host is touched"
+        "validate", help=_("check the inventory (every error at once) before any host is touched")
     )
     _inventory_argument(validate, "inventory directory, e.g. inventory/example")
     validate.add_argument(
         "--format", choices=("text", "json"), default="text",
-        help="text for people, json for CI (the errors with file, line, path, message, fix; "
-        "default: text)",
+        help=_("text for people, json for CI (the errors with file, line, path, message, fix; "
+        "default: text)"),
     )  # fmt: skip
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
-        "plan", help="derive the address plan (stable: existing allocations never move)"
+        "plan", help=_("derive the address plan (stable: existing allocations never move)")
     )
     _inventory_argument(plan, "inventory directory, e.g. inventory/example")
     plan.add_argument(
-        "--check", action="store_true", help="only report whether the plan is current"
+        "--check", action="store_true", help=_("only report whether the plan is current")
     )
     plan.add_argument(
         "--renumber",
         action="append",
         default=[],
         metavar="KEY",
-        help="give one allocation new space, e.g. kastro_plan.zones.library.guest (repeatable)",
+        help=_("give one allocation new space, e.g. kastro_plan.zones.library.guest (repeatable)"),
     )
     plan.add_argument(
-        "--graph", metavar="FILE", help="draw the topology (.svg, .png, .pdf or .dot)"
+        "--graph", metavar="FILE", help=_("draw the topology (.svg, .png, .pdf or .dot)")
     )
-    plan.add_argument("--policy", action="store_true", help="print the policy in plain words")
+    plan.add_argument("--policy", action="store_true", help=_("print the policy in plain words"))
     plan.add_argument(
-        "--matrix", action="store_true", help="print which zones may reach which (a table)"
+        "--matrix", action="store_true", help=_("print which zones may reach which (a table)")
     )
     plan.set_defaults(handler=_cmd_plan)
 
-    inventory = commands.add_parser("inventory", help="asset inventory (NIS2, law 5160/2024)")
+    inventory = commands.add_parser("inventory", help=_("asset inventory (NIS2, law 5160/2024)"))
     inventory_commands = inventory.add_subparsers(
         dest="inventory_command", metavar="INVENTORY_COMMAND"
     )
     inventory.set_defaults(handler=_shows_help(inventory))
     export = inventory_commands.add_parser(
-        "export", help="the asset register: every building, zone, link, host and device"
+        "export", help=_("the asset register: every building, zone, link, host and device")
     )
     _inventory_argument(export, "inventory directory")
     export.add_argument(
         "--format",
         choices=("csv", "json", "html"),
         default="csv",
-        help="csv, json or html: a report to print (default: csv)",
+        help=_("csv, json or html: a report to print (default: csv)"),
     )
     export.add_argument(
-        "-o", "--output", metavar="FILE", help="write here instead of standard output"
+        "-o", "--output", metavar="FILE", help=_("write here instead of standard output")
     )
     export.set_defaults(handler=_cmd_inventory_export)
     measures = inventory_commands.add_parser(
-        "article21", help="NIS2 article 21(2) (a)-(j): Kastro's evidence and what stays manual"
+        "article21", help=_("NIS2 article 21(2) (a)-(j): Kastro's evidence and what stays manual")
     )
     _inventory_argument(measures, "inventory directory")
     measures.add_argument("--format", choices=("html", "json"), default="html")
-    measures.add_argument("-o", "--output", metavar="FILE", help="instead of standard output")
+    measures.add_argument("-o", "--output", metavar="FILE", help=_("instead of standard output"))
     measures.add_argument(
-        "--state-dir", help="the incident log to count (default: ~/.kastro/incidents/DOMAIN)"
+        "--state-dir", help=_("the incident log to count (default: ~/.kastro/incidents/DOMAIN)")
     )
     measures.set_defaults(handler=_cmd_inventory_article21)
 
     from monitors.run import add_arguments as add_monitor_arguments
 
     monitor = commands.add_parser(
-        "monitor", help="packet-level anomaly detection: EVE alerts and Prometheus metrics"
+        "monitor", help=_("packet-level anomaly detection: EVE alerts and Prometheus metrics")
     )
     add_monitor_arguments(monitor)
     monitor.set_defaults(handler=_cmd_monitor)
 
     archive = commands.add_parser(
         "host-archive",
-        help="build kastro-host.pyz, the host programs the roles install (same bytes each time)",
+        help=_("build kastro-host.pyz, the host programs the roles install (same bytes each time)"),
     )
-    archive.add_argument("output", help="where to write it, e.g. ~/.kastro/build/kastro-host.pyz")
+    archive.add_argument(
+        "output", help=_("where to write it, e.g. ~/.kastro/build/kastro-host.pyz")
+    )
     archive.set_defaults(handler=_cmd_host_archive)
 
     boards = commands.add_parser(
-        "dashboards", help="write Kastro's Grafana dashboards (JSON) into a directory"
+        "dashboards", help=_("write Kastro's Grafana dashboards (JSON) into a directory")
     )
-    boards.add_argument("directory", help="e.g. dashboards/ (import them into Grafana)")
+    boards.add_argument("directory", help=_("e.g. dashboards/ (import them into Grafana)"))
     boards.set_defaults(handler=_cmd_dashboards)
 
     credentials = commands.add_parser(
         "monitoring-credentials",
-        help="make the monitoring host's TLS certificate and web password (kept, 0600)",
+        help=_("make the monitoring host's TLS certificate and web password (kept, 0600)"),
     )
-    credentials.add_argument("directory", help="the municipality's monitoring secrets directory")
-    credentials.add_argument("--domain", required=True, help="the municipality's DNS domain")
-    credentials.add_argument("--host", required=True, help="the monitoring host's name")
+    credentials.add_argument("directory", help=_("the municipality's monitoring secrets directory"))
+    credentials.add_argument("--domain", required=True, help=_("the municipality's DNS domain"))
+    credentials.add_argument("--host", required=True, help=_("the monitoring host's name"))
     credentials.add_argument(
-        "--address", action="append", default=[], help="an address in its certificate (repeat)"
+        "--address", action="append", default=[], help=_("an address in its certificate (repeat)")
     )
     credentials.add_argument(
         "--client",
         action="append",
         default=[],
-        help="a host that gets a client certificate, e.g. a sensor shipping events (repeat)",
+        help=_("a host that gets a client certificate, e.g. a sensor shipping events (repeat)"),
     )
     credentials.set_defaults(handler=_cmd_monitoring_credentials)
 
     init = commands.add_parser(
-        "init", help="start a municipality: a commented starter inventory that validates"
+        "init", help=_("start a municipality: a commented starter inventory that validates")
     )
-    init.add_argument("directory", help="the new inventory directory, e.g. inventory/dimos-kastrou")
-    init.add_argument("--domain", required=True, help="the municipality's DNS domain")
-    init.add_argument("--title", help="its name as people write it (default: from the directory)")
+    init.add_argument(
+        "directory", help=_("the new inventory directory, e.g. inventory/dimos-kastrou")
+    )
+    init.add_argument("--domain", required=True, help=_("the municipality's DNS domain"))
+    init.add_argument(
+        "--title", help=_("its name as people write it (default: from the directory)")
+    )
     init.set_defaults(handler=_cmd_init)
 
     worker = commands.add_parser(
-        "teleworker", help="add, revoke or rekey a teleworker (edits the inventory, keeps comments)"
+        "teleworker",
+        help=_("add, revoke or rekey a teleworker (edits the inventory, keeps comments)"),
     )
     worker_commands = worker.add_subparsers(dest="teleworker_command", metavar="ACTION")
     worker.set_defaults(handler=_shows_help(worker))
-    worker_add = worker_commands.add_parser("add", help="a new teleworker with the next free id")
-    worker_add.add_argument("--name", required=True, help="the person's name")
-    worker_add.add_argument("--group", required=True, help="a kastro_teleworker_groups name")
-    worker_revoke = worker_commands.add_parser("revoke", help="stop a person's access at once")
-    worker_rekey = worker_commands.add_parser("rekey", help="new keys for a person")
+    worker_add = worker_commands.add_parser("add", help=_("a new teleworker with the next free id"))
+    worker_add.add_argument("--name", required=True, help=_("the person's name"))
+    worker_add.add_argument("--group", required=True, help=_("a kastro_teleworker_groups name"))
+    worker_revoke = worker_commands.add_parser("revoke", help=_("stop a person's access at once"))
+    worker_rekey = worker_commands.add_parser("rekey", help=_("new keys for a person"))
     for sub in (worker_revoke, worker_rekey):
-        sub.add_argument("id", help="the teleworker's id, e.g. tw-0007")
+        sub.add_argument("id", help=_("the teleworker's id, e.g. tw-0007"))
     for sub in (worker_add, worker_rekey):
-        sub.add_argument("--public-key", help="the employee's own WireGuard public key")
+        sub.add_argument("--public-key", help=_("the employee's own WireGuard public key"))
     for sub in (worker_add, worker_revoke, worker_rekey):
         _inventory_argument(sub, "inventory directory")
         sub.set_defaults(handler=_cmd_teleworker)
 
-    show = commands.add_parser("show", help="what one host of the model will get")
+    show = commands.add_parser("show", help=_("what one host of the model will get"))
     show_commands = show.add_subparsers(dest="show_command", metavar="SHOW_COMMAND")
     show.set_defaults(handler=_shows_help(show))
     show_host = show_commands.add_parser(
-        "host", help="a host's place, addresses, groups, roles and the policy rules of its zones"
+        "host", help=_("a host's place, addresses, groups, roles and the policy rules of its zones")
     )
-    show_host.add_argument("name", help="the host's name in the model, e.g. fileserver")
+    show_host.add_argument("name", help=_("the host's name in the model, e.g. fileserver"))
     _inventory_argument(show_host, "inventory directory", default="inventory/example")
     show_host.set_defaults(handler=_cmd_show_host)
 
@@ -545,57 +556,66 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_incident(commands)
 
-    lab = commands.add_parser("lab", help="local lab of real Debian 12 test hosts")
+    lab = commands.add_parser("lab", help=_("local lab of real Debian 12 test hosts"))
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     lab.set_defaults(handler=_shows_help(lab))
     image = lab_commands.add_parser(
         "image",
-        help="build the Debian 12 systemd base image (reused while its recipe is unchanged)",
+        help=_("build the Debian 12 systemd base image (reused while its recipe is unchanged)"),
     )
     image.add_argument(
-        "--force", action="store_true", help="rebuild even if the recipe is unchanged"
+        "--force", action="store_true", help=_("rebuild even if the recipe is unchanged")
     )
     image.set_defaults(handler=_cmd_lab_image)
 
     lab_up = lab_commands.add_parser(
-        "up", help="start the inventory's hosts and networks (idempotent)"
+        "up", help=_("start the inventory's hosts and networks (idempotent)")
     )
     _inventory_argument(lab_up, "inventory directory", default="inventory/example")
     lab_down = lab_commands.add_parser(
-        "down", help="remove everything this lab created, nothing else"
+        "down", help=_("remove everything this lab created, nothing else")
     )
-    lab_status = lab_commands.add_parser("status", help="hosts, networks and addresses of the lab")
-    lab_report = lab_commands.add_parser("report", help="what the playbooks deployed on each host")
+    lab_status = lab_commands.add_parser(
+        "status", help=_("hosts, networks and addresses of the lab")
+    )
+    lab_report = lab_commands.add_parser(
+        "report", help=_("what the playbooks deployed on each host")
+    )
     lab_scores = lab_commands.add_parser(
-        "scores", help="OpenSCAP ANSSI and Lynis scores of each managed host (installs the tools)"
+        "scores",
+        help=_("OpenSCAP ANSSI and Lynis scores of each managed host (installs the tools)"),
     )
     lab_capture = lab_commands.add_parser(
-        "capture", help="mirror a zone or link network's traffic to a sensor host"
+        "capture", help=_("mirror a zone or link network's traffic to a sensor host")
     )
     lab_capture.add_argument(
-        "network", help="e.g. zone:cityhall.servers, link:cityhall-kep, internet"
+        "network", help=_("e.g. zone:cityhall.servers, link:cityhall-kep, internet")
     )
-    lab_capture.add_argument("--sensor", default="sensor1", help="host that receives the mirror")
+    lab_capture.add_argument("--sensor", default="sensor1", help=_("host that receives the mirror"))
     lab_capture.add_argument(
-        "-i", "--inventory", default="inventory/example", help="inventory directory"
+        "-i", "--inventory", default="inventory/example", help=_("inventory directory")
     )
     lab_attack = lab_commands.add_parser(
         "attack",
-        help="the demo's attack: the lab's attacker scans a sensor once (nmap -sS, ports 1-200); "
-        "wait for the alert in Alertmanager and the SOC's e-mail",
+        help=_(
+            "the demo's attack: the lab's attacker scans a sensor once (nmap -sS, ports 1-200); "
+            "wait for the alert in Alertmanager and the SOC's e-mail"
+        ),
     )
     _inventory_argument(lab_attack, "inventory directory of the lab")
-    lab_attack.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    lab_attack.add_argument("--timeout", type=float, default=120.0, help=_("seconds to wait"))
     lab_attack.add_argument(
         "--contain",
         action="store_true",
-        help="then block the scan's source on every gateway (kastro respond) and show it stop",
+        help=_("then block the scan's source on every gateway (kastro respond) and show it stop"),
     )
     lab_attack.add_argument(
         "--report",
         action="store_true",
-        help="then open a NIS2 incident from the alerts and draft its early warning "
-        "(kastro incident open, in the lab's state directory)",
+        help=_(
+            "then open a NIS2 incident from the alerts and draft its early warning "
+            "(kastro incident open, in the lab's state directory)"
+        ),
     )
     for sub, handler in (
         (lab_attack, _cmd_lab_attack),
@@ -606,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         (lab_scores, _cmd_lab_scores),
         (lab_capture, _cmd_lab_capture),
     ):
-        sub.add_argument("--lab", default="kastro", help="lab name (label and container prefix)")
+        sub.add_argument("--lab", default="kastro", help=_("lab name (label and container prefix)"))
         sub.set_defaults(handler=handler)
 
     return parser

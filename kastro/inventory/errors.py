@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kastro.i18n import _, t, tr
+
 
 @dataclass(frozen=True, order=True)
 class InventoryError:
@@ -15,7 +17,8 @@ class InventoryError:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}\n    fix: {self.fix}"
+        label = _("fix")
+        return f"{where}: {self.path}: {tr(self.message)}\n    {label}: {tr(self.fix)}"
 
 
 class InvalidInventoryError(Exception):
@@ -28,7 +31,12 @@ class InvalidInventoryError(Exception):
     def report(self) -> str:
         lines = [str(e) for e in self.errors]
         lines.append(
-            f"{len(self.errors)} error(s); nothing was changed on any host. "
-            "Fix them and run 'kastro validate' again."
+            tr(
+                t(
+                    "{count} error(s); nothing was changed on any host. "
+                    "Fix them and run 'kastro validate' again.",
+                    count=len(self.errors),
+                )
+            )
         )
         return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import netaddr
 
+from kastro.i18n import t
 from kastro.inventory import register as reg
 from kastro.inventory.loader import Path_, Source, dotted, shown
 
@@ -32,7 +33,9 @@ DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 # Words the policy and the firewall give a meaning of their own: a building, zone, group or
 # service with one of these names would be ambiguous (teleworkers.finance, the tw. chain label).
 RESERVED_NAMES = frozenset({"internet", "teleworkers", "tw", "any", "all", "self", "local"})
-RESERVED_FIX = "rename it; these words are reserved: " + ", ".join(sorted(RESERVED_NAMES))
+RESERVED_FIX = t(
+    "rename it; these words are reserved: {words}", words=", ".join(sorted(RESERVED_NAMES))
+)
 MIN_MTU, MAX_MTU = 1280, 9216  # IPv6 minimum; the largest jumbo frame common switches pass
 MAX_CAPACITY_MBPS = 400_000
 
@@ -242,26 +245,28 @@ class Parser:
     ) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
-        self.src.error(path, f"must be a mapping ({what}), not {_kind(value)}", fix or _MAPPING_FIX)
+        self.src.error(
+            path, t("must be a mapping ({what}), not {kind}", what=what, kind=_kind(value)),
+            fix or _MAPPING_FIX,
+        )  # fmt: skip
         return None
 
     def fields(self, value: dict[str, Any], path: Path_, allowed: tuple[str, ...]) -> None:
         for key in value:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                if value[key] is None and not close:
+                fix = t("allowed fields here: {fields}", fields=", ".join(allowed))
+                if close:
+                    fix = t("did you mean '{close}'? {fix}", close=close[0], fix=fix)
+                elif value[key] is None:
                     # {description: Samba, file server}: YAML reads "file server" as a key.
-                    hint = (
-                        f"if '{key}' is the rest of the value before it (a comma inside "
-                        "{...}), put that whole value in quotes, e.g. "
-                        f'description: "..., {key}"; '
-                    )
-                self.src.error(
-                    (*path, key),
-                    "is not a known field",
-                    f"{hint}allowed fields here: {', '.join(allowed)}",
-                )
+                    fix = t(
+                        "if '{key}' is the rest of the value before it (a comma inside "
+                        "{{...}}), put that whole value in quotes, e.g. "
+                        'description: "..., {key}"; {fix}',
+                        key=key, fix=fix,
+                    )  # fmt: skip
+                self.src.error((*path, key), t("is not a known field"), fix)
 
     def read(
         self,
@@ -294,7 +299,9 @@ class Parser:
         if name not in value or value[name] is None:
             if default is _MISSING:
                 self.src.error(
-                    (*path, name), "is required", fix or f"add '{name}:' under {dotted(path)}"
+                    (*path, name),
+                    t("is required"),
+                    fix or t("add '{name}:' under {parent}", name=name, parent=dotted(path)),
                 )
                 return None
             return default  # type: ignore[no-any-return]
@@ -303,17 +310,18 @@ class Parser:
         if kind is str and isinstance(raw, (int, float)) and not isinstance(raw, bool):
             raw, ok = str(raw), True
         if not ok:
+            wanted = _TYPE_NAMES.get(kind, kind.__name__)
             self.src.error(
                 (*path, name),
-                f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {_kind(raw)}",
-                fix or f"write {name} as {_TYPE_NAMES.get(kind, kind.__name__)}",
+                t("must be {wanted}, not {kind}", wanted=wanted, kind=_kind(raw)),
+                fix or t("write {name} as {wanted}", name=name, wanted=wanted),
             )
             return None
         if isinstance(raw, str) and _LINE_BREAK_OR_CONTROL.search(raw):
             self.src.error(
                 (*path, name),
-                "contains a line break or control character",
-                "write it on one line, without tabs or control characters",
+                t("contains a line break or control character"),
+                t("write it on one line, without tabs or control characters"),
             )
             return None
         if check is not None:
@@ -326,7 +334,7 @@ class Parser:
 
 # Text reaches comments in rulesets, configs and banners: one line, nothing invisible.
 _LINE_BREAK_OR_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_MAPPING_FIX = "indent the fields under it as 'name: value' lines"
+_MAPPING_FIX = t("indent the fields under it as 'name: value' lines")
 _TYPE_NAMES: dict[type, str] = {
     str: "text",
     int: "a whole number",
@@ -373,12 +381,17 @@ def check_name(value: str) -> str | None:
 def reserved(p: Parser, path: Path_, name: str, what: str) -> bool:
     """Record an error if ``name`` is a reserved word; True when it is."""
     if name in RESERVED_NAMES:
-        p.src.error(path, f"'{name}' is a reserved word and cannot name a {what}", RESERVED_FIX)
+        p.src.error(
+            path, t("'{name}' is a reserved word and cannot name a {what}", name=name, what=what),
+            RESERVED_FIX,
+        )  # fmt: skip
         return True
     return False
 
 
-NAME_FIX = "use lower-case letters, digits and '-', starting with a letter (at most 32 characters)"
+NAME_FIX = t(
+    "use lower-case letters, digits and '-', starting with a letter (at most 32 characters)"
+)
 
 
 def parse_network(text: Any, version: int | None = None) -> tuple[netaddr.IPNetwork | None, str]:
@@ -809,7 +822,9 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
     for bname, braw in m.items():
         bpath: Path_ = (*path, bname)
         if check_name(str(bname)):
-            p.src.error(bpath, f"'{shown(str(bname))}' is not a valid building name", NAME_FIX)
+            p.src.error(
+                bpath, t("'{name}' is not a valid building name", name=shown(str(bname))), NAME_FIX
+            )
             continue
         if reserved(p, bpath, str(bname), "building"):
             continue
@@ -868,7 +883,7 @@ def _device(p: Parser, building: str, dname: str, raw: Any) -> reg.Device | None
 def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
     zpath: Path_ = ("kastro_buildings", building, "zones", zname)
     if check_name(zname):
-        p.src.error(zpath, f"'{shown(zname)}' is not a valid zone name", NAME_FIX)
+        p.src.error(zpath, t("'{name}' is not a valid zone name", name=shown(zname)), NAME_FIX)
         return None
     if reserved(p, zpath, zname, "zone"):
         return None
@@ -951,7 +966,9 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
     for lname, lraw in m.items():
         lpath: Path_ = (*path, lname)
         if check_name(str(lname)):
-            p.src.error(lpath, f"'{shown(str(lname))}' is not a valid link name", NAME_FIX)
+            p.src.error(
+                lpath, t("'{name}' is not a valid link name", name=shown(str(lname))), NAME_FIX
+            )
             continue
         if reserved(p, lpath, str(lname), "link"):
             continue
@@ -995,7 +1012,9 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
     for sname, sraw in m.items():
         spath: Path_ = (*path, sname)
         if check_name(str(sname)):
-            p.src.error(spath, f"'{shown(str(sname))}' is not a valid service name", NAME_FIX)
+            p.src.error(
+                spath, t("'{name}' is not a valid service name", name=shown(str(sname))), NAME_FIX
+            )
             continue
         if reserved(p, spath, str(sname), "service"):
             continue
@@ -1016,7 +1035,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
             else:
                 ports.append(port)
         if ports_raw is not None and not ports_raw:
-            p.src.error((*spath, "ports"), "is empty", "list at least one port, e.g. tcp/443")
+            p.src.error((*spath, "ports"), t("is empty"), t("list at least one port, e.g. tcp/443"))
         if ports and len(ports) == len(ports_raw or []):
             out[sname] = Service(sname, description or "", tuple(ports))
     return out
@@ -1054,7 +1073,9 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         comment, accept_risk = got["comment"], got["accept_risk"]
         missing = [k for k in ("from", "to", "services") if k not in r]
         for k in missing:
-            p.src.error((*rpath, k), "is required", "each rule needs from:, to: and services:")
+            p.src.error(
+                (*rpath, k), t("is required"), t("each rule needs from:, to: and services:")
+            )
         if missing:
             continue
         sources = _names(p, r["from"], (*rpath, "from"), "zone or group")
@@ -1074,7 +1095,9 @@ def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
     for gname, graw in m.items():
         gpath: Path_ = (*path, gname)
         if check_name(str(gname)):
-            p.src.error(gpath, f"'{shown(str(gname))}' is not a valid group name", NAME_FIX)
+            p.src.error(
+                gpath, t("'{name}' is not a valid group name", name=shown(str(gname))), NAME_FIX
+            )
             continue
         if reserved(p, gpath, str(gname), "teleworker group"):
             continue
@@ -1100,13 +1123,13 @@ def _teleworkers(p: Parser, raw: Any) -> list[Teleworker]:
     out: list[Teleworker] = []
     for i, traw in enumerate(raw):
         tpath: Path_ = (*path, i)
-        t = p.mapping(traw, tpath, "id, name, group")
-        if t is None:
+        person = p.mapping(traw, tpath, "id, name, group")
+        if person is None:
             continue
-        got = p.read(t, tpath, TELEWORKER_FIELDS)
+        got = p.read(person, tpath, TELEWORKER_FIELDS)
         tid, name, group, key, state = (
             got[k] for k in ("id", "name", "group", "public_key", "state")
         )
-        if tid and name and group and state and (key is not None or "public_key" not in t):
+        if tid and name and group and state and (key is not None or "public_key" not in person):
             out.append(Teleworker(tid, name, group, key, state))
     return out

@@ -7,6 +7,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any
 
+from kastro.i18n import t
 from kastro.inventory.loader import Source
 from kastro.inventory.model import UNTRUSTED_MEDIA, Building, Model, Rule
 
@@ -39,29 +40,29 @@ def _check_buildings(model: Model, src: Source) -> None:
     if model.buildings and not halls:
         src.error(
             ("kastro_buildings",),
-            "has no city hall",
-            "mark the building with the server room 'city_hall: true'",
+            t("has no city hall"),
+            t("mark the building with the server room 'city_hall: true'"),
         )
     for extra in halls[1:]:
         src.error(
             ("kastro_buildings", extra, "city_hall"),
-            f"a second city hall (the first is '{halls[0]}')",
-            "only one building can be the city hall; remove city_hall from the others",
+            t("a second city hall (the first is '{first}')", first=halls[0]),
+            t("only one building can be the city hall; remove city_hall from the others"),
         )
     for b in model.buildings.values():
         if not b.zones:
             src.error(
                 ("kastro_buildings", b.name, "zones"),
-                "has no zones",
-                "give the building at least one zone, e.g. 'staff: {hosts: 20}'",
+                t("has no zones"),
+                t("give the building at least one zone, e.g. 'staff: {{hosts: 20}}'"),
             )
     if model.municipality:
         for i, up in enumerate(model.municipality.uplinks):
             if up.building not in model.buildings:
                 src.error(
                     ("kastro_municipality", "uplinks", i, "building"),
-                    f"names unknown building '{up.building}'",
-                    _known("buildings", model.buildings),
+                    t("names unknown building '{name}'", name=up.building),
+                    _known(t("buildings"), model.buildings),
                 )
 
 
@@ -73,17 +74,24 @@ def _check_monitoring_hosts(model: Model, src: Source) -> None:
         if roles.get(name) not in ("server", "sensor"):
             src.error(
                 ("kastro_municipality", "monitoring_hosts", i),
-                f"'{name}' is not a server or sensor of kastro_buildings"
-                + (f" (it is a {roles[name]})" if name in roles else ""),
-                _known("servers", [h for h, r in roles.items() if r == "server"]),
+                t(
+                    "'{name}' is not a server or sensor of kastro_buildings (it is a {role})",
+                    name=name,
+                    role=roles[name],
+                )
+                if name in roles
+                else t("'{name}' is not a server or sensor of kastro_buildings", name=name),
+                _known(t("servers"), [h for h, r in roles.items() if r == "server"]),
             )
     collector = model.municipality.event_collector
     if collector and collector not in model.municipality.monitoring_hosts:
         src.error(
             ("kastro_municipality", "event_collector"),
-            f"'{collector}' is not one of monitoring_hosts (the collector runs on a monitoring "
-            "host)",
-            _known("monitoring hosts", list(model.municipality.monitoring_hosts)),
+            t(
+                "'{name}' is not one of monitoring_hosts (the collector runs on a monitoring host)",
+                name=collector,
+            ),
+            _known(t("monitoring hosts"), list(model.municipality.monitoring_hosts)),
         )
 
 
@@ -103,19 +111,23 @@ def _check_register(model: Model, src: Source) -> None:
                 if service not in model.services:
                     src.error(
                         (*path, "services", i),
-                        f"names unknown service '{service}'",
-                        _known("services", model.services),
+                        t("names unknown service '{name}'", name=service),
+                        _known(t("services"), model.services),
                     )
             _check_entity(dict(register), entities, path, src)
         for d in b.devices.values():
             path = ("kastro_buildings", b.name, "devices", d.name)
             if d.zone not in b.zones:
-                src.error((*path, "zone"), f"names unknown zone '{d.zone}'",
-                          _known(f"zones of {b.name}", b.zones))  # fmt: skip
+                src.error((*path, "zone"), t("names unknown zone '{name}'", name=d.zone),
+                          _known(t("zones of {building}", building=b.name), b.zones))  # fmt: skip
             if d.name in hosts or d.name in devices:
-                where = "a host's" if d.name in hosts else f"a device's in {devices[d.name]}"
-                src.error(path, f"'{d.name}' is also {where} name",
-                          "give the device a name of its own")  # fmt: skip
+                problem = (
+                    t("'{name}' is also a host's name", name=d.name)
+                    if d.name in hosts
+                    else t("'{name}' is also a device's name in {building}", name=d.name,
+                           building=devices[d.name])
+                )  # fmt: skip
+                src.error(path, problem, t("give the device a name of its own"))
             devices.setdefault(d.name, b.name)
 
 
@@ -126,8 +138,8 @@ def _check_entity(
     if entity and entity not in entities:
         src.error(
             (*path, "legal_entity"),
-            f"names unknown entity '{entity}'",
-            "define it in kastro_nis2.entities (e.g. deya: ΔΕΥΑ Κάστρου) or remove the field",
+            t("names unknown entity '{name}'", name=entity),
+            t("define it in kastro_nis2.entities (e.g. deya: ΔΕΥΑ Κάστρου) or remove the field"),
         )
 
 
@@ -140,9 +152,14 @@ def _check_zone_sizes(b: Building, src: Source) -> None:
         if zone is not None and count > zone.hosts:
             src.error(
                 ("kastro_buildings", b.name, "zones", zone_name, "hosts"),
-                f"is {zone.hosts} but {count} hosts and devices of kastro_buildings."
-                f"{b.name} are placed in this zone",
-                f"raise hosts to at least {count} (count every device in the zone)",
+                t(
+                    "is {hosts} but {count} hosts and devices of kastro_buildings.{building} are "
+                    "placed in this zone",
+                    hosts=zone.hosts,
+                    count=count,
+                    building=b.name,
+                ),
+                t("raise hosts to at least {count} (count every device in the zone)", count=count),
             )
 
 
@@ -153,14 +170,21 @@ def _check_hosts(model: Model, src: Source) -> None:
         if not gateways:
             src.error(
                 ("kastro_buildings", b.name, "hosts"),
-                "has no gateway",
-                f"add the building's firewall/router, e.g. '{b.name}-gw: {{role: gateway}}'",
+                t("has no gateway"),
+                t(
+                    "add the building's firewall/router, e.g. '{building}-gw: {{role: gateway}}'",
+                    building=b.name,
+                ),
             )
         for extra in gateways[1:]:
             src.error(
                 ("kastro_buildings", b.name, "hosts", extra, "role"),
-                f"is a second gateway in {b.name} (the first is '{gateways[0]}')",
-                "each building has one gateway; give this host another role",
+                t(
+                    "is a second gateway in {building} (the first is '{first}')",
+                    building=b.name,
+                    first=gateways[0],
+                ),
+                t("each building has one gateway; give this host another role"),
             )
         _check_zone_sizes(b, src)
         for h in b.hosts.values():
@@ -168,23 +192,30 @@ def _check_hosts(model: Model, src: Source) -> None:
             if h.name in seen:
                 src.error(
                     hpath,
-                    f"host name '{h.name}' is also used in building '{seen[h.name]}'",
-                    "host names are unique across the municipality; rename one",
+                    t(
+                        "host name '{name}' is also used in building '{building}'",
+                        name=h.name,
+                        building=seen[h.name],
+                    ),
+                    t("host names are unique across the municipality; rename one"),
                 )
             seen.setdefault(h.name, b.name)
             if h.zone is not None and h.zone not in b.zones:
                 src.error(
                     (*hpath, "zone"),
-                    f"names unknown zone '{h.zone}' of {b.name}",
-                    _known(f"zones of {b.name}", b.zones),
+                    t("names unknown zone '{name}' of {building}", name=h.zone, building=b.name),
+                    _known(t("zones of {building}", building=b.name), b.zones),
                 )
             elif h.address is not None and h.zone is not None:
                 zone = b.zones[h.zone]
                 if zone.subnet is None:
                     src.error(
                         (*hpath, "address"),
-                        f"is fixed but zone {b.name}.{h.zone} has no fixed subnet",
-                        "fix the zone's subnet too, or remove the address",
+                        t(
+                            "is fixed but zone {zone} has no fixed subnet",
+                            zone=".".join((b.name, h.zone)),
+                        ),
+                        t("fix the zone's subnet too, or remove the address"),
                     )
                 elif h.address not in zone.subnet or h.address in (
                     zone.subnet.network,
@@ -193,8 +224,16 @@ def _check_hosts(model: Model, src: Source) -> None:
                 ):
                     src.error(
                         (*hpath, "address"),
-                        f"{h.address} is not a usable host address of {zone.subnet}",
-                        f"pick an address from {zone.subnet[2]} to {zone.subnet[-2]}",
+                        t(
+                            "{address} is not a usable host address of {subnet}",
+                            address=h.address,
+                            subnet=zone.subnet,
+                        ),
+                        t(
+                            "pick an address from {low} to {high}",
+                            low=zone.subnet[2],
+                            high=zone.subnet[-2],
+                        ),
                     )
 
 
@@ -205,35 +244,45 @@ def _check_links(model: Model, src: Source) -> None:
             if end not in model.buildings:
                 src.error(
                     (*lpath, "ends", i),
-                    f"names unknown building '{end}'",
-                    _known("buildings", model.buildings),
+                    t("names unknown building '{name}'", name=end),
+                    _known(t("buildings"), model.buildings),
                 )
         if link.ends[0] == link.ends[1]:
             src.error(
                 (*lpath, "ends"),
-                f"joins {link.ends[0]} to itself",
-                "a link joins two different buildings",
+                t("joins {building} to itself", building=link.ends[0]),
+                t("a link joins two different buildings"),
             )
         if link.medium in UNTRUSTED_MEDIA and not link.encrypted:
             src.error(
                 (*lpath, "encrypted"),
-                f"is false on a {link.medium} link, which the municipality does not own",
-                "set encrypted: true (WireGuard between the gateways)",
+                t(
+                    "is false on a {medium} link, which the municipality does not own",
+                    medium=link.medium,
+                ),
+                t("set encrypted: true (WireGuard between the gateways)"),
             )
         if link.encrypted and link.mtu - WIREGUARD_OVERHEAD < 1280:
             src.error(
                 (*lpath, "mtu"),
-                f"{link.mtu} leaves {link.mtu - WIREGUARD_OVERHEAD} bytes inside WireGuard, "
-                "below IPv6's minimum of 1280",
-                f"use an MTU of at least {1280 + WIREGUARD_OVERHEAD} on encrypted links",
+                t(
+                    "{mtu} leaves {inside} bytes inside WireGuard, below IPv6's minimum of 1280",
+                    mtu=link.mtu,
+                    inside=link.mtu - WIREGUARD_OVERHEAD,
+                ),
+                t("use an MTU of at least {mtu} on encrypted links", mtu=1280 + WIREGUARD_OVERHEAD),
             )
     pairs = Counter(frozenset(link.ends) for link in model.links.values())
     for link in model.links.values():
         if pairs[frozenset(link.ends)] > 1 and len(set(link.ends)) == 2:
             src.error(
                 ("kastro_links", link.name, "ends"),
-                f"another link also joins {' and '.join(sorted(link.ends))}",
-                "describe parallel paths between two buildings as one link",
+                t(
+                    "another link also joins {first} and {second}",
+                    first=sorted(link.ends)[0],
+                    second=sorted(link.ends)[1],
+                ),
+                t("describe parallel paths between two buildings as one link"),
             )
 
 
@@ -257,8 +306,11 @@ def _check_connectivity(model: Model, src: Source) -> None:
         if name not in reached:
             src.error(
                 ("kastro_buildings", name),
-                f"is not connected to the city hall ({halls[0]})",
-                f"add a link in kastro_links from {name} to a connected building",
+                t("is not connected to the city hall ({hall})", hall=halls[0]),
+                t(
+                    "add a link in kastro_links from {building} to a connected building",
+                    building=name,
+                ),
             )
 
 
@@ -271,24 +323,40 @@ def _check_fixed_subnets(model: Model, src: Source) -> None:
         if supernets and not any(zone.subnet in s for s in supernets):
             src.error(
                 zpath,
-                f"{zone.subnet} is outside the municipality's supernets "
-                f"({', '.join(str(s) for s in supernets)})",
-                "pick a subnet inside a supernet, or remove subnet to let 'kastro plan' choose",
+                t(
+                    "{subnet} is outside the municipality's supernets ({supernets})",
+                    subnet=zone.subnet,
+                    supernets=", ".join(str(s) for s in supernets),
+                ),
+                t("pick a subnet inside a supernet, or remove subnet to let 'kastro plan' choose"),
             )
         usable = zone.subnet.size - 3  # network, broadcast, gateway
         if usable < zone.hosts:
             src.error(
                 ("kastro_buildings", zone.building, "zones", zone.name, "hosts"),
-                f"needs {zone.hosts} addresses but its subnet {zone.subnet} has {max(usable, 0)}",
-                f"use a subnet of /{needed_prefix(zone.hosts)} or larger, or lower hosts",
+                t(
+                    "needs {hosts} addresses but its subnet {subnet} has {usable}",
+                    hosts=zone.hosts,
+                    subnet=zone.subnet,
+                    usable=max(usable, 0),
+                ),
+                t(
+                    "use a subnet of /{prefix} or larger, or lower hosts",
+                    prefix=needed_prefix(zone.hosts),
+                ),
             )
         for other in fixed[i + 1 :]:
             assert other.subnet is not None
             if zone.subnet.first <= other.subnet.last and other.subnet.first <= zone.subnet.last:
                 src.error(
                     zpath,
-                    f"{zone.subnet} overlaps {other.key} ({other.subnet})",
-                    "give each zone its own subnet",
+                    t(
+                        "{subnet} overlaps {zone} ({other})",
+                        subnet=zone.subnet,
+                        zone=other.key,
+                        other=other.subnet,
+                    ),
+                    t("give each zone its own subnet"),
                 )
     _check_supernets(model, src)
 
@@ -301,15 +369,15 @@ def _check_supernets(model: Model, src: Source) -> None:
                 if a.first <= b.last and b.first <= a.last:
                     src.error(
                         ("kastro_municipality", "supernets"),
-                        f"{a} overlaps {b}",
-                        "list each address block once, without overlaps",
+                        t("{first} overlaps {second}", first=a, second=b),
+                        t("list each address block once, without overlaps"),
                     )
         for net in model.municipality.supernets_v6:
             if net.prefixlen > 56:
                 src.error(
                     ("kastro_municipality", "supernets"),
-                    f"{net} is too small: every zone needs its own /64",
-                    "use an IPv6 block of /56 or larger (a /48 is usual)",
+                    t("{net} is too small: every zone needs its own /64", net=net),
+                    t("use an IPv6 block of /56 or larger (a /48 is usual)"),
                 )
 
 
@@ -397,11 +465,13 @@ def _zone_selector_ok(name: str, kinds: set[str], keys: set[str]) -> bool:
 
 
 def _zone_fix(kinds: set[str]) -> str:
-    known = ", ".join(sorted(kinds)) or "none yet"
-    return (
-        f"use a zone kind present in some building ({known}), BUILDING.ZONE, "
+    template = (
+        "use a zone kind present in some building ({kinds}), BUILDING.ZONE, "
         "teleworkers.GROUP or internet"
     )
+    if not kinds:
+        return t(template, kinds=t("none yet"))
+    return t(template, kinds=", ".join(sorted(kinds)))
 
 
 def _check_teleworkers(model: Model, src: Source) -> None:
@@ -450,8 +520,10 @@ def _pool_for(people: int) -> int:
 
 
 def _known(what: str, names: object) -> str:
-    listed = ", ".join(sorted(names)) if names else "none defined"  # type: ignore[call-overload]
-    return f"use one of the defined {what}: {listed}"
+    if not names:
+        return t("use one of the defined {what}: none defined", what=what)
+    listed = ", ".join(sorted(names))  # type: ignore[call-overload]
+    return t("use one of the defined {what}: {names}", what=what, names=listed)
 
 
 def interface_problems(
