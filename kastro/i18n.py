@@ -40,6 +40,19 @@ class Text(str):
         return made
 
 
+class Joined(Text):
+    """Texts in a row (``"; "``): English now, each one in the admin's language when shown."""
+
+    items: list[str]
+    separator: str
+
+    def __new__(cls, items: list[str], separator: str = "; ") -> Joined:
+        made = str.__new__(cls, separator.join(items))
+        made.template, made.values = "{0}", {}
+        made.items, made.separator = list(items), separator
+        return made
+
+
 def t(template: str, **values: Any) -> Text:
     """A message to translate: ``t("'{name}' is not a valid zone name", name=zone)``."""
     return Text(template, values)
@@ -79,6 +92,8 @@ def _(message: str) -> str:
 def tr(message: str) -> str:
     """Any message in the admin's language: a :class:`Text` by its template, translating
     the values that are texts too; a plain string as a message id (unknown: as it is)."""
+    if isinstance(message, Joined):
+        return message.separator.join(tr(item) for item in message.items)
     if not isinstance(message, Text):
         return _(message) if message else message
     values = {k: tr(v) if isinstance(v, Text) else v for k, v in message.values.items()}

@@ -7,7 +7,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any
 
-from kastro.i18n import t
+from kastro.i18n import Joined, t
 from kastro.inventory.loader import Source
 from kastro.inventory.model import UNTRUSTED_MEDIA, Building, Model, Rule
 
@@ -19,7 +19,7 @@ TELEWORKER_PREFIX = "teleworkers."
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', quotes or blanks.
 IFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 INTERFACE_KEYS = ("zones", "links", "wan", "vpn", "management")
-IFACE_FIX = "write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 characters)"
+IFACE_FIX = t("write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 15 characters)")
 
 
 def check_model(model: Model, src: Source) -> None:
@@ -401,28 +401,34 @@ def _check_policy(model: Model, src: Source) -> None:
                 if group not in model.teleworker_groups:
                     src.error(
                         (*rpath, "from"),
-                        f"names unknown teleworker group '{group}'",
-                        _known("teleworker groups", model.teleworker_groups),
+                        t("names unknown teleworker group '{name}'", name=group),
+                        _known(t("teleworker groups"), model.teleworker_groups),
                     )
             elif name != INTERNET and not _zone_selector_ok(name, zone_kinds, zone_keys):
-                src.error((*rpath, "from"), f"names unknown zone '{name}'", _zone_fix(zone_kinds))
+                src.error(
+                    (*rpath, "from"), t("names unknown zone '{name}'", name=name),
+                    _zone_fix(zone_kinds),
+                )  # fmt: skip
         for name in rule.destinations:
             if name == INTERNET:
                 continue
             if name.startswith(TELEWORKER_PREFIX):
                 src.error(
                     (*rpath, "to"),
-                    f"'{name}': teleworkers cannot be a destination",
-                    "write the rule the other way round: from the teleworker group",
+                    t("'{name}': teleworkers cannot be a destination", name=name),
+                    t("write the rule the other way round: from the teleworker group"),
                 )
             elif not _zone_selector_ok(name, zone_kinds, zone_keys):
-                src.error((*rpath, "to"), f"names unknown zone '{name}'", _zone_fix(zone_kinds))
+                src.error(
+                    (*rpath, "to"), t("names unknown zone '{name}'", name=name),
+                    _zone_fix(zone_kinds),
+                )  # fmt: skip
         for name in rule.services:
             if name != "any" and name not in model.services:
                 src.error(
                     (*rpath, "services"),
-                    f"names unknown service '{name}'",
-                    _known("services (or 'any')", model.services),
+                    t("names unknown service '{name}'", name=name),
+                    _known(t("services (or 'any')"), model.services),
                 )
 
 
@@ -436,15 +442,18 @@ def risky_rule(model: Model, rule: Rule) -> list[str]:
     kind_of = {z.key: z.kind for z in model.zones} | {z.kind: z.kind for z in model.zones}
     kinds_to = {kind_of[name] for name in rule.destinations if name in kind_of}  # zones only
     kinds_from = {kind_of[name] for name in rule.sources if name in kind_of}
-    found = []
+    found: list[str] = []
     if INTERNET in rule.sources:
         exposed = sorted(kinds_to & set(NEVER_FROM_INTERNET))
         if exposed:
-            found.append(f"the internet reaches {', '.join(exposed)} zones, which it never should")
+            found.append(
+                t("the internet reaches {kinds} zones, which it never should",
+                  kinds=", ".join(exposed))
+            )  # fmt: skip
         if "any" in rule.services and kinds_to:
-            found.append("the internet may use any service")
+            found.append(t("the internet may use any service"))
     if "guest" in kinds_from and kinds_to:
-        found.append("guests reach municipal networks, not only the internet")
+        found.append(t("guests reach municipal networks, not only the internet"))
     return found
 
 
@@ -454,9 +463,11 @@ def _check_risk(model: Model, src: Source) -> None:
         if problems and not rule.accept_risk.strip():
             src.error(
                 ("kastro_policy", rule.index),
-                "is risky: " + "; ".join(problems),
-                "narrow or remove the rule (publish services from a servers zone); if it is "
-                "really wanted, add accept_risk: 'why, who decided and until when' to it",
+                t("is risky: {problems}", problems=Joined(problems)),
+                t(
+                    "narrow or remove the rule (publish services from a servers zone); if it is "
+                    "really wanted, add accept_risk: 'why, who decided and until when' to it"
+                ),
             )
 
 
@@ -480,10 +491,16 @@ def _check_teleworkers(model: Model, src: Source) -> None:
         if members[name] > group.capacity:
             src.error(
                 ("kastro_teleworker_groups", name, "pool_size"),
-                f"is {group.pool_size}, which holds {group.capacity} people, but "
-                f"{members[name]} teleworkers are in group '{name}' (WireGuard uses the lower "
-                "half of the pool, OpenVPN the upper half)",
-                f"raise pool_size to {_pool_for(members[name])}",
+                t(
+                    "is {size}, which holds {capacity} people, but {members} teleworkers are in "
+                    "group '{name}' (WireGuard uses the lower half of the pool, OpenVPN the "
+                    "upper half)",
+                    size=group.pool_size,
+                    capacity=group.capacity,
+                    members=members[name],
+                    name=name,
+                ),
+                t("raise pool_size to {size}", size=_pool_for(members[name])),
             )
     ids: dict[str, int] = {}
     keys: dict[str, str] = {}
@@ -492,22 +509,26 @@ def _check_teleworkers(model: Model, src: Source) -> None:
         if person.id in ids:
             src.error(
                 (*tpath, "id"),
-                f"'{person.id}' is also the id of kastro_teleworkers[{ids[person.id]}]",
-                "give every teleworker a unique id; never reuse an old one",
+                t(
+                    "'{id}' is also the id of kastro_teleworkers[{index}]",
+                    id=person.id,
+                    index=ids[person.id],
+                ),
+                t("give every teleworker a unique id; never reuse an old one"),
             )
         ids.setdefault(person.id, i)
         if person.group not in model.teleworker_groups:
             src.error(
                 (*tpath, "group"),
-                f"names unknown teleworker group '{person.group}'",
-                _known("teleworker groups", model.teleworker_groups),
+                t("names unknown teleworker group '{name}'", name=person.group),
+                _known(t("teleworker groups"), model.teleworker_groups),
             )
         if person.public_key:
             if person.public_key in keys:
                 src.error(
                     (*tpath, "public_key"),
-                    f"is the same key as teleworker '{keys[person.public_key]}'",
-                    "each person needs their own key pair",
+                    t("is the same key as teleworker '{id}'", id=keys[person.public_key]),
+                    t("each person needs their own key pair"),
                 )
             keys.setdefault(person.public_key, person.id)
 
@@ -537,18 +558,25 @@ def interface_problems(
     if interfaces is None:
         return
     if not isinstance(interfaces, dict):
-        yield "", "must be a mapping", "write zones:, links:, wan:, vpn:, management: under it"
+        yield (
+            "",
+            t("must be a mapping"),
+            t("write zones:, links:, wan:, vpn:, management: under it"),
+        )
         return
     for key in interfaces:
         if key not in INTERFACE_KEYS:
-            yield str(key), "is not a known field", f"use one of: {', '.join(INTERFACE_KEYS)}"
+            yield (
+                str(key), t("is not a known field"),
+                t("use one of: {names}", names=", ".join(INTERFACE_KEYS)),
+            )  # fmt: skip
     yield from _named_interfaces(interfaces, {"zones": zones, "links": links})
     if role == "gateway" and "zones" in interfaces:
         for zone in sorted(zones - set(interfaces.get("zones") or {})):
             yield (
                 f"zones.{zone}",
-                "is missing: the zone would have no anti-spoofing",
-                f"add '{zone}: IFACE' under kastro_interfaces.zones",
+                t("is missing: the zone would have no anti-spoofing"),
+                t("add '{zone}: IFACE' under kastro_interfaces.zones", zone=zone),
             )
     for key in ("wan", "management"):
         if key in interfaces:
@@ -566,25 +594,36 @@ def _named_interfaces(
     for section, names in known.items():
         entries = interfaces.get(section) or {}
         if not isinstance(entries, dict):
-            yield section, "must map names to interfaces", f"e.g. {section}: {{name: eth1}}"
+            yield (
+                section, t("must map names to interfaces"),
+                t("e.g. {section}: {{name: eth1}}", section=section),
+            )  # fmt: skip
             continue
         for name, iface in entries.items():
             if name not in names:
                 yield (
                     f"{section}.{name}",
-                    f"this host has no {section[:-1]} '{name}'",
-                    f"use one of: {', '.join(sorted(names)) or 'none'}",
+                    t("this host has no zone '{name}'", name=name)
+                    if section == "zones"
+                    else t("this host has no link '{name}'", name=name),
+                    t("use one of: {names}", names=", ".join(sorted(names)))
+                    if names
+                    else t("use one of: none"),
                 )
             yield from _iface_problem(f"{section}.{name}", iface)
             if isinstance(iface, str) and iface in used:
                 yield (
                     f"{section}.{name}",
-                    f"interface '{iface}' is also given to {used[iface]}",
-                    "give each zone and link its own interface (or VLAN interface)",
+                    t(
+                        "interface '{iface}' is also given to {other}",
+                        iface=iface,
+                        other=used[iface],
+                    ),
+                    t("give each zone and link its own interface (or VLAN interface)"),
                 )
             used.setdefault(str(iface), f"{section}.{name}")
 
 
 def _iface_problem(path: str, iface: Any) -> Iterator[tuple[str, str, str]]:
     if not isinstance(iface, str) or not IFACE_RE.fullmatch(iface):
-        yield path, f"{iface!r} is not an interface name", IFACE_FIX
+        yield path, t("{iface} is not an interface name", iface=repr(iface)), IFACE_FIX

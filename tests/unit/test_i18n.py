@@ -17,7 +17,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from kastro.i18n import Text, t, tr
+from kastro.i18n import Joined, Text, t, tr
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = ROOT / "kastro" / "locale" / "el" / "LC_MESSAGES" / "kastro.po"
@@ -69,6 +69,18 @@ def test_a_text_is_its_english_and_says_itself_in_greek(monkeypatch):
     assert tr("a message nobody translated") == "a message nobody translated"
     monkeypatch.setenv("KASTRO_LANG", "en")
     assert tr(message) == message
+    risky = t("is risky: {problems}", problems=Joined(
+        [t("the internet may use any service"),
+         t("guests reach municipal networks, not only the internet")]))  # fmt: skip
+    assert risky == (
+        "is risky: the internet may use any service; "
+        "guests reach municipal networks, not only the internet"
+    )
+    monkeypatch.setenv("KASTRO_LANG", "el")
+    assert tr(risky) == (
+        "είναι επικίνδυνος: το διαδίκτυο μπορεί να χρησιμοποιήσει οποιαδήποτε υπηρεσία; "
+        "οι επισκέπτες φτάνουν σε δημοτικά δίκτυα, όχι μόνο στο διαδίκτυο"
+    )
 
 
 @pytest.mark.parametrize(
