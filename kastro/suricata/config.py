@@ -101,12 +101,8 @@ def _service_groups(model: Mapping[str, Any]) -> dict[str, str]:
     policy rule opens to it (every host of such a zone can be reached on those ports)."""
     services = model.get("kastro_services") or {}
     plan = model.get("kastro_plan") or {}
-
-    def ports(names: Iterable[Any]) -> set[str]:
-        return {str(p) for n in names for p in (services.get(n) or {}).get("ports") or []}
-
     hosts = {
-        name: ports((host or {}).get("services") or [])
+        name: _ports(services, (host or {}).get("services") or [])
         for building in (model.get("kastro_buildings") or {}).values()
         for name, host in ((building or {}).get("hosts") or {}).items()
     }
@@ -117,18 +113,25 @@ def _service_groups(model: Mapping[str, Any]) -> dict[str, str]:
             for name in sorted(hosts)
             if hosts[name] & wanted
             for address in _prefixes([(plan.get("hosts") or {}).get(name) or {}])
-        ] + _opened_zones(model, wanted, ports)
+        ] + _opened_zones(model, services, wanted)
         if members:
             groups[group] = _group(_unique(members))
     return groups
 
 
-def _opened_zones(model: Mapping[str, Any], wanted: frozenset[str], ports: Any) -> list[str]:
+def _ports(services: Mapping[str, Any], names: Iterable[Any]) -> set[str]:
+    """The ports (``tcp/80``) of the named kastro_services."""
+    return {str(p) for n in names for p in (services.get(n) or {}).get("ports") or []}
+
+
+def _opened_zones(
+    model: Mapping[str, Any], services: Mapping[str, Any], wanted: frozenset[str]
+) -> list[str]:
     """The prefixes of the zones (by key or kind) that a policy rule opens to ``wanted``."""
     zones = (model.get("kastro_plan") or {}).get("zones") or {}
     opened: set[str] = set()
     for rule in model.get("kastro_policy") or []:
-        if not ports(_listed(rule.get("services"))) & wanted:
+        if not _ports(services, _listed(rule.get("services"))) & wanted:
             continue
         for target in _listed(rule.get("to")):
             opened.update(k for k, z in zones.items() if target in (k, z.get("kind")))
