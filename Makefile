@@ -85,7 +85,7 @@ image: deps
 # tests/unit/test_i18n.py fails until each has its Greek.
 messages: venv
 	@mkdir -p .kastro
-	$(VENV)/bin/pybabel --quiet extract -F babel.cfg -k t -k _ -k _inventory_argument:2 \
+	$(VENV)/bin/pybabel --quiet extract -F babel.cfg -k t -k _ -k N_ -k _inventory_argument:2 \
 	  --no-default-keywords --no-location --sort-output -o .kastro/kastro.pot .
 	$(VENV)/bin/pybabel --quiet update -i .kastro/kastro.pot -d kastro/locale -D kastro -l el --ignore-obsolete --width 96
 
@@ -114,7 +114,9 @@ demo: deps image
 	@set -e; SECONDS=0; mkdir -p .kastro; \
 	echo "==> validating and planning $(INVENTORY)"; \
 	kastro validate $(INVENTORY); \
-	kastro plan $(INVENTORY) --check --policy --matrix --graph .kastro/topology.svg; \
+	kastro plan -i $(INVENTORY) --check; \
+	kastro show policy -i $(INVENTORY); kastro show matrix -i $(INVENTORY); \
+	kastro show graph -i $(INVENTORY) .kastro/topology.svg; \
 	echo "==> starting the lab hosts of $(INVENTORY)"; \
 	kastro lab up $(INVENTORY) --lab $(LAB); \
 	echo "==> running playbooks/site.yml"; \

@@ -4,7 +4,7 @@
     python benchmarks/inventory_scale.py --buildings 50 --buildings 300
 
 Writes a synthetic inventory of N buildings (a gateway and four zones each, a file server in
-every tenth, links in a ring with spurs), runs `kastro plan` on it, then times
+every tenth, links in a ring with spurs), runs `kastro apply` on it, then times
 `ansible-inventory --list` and reads its peak RSS from wait4. The peer measured in the same
 run is the same command on the example municipality (6 buildings), so the ratios say how the
 cost grows with size on this noisy machine. Goal (#14): 300 buildings in at most 10 s and
@@ -124,13 +124,13 @@ def main() -> int:
         for count in sizes:
             inv = write_inventory(Path(tmp) / f"b{count}", count)
             start = time.monotonic()
-            kastro("plan", str(inv))
+            kastro("apply", str(inv))
             plan_s = time.monotonic() - start
             hosts = sum(len(b["hosts"]) for b in buildings(count).values())
             s, mb, size = measure_list(inv)
             print(
                 f"{f'{count} buildings':<22} {hosts:>6} {s:>8.2f} {mb:>8.0f} {size / 1e6:>9.2f}"
-                f" {s / peer[0]:>7.1f} {mb / peer[1]:>6.1f}   (kastro plan {plan_s:.1f} s)"
+                f" {s / peer[0]:>7.1f} {mb / peer[1]:>6.1f}   (kastro apply {plan_s:.1f} s)"
             )
     return 0
 

@@ -11,12 +11,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kastro import __version__
-from kastro.i18n import _, t, tr
+from kastro.i18n import N_, _, t, tr
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.lab.hosts import LabError
 from kastro.text import format_table
+
+if TYPE_CHECKING:
+    from kastro.inventory.project import Planned
 
 
 class UsageError(Exception):
@@ -189,11 +193,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise
     for path in written:
         print(f"  + {path}")
-    print(
-        f"{target}: a starter inventory for {title}. Next: describe your buildings, links and "
-        f"people in {target}/group_vars/all (docs/inventory.md), then\n"
-        f"  kastro validate -i {target} && kastro plan -i {target}"
-    )
+    print(tr(t(
+        "{target}: a starter inventory for {title}. Next: describe your buildings, links and "
+        "people in {target}/group_vars/all (docs/inventory.md), then\n"
+        "  kastro plan -i {target}    (every error at once, and what will change)\n"
+        "  kastro apply -i {target}   (writes the plan: review it and commit it)",
+        target=target, title=title,
+    )))  # fmt: skip
     return 0
 
 
@@ -235,48 +241,80 @@ def _cmd_show_host(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from kastro.inventory.project import (
-        describe_policy,
-        plan_inventory,
-        policy_matrix,
-        render_graph,
-        topology_dot,
-        write_plan,
-    )
+def _planned(args: argparse.Namespace) -> Planned:
+    from kastro.inventory.project import plan_inventory
 
-    inventory = Path(args.inventory)
-    planned = plan_inventory(inventory, frozenset(args.renumber))
+    planned = plan_inventory(Path(args.inventory), frozenset(args.renumber))
     for line in planned.result.added:
         print(f"  + {line}")
     for line in planned.result.removed:
-        print(f"  - {line} (released)")
-    if args.check:
-        if planned.stale:
-            print(f"the plan is out of date: {', '.join(planned.stale)}", file=sys.stderr)
+        print(tr(t("  - {line} (released)", line=line)))
+    return planned
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """What `kastro apply` would write (Terraform's plan): nothing is written here."""
+    planned = _planned(args)
+    if planned.stale:
+        said = t("the plan is out of date: {files}", files=", ".join(planned.stale))
+        if args.check:
+            print(tr(said), file=sys.stderr)
             return 1
-        print("the plan is current")
-    elif planned.stale:
-        write_plan(inventory, planned)
-        written = [p for p in planned.stale if Path(p).exists()]
-        print(f"wrote {', '.join(written)}: review the change and commit it")
-        for gone in sorted(set(planned.stale) - set(written)):
-            print(f"removed {gone}: an older 'kastro plan' wrote it; its hosts are in the new file")
+        print(tr(said))
+        print(tr(t(
+            "nothing written: review the lines above, then run 'kastro apply -i {inventory}'",
+            inventory=args.inventory,
+        )))  # fmt: skip
     else:
-        print("the plan is current; nothing written")
-    if args.policy:
-        print("Policy:")
+        print(_("the plan is current"))
+    _reports(args, planned)  # the old flags of plan: `kastro show policy|matrix|graph` now
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    """Write the plan and the generated hosts file (only Kastro's own files)."""
+    from kastro.inventory.project import write_plan
+
+    planned = _planned(args)
+    if not planned.stale:
+        print(_("the plan is current; nothing written"))
+        return 0
+    write_plan(Path(args.inventory), planned)
+    written = [p for p in planned.stale if Path(p).exists()]
+    print(tr(t("wrote {files}: review the change and commit it", files=", ".join(written))))
+    for gone in sorted(set(planned.stale) - set(written)):
+        print(tr(t(
+            "removed {file}: an older 'kastro plan' wrote it; its hosts are in the new file",
+            file=gone,
+        )))  # fmt: skip
+    return 0
+
+
+def _reports(args: argparse.Namespace, planned: Planned) -> None:
+    from kastro.inventory.project import describe_policy, policy_matrix, render_graph, topology_dot
+
+    if getattr(args, "policy", False):
+        print(_("Policy:"))
         for line in describe_policy(planned.model):
-            print(f"  - {line}")
-    if args.matrix:
-        print("Reachability between zones allowed by the policy (the firewall enforces it):")
+            print(f"  - {tr(line)}")
+    if getattr(args, "matrix", False):
+        print(_("Reachability between zones allowed by the policy (the firewall enforces it):"))
         print(format_table(policy_matrix(planned.model)))
-    if args.graph:  # last: a missing Graphviz must not cost the admin the output above
+    if getattr(args, "graph", None):  # last: a missing Graphviz must not cost the output above
         try:
             render_graph(topology_dot(planned.model, planned.result.data), Path(args.graph))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        print(f"topology picture: {args.graph}")
+        print(tr(t("topology picture: {file}", file=args.graph)))
+
+
+def _cmd_show_report(args: argparse.Namespace) -> int:
+    """`kastro show policy|matrix|graph FILE`: the reports, from a current plan."""
+    from kastro.inventory.project import validate_inventory
+
+    if args.show_command == "graph":
+        args.graph = args.file
+    _reports(args, validate_inventory(Path(args.inventory)))
     return 0
 
 
@@ -393,6 +431,22 @@ def _shows_help(parser: argparse.ArgumentParser) -> Handler:
     return show
 
 
+REPORTS = {
+    "policy": N_("print the policy in plain words"),
+    "matrix": N_("print which zones may reach which (a table)"),
+    "graph": N_("draw the topology (.svg, .png, .pdf or .dot)"),
+}
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    """plan's report flags, kept for one release beside `kastro show policy|matrix|graph`."""
+    said = {name: tr(t("{text} (also: kastro show {name})", text=_(text), name=name))
+            for name, text in REPORTS.items()}  # fmt: skip
+    parser.add_argument("--graph", metavar="FILE", help=said["graph"])
+    parser.add_argument("--policy", action="store_true", help=said["policy"])
+    parser.add_argument("--matrix", action="store_true", help=said["matrix"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kastro",
@@ -414,27 +468,29 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
-        "plan", help=_("derive the address plan (stable: existing allocations never move)")
+        "plan",
+        help=_("show what 'kastro apply' would write to the address plan (writes nothing)"),
     )
-    _inventory_argument(plan, "inventory directory, e.g. inventory/example")
+    apply = commands.add_parser(
+        "apply",
+        help=_("write the address plan and the hosts file (stable: allocations never move)"),
+    )
+    for sub in (plan, apply):
+        _inventory_argument(sub, "inventory directory, e.g. inventory/example")
+        sub.add_argument(
+            "--renumber",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help=_("give one allocation new space, e.g. kastro_plan.zones.library.guest "
+            "(repeatable)"),
+        )  # fmt: skip
     plan.add_argument(
-        "--check", action="store_true", help=_("only report whether the plan is current")
+        "--check", action="store_true", help=_("exit 1 when the plan is out of date (for CI)")
     )
-    plan.add_argument(
-        "--renumber",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help=_("give one allocation new space, e.g. kastro_plan.zones.library.guest (repeatable)"),
-    )
-    plan.add_argument(
-        "--graph", metavar="FILE", help=_("draw the topology (.svg, .png, .pdf or .dot)")
-    )
-    plan.add_argument("--policy", action="store_true", help=_("print the policy in plain words"))
-    plan.add_argument(
-        "--matrix", action="store_true", help=_("print which zones may reach which (a table)")
-    )
+    _report_arguments(plan)
     plan.set_defaults(handler=_cmd_plan)
+    apply.set_defaults(handler=_cmd_apply)
 
     inventory = commands.add_parser("inventory", help=_("asset inventory (NIS2, law 5160/2024)"))
     inventory_commands = inventory.add_subparsers(
@@ -547,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     show_host.add_argument("name", help=_("the host's name in the model, e.g. fileserver"))
     _inventory_argument(show_host, "inventory directory", default="inventory/example")
     show_host.set_defaults(handler=_cmd_show_host)
+    for name, said in REPORTS.items():
+        report = show_commands.add_parser(name, help=_(said))
+        _inventory_argument(report, "inventory directory", default="inventory/example")
+        if name == "graph":
+            report.add_argument("file", help=_("the picture: .svg, .png, .pdf or .dot"))
+        report.set_defaults(handler=_cmd_show_report, **{name: name != "graph"})
 
     from kastro.respond.cli import add_parser as add_respond
 

@@ -39,6 +39,9 @@ class Text(str):
         made.template, made.values = template, values
         return made
 
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy, pickle: a Text again
+        return (Text, (self.template, self.values))
+
 
 class Joined(Text):
     """Texts in a row (``"; "``): English now, each one in the admin's language when shown."""
@@ -51,6 +54,9 @@ class Joined(Text):
         made.template, made.values = "{0}", {}
         made.items, made.separator = list(items), separator
         return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Joined, (self.items, self.separator))
 
 
 def t(template: str, **values: Any) -> Text:
@@ -84,6 +90,11 @@ def catalog(lang: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(compiled)
 
 
+def N_(message: str) -> str:  # noqa: N802 (gettext's own name for it)
+    """Marks a fixed message for the catalog where it is defined; :func:`_` says it later."""
+    return message
+
+
 def _(message: str) -> str:
     """A fixed message (no values) in the admin's language."""
     return catalog(language()).gettext(message)
@@ -93,7 +104,7 @@ def tr(message: str) -> str:
     """Any message in the admin's language: a :class:`Text` by its template, translating
     the values that are texts too; a plain string as a message id (unknown: as it is)."""
     if isinstance(message, Joined):
-        return message.separator.join(tr(item) for item in message.items)
+        return tr(message.separator).join(tr(item) for item in message.items)
     if not isinstance(message, Text):
         return _(message) if message else message
     values = {k: tr(v) if isinstance(v, Text) else v for k, v in message.values.items()}

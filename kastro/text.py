@@ -1,4 +1,4 @@
-"""Plain-text output the commands share: tables for `kastro plan --matrix` and `kastro lab`."""
+"""Plain-text output the commands share: tables for `kastro show matrix` and `kastro lab`."""
 
 from __future__ import annotations
 

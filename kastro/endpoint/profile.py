@@ -133,7 +133,7 @@ def profile_of(variables: Mapping[str, Any], host: str) -> str:
     role = str(planned.get("role") or "")
     if role not in PROFILES:
         raise EndpointConfigError(
-            f"{host} has no planned role among {', '.join(PROFILES)}: run 'kastro plan' "
+            f"{host} has no planned role among {', '.join(PROFILES)}: run 'kastro apply' "
             "(the endpoint role hardens the hosts of the plan only)"
         )
     return role

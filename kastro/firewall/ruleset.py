@@ -305,7 +305,7 @@ class Compiler:
         if planned is None:
             raise FirewallConfigError(
                 f"host '{host}' is not in kastro_plan.hosts; add it to kastro_buildings and run "
-                "'kastro plan' again"
+                "'kastro apply' again"
             )
         self.me: Mapping[str, Any] = planned
         self.check_interfaces()

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from kastro.i18n import t
 from kastro.inventory.errors import InventoryError
 
 MODEL_KEYS = (
@@ -106,20 +107,23 @@ def _construct(
     if budget.values > MAX_VALUES:
         raise _TooBigError(
             node,
-            f"expands to more than {MAX_VALUES} values (YAML aliases repeating each other?)",
-            "write the values out instead of nesting &anchors and *aliases",
+            t(
+                "expands to more than {max_values} values (YAML aliases repeating each other?)",
+                max_values=MAX_VALUES,
+            ),
+            t("write the values out instead of nesting &anchors and *aliases"),
         )
     if len(path) > MAX_DEPTH:
         raise _TooBigError(
             node,
-            f"is nested more than {MAX_DEPTH} levels deep",
-            "flatten the structure; the model is never more than a few levels deep",
+            t("is nested more than {max_depth} levels deep", max_depth=MAX_DEPTH),
+            t("flatten the structure; the model is never more than a few levels deep"),
         )
     if id(node) in budget.active:
         raise _TooBigError(
             node,
-            "is an alias that contains itself (a recursive structure)",
-            "remove the *alias that points back to its own &anchor",
+            t("is an alias that contains itself (a recursive structure)"),
+            t("remove the *alias that points back to its own &anchor"),
         )
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         budget.active.add(id(node))
@@ -149,8 +153,8 @@ def _construct_collection(
                         file,
                         line,
                         dotted(child),
-                        f"'{key}' is defined twice (YAML keeps only the last one)",
-                        "merge the two entries into one, or rename one of them",
+                        t("'{key}' is defined twice (YAML keeps only the last one)", key=key),
+                        t("merge the two entries into one, or rename one of them"),
                     )
                 )
             src.locations[child] = (file, key_node.start_mark.line + 1)
@@ -173,13 +177,17 @@ def load_bounded(path: Path) -> Any:
     except _TooBigError as exc:
         raise UnreadableFileError(f"line {exc.line} {exc.message}") from exc
     except UnicodeDecodeError as exc:
-        raise UnreadableFileError("it is not UTF-8 text") from exc
+        raise UnreadableFileError(t("it is not UTF-8 text")) from exc
     except RecursionError as exc:
-        raise UnreadableFileError("it is nested too deeply") from exc
+        raise UnreadableFileError(t("it is nested too deeply")) from exc
     except yaml.YAMLError as exc:
-        raise UnreadableFileError(f"it is not valid YAML ({exc.__class__.__name__})") from exc
+        raise UnreadableFileError(
+            t("it is not valid YAML ({name})", name=exc.__class__.__name__)
+        ) from exc
     except OSError as exc:
-        raise UnreadableFileError(f"it cannot be read ({exc.strerror})") from exc
+        raise UnreadableFileError(
+            t("it cannot be read ({strerror})", strerror=exc.strerror)
+        ) from exc
 
 
 def load_source(inventory: Path) -> Source:
@@ -192,8 +200,8 @@ def load_source(inventory: Path) -> Source:
                 str(inventory),
                 0,
                 "(inventory)",
-                "is not a directory",
-                "give the path of an inventory directory, e.g. inventory/example",
+                t("is not a directory"),
+                t("give the path of an inventory directory, e.g. inventory/example"),
             )
         )
         return src
@@ -204,8 +212,8 @@ def load_source(inventory: Path) -> Source:
                 str(directory),
                 0,
                 "(inventory)",
-                "holds no model files",
-                "describe the municipality in group_vars/all/*.yml (see docs/inventory.md)",
+                t("holds no model files"),
+                t("describe the municipality in group_vars/all/*.yml (see docs/inventory.md)"),
             )
         )
         return src
@@ -219,8 +227,8 @@ def load_source(inventory: Path) -> Source:
                     file,
                     0,
                     "(file)",
-                    "is a directory or a broken link, not a model file",
-                    "remove it from group_vars/all or point the link at a real file",
+                    t("is a directory or a broken link, not a model file"),
+                    t("remove it from group_vars/all or point the link at a real file"),
                 )
             )
             continue
@@ -230,7 +238,11 @@ def load_source(inventory: Path) -> Source:
         except OSError as exc:
             src.errors.append(
                 InventoryError(
-                    file, 0, "(file)", f"cannot be read ({exc.strerror})", "check its permissions"
+                    file,
+                    0,
+                    "(file)",
+                    t("cannot be read ({strerror})", strerror=exc.strerror),
+                    t("check its permissions"),
                 )
             )
             continue
@@ -240,14 +252,16 @@ def load_source(inventory: Path) -> Source:
                     file,
                     0,
                     "(file)",
-                    "is nested too deeply to read",
-                    "flatten the structure; the model is never more than a few levels deep",
+                    t("is nested too deeply to read"),
+                    t("flatten the structure; the model is never more than a few levels deep"),
                 )
             )
             continue
         except UnicodeDecodeError:
             src.errors.append(
-                InventoryError(file, 0, "(file)", "is not UTF-8 text", "save the file as UTF-8")
+                InventoryError(
+                    file, 0, "(file)", t("is not UTF-8 text"), t("save the file as UTF-8")
+                )
             )
             continue
         except yaml.YAMLError as exc:
@@ -259,8 +273,8 @@ def load_source(inventory: Path) -> Source:
                     file,
                     line,
                     "(file)",
-                    f"is not valid YAML: {problem}",
-                    "check the indentation and quoting around that line",
+                    t("is not valid YAML: {problem}", problem=problem),
+                    t("check the indentation and quoting around that line"),
                 )
             )
             continue
@@ -272,8 +286,8 @@ def load_source(inventory: Path) -> Source:
                     file,
                     node.start_mark.line + 1,
                     "(file)",
-                    "must be a mapping of variable names to values",
-                    "start the file with a variable name such as 'kastro_buildings:'",
+                    t("must be a mapping of variable names to values"),
+                    t("start the file with a variable name such as 'kastro_buildings:'"),
                 )
             )
             continue
@@ -290,9 +304,12 @@ def load_source(inventory: Path) -> Source:
                         file,
                         key_node.start_mark.line + 1,
                         key,
-                        "is not a Kastro model variable",
-                        f"use one of: {', '.join(MODEL_KEYS)} (or a role variable without the "
-                        "'kastro_' prefix)",
+                        t("is not a Kastro model variable"),
+                        t(
+                            "use one of: {model_keys} (or a role variable without the 'kastro_' "
+                            "prefix)",
+                            model_keys=", ".join(MODEL_KEYS),
+                        ),
                     )
                 )
                 continue
@@ -303,8 +320,8 @@ def load_source(inventory: Path) -> Source:
                         file,
                         key_node.start_mark.line + 1,
                         key,
-                        f"is already defined in {earlier[0]}:{earlier[1]}",
-                        "keep each kastro_* variable in one file",
+                        t("is already defined in {file}:{line}", file=earlier[0], line=earlier[1]),
+                        t("keep each kastro_* variable in one file"),
                     )
                 )
                 continue

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import netaddr
 
-from kastro.i18n import t
+from kastro.i18n import Joined, t
 from kastro.inventory import register as reg
 from kastro.inventory.loader import Path_, Source, dotted, shown
 
@@ -336,29 +336,29 @@ class Parser:
 _LINE_BREAK_OR_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _MAPPING_FIX = t("indent the fields under it as 'name: value' lines")
 _TYPE_NAMES: dict[type, str] = {
-    str: "text",
-    int: "a whole number",
-    bool: "true or false",
-    list: "a list",
-    dict: "a mapping",
+    str: t("text"),
+    int: t("a whole number"),
+    bool: t("true or false"),
+    list: t("a list"),
+    dict: t("a mapping"),
 }
 
 
 def _kind(value: Any) -> str:
     if value is None:
-        return "empty"
+        return t("empty")
     if isinstance(value, bool):
-        return "true/false"
-    return {str: "text", int: "a number", float: "a number", list: "a list", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
+        return t("true/false")
+    kinds = {str: t("text"), int: t("a number"), float: t("a number"), list: t("a list"),
+             dict: t("a mapping")}  # fmt: skip
+    return kinds.get(type(value), type(value).__name__)
 
 
 def in_range(low: int, high: int) -> Callable[[int], str | None]:
     def check(value: int) -> str | None:
         if low <= value <= high:
             return None
-        return f"is {value}, outside {low}..{high}"
+        return t("is {value}, outside {low}..{high}", value=value, low=low, high=high)
 
     return check
 
@@ -367,14 +367,14 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         if value in choices:
             return None
-        return f"is '{value}', not one of: {', '.join(choices)}"
+        return t("is '{value}', not one of: {choices}", value=value, choices=", ".join(choices))
 
     return check
 
 
 def check_name(value: str) -> str | None:
     if not NAME_RE.fullmatch(value):
-        return f"'{shown(value)}' is not a valid name"
+        return t("'{value}' is not a valid name", value=shown(value))
     return None
 
 
@@ -397,15 +397,24 @@ NAME_FIX = t(
 def parse_network(text: Any, version: int | None = None) -> tuple[netaddr.IPNetwork | None, str]:
     """A CIDR written by an admin: returns the network, or None and why it is wrong."""
     if not isinstance(text, str) or "/" not in text:
-        return None, f"'{text}' is not a CIDR network (address/prefix, e.g. 10.20.0.0/16)"
+        return None, t(
+            "'{text}' is not a CIDR network (address/prefix, e.g. 10.20.0.0/16)", text=text
+        )
     try:
         net = netaddr.IPNetwork(text)
     except (netaddr.AddrFormatError, ValueError, TypeError):
-        return None, f"'{text}' is not a valid CIDR network"
+        return None, t("'{text}' is not a valid CIDR network", text=text)
     if version is not None and net.version != version:
-        return None, f"'{text}' is IPv{net.version}, IPv{version} expected"
+        return None, t(
+            "'{text}' is IPv{version}, IPv{wanted} expected",
+            text=text,
+            version=net.version,
+            wanted=version,
+        )
     if net.ip != net.network:
-        return None, f"'{text}' has host bits set (the network is {net.cidr})"
+        return None, t(
+            "'{text}' has host bits set (the network is {cidr})", text=text, cidr=net.cidr
+        )
     return net, ""
 
 
@@ -430,13 +439,17 @@ MIN_SUPERNET_PREFIX = {4: 8, 6: 16}
 def supernet_problem(net: netaddr.IPNetwork) -> str:
     """Why a block cannot be a municipality's supernet, or ''."""
     if net.prefixlen < MIN_SUPERNET_PREFIX[net.version]:
-        return (
-            f"is far too large for one municipality (at most "
-            f"/{MIN_SUPERNET_PREFIX[net.version]}); it would count the internet as inside"
+        return t(
+            "is far too large for one municipality (at most /{prefix}); it would "
+            "count the internet as inside",
+            prefix=MIN_SUPERNET_PREFIX[net.version],
         )
     for special in _SPECIAL_NETWORKS:
         if special.version == net.version and (net in special or special in net):
-            return f"overlaps {special}, which is never a municipality's own address space"
+            return t(
+                "overlaps {special}, which is never a municipality's own address space",
+                special=special,
+            )
     return ""
 
 
@@ -445,29 +458,31 @@ def wireguard_key_problem(key: str) -> str | None:
     try:
         raw = base64.b64decode(key, validate=True)
     except (ValueError, TypeError):
-        return "is not a WireGuard public key (not base64)"
+        return t("is not a WireGuard public key (not base64)")
     if len(raw) != 32 or len(key) != 44:
-        return f"is not a WireGuard public key ({len(raw)} bytes, 32 expected)"
+        return t("is not a WireGuard public key ({count} bytes, 32 expected)", count=len(raw))
     if base64.b64encode(raw).decode("ascii") != key:
         # wg refuses a key whose last character carries bits beyond the 32 bytes.
-        return "is not a WireGuard public key (its last character is not one wg accepts)"
+        return t("is not a WireGuard public key (its last character is not one wg accepts)")
     return None
 
 
 def parse_port(text: Any) -> tuple[Port | None, str]:
     if not isinstance(text, str):
-        return None, f"'{text}' is not a port; write protocol/port such as tcp/443"
+        return None, t("'{text}' is not a port; write protocol/port such as tcp/443", text=text)
     if text == "icmp":
         return Port("icmp", 0, 0), ""
     match = re.fullmatch(r"(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?", text)
     if not match:
-        return None, f"'{text}' is not a port; write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp"
+        return None, t(
+            "'{text}' is not a port; write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp", text=text
+        )
     first = int(match.group(2))
     last = int(match.group(3) or first)
     if not (1 <= first <= 65535 and 1 <= last <= 65535):
-        return None, f"'{text}' has a port outside 1..65535"
+        return None, t("'{text}' has a port outside 1..65535", text=text)
     if last < first:
-        return None, f"'{text}' has a range that ends before it starts"
+        return None, t("'{text}' has a range that ends before it starts", text=text)
     return Port(match.group(1), first, last), ""
 
 
@@ -485,24 +500,30 @@ MUNICIPALITY_FIELDS: Fields = {
     "name": Field(str),
     "domain": Field(
         str,
-        check=lambda d: None if DOMAIN_RE.fullmatch(d) else f"'{d}' is not a DNS domain name",
-        fix="write the municipality's domain in lower case, e.g. dimos-kastrou.gr",
+        check=lambda d: (
+            None if DOMAIN_RE.fullmatch(d) else t("'{domain}' is not a DNS domain name", domain=d)
+        ),
+        fix=t("write the municipality's domain in lower case, e.g. dimos-kastrou.gr"),
     ),
-    "supernets": Field(list, fix="list the municipality's address blocks, e.g. [10.20.0.0/16]"),
+    "supernets": Field(list, fix=t("list the municipality's address blocks, e.g. [10.20.0.0/16]")),
     "uplinks": Field(list, []),
     "mtu": Field(
         int,
         1500,
         in_range(MIN_MTU, MAX_MTU),
-        f"use the MTU of the building networks, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+        t(
+            "use the MTU of the building networks, {low}..{high} (usually 1500)",
+            low=MIN_MTU,
+            high=MAX_MTU,
+        ),
     ),
     "population": Field(None),
     "monitoring_hosts": Field(list, []),
     "event_collector": Field(
         str,
         "",
-        lambda v: None if HOSTNAME_RE.fullmatch(v) else f"{v!r} is not a host name",
-        "name one of monitoring_hosts, e.g. event_collector: monitor",
+        lambda v: None if HOSTNAME_RE.fullmatch(v) else t("{value!r} is not a host name", value=v),
+        t("name one of monitoring_hosts, e.g. event_collector: monitor"),
     ),
 }
 UPLINK_FIELDS: Fields = {
@@ -511,9 +532,9 @@ UPLINK_FIELDS: Fields = {
     "capacity_mbps": Field(
         int,
         check=in_range(1, MAX_CAPACITY_MBPS),
-        fix=f"give the contracted speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+        fix=t("give the contracted speed in Mbit/s (1..{max})", max=MAX_CAPACITY_MBPS),
     ),
-    "provider": Field(str, "", reg.CHECKS["supplier"][0], "write the ISP's name on one line"),
+    "provider": Field(str, "", reg.CHECKS["supplier"][0], t("write the ISP's name on one line")),
     **_register(("contract",)),
 }
 BUILDING_FIELDS: Fields = {
@@ -529,19 +550,21 @@ ZONE_FIELDS: Fields = {
         str,
         Derived(lambda got: got["_name"] if got["_name"] in ZONE_KINDS else _MISSING),
         one_of(ZONE_KINDS),
-        f"set kind to one of: {', '.join(ZONE_KINDS)}",
+        t("set kind to one of: {kinds}", kinds=", ".join(ZONE_KINDS)),
     ),
     "hosts": Field(
         int,
         check=in_range(1, 1_000_000),
-        fix="give the number of devices the zone must hold (at least 1)",
+        fix=t("give the number of devices the zone must hold (at least 1)"),
     ),
     "subnet": Field(None),
     "description": Field(str, ""),
 }
 HOST_FIELDS: Fields = {
     "role": Field(
-        str, check=one_of(HOST_ROLES), fix=f"set role to one of: {', '.join(HOST_ROLES)}"
+        str,
+        check=one_of(HOST_ROLES),
+        fix=t("set role to one of: {roles}", roles=", ".join(HOST_ROLES)),
     ),
     "zone": Field(str, None),
     "address": Field(None),
@@ -549,40 +572,44 @@ HOST_FIELDS: Fields = {
     "ansible_host": Field(
         str,
         None,
-        lambda v: None if _ssh_target(v) else f"'{v}' is not an address or host name",
-        "write the address or DNS name Ansible connects to, e.g. 10.20.3.100",
+        lambda v: (
+            None if _ssh_target(v) else t("'{value}' is not an address or host name", value=v)
+        ),
+        t("write the address or DNS name Ansible connects to, e.g. 10.20.3.100"),
     ),
     "description": Field(str, ""),
-    "services": Field(list, [], fix="list the kastro_services it provides, e.g. [web, ssh]"),
+    "services": Field(list, [], fix=t("list the kastro_services it provides, e.g. [web, ssh]")),
     **_register(reg.HOST_REGISTER),
 }
 DEVICE_FIELDS: Fields = {
-    "zone": Field(str, fix="name the zone of the building the device sits in"),
+    "zone": Field(str, fix=t("name the zone of the building the device sits in")),
     "kind": Field(
         str,
         check=one_of(reg.DEVICE_KINDS),
-        fix=f"set kind to one of: {', '.join(reg.DEVICE_KINDS)}",
+        fix=t("set kind to one of: {kinds}", kinds=", ".join(reg.DEVICE_KINDS)),
     ),
     "description": Field(str, ""),
-    "services": Field(list, [], fix="list the kastro_services it provides, e.g. [printing]"),
+    "services": Field(list, [], fix=t("list the kastro_services it provides, e.g. [printing]")),
     **_register(reg.HOST_REGISTER),
 }
 LINK_FIELDS: Fields = {
-    "ends": Field(list, fix="list the two buildings, e.g. [cityhall, kep]"),
+    "ends": Field(list, fix=t("list the two buildings, e.g. [cityhall, kep]")),
     "medium": Field(
-        str, check=one_of(LINK_MEDIA), fix=f"set medium to one of: {', '.join(LINK_MEDIA)}"
+        str,
+        check=one_of(LINK_MEDIA),
+        fix=t("set medium to one of: {media}", media=", ".join(LINK_MEDIA)),
     ),
     "capacity_mbps": Field(
         int,
         check=in_range(1, MAX_CAPACITY_MBPS),
-        fix=f"give the link's speed in Mbit/s (1..{MAX_CAPACITY_MBPS})",
+        fix=t("give the link's speed in Mbit/s (1..{max})", max=MAX_CAPACITY_MBPS),
     ),
     # OSPF's usual reference: 100 Gbit/s, so 1 Gbit/s costs 100 and 10 Mbit/s 10000.
     "cost": Field(
         int,
         Derived(lambda got: max(1, 100_000 // got["capacity_mbps"]) if got["capacity_mbps"] else 1),
         in_range(1, 65535),
-        "give an OSPF cost 1..65535 (lower is preferred), or remove it",
+        t("give an OSPF cost 1..65535 (lower is preferred), or remove it"),
     ),
     "encrypted": Field(
         bool, Derived(lambda got: got["medium"] in UNTRUSTED_MEDIA if got["medium"] else True)
@@ -591,13 +618,13 @@ LINK_FIELDS: Fields = {
         int,
         Derived(lambda got: got["_mtu"]),
         in_range(MIN_MTU, MAX_MTU),
-        f"use the link's MTU, {MIN_MTU}..{MAX_MTU} (usually 1500)",
+        t("use the link's MTU, {low}..{high} (usually 1500)", low=MIN_MTU, high=MAX_MTU),
     ),
     "description": Field(None),
     **_register(reg.LINK_REGISTER),
 }
 SERVICE_FIELDS: Fields = {
-    "ports": Field(list, fix="list ports such as [tcp/80, tcp/443]"),
+    "ports": Field(list, fix=t("list ports such as [tcp/80, tcp/443]")),
     "description": Field(str, ""),
 }
 RULE_FIELDS: Fields = {
@@ -614,15 +641,17 @@ TELEWORKER_GROUP_FIELDS: Fields = {
     "pool_size": Field(
         int,
         64,
-        lambda n: None if n in POOL_SIZES else f"is {n}, not a power of two between 8 and 1024",
-        "use 8, 16, 32, 64, 128, 256, 512 or 1024 addresses",
+        lambda n: (
+            None if n in POOL_SIZES else t("is {n}, not a power of two between 8 and 1024", n=n)
+        ),
+        t("use 8, 16, 32, 64, 128, 256, 512 or 1024 addresses"),
     ),
 }
 TELEWORKER_FIELDS: Fields = {
     "id": Field(
         str,
         check=check_name,
-        fix="give a stable id that never changes or gets reused, e.g. tw-0007",
+        fix=t("give a stable id that never changes or gets reused, e.g. tw-0007"),
     ),
     "name": Field(str),
     "group": Field(str),
@@ -630,10 +659,12 @@ TELEWORKER_FIELDS: Fields = {
         str,
         None,
         wireguard_key_problem,
-        "paste the 44-character public key from the employee's WireGuard app, "
-        "or remove public_key to let Kastro generate the keys",
+        t(
+            "paste the 44-character public key from the employee's WireGuard app, "
+            "or remove public_key to let Kastro generate the keys"
+        ),
     ),
-    "state": Field(str, "enabled", one_of(TELEWORKER_STATES), "set state to enabled or revoked"),
+    "state": Field(str, "enabled", one_of(TELEWORKER_STATES), t("set state to enabled or revoked")),
     "email": Field(None),
 }
 
@@ -646,7 +677,9 @@ def parse_model(src: Source) -> Model:
     for key in ("kastro_municipality", "kastro_buildings", "kastro_links"):
         if key not in data and not src.errors:
             src.error(
-                (key,), "is missing", f"define {key} in group_vars/all (see docs/inventory.md)"
+                (key,),
+                "is missing",
+                t("define {key} in group_vars/all (see docs/inventory.md)", key=key),
             )
     if "kastro_municipality" in data:
         model.municipality = _municipality(p, data["kastro_municipality"])
@@ -669,15 +702,15 @@ def parse_model(src: Source) -> Model:
 
 
 NIS2_FIELDS: Fields = {
-    "entity": Field(str, "", fix="the legal entity's name, e.g. Δήμος Κάστρου"),
+    "entity": Field(str, "", fix=t("the legal entity's name, e.g. Δήμος Κάστρου")),
     "security_officer": Field(dict, {}),
     "csirt": Field(dict, {}),
-    "entities": Field(dict, {}, fix="e.g. entities: {deya: ΔΕΥΑ Κάστρου}"),
+    "entities": Field(dict, {}, fix=t("e.g. entities: {{deya: ΔΕΥΑ Κάστρου}}")),
     "loss_threshold_eur": Field(
         int,
         100_000,
         in_range(1, 10**9),
-        "the financial loss (EUR) that makes an incident significant, e.g. 100000",
+        t("the financial loss (EUR) that makes an incident significant, e.g. 100000"),
     ),
 }
 CONTACT_KEYS = ("name", "role", "email", "phone", "portal")
@@ -705,9 +738,13 @@ def _entities(p: Parser, path: Path_, raw: dict[str, Any]) -> dict[str, str]:
         problem = reg.CHECKS["legal_entity"][0](key) or reg.text_problem(name)
         if problem:
             p.src.error(
-                (*path, str(key)), problem, "write key: name, e.g. deya: ΔΕΥΑ Κάστρου (key in "
-                "lower-case letters, digits and '-')",
-            )  # fmt: skip
+                (*path, str(key)),
+                problem,
+                t(
+                    "write key: name, e.g. deya: ΔΕΥΑ Κάστρου (key in lower-case letters, "
+                    "digits and '-')"
+                ),
+            )
         else:
             out[str(key)] = str(name)
     return out
@@ -723,8 +760,11 @@ def _contact(p: Parser, path: Path_, raw: dict[str, Any] | None) -> dict[str, st
         elif key in CONTACT_KEYS:
             p.src.error(
                 (*path, key),
-                f"'{shown(str(value))}' is not a one-line text of at most 200 characters",
-                "write it on one line, without < or >, e.g. email: ciso@dimos-kastrou.gr",
+                t(
+                    "'{value}' is not a one-line text of at most 200 characters",
+                    value=shown(str(value)),
+                ),
+                t("write it on one line, without < or >, e.g. email: ciso@dimos-kastrou.gr"),
             )
     return out
 
@@ -765,21 +805,21 @@ def _supernets(
             p.src.error(
                 (*path, "supernets", i),
                 problem,
-                "write the block as NETWORK/PREFIX, e.g. 10.20.0.0/16 or fd20:4b41::/48",
+                t("write the block as NETWORK/PREFIX, e.g. 10.20.0.0/16 or fd20:4b41::/48"),
             )
         elif supernet_problem(net):
             p.src.error(
                 (*path, "supernets", i),
-                f"{net} {supernet_problem(net)}",
-                "list the municipality's own blocks, e.g. 10.20.0.0/16 or fd20:4b41::/48",
+                Joined([str(net), supernet_problem(net)], " "),
+                t("list the municipality's own blocks, e.g. 10.20.0.0/16 or fd20:4b41::/48"),
             )
         else:
             (v4 if net.version == 4 else v6).append(net)
     if supernets is not None and not v4 and not p.src.errors:
         p.src.error(
             (*path, "supernets"),
-            "has no IPv4 network",
-            "add a private IPv4 block such as 10.20.0.0/16",
+            t("has no IPv4 network"),
+            t("add a private IPv4 block such as 10.20.0.0/16"),
         )
     return v4, v6
 
@@ -805,8 +845,8 @@ def _monitoring_hosts(p: Parser, raw: list[Any]) -> list[str]:
         if not isinstance(host, str) or not HOSTNAME_RE.fullmatch(host):
             p.src.error(
                 ("kastro_municipality", "monitoring_hosts", i),
-                f"{host!r} is not a host name",
-                "name a server of kastro_buildings, e.g. [monitor]",
+                t("{host!r} is not a host name", host=host),
+                t("name a server of kastro_buildings, e.g. [monitor]"),
             )
         else:
             hosts.append(host)
@@ -815,7 +855,7 @@ def _monitoring_hosts(p: Parser, raw: list[Any]) -> list[str]:
 
 def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
     path: Path_ = ("kastro_buildings",)
-    m = p.mapping(raw, path, "one entry per building")
+    m = p.mapping(raw, path, t("one entry per building"))
     if m is None:
         return {}
     out: dict[str, Building] = {}
@@ -864,9 +904,10 @@ def _device(p: Parser, building: str, dname: str, raw: Any) -> reg.Device | None
     dpath: Path_ = ("kastro_buildings", building, "devices", dname)
     if not HOSTNAME_RE.fullmatch(dname):
         p.src.error(
-            dpath, f"'{shown(dname)}' is not a valid device name", "use lower-case letters, "
-            "digits and '-' (RFC 1123), e.g. scada-hmi",
-        )  # fmt: skip
+            dpath,
+            t("'{name}' is not a valid device name", name=shown(dname)),
+            t("use lower-case letters, digits and '-' (RFC 1123), e.g. scada-hmi"),
+        )
         return None
     d = p.mapping(raw, dpath, "zone, kind, description")
     if d is None:
@@ -899,8 +940,10 @@ def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
             p.src.error(
                 (*zpath, "subnet"),
                 problem,
-                "write an IPv4 network such as 10.20.5.0/24, or remove subnet "
-                "to let 'kastro plan' choose",
+                t(
+                    "write an IPv4 network such as 10.20.5.0/24, or remove subnet to let "
+                    "'kastro apply' choose"
+                ),
             )
     description = got["description"] or ""
     return Zone(building, zname, kind, hosts, subnet, description) if kind and hosts else None
@@ -911,8 +954,8 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
     if not HOSTNAME_RE.fullmatch(hname):
         p.src.error(
             hpath,
-            f"'{shown(hname)}' is not a valid host name",
-            "use lower-case letters, digits and '-' (RFC 1123)",
+            t("'{name}' is not a valid host name", name=shown(hname)),
+            t("use lower-case letters, digits and '-' (RFC 1123)"),
         )
         return None
     h = p.mapping(raw, hpath, "role, zone")
@@ -927,16 +970,19 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
         except (netaddr.AddrFormatError, ValueError):
             p.src.error(
                 (*hpath, "address"),
-                f"'{h['address']}' is not an IP address",
-                "write one address such as 10.20.1.10, or remove it to let 'kastro plan' choose",
+                t("'{address}' is not an IP address", address=h["address"]),
+                t(
+                    "write one address such as 10.20.1.10, or remove it to let 'kastro "
+                    "apply' choose"
+                ),
             )
     if not role:
         return None
     if role != "gateway" and zone is None:
         p.src.error(
             (*hpath, "zone"),
-            "is required for a " + role,
-            f"add the zone of {building} the host sits in",
+            t("is required for a {role}", role=role),
+            t("add the zone of {building} the host sits in", building=building),
         )
         return None
     services = tuple(str(s) for s in got["services"] or [])
@@ -959,7 +1005,7 @@ _SSH_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z
 
 def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
     path: Path_ = ("kastro_links",)
-    m = p.mapping(raw, path, "one entry per link")
+    m = p.mapping(raw, path, t("one entry per link"))
     if m is None:
         return {}
     out: dict[str, Link] = {}
@@ -980,8 +1026,8 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
         if ends is not None and (len(ends) != 2 or not all(isinstance(e, str) for e in ends)):
             p.src.error(
                 (*lpath, "ends"),
-                f"must name exactly two buildings, not {len(ends)}",
-                "list the two buildings the link joins, e.g. [cityhall, kep]",
+                t("must name exactly two buildings, not {count}", count=len(ends)),
+                t("list the two buildings the link joins, e.g. [cityhall, kep]"),
             )
             ends = None
         medium, capacity, cost = got["medium"], got["capacity_mbps"], got["cost"]
@@ -1000,12 +1046,16 @@ def _service_fix(name: str, raw: Any) -> str:
         ports = ", ".join(raw)
     else:
         ports = "tcp/443"
-    return f"write it as {shown(name)}: {{ports: [{ports}], description: what it is}}"
+    return t(
+        "write it as {name}: {{ports: [{ports}], description: what it is}}",
+        name=shown(name),
+        ports=ports,
+    )
 
 
 def _services(p: Parser, raw: Any) -> dict[str, Service]:
     path: Path_ = ("kastro_services",)
-    m = p.mapping(raw, path, "one entry per service")
+    m = p.mapping(raw, path, t("one entry per service"))
     if m is None:
         return {}
     out: dict[str, Service] = {}
@@ -1030,7 +1080,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
                 p.src.error(
                     (*spath, "ports", i),
                     problem,
-                    "write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp, e.g. tcp/443",
+                    t("write tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp, e.g. tcp/443"),
                 )
             else:
                 ports.append(port)
@@ -1048,8 +1098,8 @@ def _names(p: Parser, value: Any, path: Path_, what: str) -> tuple[str, ...]:
         return tuple(value)
     p.src.error(
         path,
-        f"must name one {what} or a list of them",
-        f"write a {what} such as 'staff', or a list like [staff, voip]",
+        t("must name one {what} or a list of them", what=what),
+        t("write a {what} such as 'staff', or a list like [staff, voip]", what=what),
     )
     return ()
 
@@ -1059,8 +1109,8 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
     if not isinstance(raw, list):
         p.src.error(
             path,
-            f"must be a list of rules, not {_kind(raw)}",
-            "write each rule as '- from: ...' with to:, services:",
+            t("must be a list of rules, not {kind}", kind=_kind(raw)),
+            t("write each rule as '- from: ...' with to:, services:"),
         )
         return []
     rules: list[Rule] = []
@@ -1078,7 +1128,7 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
             )
         if missing:
             continue
-        sources = _names(p, r["from"], (*rpath, "from"), "zone or group")
+        sources = _names(p, r["from"], (*rpath, "from"), t("zone or group"))
         destinations = _names(p, r["to"], (*rpath, "to"), "zone")
         services = _names(p, r["services"], (*rpath, "services"), "service")
         if sources and destinations and services:
@@ -1088,7 +1138,7 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
 
 def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
     path: Path_ = ("kastro_teleworker_groups",)
-    m = p.mapping(raw, path, "one entry per group")
+    m = p.mapping(raw, path, t("one entry per group"))
     if m is None:
         return {}
     out: dict[str, TeleworkerGroup] = {}
@@ -1099,7 +1149,7 @@ def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:
                 gpath, t("'{name}' is not a valid group name", name=shown(str(gname))), NAME_FIX
             )
             continue
-        if reserved(p, gpath, str(gname), "teleworker group"):
+        if reserved(p, gpath, str(gname), t("teleworker group")):
             continue
         g = p.mapping(graw if graw is not None else {}, gpath, "description, pool_size")
         if g is None:
@@ -1116,8 +1166,8 @@ def _teleworkers(p: Parser, raw: Any) -> list[Teleworker]:
     if not isinstance(raw, list):
         p.src.error(
             path,
-            f"must be a list of people, not {_kind(raw)}",
-            "write each teleworker as '- id: ...' with name:, group:",
+            t("must be a list of people, not {kind}", kind=_kind(raw)),
+            t("write each teleworker as '- id: ...' with name:, group:"),
         )
         return []
     out: list[Teleworker] = []

@@ -14,6 +14,7 @@ from typing import Any
 
 import netaddr
 
+from kastro.i18n import t
 from kastro.inventory.loader import Source
 from kastro.inventory.model import Host, Model, Zone
 from kastro.inventory.validate import WIREGUARD_OVERHEAD, needed_prefix
@@ -130,8 +131,8 @@ class _Allocator:
             if not self.v4.is_free(zone.subnet):
                 self.src.error(
                     _zone_path(zone, "subnet"),
-                    f"{zone.subnet} is already in use",
-                    "pick a free subnet, or remove subnet to let 'kastro plan' choose",
+                    t("{subnet} is already in use", subnet=zone.subnet),
+                    t("pick a free subnet, or remove subnet to let 'kastro apply' choose"),
                 )
                 continue
             self.v4.reserve(zone.subnet)
@@ -176,10 +177,17 @@ class _Allocator:
             if held.size - 3 < zone.hosts:
                 self.src.error(
                     _zone_path(zone, "hosts"),
-                    f"needs {zone.hosts} addresses but its planned block {held} has "
-                    f"{held.size - 3}",
-                    f"renumber the zone: kastro plan INVENTORY --renumber "
-                    f"kastro_plan.zones.{zone.key} (its devices get new addresses)",
+                    t(
+                        "needs {hosts} addresses but its planned block {held} has {room}",
+                        hosts=zone.hosts,
+                        held=held,
+                        room=held.size - 3,
+                    ),
+                    t(
+                        "renumber the zone: kastro apply -i INVENTORY --renumber "
+                        "kastro_plan.zones.{key} (its devices get new addresses)",
+                        key=zone.key,
+                    ),
                 )
             self.zone_v4[zone.key] = held
 
@@ -201,9 +209,13 @@ class _Allocator:
         if got is None:
             self.src.error(
                 ("kastro_municipality", "supernets"),
-                f"has no room left for {'.'.join(str(p) for p in path)} "
-                f"(an IPv{pool.supernets[0].version} /{prefixlen})",
-                "add a larger supernet, or make zones smaller",
+                t(
+                    "has no room left for {what} (an IPv{version} /{prefixlen})",
+                    what=".".join(str(p) for p in path),
+                    version=pool.supernets[0].version,
+                    prefixlen=prefixlen,
+                ),
+                t("add a larger supernet, or make zones smaller"),
             )
             return None
         self.kept[where] = got
@@ -450,10 +462,15 @@ def _teleworker_addresses(
         if not free:
             src.error(
                 ("kastro_teleworkers", index, "group"),
-                f"group '{person.group}' has no free VPN address: its pool {net} holds "
-                f"{wireguard_limit(net) - 2} people (WireGuard uses the lower half, OpenVPN "
-                "the upper half)",
-                f"raise kastro_teleworker_groups.{person.group}.pool_size",
+                t(
+                    "group '{group}' has no free VPN address: its pool {net} holds "
+                    "{people} people (WireGuard uses the lower half, OpenVPN the upper "
+                    "half)",
+                    group=person.group,
+                    net=net,
+                    people=wireguard_limit(net) - 2,
+                ),
+                t("raise kastro_teleworker_groups.{group}.pool_size", group=person.group),
             )
             continue
         offsets[person.id] = free[0]
@@ -486,7 +503,7 @@ def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
 
 def runs_vpn(role: str, city_hall: bool, teleworker_groups: int) -> bool:
     """The rule for who terminates the teleworkers' VPN: the city-hall gateway, when the
-    municipality has teleworker groups. `kastro plan` uses it for the telework_servers group,
+    municipality has teleworker groups. `kastro apply` uses it for the telework_servers group,
     the per-host state (kastro.controller.state) for the roles."""
     return role == "gateway" and city_hall and teleworker_groups > 0
 

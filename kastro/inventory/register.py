@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kastro.i18n import t
+
 CRITICALITY = ("low", "medium", "high", "critical")
 DEVICE_KINDS = ("pc", "laptop", "printer", "plc", "hmi", "camera", "phone", "access-point",
                 "switch", "nas", "other")  # fmt: skip
@@ -27,21 +29,25 @@ TEXT_FIELDS = ("owner", "location", "vendor", "model", "os", "supplier", "contra
 
 def text_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not TEXT.fullmatch(value):
-        return "is not a one-line text of at most 200 characters without < or >"
+        return t("is not a one-line text of at most 200 characters without < or >")
     if value.startswith(FORMULA_START):
-        return "starts with = + - or @ (a spreadsheet would run it as a formula)"
+        return t("starts with = + - or @ (a spreadsheet would run it as a formula)")
     return None
 
 
 def mac_problem(value: Any) -> str | None:
     if isinstance(value, str) and MAC.fullmatch(value.lower()):
         return None
-    return f"'{value}' is not a MAC address"
+    return t("'{value}' is not a MAC address", value=value)
 
 
 def choice_problem(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        return None if value in choices else f"'{value}' is not one of {', '.join(choices)}"
+        return (
+            None
+            if value in choices
+            else t("'{value}' is not one of {choices}", value=value, choices=", ".join(choices))
+        )
 
     return check
 
@@ -54,22 +60,29 @@ EXAMPLES = {
 }  # fmt: skip
 CHECKS: dict[str, tuple[Callable[[Any], str | None], str]] = {
     **{
-        name: (text_problem, f"write plain text on one line, e.g. {name}: {EXAMPLES[name]}")
+        name: (
+            text_problem,
+            t(
+                "write plain text on one line, e.g. {name}: {example}",
+                name=name,
+                example=EXAMPLES[name],
+            ),
+        )
         for name in TEXT_FIELDS
     },
     "criticality": (
         choice_problem(CRITICALITY),
-        f"set criticality to one of: {', '.join(CRITICALITY)}",
+        t("set criticality to one of: {criticality}", criticality=", ".join(CRITICALITY)),
     ),
     "legal_entity": (
         lambda v: (
             None
             if isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9-]{0,31}", v)
-            else f"'{v}' is not an entity name"
+            else t("'{v}' is not an entity name", v=v)
         ),
-        "name an entity of kastro_nis2.entities, e.g. legal_entity: deya",
+        t("name an entity of kastro_nis2.entities, e.g. legal_entity: deya"),
     ),
-    "mac": (mac_problem, "write the MAC address as 00:11:22:33:44:55"),
+    "mac": (mac_problem, t("write the MAC address as 00:11:22:33:44:55")),
 }
 HOST_REGISTER = ("owner", "criticality", "legal_entity", "location", "vendor", "model", "os",
                  "mac")  # fmt: skip

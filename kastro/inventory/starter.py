@@ -23,10 +23,10 @@ class StarterError(ValueError):
 
 
 def starter_files(title: str, domain: str) -> dict[str, str]:
-    """Relative path -> text of every file of a new inventory (before `kastro plan`)."""
+    """Relative path -> text of every file of a new inventory (before `kastro apply`)."""
     header = (
         "---\n# {what}\n# Schema: docs/inventory.md. After a change: kastro validate -i INVENTORY "
-        "&& kastro plan -i INVENTORY\n"
+        "&& kastro apply -i INVENTORY\n"
     )
     return {
         "group_vars/all/municipality.yml": header.format(what=f"{title}: the municipality.")
@@ -107,7 +107,7 @@ base_admin_users: []
 """,
         "hosts.yml": """---
 # Your own hosts and groups (Windows PCs, printers, PLCs...): listed here, never configured
-# by Kastro's playbooks (they target kastro_managed, which 'kastro plan' writes to
+# by Kastro's playbooks (they target kastro_managed, which 'kastro apply' writes to
 # kastro_hosts.yml from the model).
 all: {}
 """,

@@ -328,7 +328,7 @@ def _check_fixed_subnets(model: Model, src: Source) -> None:
                     subnet=zone.subnet,
                     supernets=", ".join(str(s) for s in supernets),
                 ),
-                t("pick a subnet inside a supernet, or remove subnet to let 'kastro plan' choose"),
+                t("pick a subnet inside a supernet, or remove subnet to let 'kastro apply' choose"),
             )
         usable = zone.subnet.size - 3  # network, broadcast, gateway
         if usable < zone.hosts:
@@ -476,13 +476,12 @@ def _zone_selector_ok(name: str, kinds: set[str], keys: set[str]) -> bool:
 
 
 def _zone_fix(kinds: set[str]) -> str:
-    template = (
-        "use a zone kind present in some building ({kinds}), BUILDING.ZONE, "
-        "teleworkers.GROUP or internet"
+    listed = ", ".join(sorted(kinds)) if kinds else t("none yet")
+    return t(
+        "use a zone kind present in some building ({kinds}), BUILDING.ZONE, teleworkers.GROUP "
+        "or internet",
+        kinds=listed,
     )
-    if not kinds:
-        return t(template, kinds=t("none yet"))
-    return t(template, kinds=", ".join(sorted(kinds)))
 
 
 def _check_teleworkers(model: Model, src: Source) -> None:

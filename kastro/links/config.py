@@ -183,7 +183,7 @@ def gateway_config(
     router_id = (plan.get("router_ids") or {}).get(host)
     if not router_id:
         raise LinksConfigError(
-            f"kastro_plan.router_ids.{host} is missing: run 'kastro plan INVENTORY' again"
+            f"kastro_plan.router_ids.{host} is missing: run 'kastro apply -i INVENTORY' again"
         )
     addresses: list[dict[str, str]] = [
         {"interface": "lo", "address": f"{router_id['ipv4']}/32"},
@@ -256,7 +256,7 @@ def _ends(
                 raise LinksConfigError(
                     f"kastro_plan.links.{name}: its WireGuard port {port} is already used by "
                     f"link '{ports_seen[port]}' on {host}; renumber one of them "
-                    f"('kastro plan --renumber kastro_plan.links.{name} INVENTORY')"
+                    f"('kastro apply -i INVENTORY --renumber kastro_plan.links.{name}')"
                 )
             ports_seen[port] = name
         ends.append(entry)

@@ -46,7 +46,7 @@ def listen(address: str, port: int) -> str:
     except ValueError:
         raise MonitoringModelError(
             f"the monitoring host's management address {address!r} is not an IP address; "
-            "run 'kastro plan' again"
+            "run 'kastro apply' again"
         ) from None
     if parsed.is_unspecified:
         raise MonitoringModelError("the monitoring host must listen on its management address")
@@ -58,7 +58,7 @@ def address(variables: Mapping[str, Any], host: str) -> str:
     plan = variables.get("kastro_plan") or {}
     if host not in (plan.get("hosts") or {}):
         raise MonitoringModelError(
-            f"{host} is not in the plan; add it to kastro_buildings and run 'kastro plan'"
+            f"{host} is not in the plan; add it to kastro_buildings and run 'kastro apply'"
         )
     return management_address(plan, host)
 

@@ -93,7 +93,7 @@ def _address(text: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise MonitoringModelError(
-            f"the event collector's address {text!r} is not an IP address; run 'kastro plan'"
+            f"the event collector's address {text!r} is not an IP address; run 'kastro apply'"
         ) from None
 
 

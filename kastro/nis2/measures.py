@@ -62,7 +62,7 @@ def _a_risk(model: Model, _facts: Facts) -> Measure:
         "η γραπτή πολιτική ασφάλειας και η ανάλυση κινδύνου / the written security "
         "policy and risk analysis"
     ]
-    m.commands = ["kastro plan -i INV --policy --matrix"]
+    m.commands = ["kastro show policy -i INV", "kastro show matrix -i INV"]
     m.status = _status(bool(model.policy), m.manual)
     return m
 
@@ -118,7 +118,7 @@ def _c_continuity(model: Model, _facts: Facts) -> Measure:
         "/ backups and restore drills (Kastro's backup role is not built yet)",
         "σχέδιο επιχειρησιακής συνέχειας / the business continuity plan",
     ]
-    m.commands = ["kastro plan -i INV --graph topology.svg"]
+    m.commands = ["kastro show graph -i INV topology.svg"]
     m.status = _status(bool(redundant), m.manual)
     return m
 

@@ -79,7 +79,7 @@ def load(inventories: Sequence[str], buildings: Sequence[str] = ()) -> list[Gate
     hostvars = _ansible_hostvars(inventories, (GATEWAYS_GROUP,))
     if not hostvars:
         raise GatewayError(
-            f"no host in group '{GATEWAYS_GROUP}' in {', '.join(inventories)}: run 'kastro plan' "
+            f"no host in group '{GATEWAYS_GROUP}' in {', '.join(inventories)}: run 'kastro apply' "
             "(it writes the groups) or give the inventory Ansible uses with -i"
         )
     gateways = [_gateway(name, variables) for name, variables in sorted(hostvars.items())]
@@ -135,7 +135,7 @@ def isolation_target(inventories: Sequence[str], text: str) -> IsolationTarget:
         )
     addresses = [str(entry[k]) for k in ("ipv4", "ipv6") if entry.get(k)]
     if not addresses:
-        raise GatewayError(f"{name} has no planned address: run 'kastro plan' first")
+        raise GatewayError(f"{name} has no planned address: run 'kastro apply' first")
     host = _gateway(name, hostvars[name]) if name in hostvars else None
     if host:
         host.role = str(entry.get("role") or "server")

@@ -83,7 +83,7 @@ def variables(hostvars: Mapping[str, Any], host: str = "") -> dict[str, dict[str
     if not home:
         raise SuricataModelError(
             f"{host or 'sensor'}: kastro_municipality.supernets is empty: HOME_NET needs the "
-            "municipality's networks (run 'kastro plan')"
+            "municipality's networks (run 'kastro apply')"
         )
     zones = plan.get("zones") or {}
     groups = {"HOME_NET": _group(home), **CLASSIC, **_service_groups(model)}

@@ -2,7 +2,7 @@
 """Ansible inventory script for Molecule scenarios that run on a `kastro lab`.
 
 Molecule links it in as the scenario's `hosts`. It prints the municipality's groups
-(kastro_hosts.yml written by `kastro plan`) merged with the lab's connection overlay (written by
+(kastro_hosts.yml written by `kastro apply`) merged with the lab's connection overlay (written by
 `kastro lab up`), so roles see the same inventory as in `make demo`. Before the lab exists it
 prints the groups alone. Environment: KASTRO_LAB (lab name), KASTRO_LAB_INVENTORY (directory).
 """

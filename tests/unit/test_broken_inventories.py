@@ -1,10 +1,12 @@
 """Every broken inventory in tests/data/broken gives exactly its expected errors, all at once."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from kastro.cli import main
+from kastro.i18n import tr
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.inventory.project import validate_inventory
 from tests.inventory_helpers import BROKEN_CASES, broken_copy, load_case
@@ -50,3 +52,18 @@ def test_cli_exits_non_zero_and_says_nothing_changed(case_file: Path, tmp_path: 
     err = capsys.readouterr().err
     assert "nothing was changed on any host" in err
     assert "    fix: " in err
+
+
+GREEK = re.compile("[\u0370-\u03ff]")
+
+
+@pytest.mark.parametrize("case_file", BROKEN_CASES, ids=lambda p: p.stem)
+def test_every_error_and_fix_is_said_in_greek(case_file: Path, tmp_path: Path, monkeypatch):
+    """Greek first (issue #25): each message and fix of the whole corpus has its Greek."""
+    inventory = broken_copy(load_case(case_file), tmp_path / "inv")
+    with pytest.raises(InvalidInventoryError) as raised:
+        validate_inventory(inventory)
+    monkeypatch.setenv("KASTRO_LANG", "el")
+    for error in raised.value.errors:
+        assert GREEK.search(tr(error.message)), f"no Greek for: {error.message!r}"
+        assert GREEK.search(tr(error.fix)), f"no Greek for: {error.fix!r}"

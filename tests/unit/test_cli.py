@@ -57,7 +57,9 @@ def test_export_format_says_its_default(capsys):
     assert "(default: csv)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [["validate"], ["plan", "--check"], ["inventory", "export"]])
+@pytest.mark.parametrize(
+    "command", [["validate"], ["plan", "--check"], ["apply"], ["inventory", "export"]]
+)
 def test_the_inventory_is_given_as_ansible_users_type_it_or_as_before(capsys, command):
     assert main([*command, "-i", "inventory/example"]) == 0
     assert main([*command, "inventory/example"]) == 0
@@ -81,4 +83,4 @@ def test_validate_speaks_json_for_ci(tmp_path, capsys):
     assert report["valid"] is False
     (error,) = report["errors"]
     assert set(error) == {"file", "line", "path", "message", "fix"}
-    assert "kastro plan" in error["fix"]
+    assert "kastro apply" in error["fix"]

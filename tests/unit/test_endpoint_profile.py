@@ -94,5 +94,5 @@ def test_an_override_replaces_a_setting() -> None:
 
 
 def test_a_host_outside_the_plan_is_refused() -> None:
-    with pytest.raises(EndpointConfigError, match="kastro plan"):
+    with pytest.raises(EndpointConfigError, match="kastro apply"):
         endpoint_state(model(), "no-such-host")

@@ -76,7 +76,7 @@ def test_adding_a_building_changes_no_existing_allocation(example_copy: Path):
         links.read_text()
         + "  kep-museum:\n    ends: [kep, museum]\n    medium: radio\n    capacity_mbps: 100\n"
     )
-    assert main(["plan", str(example_copy)]) == 0
+    assert main(["apply", str(example_copy)]) == 0
     after = plan_of(example_copy)
     for section in ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers"):
         for key, entry in before[section].items():
@@ -93,7 +93,7 @@ def test_renumber_moves_only_the_named_zone(example_copy: Path):
         validate_inventory(example_copy)
     before = plan_of(example_copy)
     assert (
-        main(["plan", str(example_copy), "--renumber", "kastro_plan.zones.cityhall.servers"]) == 0
+        main(["apply", str(example_copy), "--renumber", "kastro_plan.zones.cityhall.servers"]) == 0
     )
     after = plan_of(example_copy)
     assert netaddr.IPNetwork(after["zones"]["cityhall.servers"]["ipv4"]).size - 3 >= 100
@@ -106,6 +106,22 @@ def test_renumber_moves_only_the_named_zone(example_copy: Path):
     )
 
 
+def test_plan_shows_what_apply_writes_and_writes_nothing(example_copy: Path, capsys):
+    """Terraform's convention (issue #25): plan shows, apply writes."""
+    hosts = example_copy / "kastro_hosts.yml"
+    hosts.write_text("all: {}\n")
+    assert main(["plan", "-i", str(example_copy)]) == 0
+    out = capsys.readouterr().out
+    assert f"run 'kastro apply -i {example_copy}'" in out and "nothing written" in out
+    assert hosts.read_text() == "all: {}\n"
+    assert main(["apply", "-i", str(example_copy)]) == 0
+    assert "wrote" in capsys.readouterr().out and "fileserver" in hosts.read_text()
+    assert main(["apply", "-i", str(example_copy)]) == 0
+    assert "nothing written" in capsys.readouterr().out
+    assert main(["plan", "-i", str(example_copy)]) == 0
+    assert "the plan is current" in capsys.readouterr().out
+
+
 def test_plan_check_reports_a_stale_plan(example_copy: Path):
     assert main(["plan", "--check", str(example_copy)]) == 0
     (example_copy / "kastro_hosts.yml").write_text("all: {}\n")
@@ -113,13 +129,13 @@ def test_plan_check_reports_a_stale_plan(example_copy: Path):
 
 
 def test_a_new_inventory_without_a_plan_is_told_to_make_one(example_copy: Path):
-    """Not "out of date": nothing is wrong, `kastro plan` is the next step (issue #25)."""
+    """Not "out of date": nothing is wrong, `kastro apply` is the next step (issue #25)."""
     (example_copy / "group_vars/all/kastro_plan.yml").unlink()
     with pytest.raises(InvalidInventoryError) as raised:
         validate_inventory(example_copy)
     (error,) = raised.value.errors
     assert "does not exist yet" in error.message and "out of date" not in error.message
-    assert error.fix.startswith(f"run 'kastro plan {example_copy}' to make it")
+    assert error.fix.startswith(f"run 'kastro apply -i {example_copy}' to make it")
 
 
 def test_plan_leaves_the_admins_own_hosts_and_groups_alone(example_copy: Path):
@@ -129,7 +145,7 @@ def test_plan_leaves_the_admins_own_hosts_and_groups_alone(example_copy: Path):
     own = "all:\n  children:\n    windows_pcs:\n      hosts:\n        pc-dimarxos: {}\n"
     (example_copy / "hosts.yml").write_text(own)
     (example_copy / "kastro_hosts.yml").write_text("all: {}\n")  # stale: plan rewrites it
-    assert main(["plan", str(example_copy)]) == 0
+    assert main(["apply", str(example_copy)]) == 0
     assert (example_copy / "hosts.yml").read_text() == own
     assert "fileserver" in (example_copy / "kastro_hosts.yml").read_text()
     proc = subprocess.run(
@@ -168,7 +184,7 @@ def test_plan_replaces_the_hosts_file_an_older_kastro_wrote(example_copy: Path, 
     with pytest.raises(InvalidInventoryError) as raised:
         validate_inventory(example_copy)
     assert "older 'kastro plan'" in raised.value.errors[0].message
-    assert main(["plan", str(example_copy)]) == 0
+    assert main(["apply", str(example_copy)]) == 0
     assert not legacy.exists() and "removed" in capsys.readouterr().out
     validate_inventory(example_copy)
 
@@ -206,7 +222,7 @@ def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
     dmz = servers + "      dmz: {hosts: 8, kind: servers}\n"
     case = {"edits": [{"file": "buildings.yml", "replace": servers, "with": dmz}]}
     inventory = broken_copy(case, tmp_path / "inv")
-    main(["plan", str(inventory)])
+    main(["apply", str(inventory)])
     lines = describe_policy(validate_inventory(inventory).model)
     assert "servers zones (cityhall.dmz, cityhall.servers)" in "\n".join(lines)
 
@@ -218,7 +234,7 @@ def test_a_risky_rule_with_a_reason_validates_and_the_policy_says_so(tmp_path: P
     case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
                        "with": "kastro_policy:\n" + rule}]}  # fmt: skip
     inventory = broken_copy(case, tmp_path / "inv")
-    main(["plan", str(inventory)])
+    main(["apply", str(inventory)])
     lines = describe_policy(validate_inventory(inventory).model)
     assert lines[0] == (
         "the internet may reach zone deya.scada for web (tcp/80, tcp/443)  [ΡΙΣΚΟ / RISK "
@@ -286,7 +302,7 @@ def test_the_matrix_says_when_only_one_buildings_zone_may_reach(tmp_path: Path):
     case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
                        "with": "kastro_policy:\n" + rule}]}  # fmt: skip
     inventory = broken_copy(case, tmp_path / "inv")
-    main(["plan", str(inventory)])
+    main(["apply", str(inventory)])
     rows = {row["from \\ to"]: row for row in policy_matrix(validate_inventory(inventory).model)}
     assert rows["staff"]["iot"] == "mqtt @deya (from deya only)"
 

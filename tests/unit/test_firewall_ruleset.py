@@ -151,7 +151,7 @@ def test_bad_role_input_names_the_variable():
         )
     with pytest.raises(FirewallConfigError, match="firewall_management_networks"):
         compile_ruleset("village-gw", variables, settings(management_networks=["10.0.0.300/8"]))
-    with pytest.raises(FirewallConfigError, match="kastro plan"):
+    with pytest.raises(FirewallConfigError, match="kastro apply"):
         compile_ruleset("no-such-host", variables, settings())
 
 

@@ -21,7 +21,7 @@ from kastro.i18n import Joined, Text, t, tr
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = ROOT / "kastro" / "locale" / "el" / "LC_MESSAGES" / "kastro.po"
-KEYWORDS = {"t": None, "_": None, "_inventory_argument": (2,)}
+KEYWORDS = {"t": None, "_": None, "N_": None, "_inventory_argument": (2,)}
 GREEK = re.compile("[\u0370-\u03ff]")
 
 
@@ -133,3 +133,15 @@ def test_greek_help_for_the_commands(tmp_path):
     assert "ελέγχει το inventory (όλα τα λάθη μαζί)" in top
     plan = " ".join(kastro({"KASTRO_LANG": "el"}, "plan", "--help").stdout.split())
     assert "κατάλογος του inventory, π.χ. inventory/example (ή -i ΚΑΤΑΛΟΓΟΣ)" in plan
+
+
+def test_a_text_survives_copies_and_pickles(monkeypatch):
+    import copy
+    import pickle
+
+    said = Joined([t("is required"), t("is {n}, not a power of two between 8 and 1024", n=3)])
+    for again in (copy.deepcopy(said), pickle.loads(pickle.dumps(said)), copy.copy(said)):
+        assert again == said and isinstance(again, Joined)
+        monkeypatch.setenv("KASTRO_LANG", "el")
+        assert tr(again) == tr(said) and GREEK.search(tr(again))
+        monkeypatch.setenv("KASTRO_LANG", "en")

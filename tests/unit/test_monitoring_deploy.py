@@ -203,7 +203,7 @@ def test_a_bad_retention_is_refused(example, retention):
 
 
 def test_a_host_outside_the_plan_is_refused(example):
-    with pytest.raises(MonitoringModelError, match="kastro plan"):
+    with pytest.raises(MonitoringModelError, match="kastro apply"):
         deploy.unit_arguments(example, "nosuchhost", SETTINGS)
 
 

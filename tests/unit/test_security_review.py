@@ -627,7 +627,7 @@ def test_14_unwritable_outputs_of_kastro_commands_are_messages(tmp_path, capsys)
     try:
         if os.access(target, os.W_OK):  # root ignores the mode: make the file unwritable instead
             (target / "kastro_hosts.yml").mkdir()
-        assert main(["plan", str(target)]) == 1
+        assert main(["apply", str(target)]) == 1
         err = capsys.readouterr().err
         assert "kastro_hosts.yml" in err and "Traceback" not in err
     finally:
@@ -655,6 +655,9 @@ def test_15_unicode_line_breaks_never_split_an_alert(char):
 def test_14_an_unwritable_graph_is_a_message(tmp_path, capsys):
     target = tmp_path / "no" / "such" / "dir" / "topology.dot"
     assert main(["plan", str(EXAMPLE), "--check", "--graph", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "topology.dot" in err and "Traceback" not in err
+    assert main(["show", "graph", "-i", str(EXAMPLE), str(target)]) == 1
     err = capsys.readouterr().err
     assert "topology.dot" in err and "Traceback" not in err
 

@@ -355,7 +355,7 @@ def test_a_new_link_changes_only_the_gateways_at_its_ends(host, tmp_path):
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
 
     planned = subprocess.run(
-        ["kastro", "plan", str(inventory)],
+        ["kastro", "apply", str(inventory)],
         capture_output=True,
         text=True,
         cwd=PROJECT,

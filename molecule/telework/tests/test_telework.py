@@ -95,7 +95,7 @@ def run_playbook(tmp_path: Path, edit=None, extra: dict | None = None) -> str:
         model.write_text(yaml.safe_dump(data, sort_keys=False))
         # The admin's next step after editing the model: re-plan (addresses stay put).
         planned = subprocess.run(
-            ["kastro", "plan", str(inventory)],
+            ["kastro", "apply", str(inventory)],
             capture_output=True,
             text=True,
             cwd=PROJECT,
