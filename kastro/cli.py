@@ -291,7 +291,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _reports(args: argparse.Namespace, planned: Planned) -> None:
-    from kastro.inventory.project import describe_policy, policy_matrix, render_graph, topology_dot
+    from kastro.inventory.graph import topology_dot
+    from kastro.inventory.project import describe_policy, policy_matrix, render_graph
 
     if getattr(args, "policy", False):
         print(_("Policy:"))
@@ -301,10 +302,12 @@ def _reports(args: argparse.Namespace, planned: Planned) -> None:
         print(_("Reachability between zones allowed by the policy (the firewall enforces it):"))
         print(format_table(policy_matrix(planned.model)))
     if getattr(args, "graph", None):  # last: a missing Graphviz must not cost the output above
+        view = {"building": getattr(args, "building", None) or "",
+                "district": getattr(args, "district", None) or ""}  # fmt: skip
         try:
-            render_graph(topology_dot(planned.model, planned.result.data), Path(args.graph))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+            render_graph(topology_dot(planned.model, planned.result.data, **view), Path(args.graph))
+        except ValueError as exc:  # an unknown view, picture format, or no Graphviz
+            raise UsageError(tr(exc.args[0])) from exc
         print(tr(t("topology picture: {file}", file=args.graph)))
 
 
@@ -608,6 +611,13 @@ def build_parser() -> argparse.ArgumentParser:
         _inventory_argument(report, "inventory directory", default="inventory/example")
         if name == "graph":
             report.add_argument("file", help=_("the picture: .svg, .png, .pdf or .dot"))
+            view = report.add_mutually_exclusive_group()
+            view.add_argument(
+                "--building", metavar="NAME", help=_("one building in detail, with its neighbours")
+            )
+            view.add_argument("--district", metavar="NAME",
+                              help=_("the buildings of one district (district: of "
+                                     "kastro_buildings) and the links leaving it"))  # fmt: skip
         report.set_defaults(handler=_cmd_show_report, **{name: name != "graph"})
 
     from kastro.respond.cli import add_parser as add_respond

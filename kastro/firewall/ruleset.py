@@ -27,7 +27,7 @@ from typing import Any
 
 import netaddr
 
-from kastro.inventory.model import parse_port
+from kastro.inventory.model import Schedule, parse_port, parse_schedule
 from kastro.inventory.plan import (
     EVENTS_PORT,
     MONITORING_WEB_PORTS,
@@ -361,6 +361,14 @@ class Compiler:
         nets = end.ipv4 if family == 4 else end.ipv6
         return f"{field_} {nft_set(nets)}" if nets else None
 
+    def when(self, index: int, rule: Mapping[str, Any]) -> str:
+        """A scheduled rule's time match (nft turns the hosts' local time into UTC when it
+        loads the table; kastro-firewall clock reloads it when the offset changes)."""
+        schedule, problem, _ = parse_schedule(rule.get("schedule"))
+        if problem:
+            raise FirewallConfigError(f"kastro_policy[{index - 1}].schedule: {problem}")
+        return schedule_match(schedule)
+
     def port_rules(
         self, ports: list[tuple[str, str]], verdict: str
     ) -> list[tuple[int | None, str]]:
@@ -624,11 +632,13 @@ class Compiler:
                 )
 
     def pair_chains(self, local: set[str]) -> None:
-        """One chain per zone pair touching this gateway, reached by prefix."""
+        """One chain per pair of sides touching this gateway (a side touches it when it is,
+        or sits in, one of its zones, the internet or a teleworker pool), reached by prefix."""
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
             src, dst = endpoints[src_key], endpoints[dst_key]
-            if (src_key not in local and dst_key not in local) or (src.internet and dst.internet):
+            touches = {src_key, dst_key, src.within, dst.within} & local
+            if not touches or (src.internet and dst.internet):
                 continue
             chain = self.pair_chain(src, dst, rules)
             self.out.add_chain(chain)
@@ -654,8 +664,9 @@ class Compiler:
                 f"policy rule {index}: {src.key} -> {dst.key} ({', '.join(names)})"
                 + (f" - {comment}" if comment else ""),
             )
+            when = self.when(index, rule)
             for _, rule_text in self.port_rules(self.ports(names), f"{counter} accept"):
-                chain.rules.append(f"{rule_text} comment {_quote(f'policy rule {index}')}")
+                chain.rules.append(f"{when}{rule_text} comment {_quote(f'policy rule {index}')}")
         return chain
 
     def drop_tails(self, ports: GatewayPorts) -> None:
@@ -697,7 +708,7 @@ class Compiler:
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
-            if dst_key != zone_key:
+            if dst_key not in (zone_key, self.host):  # its zone, or this host by name
                 continue
             src = endpoints[src_key]
             for index, rule in rules:
@@ -716,6 +727,7 @@ class Compiler:
                         if rule_family not in (None, family):
                             continue
                         prefix = f"{src_match} " if src_match else ""
+                        prefix += self.when(index, rule)
                         out.input.append(
                             f"{prefix}{rule_text} comment {_quote(f'policy rule {index}')}"
                         )
@@ -910,6 +922,20 @@ class Compiler:
             self.server()
         self.output_isolation()
         return self.out
+
+
+NFT_DAYS = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
+            "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}  # fmt: skip
+
+
+def schedule_match(schedule: Schedule | None) -> str:
+    """'meta day {...} meta hour "08:00"-"20:00" ' for a schedule (checked by
+    parse_schedule: day names and HH:MM only), '' for none."""
+    if schedule is None:
+        return ""
+    days = ", ".join(f'"{NFT_DAYS[d]}"' for d in schedule.days)
+    on_days = f"meta day {{ {days} }} " if days else ""
+    return f'{on_days}meta hour "{schedule.start}"-"{schedule.end}" '
 
 
 def compile_ruleset(

@@ -45,6 +45,9 @@ PENDING = STATE_DIR / "pending.json"  # an applied, not yet confirmed change
 SNAPSHOT = STATE_DIR / "rollback.nft"  # the table as it was before that change
 LAST_ROLLBACK = STATE_DIR / "last-rollback.json"
 LIVE_DIGEST = STATE_DIR / "live.sha256"  # the live table as confirmed (see live_digest)
+# The local UTC offset when the table was last loaded: nft turns a rule's local "meta hour"
+# into UTC at load time, so a table with time-of-day rules is reloaded when it changes (DST).
+UTC_OFFSET = STATE_DIR / "utc-offset"
 SOC_SETS = STATE_DIR / "soc-sets.json"  # the SOC's entries with their end times: a reboot
 TIMER_UNIT = "kastro-firewall-rollback"
 BLOCKLISTS = ("blocklist_v4", "blocklist_v6")
@@ -207,6 +210,29 @@ def load(ruleset: str) -> None:
         nft("-f", tmp.name)
     finally:
         Path(tmp.name).unlink()
+    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+    UTC_OFFSET.write_text(utc_offset(), encoding="utf-8")
+
+
+def utc_offset() -> str:
+    """This host's local offset from UTC now, in seconds (the TZ of the process)."""
+    return str(time.localtime().tm_gmtoff)
+
+
+def cmd_clock(_: argparse.Namespace) -> dict[str, Any]:
+    """Hourly (kastro-firewall-clock.timer): reload the confirmed table when it has time-of-day
+    rules and the local UTC offset changed since it was loaded (summer time began or ended),
+    so 'hours: 08:00-20:00' stays 08:00-20:00 local time. Never during a pending change."""
+    if PENDING.exists():
+        return {"reloaded": False, "reason": "a change is pending confirmation"}
+    if not ACTIVE.exists() or "meta hour" not in ACTIVE.read_text(encoding="utf-8"):
+        return {"reloaded": False, "reason": "no time-of-day rules"}
+    loaded = UTC_OFFSET.read_text(encoding="utf-8").strip() if UTC_OFFSET.exists() else ""
+    if loaded == utc_offset():
+        return {"reloaded": False, "reason": "the UTC offset is unchanged"}
+    load(ACTIVE.read_text(encoding="utf-8"))
+    LIVE_DIGEST.write_text(live_digest(), encoding="utf-8")
+    return {"reloaded": True, "utc_offset_seconds": int(utc_offset()), "was": loaded or None}
 
 
 def sha256(path: Path) -> str:
@@ -683,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_confirm)
     sub.add_parser("rollback", help="restore the previous ruleset").set_defaults(func=cmd_rollback)
     sub.add_parser("boot", help="load the confirmed ruleset").set_defaults(func=cmd_boot)
+    sub.add_parser(
+        "clock", help="reload time-of-day rules after a change of UTC offset"
+    ).set_defaults(func=cmd_clock)
     sub.add_parser("status", help="what is loaded, pending, rolled back").set_defaults(
         func=cmd_status
     )

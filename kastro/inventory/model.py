@@ -114,6 +114,7 @@ class Building:
     hosts: dict[str, Host]
     devices: dict[str, reg.Device] = field(default_factory=dict)
     register: tuple[tuple[str, str], ...] = ()
+    district: str = ""  # δημοτική ενότητα: groups buildings in the topology views
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a rule holds (local time of the hosts): days (empty: every day) and a window."""
+
+    days: tuple[str, ...]  # mon..sun, in week order
+    start: str  # HH:MM
+    end: str  # HH:MM (before start: the window crosses midnight)
+
+    def __str__(self) -> str:
+        return f"{_day_spans(self.days)} {self.start}-{self.end}".strip()
+
+
+@dataclass(frozen=True)
 class Rule:
     index: int
     sources: tuple[str, ...]
@@ -158,6 +171,7 @@ class Rule:
     services: tuple[str, ...]
     comment: str
     accept_risk: str = ""
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -543,6 +557,9 @@ BUILDING_FIELDS: Fields = {
     "zones": Field(dict, {}),
     "hosts": Field(dict, {}),
     "devices": Field(dict, {}),
+    "district": Field(
+        str, "", reg.text_problem, t("write the district on one line, e.g. district: Κάστρο")
+    ),
     **_register(reg.BUILDING_REGISTER),
 }
 ZONE_FIELDS: Fields = {
@@ -590,6 +607,7 @@ DEVICE_FIELDS: Fields = {
     ),
     "description": Field(str, ""),
     "services": Field(list, [], fix=t("list the kastro_services it provides, e.g. [printing]")),
+    "fixed_address": Field(bool, False),
     **_register(reg.HOST_REGISTER),
 }
 LINK_FIELDS: Fields = {
@@ -634,6 +652,7 @@ RULE_FIELDS: Fields = {
     "comment": Field(str, ""),
     # Why a rule the validation calls risky is wanted anyway, and who decided (one line).
     "accept_risk": Field(str, ""),
+    "schedule": Field(None),  # read by parse_schedule
 }
 POOL_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 TELEWORKER_GROUP_FIELDS: Fields = {
@@ -866,7 +885,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
                 bpath, t("'{name}' is not a valid building name", name=shown(str(bname))), NAME_FIX
             )
             continue
-        if reserved(p, bpath, str(bname), "building"):
+        if reserved(p, bpath, str(bname), t("building")):
             continue
         b = p.mapping(braw, bpath, "description, zones, hosts")
         if b is None:
@@ -894,7 +913,7 @@ def _buildings(p: Parser, raw: Any) -> dict[str, Building]:
         if description is not None and city_hall is not None:
             out[bname] = Building(
                 bname, description, city_hall, zones, hosts, devices,
-                reg.read(got, reg.BUILDING_REGISTER),
+                reg.read(got, reg.BUILDING_REGISTER), got["district"] or "",
             )  # fmt: skip
     return out
 
@@ -909,6 +928,8 @@ def _device(p: Parser, building: str, dname: str, raw: Any) -> reg.Device | None
             t("use lower-case letters, digits and '-' (RFC 1123), e.g. scada-hmi"),
         )
         return None
+    if reserved(p, dpath, dname, t("device")):  # a policy rule may name a device
+        return None
     d = p.mapping(raw, dpath, "zone, kind, description")
     if d is None:
         return None
@@ -918,6 +939,7 @@ def _device(p: Parser, building: str, dname: str, raw: Any) -> reg.Device | None
     return reg.Device(
         dname, building, got["zone"], got["kind"], got["description"] or "",
         tuple(str(s) for s in got["services"] or []), reg.read(got, reg.HOST_REGISTER),
+        bool(got["fixed_address"]),
     )  # fmt: skip
 
 
@@ -926,7 +948,7 @@ def _zone(p: Parser, building: str, zname: str, raw: Any) -> Zone | None:
     if check_name(zname):
         p.src.error(zpath, t("'{name}' is not a valid zone name", name=shown(zname)), NAME_FIX)
         return None
-    if reserved(p, zpath, zname, "zone"):
+    if reserved(p, zpath, zname, t("zone")):
         return None
     z = p.mapping(raw, zpath, "hosts, kind, subnet")
     if z is None:
@@ -957,6 +979,8 @@ def _host(p: Parser, building: str, hname: str, raw: Any) -> Host | None:
             t("'{name}' is not a valid host name", name=shown(hname)),
             t("use lower-case letters, digits and '-' (RFC 1123)"),
         )
+        return None
+    if reserved(p, hpath, hname, t("host")):  # a policy rule may name a host
         return None
     h = p.mapping(raw, hpath, "role, zone")
     if h is None:
@@ -1016,7 +1040,7 @@ def _links(p: Parser, raw: Any, default_mtu: int) -> dict[str, Link]:
                 lpath, t("'{name}' is not a valid link name", name=shown(str(lname))), NAME_FIX
             )
             continue
-        if reserved(p, lpath, str(lname), "link"):
+        if reserved(p, lpath, str(lname), t("link")):
             continue
         link = p.mapping(lraw, lpath, "ends, medium, capacity_mbps")
         if link is None:
@@ -1066,7 +1090,7 @@ def _services(p: Parser, raw: Any) -> dict[str, Service]:
                 spath, t("'{name}' is not a valid service name", name=shown(str(sname))), NAME_FIX
             )
             continue
-        if reserved(p, spath, str(sname), "service"):
+        if reserved(p, spath, str(sname), t("service")):
             continue
         s = p.mapping(sraw, spath, "ports, description", _service_fix(str(sname), sraw))
         if s is None:
@@ -1131,9 +1155,77 @@ def _policy(p: Parser, raw: Any) -> list[Rule]:
         sources = _names(p, r["from"], (*rpath, "from"), t("zone or group"))
         destinations = _names(p, r["to"], (*rpath, "to"), "zone")
         services = _names(p, r["services"], (*rpath, "services"), "service")
+        schedule, problem, fix = parse_schedule(r.get("schedule"))
+        if problem:
+            p.src.error((*rpath, "schedule"), problem, fix)
+            continue
         if sources and destinations and services:
-            rules.append(Rule(i, sources, destinations, services, comment or "", accept_risk or ""))
+            rules.append(
+                Rule(i, sources, destinations, services, comment or "", accept_risk or "", schedule)
+            )
     return rules
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
+# The kernel tells the day of the week in UTC: with days, a window must lie where the local
+# day and the UTC day agree (Greece is UTC+2/+3), after 03:00 and before midnight.
+EARLIEST_WITH_DAYS = "03:00"
+SCHEDULE_FIX = t(
+    "write schedule: {{days: mon-fri, hours: '08:00-20:00'}} (days: mon..sun, a range or a "
+    "list; hours: HH:MM-HH:MM, local time)"
+)
+
+
+def parse_schedule(raw: Any) -> tuple[Schedule | None, str, str]:
+    """A rule's schedule, strictly: (schedule, '', '') or (None, problem, fix); no schedule
+    is (None, '', ''). The firewall renders only what this returns."""
+    if raw is None:
+        return None, "", ""
+    if not isinstance(raw, dict) or not set(raw) <= {"days", "hours"} or "hours" not in raw:
+        return None, t("must be a mapping with hours and, optionally, days"), SCHEDULE_FIX
+    hours = raw["hours"]
+    match = _HOURS.fullmatch(hours) if isinstance(hours, str) else None
+    if match is None or match.group(1, 2) == match.group(3, 4):
+        return None, t("hours {hours!r} is not a window HH:MM-HH:MM", hours=hours), SCHEDULE_FIX
+    days = _days(raw.get("days"))
+    if days is None:
+        return None, t("days {days!r} are not days mon..sun", days=raw.get("days")), SCHEDULE_FIX
+    start, end = hours.split("-")
+    if len(days) < len(DAYS) and (start < EARLIEST_WITH_DAYS or end < start):
+        return None, t(
+            "with days, the window must lie between {earliest} and midnight: the kernel counts "
+            "days in UTC", earliest=EARLIEST_WITH_DAYS,
+        ), t("split the rule in two, or leave out days")  # fmt: skip
+    return Schedule(days if len(days) < len(DAYS) else (), start, end), "", ""
+
+
+def _days(raw: Any) -> tuple[str, ...] | None:
+    """mon-fri, [mon, wed], [mon-wed, sat] or nothing (every day), in week order."""
+    if raw is None:
+        return DAYS
+    parts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(parts, list) or not parts:
+        return None
+    wanted: set[str] = set()
+    for part in parts:
+        first, _, last = str(part).partition("-")
+        last = last or first
+        if first not in DAYS or last not in DAYS or DAYS.index(last) < DAYS.index(first):
+            return None
+        wanted.update(DAYS[DAYS.index(first) : DAYS.index(last) + 1])
+    return tuple(d for d in DAYS if d in wanted)
+
+
+def _day_spans(days: tuple[str, ...]) -> str:
+    """mon-fri, sat for ('mon', ..., 'fri', 'sat'); '' for every day."""
+    spans: list[list[str]] = []
+    for day in days:
+        if spans and DAYS.index(day) == DAYS.index(spans[-1][-1]) + 1:
+            spans[-1].append(day)
+        else:
+            spans.append([day])
+    return ", ".join(s[0] if len(s) == 1 else f"{s[0]}-{s[-1]}" for s in spans)
 
 
 def _teleworker_groups(p: Parser, raw: Any) -> dict[str, TeleworkerGroup]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import netaddr
 
@@ -59,6 +59,10 @@ class PlanResult:
     removed: list[str] = field(default_factory=list)
 
 
+# Every section of the plan ("devices" only when a device asks for a fixed address).
+PLAN_SECTIONS = ("zones", "links", "router_ids", "vpn_pools", "hosts", "devices", "teleworkers")
+
+
 def _net(value: Any) -> netaddr.IPNetwork | None:
     try:
         return netaddr.IPNetwork(str(value)) if value else None
@@ -91,7 +95,9 @@ def make_plan(
     # 3. Write it out in the shape the roles read.
     data: dict[str, Any] = {"version": PLAN_VERSION, "municipality": model.municipality.name}
     data["zones"] = alloc.zones_out()
-    data["hosts"] = _host_addresses(model, data["zones"], alloc.previous, renumber)
+    data["hosts"], devices = _host_addresses(model, data["zones"], alloc.previous, renumber)
+    if devices:  # only when some device asks for a fixed address: other plans stay as they were
+        data["devices"] = devices
     data["router_ids"] = alloc.router_ids_out()
     data["links"] = alloc.links_out()
     data["vpn_pools"] = alloc.pools_out()
@@ -340,47 +346,75 @@ def _offset_address(net6: str | None, offset: int) -> str | None:
     return str(netaddr.IPNetwork(net6)[offset]) if net6 else None
 
 
+class _Seat(NamedTuple):
+    """Something with an address of its own in a zone: a host, or a device with
+    fixed_address."""
+
+    name: str
+    section: str  # hosts, devices
+    key: str  # BUILDING.ZONE
+    address: netaddr.IPAddress | None
+
+
+def _seats(model: Model) -> list[_Seat]:
+    hosts = [
+        _Seat(h.name, "hosts", f"{h.building}.{h.zone}", h.address)
+        for h in sorted(model.hosts, key=lambda h: h.name)
+        if h.role != "gateway" and h.zone
+    ]
+    devices = [
+        _Seat(d.name, "devices", f"{d.building}.{d.zone}", None)
+        for b in sorted(model.buildings.values(), key=lambda b: b.name)
+        for d in sorted(b.devices.values(), key=lambda d: d.name)
+        if d.fixed_address
+    ]
+    return hosts + devices  # hosts first: a new device never takes a new server's address
+
+
 def _host_addresses(
     model: Model, zones: dict[str, Any], previous: dict[str, Any], renumber: frozenset[str]
-) -> dict[str, Any]:
-    """Every host's plan entry: a gateway's address in each zone, a host's own address.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every host's plan entry (a gateway's address in each zone, a host's own address), and
+    every device's that asks for a fixed address.
 
     Fixed addresses first, then addresses from the previous plan, then new ones."""
-    zoned = [h for h in sorted(model.hosts, key=lambda h: h.name) if h.role != "gateway" and h.zone]
+    seats = _seats(model)
     used: dict[str, set[int]] = {key: {0, 1} for key in zones}  # network and gateway
     wanted: dict[str, int] = {}
     for pick in (_fixed_offset, _previous_offset, _free_offset):
-        for host in zoned:
-            if host.name in wanted:
+        for seat in seats:
+            if seat.name in wanted:
                 continue
-            key = f"{host.building}.{host.zone}"
-            net = netaddr.IPNetwork(zones[key]["ipv4"])
-            offset = pick(host, key, net, used[key], previous, renumber)
+            net = netaddr.IPNetwork(zones[seat.key]["ipv4"])
+            offset = pick(seat, net, used[seat.key], previous, renumber)
             if offset is not None:
-                wanted[host.name] = offset
-                used[key].add(offset)
-    return {
+                wanted[seat.name] = offset
+                used[seat.key].add(offset)
+    hosts = {
         host.name: _host_entry(model, host, zones, wanted)
         for host in sorted(model.hosts, key=lambda h: h.name)
     }
+    devices = {
+        seat.name: _seat_entry(seat, zones, wanted[seat.name])
+        for seat in seats
+        if seat.section == "devices"
+    }
+    return hosts, devices
 
 
-def _fixed_offset(
-    host: Host, key: str, net: netaddr.IPNetwork, used: set[int], *_: Any
-) -> int | None:
-    return int(host.address) - net.first if host.address is not None else None
+def _fixed_offset(seat: _Seat, net: netaddr.IPNetwork, *_: Any) -> int | None:
+    return int(seat.address) - net.first if seat.address is not None else None
 
 
 def _previous_offset(
-    host: Host,
-    key: str,
+    seat: _Seat,
     net: netaddr.IPNetwork,
     used: set[int],
     previous: dict[str, Any],
     renumber: frozenset[str],
 ) -> int | None:
-    old = _old(previous, "hosts", host.name)
-    if old.get("zone") != key or f"kastro_plan.hosts.{host.name}" in renumber:
+    old = _old(previous, seat.section, seat.name)
+    if old.get("zone") != seat.key or f"kastro_plan.{seat.section}.{seat.name}" in renumber:
         return None
     try:
         offset = int(netaddr.IPAddress(old["ipv4"])) - net.first
@@ -389,9 +423,7 @@ def _previous_offset(
     return offset if 1 < offset < net.size - 1 and offset not in used else None
 
 
-def _free_offset(
-    host: Host, key: str, net: netaddr.IPNetwork, used: set[int], *_: Any
-) -> int | None:
+def _free_offset(seat: _Seat, net: netaddr.IPNetwork, used: set[int], *_: Any) -> int | None:
     """Servers and sensors start at .10, leaving the first addresses for network gear;
     small zones wrap around to .2. Validation guarantees a free address exists."""
     size = int(net.size)
@@ -399,6 +431,15 @@ def _free_offset(
     candidates = [*range(start, size - 1), *range(2, start)]
     free: int = next(i for i in candidates if i not in used)
     return free
+
+
+def _seat_entry(seat: _Seat, zones: dict[str, Any], offset: int) -> dict[str, Any]:
+    net = netaddr.IPNetwork(zones[seat.key]["ipv4"])
+    entry = {"zone": seat.key, "ipv4": str(net[offset])}
+    v6 = _offset_address(zones[seat.key].get("ipv6"), offset)
+    if v6:
+        entry["ipv6"] = v6
+    return entry
 
 
 def _host_entry(
@@ -416,14 +457,9 @@ def _host_entry(
             for z in sorted(model.buildings[host.building].zones.values(), key=lambda z: z.name)
         }
         return entry
-    key = f"{host.building}.{host.zone}"
-    net = netaddr.IPNetwork(zones[key]["ipv4"])
-    entry["zone"] = key
-    entry["ipv4"] = str(net[wanted[host.name]])
-    v6 = _offset_address(zones[key].get("ipv6"), wanted[host.name])
-    if v6:
-        entry["ipv6"] = v6
-    return entry
+    return entry | _seat_entry(
+        _Seat(host.name, "hosts", f"{host.building}.{host.zone}", None), zones, wanted[host.name]
+    )
 
 
 def wireguard_limit(pool: netaddr.IPNetwork) -> int:
@@ -493,7 +529,7 @@ def _teleworker_addresses(
 
 def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
     gone = []
-    for section in ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers"):
+    for section in PLAN_SECTIONS:
         old = previous.get(section) or {}
         for key in sorted(old):
             if key not in data.get(section, {}):

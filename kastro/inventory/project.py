@@ -22,12 +22,13 @@ from kastro.inventory.loader import (
     load_source,
 )
 from kastro.inventory.model import Model, Rule, parse_model
-from kastro.inventory.plan import PlanResult, make_plan, runs_vpn
+from kastro.inventory.plan import PLAN_SECTIONS, PlanResult, make_plan, runs_vpn
 from kastro.inventory.validate import (
     INTERNET,
     TELEWORKER_PREFIX,
     check_model,
     interface_problems,
+    policy_hosts,
 )
 
 PLAN_HEADER = (
@@ -62,7 +63,6 @@ class Planned:
     stale: list[str]
 
 
-PLAN_SECTIONS = ("zones", "links", "router_ids", "vpn_pools", "hosts", "teleworkers")
 _PLAN_FIX = t(
     "restore it from version control (git checkout), or delete it, then run 'kastro apply'"
 )
@@ -339,7 +339,8 @@ def describe_rule(model: Model, rule: Rule) -> str:
         where=Joined([_side(model, n) for n in rule.destinations], AND),
         services=Joined(services, ", "),
     )
-    extras = [f"  -- {rule.comment}"] if rule.comment else []
+    extras: list[str] = [t("  (only {when})", when=str(rule.schedule))] if rule.schedule else []
+    extras += [f"  -- {rule.comment}"] if rule.comment else []
     if rule.accept_risk:
         extras.append(f"  [ΡΙΣΚΟ / RISK accepted: {rule.accept_risk}]")
     return Joined([sentence, *extras], "") if extras else sentence
@@ -355,6 +356,8 @@ def _side(model: Model, name: str) -> str:
         return t("teleworkers of group '{name}'", name=name[len(TELEWORKER_PREFIX) :])
     if "." in name:
         return t("zone {name}", name=name)
+    if name in policy_hosts(model):
+        return t("host {name} ({zone})", name=name, zone=policy_hosts(model)[name])
     zones = [z for z in model.zones if z.kind == name]
     buildings = sorted(z.building for z in zones)
     if len(set(buildings)) < len(buildings):  # a building with two zones of the kind
@@ -378,6 +381,7 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
     ]
     columns = [*kinds, INTERNET]
     kind_of = {z.key: z.kind for z in model.zones}
+    kind_of |= {n: kind_of[k] for n, k in policy_hosts(model).items() if k in kind_of}
     cells: dict[tuple[str, str], dict[tuple[str, str], list[str]]] = {}
     for rule in model.policy:
         for source in rule.sources:
@@ -387,7 +391,8 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
                 services = cells.setdefault(
                     (kind_of.get(source, source), kind_of.get(destination, destination)), {}
                 )
-                services.setdefault((since, to), []).extend(rule.services)
+                when = f" [{rule.schedule}]" if rule.schedule else ""
+                services.setdefault((since, to), []).extend(s + when for s in rule.services)
     rows = []
     for source in sources:
         row = {"from \\ to": source}
@@ -404,38 +409,6 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
             )
         rows.append(row)
     return rows
-
-
-def topology_dot(model: Model, plan: dict[str, Any]) -> str:
-    """Graphviz picture: buildings with their zones, links labelled with speed and medium."""
-    lines = [
-        "graph municipality {",
-        f'  label="{_esc(model.municipality.name if model.municipality else "")}";',
-        '  labelloc=t; fontname="Helvetica"; layout=neato; overlap=false; sep="+30"; splines=true;',
-        '  node [shape=box, style="rounded,filled", fillcolor="#f4f1ea", fontname="Helvetica"];',
-        '  edge [fontname="Helvetica", fontsize=10, len=3.5];',
-    ]
-    for b in sorted(model.buildings.values(), key=lambda b: b.name):
-        zones = "\\l".join(
-            f"{z.name}: {plan['zones'][z.key]['ipv4']}"
-            for z in sorted(b.zones.values(), key=lambda z: z.name)
-        )
-        colour = "#d9e8f5" if b.city_hall else "#f4f1ea"
-        title = f"{b.name}" + (f"\\n{_esc(b.description)}" if b.description else "")
-        lines.append(f'  "{b.name}" [label="{title}\\n\\n{zones}\\l", fillcolor="{colour}"];')
-    for name, link in sorted(plan["links"].items()):
-        a, b = link["ends"]
-        style = "dashed" if link["medium"] == "radio" else "solid"
-        lock = " (WireGuard)" if link["encrypted"] else ""
-        width = 1 + min(link["capacity_mbps"], 10_000) / 2_500
-        label = f"{name}\\n{link['capacity_mbps']} Mbit/s {link['medium']}{lock}"
-        lines.append(f'  "{a}" -- "{b}" [label="{label}", style={style}, penwidth={width:.1f}];')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def render_graph(dot: str, output: Path) -> None:

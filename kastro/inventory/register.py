@@ -101,6 +101,7 @@ class Device:
     description: str
     services: tuple[str, ...]
     register: tuple[tuple[str, str], ...]
+    fixed_address: bool = False  # the plan gives it an address (a policy rule may name it)
 
 
 def fields(register: tuple[tuple[str, str], ...]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from kastro.i18n import tr
 from kastro.inventory.model import Model
 from kastro.inventory.project import describe_rule, hosts_inventory
 
@@ -74,17 +75,50 @@ def _host(model: Model, name: str) -> Any:
     raise UnknownHostError(f"'{name}' is not a host of the model; the hosts are: {known}")
 
 
+def _device(model: Model, name: str) -> Any:
+    for building in model.buildings.values():
+        if name in building.devices:
+            return building.devices[name]
+    return None
+
+
+def _rules(model: Model, selectors: set[str]) -> list[str]:
+    rules = [rule for rule in model.policy
+             if selectors & (set(rule.sources) | set(rule.destinations))]  # fmt: skip
+    lines = ["  policy rules that reach or leave its zones:"]
+    return lines + ([f"    rule {r.index + 1}: {tr(describe_rule(model, r))}" for r in rules]
+                    or ["    none"])  # fmt: skip
+
+
+def show_device(model: Model, plan: Mapping[str, Any], device: Any) -> list[str]:
+    """A device Kastro documents but never configures: its place, planned address, rules."""
+    zone = f"{device.building}.{device.zone}"
+    lines = [f"{device.name}: {device.kind} (documented, not managed) in building "
+             f"{device.building}, zone {zone}"]  # fmt: skip
+    planned = (plan.get("devices") or {}).get(device.name)
+    if planned:
+        lines.append(f"  fixed address (set it on the device or its DHCP reservation): "
+                     f"{planned['ipv4']}, {planned.get('ipv6', '-')}")  # fmt: skip
+    else:
+        lines.append("  address: none planned (fixed_address: true gives it one)")
+    kind = next(z.kind for z in model.zones if z.key == zone)
+    return lines + _rules(model, {zone, kind, device.name})
+
+
 def _zone_names(model: Model, host: Any) -> set[str]:
     """The zone selectors that take in the host: BUILDING.ZONE and the zone's kind (a gateway:
     every zone of its building)."""
     zones = [z for z in model.zones if z.building == host.building]
     if host.role != "gateway":
         zones = [z for z in zones if z.name == host.zone]
-    return {z.key for z in zones} | {z.kind for z in zones}
+    return {z.key for z in zones} | {z.kind for z in zones} | {host.name}
 
 
 def show_host(model: Model, plan: Mapping[str, Any], name: str) -> list[str]:
-    """The lines `kastro show host NAME` prints."""
+    """The lines `kastro show host NAME` prints (a device's too)."""
+    device = _device(model, name)
+    if device is not None:
+        return show_device(model, plan, device)
     host = _host(model, name)
     planned = plan.get("hosts", {}).get(name, {})
     lines = [f"{name}: {host.role} in building {host.building}"
@@ -97,9 +131,4 @@ def show_host(model: Model, plan: Mapping[str, Any], name: str) -> list[str]:
     lines.append(f"  groups: {', '.join(groups)}")
     lines.append("  roles (playbooks/site.yml, in order):")
     lines += [f"    {role}  ({play})" for play, role in roles_for(groups, name)] or ["    none"]
-    selectors = _zone_names(model, host)
-    rules = [rule for rule in model.policy
-             if selectors & (set(rule.sources) | set(rule.destinations))]  # fmt: skip
-    lines.append("  policy rules that reach or leave its zones:")
-    lines += [f"    rule {r.index + 1}: {describe_rule(model, r)}" for r in rules] or ["    none"]
-    return lines
+    return lines + _rules(model, _zone_names(model, host))

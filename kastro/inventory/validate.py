@@ -390,11 +390,26 @@ def needed_prefix(hosts: int) -> int:
     return min(prefix, 30)
 
 
+def policy_hosts(model: Model) -> dict[str, str]:
+    """Hosts and devices a policy rule may name, with their zone (BUILDING.ZONE): every
+    non-gateway host, and the devices the plan gives a fixed address."""
+    named = {h.name: f"{h.building}.{h.zone}" for h in model.hosts if h.zone}
+    for building in model.buildings.values():
+        for device in building.devices.values():
+            if device.fixed_address:
+                named[device.name] = f"{building.name}.{device.zone}"
+    return named
+
+
 def _check_policy(model: Model, src: Source) -> None:
     zone_kinds = {z.kind for z in model.zones}
     zone_keys = {z.key for z in model.zones}
+    hosts = policy_hosts(model)
     for rule in model.policy:
         rpath = ("kastro_policy", rule.index)
+        for field_, names in (("from", rule.sources), ("to", rule.destinations)):
+            for name in names:
+                _check_host_side(model, src, (*rpath, field_), name, zone_kinds)
         for name in rule.sources:
             if name.startswith(TELEWORKER_PREFIX):
                 group = name[len(TELEWORKER_PREFIX) :]
@@ -404,7 +419,7 @@ def _check_policy(model: Model, src: Source) -> None:
                         t("names unknown teleworker group '{name}'", name=group),
                         _known(t("teleworker groups"), model.teleworker_groups),
                     )
-            elif name != INTERNET and not _zone_selector_ok(name, zone_kinds, zone_keys):
+            elif name != INTERNET and not _side_ok(name, zone_kinds, zone_keys, hosts, model):
                 src.error(
                     (*rpath, "from"), t("names unknown zone '{name}'", name=name),
                     _zone_fix(zone_kinds),
@@ -418,7 +433,7 @@ def _check_policy(model: Model, src: Source) -> None:
                     t("'{name}': teleworkers cannot be a destination", name=name),
                     t("write the rule the other way round: from the teleworker group"),
                 )
-            elif not _zone_selector_ok(name, zone_kinds, zone_keys):
+            elif not _side_ok(name, zone_kinds, zone_keys, hosts, model):
                 src.error(
                     (*rpath, "to"), t("names unknown zone '{name}'", name=name),
                     _zone_fix(zone_kinds),
@@ -440,6 +455,8 @@ NEVER_FROM_INTERNET = ("staff", "voip", "cctv", "iot", "guest", "management")
 def risky_rule(model: Model, rule: Rule) -> list[str]:
     """What makes a policy rule dangerous enough to need `accept_risk` (empty: nothing)."""
     kind_of = {z.key: z.kind for z in model.zones} | {z.kind: z.kind for z in model.zones}
+    zone_kind = {z.key: z.kind for z in model.zones}
+    kind_of |= {n: zone_kind[k] for n, k in policy_hosts(model).items() if k in zone_kind}
     kinds_to = {kind_of[name] for name in rule.destinations if name in kind_of}  # zones only
     kinds_from = {kind_of[name] for name in rule.sources if name in kind_of}
     found: list[str] = []
@@ -475,11 +492,58 @@ def _zone_selector_ok(name: str, kinds: set[str], keys: set[str]) -> bool:
     return name in kinds or name in keys
 
 
+def _side_ok(
+    name: str, kinds: set[str], keys: set[str], hosts: dict[str, str], model: Model
+) -> bool:
+    """A zone, or a host or device of the model (its own problems reported on their own)."""
+    if _zone_selector_ok(name, kinds, keys) or name in hosts:
+        return True
+    return any(h.name == name for h in model.hosts) or _device_of(model, name) != ""
+
+
+def _device_of(model: Model, name: str) -> str:
+    """The building of the device called ``name``, or ''."""
+    return next((b.name for b in model.buildings.values() if name in b.devices), "")
+
+
+def _check_host_side(
+    model: Model, src: Source, path: tuple[Any, ...], name: str, kinds: set[str]
+) -> None:
+    """A policy side naming one host or device: it needs an address of its own, and a name
+    no zone kind has."""
+    host = next((h for h in model.hosts if h.name == name), None)
+    building = _device_of(model, name)
+    if host is None and not building:
+        return
+    if name in kinds:
+        src.error(
+            path,
+            t("'{name}' is both a zone kind and a host or device: the rule is ambiguous",
+              name=name),
+            t("rename the host or device (e.g. {name}-1)", name=name),
+        )  # fmt: skip
+    elif host is not None and host.role == "gateway":
+        src.error(
+            path,
+            t("'{name}' is a gateway, which sits in every zone of its building", name=name),
+            t("name the zone instead, or open the gateway's own services with "
+              "firewall_input_allow"),
+        )  # fmt: skip
+    elif building and not model.buildings[building].devices[name].fixed_address:
+        src.error(
+            path,
+            t("'{name}' is a device without an address of its own in the plan", name=name),
+            t("add 'fixed_address: true' to kastro_buildings.{building}.devices.{name} and "
+              "give the device the address 'kastro show host {name}' prints",
+              building=building, name=name),
+        )  # fmt: skip
+
+
 def _zone_fix(kinds: set[str]) -> str:
     listed = ", ".join(sorted(kinds)) if kinds else t("none yet")
     return t(
-        "use a zone kind present in some building ({kinds}), BUILDING.ZONE, teleworkers.GROUP "
-        "or internet",
+        "use a zone kind present in some building ({kinds}), BUILDING.ZONE, a host (or a "
+        "device with fixed_address), teleworkers.GROUP or internet",
         kinds=listed,
     )
 

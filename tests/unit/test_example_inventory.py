@@ -15,10 +15,10 @@ import yaml
 
 from kastro.cli import main
 from kastro.inventory.errors import InvalidInventoryError
+from kastro.inventory.graph import topology_dot
 from kastro.inventory.project import (
     LEGACY_HOSTS_MARK,
     describe_policy,
-    topology_dot,
     validate_inventory,
 )
 from tests.inventory_helpers import EXAMPLE, broken_copy
@@ -245,7 +245,7 @@ def test_a_risky_rule_with_a_reason_validates_and_the_policy_says_so(tmp_path: P
 def test_topology_picture_renders(tmp_path: Path):
     planned = validate_inventory(EXAMPLE)
     dot = topology_dot(planned.model, planned.result.data)
-    assert '"cityhall" -- "kep"' in dot
+    assert '"cityhall" -- "link:cityhall:kep:' in dot
     out = tmp_path / "topology.svg"
     assert main(["plan", str(EXAMPLE), "--graph", str(out)]) == 0
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))

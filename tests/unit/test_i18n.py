@@ -145,3 +145,19 @@ def test_a_text_survives_copies_and_pickles(monkeypatch):
         monkeypatch.setenv("KASTRO_LANG", "el")
         assert tr(again) == tr(said) and GREEK.search(tr(again))
         monkeypatch.setenv("KASTRO_LANG", "en")
+
+
+def test_no_message_hides_inside_another_messages_values():
+    """Babel extracts t("...") but not a t("...") among another call's values: such a message
+    would never reach the catalog and stay English."""
+    import ast
+
+    for path in sorted((ROOT / "kastro").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("t", "_")):
+                continue
+            for value in [*node.args[1:], *(k.value for k in node.keywords)]:
+                for inner in ast.walk(value):
+                    if isinstance(inner, ast.Call) and getattr(inner.func, "id", "") == "t":
+                        raise AssertionError(f"{path}:{inner.lineno}: a t() inside t()'s values")

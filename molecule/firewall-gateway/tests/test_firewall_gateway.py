@@ -157,3 +157,19 @@ def test_exporter_serves_the_counters(host):
     )
     assert "DynamicUser=yes" in collector and "cap_net_admin" in collector.lower()
     assert "AF_INET" not in collector  # the privileged half has no network socket
+
+
+def test_the_clock_keeps_time_of_day_rules_on_local_time(host):
+    """kastro-firewall-clock.timer runs the helper's clock every quarter of an hour; this lab's
+    policy has no schedule, so it reloads nothing, and it runs confined (no network)."""
+    assert host.service("kastro-firewall-clock.timer").is_enabled
+    assert host.service("kastro-firewall-clock.timer").is_running
+    run = host.run("systemctl start kastro-firewall-clock.service")
+    assert run.rc == 0, run.stderr
+    journal = host.check_output("journalctl -u kastro-firewall-clock.service -o cat -n 5")
+    assert '"reloaded": false' in journal and "no time-of-day rules" in journal
+    unit = host.check_output(
+        "systemctl show -p CapabilityBoundingSet,RestrictAddressFamilies,ProtectSystem "
+        "kastro-firewall-clock.service"
+    )
+    assert "cap_net_admin" in unit.lower() and "AF_INET" not in unit and "strict" in unit

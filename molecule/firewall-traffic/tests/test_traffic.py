@@ -18,6 +18,7 @@ WEB_V4, WEB_V6 = "10.40.0.74", "fd4b:4000:4000:2::a"
 CLIENT_V4 = "10.40.0.42"  # staff
 GUEST_V4 = "10.40.0.10"  # the scanner, in the guest zone
 PORTS = "22,80,443,8080"
+OTHER_STAFF_V4 = "10.40.0.43"  # in the staff zone, no host of the model
 
 
 def pid(host: str) -> str:
@@ -62,12 +63,13 @@ def open_ports(source: str, target: str, *extra: str) -> set[int]:
     return {int(m) for m in re.findall(r"(\d+)/open/", proc.stdout)}
 
 
-def test_staff_finds_exactly_the_web_service():
-    assert open_ports("client", WEB_V4) == {80, 443}
+def test_staff_finds_exactly_the_web_service_and_the_client_its_own_port():
+    # 80/443: the staff zone's rule; 8080: a rule for the client host alone.
+    assert open_ports("client", WEB_V4) == {80, 443, 8080}
 
 
 def test_staff_over_ipv6_too():
-    assert open_ports("client", WEB_V6, "-6") == {80, 443}
+    assert open_ports("client", WEB_V6, "-6") == {80, 443, 8080}
 
 
 def test_guest_finds_nothing_on_the_server():
@@ -95,6 +97,9 @@ SCAPY = (
     "send([IP(src=sys.argv[1], dst=sys.argv[2])/TCP(sport=40000+i, dport=80, flags='S') "
     "for i in range(5)], verbose=0)"
 )
+
+
+SCAPY_8080 = SCAPY.replace("dport=80,", "dport=8080,")
 
 
 def test_spoofed_sources_are_dropped_at_the_gateway(host):
@@ -137,6 +142,25 @@ def test_spoofed_sources_are_dropped_at_the_gateway(host):
         if source == GUEST_V4:
             assert counter(host, "spoofed_staff") - before == 5
     assert seen == {GUEST_V4: 0, CLIENT_V4: 5}
+
+
+def test_a_host_rule_admits_that_host_only(host):
+    """Another staff address (in the zone's prefix, so not spoofed in the gateway's eyes)
+    gets no further than the gateway on 8080; the client's own address does."""
+    seen = {}
+    for source in (OTHER_STAFF_V4, CLIENT_V4):
+        capture = subprocess.Popen(
+            ["nsenter", "-t", pid("web"), "-n", "timeout", "6", "tcpdump", "-n", "-l", "-i",
+             "z-servers", f"tcp dst port 8080 and src host {source} and tcp[tcpflags] == tcp-syn"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        time.sleep(1.5)  # tcpdump is listening
+        sent = inside("client", sys.executable, "-c", SCAPY_8080, source, WEB_V4, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        out, _ = capture.communicate(timeout=15)
+        seen[source] = sum(1 for line in out.splitlines() if f" IP {source}." in line)
+    assert seen == {OTHER_STAFF_V4: 0, CLIENT_V4: 5}
+    assert counter(host, "policy4_client_to_web") > 0
 
 
 def test_refused_traffic_is_counted_per_zone(host):
