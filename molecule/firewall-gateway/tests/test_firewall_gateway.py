@@ -1,6 +1,7 @@
 """Scenario 1: the ruleset on a real gateway and server, read back with `nft -j`."""
 
 import json
+import re
 
 import pytest
 
@@ -173,3 +174,9 @@ def test_the_clock_keeps_time_of_day_rules_on_local_time(host):
         "kastro-firewall-clock.service"
     )
     assert "cap_net_admin" in unit.lower() and "AF_INET" not in unit and "strict" in unit
+    score = host.check_output(
+        "systemd-analyze security --no-pager kastro-firewall-clock.service | tail -1"
+    )
+    print(score)
+    level = re.search(r"kastro-firewall-clock.service: (\d+\.\d+)", score)
+    assert level and float(level.group(1)) <= 4.0, score  # systemd-analyze's "OK" band
