@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kastro import __version__
-from kastro.i18n import N_, _, t, tr
+from kastro.i18n import N_, _, speak_argparse, t, tr
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.lab.hosts import LabError
 from kastro.text import format_table
@@ -50,8 +50,17 @@ def _cmd_lab_up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print(format_table(hosts.status_rows(args.lab)))
     memory = hosts.memory_usage_bytes(args.lab)
-    print(f"lab '{args.lab}' is up in {elapsed:.1f}s, using {memory / 2**20:.0f} MiB of memory")
-    print(f"inventory overlay: {overlay}")
+    print(
+        tr(
+            t(
+                "lab '{lab}' is up in {elapsed:.1f}s, using {mib:.0f} MiB of memory",
+                lab=args.lab,
+                elapsed=elapsed,
+                mib=memory / 2**20,
+            )
+        )
+    )
+    print(tr(t("inventory overlay: {overlay}", overlay=overlay)))
     print(f"ssh: ssh -F {hosts.state_dir(args.lab) / 'ssh_config'} HOST")
     return 0
 
@@ -61,7 +70,7 @@ def _cmd_lab_down(args: argparse.Namespace) -> int:
 
     removed = hosts.down(args.lab)
     print(
-        f"removed {len(removed)} item(s) of lab '{args.lab}'"
+        tr(t("removed {count} item(s) of lab '{lab}'", count=len(removed), lab=args.lab))
         + (f": {', '.join(removed)}" if removed else "")
     )
     return 0
@@ -80,7 +89,15 @@ def _cmd_lab_report(args: argparse.Namespace) -> int:
     rows = hosts.host_report(args.lab)
     print(format_table(rows))
     memory = hosts.memory_usage_bytes(args.lab)
-    print(f"{len(rows)} hosts using {memory / 2**20:.0f} MiB of memory together")
+    print(
+        tr(
+            t(
+                "{count} hosts using {mib:.0f} MiB of memory together",
+                count=len(rows),
+                mib=memory / 2**20,
+            )
+        )
+    )
     return 0
 
 
@@ -90,8 +107,11 @@ def _cmd_lab_scores(args: argparse.Namespace) -> int:
     rows = scores.host_scores(args.lab)
     print(format_table(rows))
     print(
-        "ANSSI-BP-028 enhanced (OpenSCAP, Kastro's tailoring) and Lynis, measured inside each "
-        "host; a container's kernel is the machine's (the kernel-level score: tests/vm)"
+        _(
+            "ANSSI-BP-028 enhanced (OpenSCAP, Kastro's tailoring) and Lynis, "
+            "measured inside each host; a container's kernel is the machine's (the "
+            "kernel-level score: tests/vm)"
+        )
     )
     return 0
 
@@ -145,7 +165,16 @@ def _cmd_lab_capture(args: argparse.Namespace) -> int:
     from kastro.lab import hosts
 
     iface = hosts.capture(Path(args.inventory), args.lab, args.network, args.sensor)
-    print(f"{args.network} is mirrored to {args.sensor}:{iface}")
+    print(
+        tr(
+            t(
+                "{network} is mirrored to {sensor}:{iface}",
+                network=args.network,
+                sensor=args.sensor,
+                iface=iface,
+            )
+        )
+    )
     return 0
 
 
@@ -171,9 +200,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "json":  # for CI: one object, the errors with their fields
         print(json.dumps({"valid": True, "errors": [], **counts}, indent=2))
         return 0
-    said = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
-    print(f"{args.inventory}: valid. {said}; the committed plan is current.")
+    said = ", ".join(f"{n} {_(COUNTED[name])}" for name, n in counts.items())
+    print(
+        tr(
+            t(
+                "{inventory}: valid. {said}; the committed plan is current.",
+                inventory=args.inventory,
+                said=said,
+            )
+        )
+    )
     return 0
+
+
+COUNTED = {"buildings": N_("buildings"), "zones": N_("zones"), "links": N_("links"),
+           "hosts": N_("hosts"), "teleworkers": N_("teleworkers"),
+           "policy_rules": N_("policy rules")}  # fmt: skip
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -185,7 +227,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     try:
         written = write_starter(target, title, args.domain)
     except StarterError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_said(exc)) from exc
     try:
         write_plan(target, plan_inventory(target))
     except BaseException:
@@ -215,16 +257,16 @@ def _cmd_teleworker(args: argparse.Namespace) -> int:
         else:
             done = teleworkers.rekey(inventory, args.id, args.public_key)
     except teleworkers.TeleworkerError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_said(exc)) from exc
     except InvalidInventoryError as exc:
         print(exc.report(), file=sys.stderr)
         print(
             "Τίποτα δεν άλλαξε / nothing changed: the file was put back as it was.", file=sys.stderr
         )
         return 1
-    print(done.message)
+    print(tr(done.message))
     for step in done.next_steps:
-        print(f"  {step}")
+        print(f"  {tr(step)}")
     return 0
 
 
@@ -236,7 +278,7 @@ def _cmd_show_host(args: argparse.Namespace) -> int:
     try:
         lines = show_host(planned.model, planned.result.data, args.name)
     except UnknownHostError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_said(exc)) from exc
     print("\n".join(lines))
     return 0
 
@@ -358,7 +400,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     try:
         return run(args)
     except MonitorUsageError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_said(exc)) from exc
 
 
 def _cmd_host_archive(args: argparse.Namespace) -> int:
@@ -367,7 +409,7 @@ def _cmd_host_archive(args: argparse.Namespace) -> int:
     try:
         print(build_json(Path(args.output)))
     except BuildDirError as exc:
-        print(f"kastro host-archive: {exc}; nothing was written", file=sys.stderr)
+        print(tr(t("kastro host-archive: {exc}; nothing was written", exc=exc)), file=sys.stderr)
         return 2
     return 0
 
@@ -378,7 +420,7 @@ def _cmd_monitoring_credentials(args: argparse.Namespace) -> int:
     try:
         print(ensure_json(Path(args.directory), args.domain, args.host, args.address, args.client))
     except CredentialsError as exc:
-        raise UsageError(f"{exc}; nothing was written") from exc
+        raise UsageError(tr(t("{exc}; nothing was written", exc=exc))) from exc
     return 0
 
 
@@ -393,7 +435,15 @@ def _cmd_dashboards(args: argparse.Namespace) -> int:
         (directory / name).write_text(
             json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-    print(f"{len(dashboards())} Grafana dashboards in {directory}")
+    print(
+        tr(
+            t(
+                "{count} Grafana dashboards in {directory}",
+                count=len(dashboards()),
+                directory=directory,
+            )
+        )
+    )
     return 0
 
 
@@ -418,10 +468,17 @@ def _resolve_inventory(args: argparse.Namespace) -> None:
         return
     given = {value for value in (args.inventory, args.inventory_option) if value}
     if len(given) > 1:
-        raise UsageError(f"two inventories given ({', '.join(sorted(given))}): give one, -i DIR")
+        raise UsageError(
+            tr(
+                t(
+                    "two inventories given ({given}): give one, -i DIR",
+                    given=", ".join(sorted(given)),
+                )
+            )
+        )
     args.inventory = given.pop() if given else args.inventory_default
     if args.inventory is None:
-        raise UsageError("give the inventory directory: -i inventory/NAME")
+        raise UsageError(_("give the inventory directory: -i inventory/NAME"))
 
 
 def _shows_help(parser: argparse.ArgumentParser) -> Handler:
@@ -451,6 +508,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    speak_argparse()
     parser = argparse.ArgumentParser(
         prog="kastro",
         description=_("Security and network automation for municipalities."),
@@ -704,6 +762,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _said(exc: Exception) -> str:
+    """An error's message in the admin's language (a Text, or a message id)."""
+    return tr(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -716,27 +779,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _resolve_inventory(args)
         return handler(args)
     except UsageError as exc:
-        print(f"kastro {args.command}: {exc}", file=sys.stderr)
+        print(f"kastro {args.command}: {_said(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `kastro ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:  # a file the command must read or write: name it, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        print(
-            f"kastro {args.command}: {where}{exc.strerror or exc}; check the path and its "
-            "permissions",
-            file=sys.stderr,
-        )
+        said = tr(t("{problem}; check the path and its permissions", problem=exc.strerror or exc))
+        print(f"kastro {args.command}: {where}{said}", file=sys.stderr)
         return 1
     except InvalidInventoryError as exc:
         print(exc.report(), file=sys.stderr)
         return 1
     except LabError as exc:
-        print(f"kastro {args.command}: {exc}", file=sys.stderr)
+        print(f"kastro {args.command}: {_said(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(_("interrupted"), file=sys.stderr)
         return 130
 
 

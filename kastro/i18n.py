@@ -100,6 +100,37 @@ def _(message: str) -> str:
     return catalog(language()).gettext(message)
 
 
+# What argparse says itself (it asks gettext for these words): in the admin's language too.
+ARGPARSE_WORDS = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("show program's version number and exit"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("the following arguments are required: %s"),
+    N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("expected one argument"),
+    N_("expected at least one argument"),
+    N_("not allowed with argument %s"),
+    N_("one of the arguments %s is required"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("unknown parser %(parser_name)r (choices: %(choices)s)"),
+    N_("can't open '%(filename)s': %(error)s"),
+)
+
+
+def speak_argparse() -> None:
+    """argparse's own words in the admin's language: argparse calls its module's gettext
+    function for them, looked up when it speaks, so pointing it at ours is enough."""
+    import argparse
+
+    argparse._ = _  # type: ignore[attr-defined]
+
+
 def tr(message: str) -> str:
     """Any message in the admin's language: a :class:`Text` by its template, translating
     the values that are texts too; a plain string as a message id (unknown: as it is)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from kastro.i18n import tr
+from kastro.i18n import _, t, tr
 from kastro.inventory.model import Model
 from kastro.inventory.project import describe_rule, hosts_inventory
 
@@ -72,7 +72,9 @@ def _host(model: Model, name: str) -> Any:
         if host.name == name:
             return host
     known = ", ".join(sorted(h.name for h in model.hosts)) or "none"
-    raise UnknownHostError(f"'{name}' is not a host of the model; the hosts are: {known}")
+    raise UnknownHostError(
+        tr(t("'{name}' is not a host of the model; the hosts are: {known}", name=name, known=known))
+    )
 
 
 def _device(model: Model, name: str) -> Any:
@@ -85,22 +87,44 @@ def _device(model: Model, name: str) -> Any:
 def _rules(model: Model, selectors: set[str]) -> list[str]:
     rules = [rule for rule in model.policy
              if selectors & (set(rule.sources) | set(rule.destinations))]  # fmt: skip
-    lines = ["  policy rules that reach or leave its zones:"]
-    return lines + ([f"    rule {r.index + 1}: {tr(describe_rule(model, r))}" for r in rules]
-                    or ["    none"])  # fmt: skip
+    lines = [_("  policy rules that reach or leave its zones:")]
+    return lines + (
+        [
+            tr(t("    rule {number}: {rule}", number=r.index + 1, rule=describe_rule(model, r)))
+            for r in rules
+        ]
+        or ["    none"]
+    )
 
 
 def show_device(model: Model, plan: Mapping[str, Any], device: Any) -> list[str]:
     """A device Kastro documents but never configures: its place, planned address, rules."""
     zone = f"{device.building}.{device.zone}"
-    lines = [f"{device.name}: {device.kind} (documented, not managed) in building "
-             f"{device.building}, zone {zone}"]  # fmt: skip
+    lines = [
+        tr(
+            t(
+                "{name}: {kind} (documented, not managed) in building {building}, zone {zone}",
+                name=device.name,
+                kind=device.kind,
+                building=device.building,
+                zone=zone,
+            )
+        )
+    ]
     planned = (plan.get("devices") or {}).get(device.name)
     if planned:
-        lines.append(f"  fixed address (set it on the device or its DHCP reservation): "
-                     f"{planned['ipv4']}, {planned.get('ipv6', '-')}")  # fmt: skip
+        lines.append(
+            tr(
+                t(
+                    "  fixed address (set it on the device or its DHCP reservation): "
+                    "{ipv4}, {ipv6}",
+                    ipv4=planned["ipv4"],
+                    ipv6=planned.get("ipv6", "-"),
+                )
+            )
+        )
     else:
-        lines.append("  address: none planned (fixed_address: true gives it one)")
+        lines.append(_("  address: none planned (fixed_address: true gives it one)"))
     kind = next(z.kind for z in model.zones if z.key == zone)
     return lines + _rules(model, {zone, kind, device.name})
 
@@ -121,14 +145,40 @@ def show_host(model: Model, plan: Mapping[str, Any], name: str) -> list[str]:
         return show_device(model, plan, device)
     host = _host(model, name)
     planned = plan.get("hosts", {}).get(name, {})
-    lines = [f"{name}: {host.role} in building {host.building}"
-             + (f", zone {host.building}.{host.zone}" if host.zone else "")]  # fmt: skip
+    lines = [
+        tr(
+            t(
+                "{name}: {role} in building {building}",
+                name=name,
+                role=host.role,
+                building=host.building,
+            )
+        )
+        + (f", zone {host.building}.{host.zone}" if host.zone else "")
+    ]
     if planned.get("ipv4"):
-        lines.append(f"  addresses: {planned['ipv4']}, {planned.get('ipv6', '-')}")
+        lines.append(
+            tr(
+                t(
+                    "  addresses: {ipv4}, {ipv6}",
+                    ipv4=planned["ipv4"],
+                    ipv6=planned.get("ipv6", "-"),
+                )
+            )
+        )
     for zone, addresses in sorted((planned.get("interfaces") or {}).items()):
-        lines.append(f"  in zone {zone}: {addresses.get('ipv4')}, {addresses.get('ipv6')}")
+        lines.append(
+            tr(
+                t(
+                    "  in zone {zone}: {ipv4}, {ipv6}",
+                    zone=zone,
+                    ipv4=addresses.get("ipv4"),
+                    ipv6=addresses.get("ipv6"),
+                )
+            )
+        )
     groups = host_groups(model, name)
     lines.append(f"  groups: {', '.join(groups)}")
-    lines.append("  roles (playbooks/site.yml, in order):")
+    lines.append(_("  roles (playbooks/site.yml, in order):"))
     lines += [f"    {role}  ({play})" for play, role in roles_for(groups, name)] or ["    none"]
     return lines + _rules(model, _zone_names(model, host))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kastro.i18n import t
+
 # A directory name the admin can type and Ansible can read: lower-case letters, digits, '-'.
 NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -122,18 +124,27 @@ def write_starter(target: Path, title: str, domain: str) -> list[Path]:
     """The starter inventory in `target` (a new directory); returns the files written."""
     if not NAME.fullmatch(target.name):
         raise StarterError(
-            f"'{target.name}': name the directory with lower-case letters, digits and '-', "
-            "e.g. inventory/dimos-kastrou"
+            t(
+                "'{name}': name the directory with lower-case letters, digits and '-', "
+                "e.g. inventory/dimos-kastrou",
+                name=target.name,
+            )
         )
     if not DOMAIN.fullmatch(domain):
         raise StarterError(
-            f"--domain '{domain}': give the municipality's DNS domain, e.g. kastro.gov.gr"
+            t(
+                "--domain '{domain}': give the municipality's DNS domain, e.g. kastro.gov.gr",
+                domain=domain,
+            )
         )
     if not title.strip() or any(ord(c) < 32 for c in title):
-        raise StarterError('--title: one line of text, e.g. "Dimos Kastrou"')
+        raise StarterError(t('--title: one line of text, e.g. "Dimos Kastrou"'))
     if target.exists():
         raise StarterError(
-            f"{target} exists: Kastro never overwrites an inventory; choose a new name"
+            t(
+                "{target} exists: Kastro never overwrites an inventory; choose a new name",
+                target=target,
+            )
         )
     written = []
     for relative, text in starter_files(title, domain).items():

@@ -17,6 +17,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from kastro.i18n import t
 from kastro.inventory.errors import InvalidInventoryError
 from kastro.inventory.project import plan_inventory, write_plan
 
@@ -49,8 +50,12 @@ def _file(inventory: Path) -> Path:
         if re.search(rf"^{KEY}:", text, re.MULTILINE):
             return path
     raise TeleworkerError(
-        f"no file in {inventory}/group_vars/all defines {KEY}: add '{KEY}: []' to "
-        "teleworkers.yml (kastro init writes it)"
+        t(
+            "no file in {inventory}/group_vars/all defines {key}: add '{key}: []' "
+            "to teleworkers.yml (kastro init writes it)",
+            inventory=inventory,
+            key=KEY,
+        )
     )
 
 
@@ -83,7 +88,13 @@ def _find(people: list[Any], person_id: str) -> Any:
         if isinstance(person, dict) and person.get("id") == person_id:
             return person
     known = ", ".join(str(p.get("id")) for p in people if isinstance(p, dict)) or "none"
-    raise TeleworkerError(f"no teleworker with id '{person_id}'; the ids are: {known}")
+    raise TeleworkerError(
+        t(
+            "no teleworker with id '{person_id}'; the ids are: {known}",
+            person_id=person_id,
+            known=known,
+        )
+    )
 
 
 def next_id(people: list[Any]) -> str:
@@ -110,8 +121,14 @@ def add(inventory: Path, name: str, group: str, public_key: str | None = None) -
 
     path = _edit(inventory, change)
     return Done(
-        f"{chosen['id']} ({name}, group {group}) added to {path}; plan updated",
-        ["review: git diff", f"then: {_playbook(inventory)}"],
+        t(
+            "{id} ({name}, group {group}) added to {path}; plan updated",
+            id=chosen["id"],
+            name=name,
+            group=group,
+            path=path,
+        ),
+        [t("review: git diff"), t("then: {playbook}", playbook=_playbook(inventory))],
     )
 
 
@@ -119,13 +136,17 @@ def revoke(inventory: Path, person_id: str) -> Done:
     def change(people: list[Any]) -> None:
         person = _find(people, person_id)
         if person.get("state") == "revoked":
-            raise TeleworkerError(f"{person_id} is already revoked")
+            raise TeleworkerError(t("{person_id} is already revoked", person_id=person_id))
         person["state"] = "revoked"  # the entry stays: an id is never reused
 
     path = _edit(inventory, change)
     return Done(
-        f"{person_id} revoked in {path} (the entry stays, so the id is never reused)",
-        ["review: git diff", f"then, at once: {_playbook(inventory)}"],
+        t(
+            "{person_id} revoked in {path} (the entry stays, so the id is never reused)",
+            person_id=person_id,
+            path=path,
+        ),
+        [t("review: git diff"), t("then, at once: {playbook}", playbook=_playbook(inventory))],
     )
 
 
@@ -139,20 +160,29 @@ def rekey(inventory: Path, person_id: str, public_key: str | None = None) -> Don
         found["own"] = "public_key" in person
         if found["own"] and not public_key:
             raise TeleworkerError(
-                f"{person_id} brought their own key: give the new one with --public-key"
+                t(
+                    "{person_id} brought their own key: give the new one with --public-key",
+                    person_id=person_id,
+                )
             )
         if public_key:
             person["public_key"] = public_key
 
     if public_key:
         path = _edit(inventory, change)
-        return Done(f"{person_id}: new public key in {path}",
-                    ["review: git diff", f"then: {_playbook(inventory)}"])  # fmt: skip
+        return Done(
+            t("{person_id}: new public key in {path}", person_id=person_id, path=path),
+            [t("review: git diff"), t("then: {playbook}", playbook=_playbook(inventory))],
+        )
     data = _yaml().load(_file(inventory).read_text(encoding="utf-8"))
     change(list(data.get(KEY) or []))
     extra = f' -e \'{{"telework_rekey": ["{person_id}"]}}\''
     return Done(
-        f"{person_id}: Kastro made this person's keys; the next run replaces them (the old "
-        "certificate is revoked, the new files are written for the employee)",
+        t(
+            "{person_id}: Kastro made this person's keys; the next run replaces "
+            "them (the old certificate is revoked, the new files are written for "
+            "the employee)",
+            person_id=person_id,
+        ),
         [f"run: {_playbook(inventory, extra)}"],
     )

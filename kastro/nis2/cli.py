@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kastro.i18n import _, t, tr
 from kastro.nis2 import alerts, deadlines, drafts, metrics
 from kastro.nis2.bundle import bundle, referenced
 from kastro.nis2.incidents import (
@@ -39,14 +40,14 @@ ARTEFACT_MAX = 512 * 1024 * 1024
 def add_parser(commands: Any) -> None:
     incident = commands.add_parser(
         "incident",
-        help="NIS2 incidents: open, update, close; Greek/English report drafts with deadlines",
+        help=_("NIS2 incidents: open, update, close; Greek/English report drafts with deadlines"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = incident.add_subparsers(dest="action", metavar="ACTION", required=True)
     opened = _with_common(
         actions.add_parser(
-            "open", help="a new incident (from an alert or by hand): drafts the early warning"
+            "open", help=_("a new incident (from an alert or by hand): drafts the early warning")
         )
     )
     opened.add_argument(
@@ -54,16 +55,18 @@ def add_parser(commands: Any) -> None:
         metavar="FINGERPRINT",
         action="append",
         default=[],
-        help="an alert's fingerprint (repeatable); needs --alerts",
+        help=_("an alert's fingerprint (repeatable); needs --alerts"),
     )
-    opened.add_argument("--alerts", type=Path, help="Alertmanager's /api/v2/alerts, saved")
-    opened.add_argument("--title", default="", help="default: the first alert's summary")
+    opened.add_argument("--alerts", type=Path, help=_("Alertmanager's /api/v2/alerts, saved"))
+    opened.add_argument("--title", default="", help=_("default: the first alert's summary"))
     opened.add_argument("--description", default="")
-    opened.add_argument("--aware", help="when it became known (default: now; Athens time)")
+    opened.add_argument("--aware", help=_("when it became known (default: now; Athens time)"))
     opened.add_argument("--malicious", choices=MALICIOUS, default="suspected")
-    opened.add_argument("--cross-border", action="store_true", help="may affect other states")
+    opened.add_argument("--cross-border", action="store_true", help=_("may affect other states"))
     update = _with_common(
-        actions.add_parser("update", help="triage and more alerts: drafts the 72-hour notification")
+        actions.add_parser(
+            "update", help=_("triage and more alerts: drafts the 72-hour notification")
+        )
     )
     update.add_argument("id")
     update.add_argument("--from-alert", metavar="FINGERPRINT", action="append", default=[])
@@ -72,73 +75,74 @@ def add_parser(commands: Any) -> None:
         "--disruption",
         choices=DISRUPTION,
         required=True,
-        help="operational disruption of the municipality's services",
+        help=_("operational disruption of the municipality's services"),
     )
     update.add_argument(
         "--damage-to-others",
         choices=DAMAGE,
         default="none",
-        help="material or non-material damage to citizens or businesses",
+        help=_("material or non-material damage to citizens or businesses"),
     )
     update.add_argument("--people-affected", type=int, default=0)
     update.add_argument("--financial-loss", type=int, default=0, metavar="EUR")
     update.add_argument(
         "--personal-data",
         action="store_true",
-        help="personal data involved (a GDPR notice to the DPA is due too)",
+        help=_("personal data involved (a GDPR notice to the DPA is due too)"),
     )
     update.add_argument("--malicious", choices=MALICIOUS)
     update.add_argument("--cross-border", choices=("yes", "no"))
     sent = _with_common(
         actions.add_parser(
-            "sent", help="record that a person submitted a stage (restarts the month for the final)"
+            "sent",
+            help=_("record that a person submitted a stage (restarts the month for the final)"),
         )
     )
     sent.add_argument("id")
     sent.add_argument("--stage", choices=deadlines.STAGES, required=True)
-    sent.add_argument("--at", help="when (default: now; Athens time)")
+    sent.add_argument("--at", help=_("when (default: now; Athens time)"))
     close = _with_common(
-        actions.add_parser("close", help="the incident is handled: drafts the final report")
+        actions.add_parser("close", help=_("the incident is handled: drafts the final report"))
     )
     close.add_argument("id")
-    close.add_argument("--root-cause", required=True, help="type of threat or root cause")
-    close.add_argument("--mitigation", required=True, help="mitigation applied and ongoing")
-    close.add_argument("--at", help="when it was handled (default: now; Athens time)")
+    close.add_argument("--root-cause", required=True, help=_("type of threat or root cause"))
+    close.add_argument("--mitigation", required=True, help=_("mitigation applied and ongoing"))
+    close.add_argument("--at", help=_("when it was handled (default: now; Athens time)"))
     draft = _with_common(
-        actions.add_parser("draft", help="draft one stage again (e.g. the progress report)")
+        actions.add_parser("draft", help=_("draft one stage again (e.g. the progress report)"))
     )
     draft.add_argument("id")
     draft.add_argument("--stage", choices=deadlines.STAGES, required=True)
     attach = _with_common(
         actions.add_parser(
-            "attach", help="keep an artefact (pcap, EVE extract, scan report) by its SHA-256"
+            "attach", help=_("keep an artefact (pcap, EVE extract, scan report) by its SHA-256")
         )
     )
     attach.add_argument("id")
     attach.add_argument("file", type=Path)
     attach.add_argument("--kind", choices=("pcap", "eve", "scan", "log", "other"), default="other")
-    show = _with_common(actions.add_parser("show", help="one incident: clocks, alerts, drafts"))
+    show = _with_common(actions.add_parser("show", help=_("one incident: clocks, alerts, drafts")))
     show.add_argument("id")
-    _with_common(actions.add_parser("list", help="every incident and its next deadline"))
+    _with_common(actions.add_parser("list", help=_("every incident and its next deadline")))
     export = _with_common(
         actions.add_parser(
-            "export", help="one incident as a tar bundle that rebuilds byte-identically"
+            "export", help=_("one incident as a tar bundle that rebuilds byte-identically")
         )
     )
     export.add_argument("id")
     export.add_argument("--output", type=Path, required=True)
-    _with_common(actions.add_parser("verify", help="check the log's hash chain and artefacts"))
+    _with_common(actions.add_parser("verify", help=_("check the log's hash chain and artefacts")))
     _with_common(
         actions.add_parser(
             "publish",
-            help="the deadlines to the monitoring hosts' Prometheus (alerts 6 h and 1 h before)",
+            help=_("the deadlines to the monitoring hosts' Prometheus (alerts 6 h and 1 h before)"),
         )
     )
     for parser in (opened, update, sent, close):
         parser.add_argument(
             "--publish",
             action="store_true",
-            help="then publish the deadlines to the monitoring hosts (as 'publish' does)",
+            help=_("then publish the deadlines to the monitoring hosts (as 'publish' does)"),
         )
     incident.set_defaults(handler=run)
 
@@ -150,11 +154,14 @@ def _with_common(parser: argparse.ArgumentParser) -> Any:
         required=True,
         action="append",
         metavar="DIR",
-        help="the municipality's inventory, e.g. inventory/example; more -i: Ansible inventories "
-        "whose ansible_host addresses also name the model's hosts (the lab's overlay)",
+        help=_(
+            "the municipality's inventory, e.g. inventory/example; more -i: "
+            "Ansible inventories whose ansible_host addresses also name the "
+            "model's hosts (the lab's overlay)"
+        ),
     )
     parser.add_argument(
-        "--state-dir", help="the incident log and drafts (default: ~/.kastro/incidents/DOMAIN)"
+        "--state-dir", help=_("the incident log and drafts (default: ~/.kastro/incidents/DOMAIN)")
     )
     return parser
 
@@ -264,7 +271,9 @@ def _time(text: str | None, now: dt.datetime, what: str) -> dt.datetime:
     except deadlines.DeadlineError as error:
         raise IncidentError(f"{what}: {error}") from error
     if when > now + dt.timedelta(minutes=5):
-        raise IncidentError(f"{what} {text}: in the future; write when it happened")
+        raise IncidentError(
+            tr(t("{what} {text}: in the future; write when it happened", what=what, text=text))
+        )
     return when
 
 
@@ -272,7 +281,7 @@ def _linked(args: argparse.Namespace, already: list[dict[str, Any]]) -> list[dic
     if not args.from_alert:
         return []
     if args.alerts is None:
-        raise IncidentError("--from-alert needs --alerts FILE (Alertmanager's /api/v2/alerts)")
+        raise IncidentError(_("--from-alert needs --alerts FILE (Alertmanager's /api/v2/alerts)"))
     known = alerts.load(args.alerts)
     seen = {a["fingerprint"] for a in already}
     found = [alerts.find(known, fingerprint) for fingerprint in dict.fromkeys(args.from_alert)]
@@ -282,7 +291,7 @@ def _linked(args: argparse.Namespace, already: list[dict[str, Any]]) -> list[dic
 def cmd_open(session: Session, args: argparse.Namespace) -> list[str]:
     linked = _linked(args, [])
     if not linked and not args.title:
-        raise IncidentError("write --title or link an alert with --from-alert and --alerts")
+        raise IncidentError(_("write --title or link an alert with --from-alert and --alerts"))
     title = check_text(
         args.title or linked[0]["summary_el"] or linked[0]["labels"].get("alertname", ""),
         "--title",
@@ -316,7 +325,9 @@ def cmd_update(session: Session, args: argparse.Namespace) -> list[str]:
         (args.financial_loss, "--financial-loss"),
     ):
         if not 0 <= number <= 10**10:
-            raise IncidentError(f"{what} {number}: write a number from 0")
+            raise IncidentError(
+                tr(t("{what} {number}: write a number from 0", what=what, number=number))
+            )
     linked = _linked(args, incident.alerts)
     triage = Triage(
         args.disruption,
@@ -352,9 +363,11 @@ def cmd_sent(session: Session, args: argparse.Namespace) -> list[str]:
     incident = session.book.get(args.id)
     at = _time(args.at, session.now, "--at")
     if at < incident.aware:
-        raise IncidentError(f"--at {args.at}: before the incident became known")
+        raise IncidentError(tr(t("--at {at}: before the incident became known", at=args.at)))
     if not any(d.stage == args.stage for d in incident.schedule()):
-        raise IncidentError(f"--stage {args.stage}: this incident owes no such report now")
+        raise IncidentError(
+            tr(t("--stage {stage}: this incident owes no such report now", stage=args.stage))
+        )
     session.book.log.append(
         [_record(incident.id, "sent", {"stage": args.stage, "at": deadlines.iso(at)})]
     )
@@ -367,10 +380,18 @@ def cmd_sent(session: Session, args: argparse.Namespace) -> list[str]:
 def cmd_close(session: Session, args: argparse.Namespace) -> list[str]:
     incident = session.book.get(args.id)
     if incident.closed is not None:
-        raise IncidentError(f"{incident.id} was closed {deadlines.athens(incident.closed)}")
+        raise IncidentError(
+            tr(
+                t(
+                    "{id} was closed {athens}",
+                    id=incident.id,
+                    athens=deadlines.athens(incident.closed),
+                )
+            )
+        )
     at = _time(args.at, session.now, "--at")
     if at < incident.aware:
-        raise IncidentError(f"--at {args.at}: before the incident became known")
+        raise IncidentError(tr(t("--at {at}: before the incident became known", at=args.at)))
     data = {
         "at": deadlines.iso(at),
         "root_cause": check_text(args.root_cause, "--root-cause", required=True),
@@ -383,8 +404,14 @@ def cmd_draft(session: Session, args: argparse.Namespace) -> list[str]:
     incident = session.book.get(args.id)
     if not any(d.stage == args.stage for d in incident.schedule()):
         raise IncidentError(
-            f"--stage {args.stage}: not owed by {incident.id} now "
-            "(a progress report is owed only while the incident is open a month on)"
+            tr(
+                t(
+                    "--stage {stage}: not owed by {id} now (a progress report is owed only "
+                    "while the incident is open a month on)",
+                    stage=args.stage,
+                    id=incident.id,
+                )
+            )
         )
     return _commit(session, [], incident.id, args.stage)
 
@@ -426,9 +453,17 @@ def cmd_attach(session: Session, args: argparse.Namespace) -> list[str]:
     incident = session.book.get(args.id)
     path: Path = args.file
     if not path.is_file():
-        raise IncidentError(f"{path}: not a file")
+        raise IncidentError(tr(t("{path}: not a file", path=path)))
     if path.stat().st_size > ARTEFACT_MAX:
-        raise IncidentError(f"{path}: larger than {ARTEFACT_MAX >> 20} MiB; attach an extract")
+        raise IncidentError(
+            tr(
+                t(
+                    "{path}: larger than {mib} MiB; attach an extract",
+                    path=path,
+                    mib=ARTEFACT_MAX >> 20,
+                )
+            )
+        )
     digest = session.book.log.store_artefact(path)
     name = check_text(path.name, "file name", 200, required=True)
     session.book.log.append(
@@ -493,8 +528,15 @@ def cmd_verify(session: Session, _args: argparse.Namespace) -> list[str]:
     for digest in sorted(digests):
         session.book.log.artefact(digest)
     return [
-        f"{session.book.log.path}: {len(records)} records, chain intact; "
-        f"{len(digests)} artefacts match their SHA-256"
+        tr(
+            t(
+                "{path}: {records} records, chain intact; {artefacts} artefacts match "
+                "their SHA-256",
+                path=session.book.log.path,
+                records=len(records),
+                artefacts=len(digests),
+            )
+        )
     ]
 
 

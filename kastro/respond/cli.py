@@ -17,6 +17,7 @@ from typing import Any
 
 from kastro.controller.model_vars import model_variables
 from kastro.controller.secrets import SecretsDirError, municipality_id
+from kastro.i18n import _, t, tr
 from kastro.respond import actions, auto, gateways, metrics, verify
 from kastro.respond.decisions import (
     DecisionError,
@@ -34,85 +35,85 @@ PARTIAL = 3
 def add_parser(commands: Any) -> None:
     respond = commands.add_parser(
         "respond",
-        help="SOC response on every gateway at once: block, isolate, list, reconcile, log",
+        help=_("SOC response on every gateway at once: block, isolate, list, reconcile, log"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions_parser = respond.add_subparsers(dest="action", metavar="ACTION", required=True)
-    block = actions_parser.add_parser("block", help="block a source address or network")
-    block.add_argument("target", help="address or network, e.g. 203.0.113.9 or 203.0.113.0/24")
-    block.add_argument("--ttl", default="1h", help="how long (30m, 1h, 7d; default: 1h)")
-    block.add_argument("--reason", required=True, help="why: kept in the audit log")
-    block.add_argument("--confirm-wide", action="store_true", help="allow wider than /24 or /48")
-    unblock = actions_parser.add_parser("unblock", help="lift a block on every gateway")
-    unblock.add_argument("target", help="the address or network as it was blocked")
-    unblock.add_argument("--reason", default="lifted", help="why: kept in the audit log")
+    block = actions_parser.add_parser("block", help=_("block a source address or network"))
+    block.add_argument("target", help=_("address or network, e.g. 203.0.113.9 or 203.0.113.0/24"))
+    block.add_argument("--ttl", default="1h", help=_("how long (30m, 1h, 7d; default: 1h)"))
+    block.add_argument("--reason", required=True, help=_("why: kept in the audit log"))
+    block.add_argument("--confirm-wide", action="store_true", help=_("allow wider than /24 or /48"))
+    unblock = actions_parser.add_parser("unblock", help=_("lift a block on every gateway"))
+    unblock.add_argument("target", help=_("the address or network as it was blocked"))
+    unblock.add_argument("--reason", default="lifted", help=_("why: kept in the audit log"))
     isolate = actions_parser.add_parser(
-        "isolate", help="a host may talk only to the management networks and the SOC"
+        "isolate", help=_("a host may talk only to the management networks and the SOC")
     )
-    isolate.add_argument("target", help="an inventory host (web) or an address (10.30.1.57)")
-    isolate.add_argument("--ttl", help="how long (30m, 1h, 7d; default: until released)")
-    isolate.add_argument("--reason", required=True, help="why: kept in the audit log")
-    release = actions_parser.add_parser("release", help="end an isolation")
-    release.add_argument("target", help="the host or address as it was isolated")
-    release.add_argument("--reason", default="released", help="why: kept in the audit log")
+    isolate.add_argument("target", help=_("an inventory host (web) or an address (10.30.1.57)"))
+    isolate.add_argument("--ttl", help=_("how long (30m, 1h, 7d; default: until released)"))
+    isolate.add_argument("--reason", required=True, help=_("why: kept in the audit log"))
+    release = actions_parser.add_parser("release", help=_("end an isolation"))
+    release.add_argument("target", help=_("the host or address as it was isolated"))
+    release.add_argument("--reason", default="released", help=_("why: kept in the audit log"))
     listing = actions_parser.add_parser(
-        "list", help="what is blocked or isolated where, for how long, why"
+        "list", help=_("what is blocked or isolated where, for how long, why")
     )
     reconcile = actions_parser.add_parser(
-        "reconcile", help="put every decision in force onto the gateways that lack it"
+        "reconcile", help=_("put every decision in force onto the gateways that lack it")
     )
     reconcile.add_argument(
         "--every",
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="repeat every SECONDS (default: once)",
+        help=_("repeat every SECONDS (default: once)"),
     )
-    reconcile.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    reconcile.add_argument("--times", type=int, default=0, help=_("stop after this many rounds"))
     reconcile.add_argument(
         "--metrics-listen",
         metavar="ADDRESS:PORT",
-        help="with --every: serve the metrics there (a management address)",
+        help=_("with --every: serve the metrics there (a management address)"),
     )
     log = actions_parser.add_parser(
-        "log", help="the audit log: who did what, why, with what result"
+        "log", help=_("the audit log: who did what, why, with what result")
     )
     auto_parser = actions_parser.add_parser(
-        "auto", help="automatic response to alerts by a rule file (opt-in: enabled: true)"
+        "auto", help=_("automatic response to alerts by a rule file (opt-in: enabled: true)")
     )
-    auto_parser.add_argument("--rules", required=True, type=Path, help="the rule file (YAML)")
+    auto_parser.add_argument("--rules", required=True, type=Path, help=_("the rule file (YAML)"))
     auto_parser.add_argument(
-        "--eve", action="append", required=True, type=Path, help="an EVE JSON file (repeatable)"
+        "--eve", action="append", required=True, type=Path, help=_("an EVE JSON file (repeatable)")
     )
     auto_parser.add_argument("--every", type=float, default=0.0, metavar="SECONDS")
-    auto_parser.add_argument("--times", type=int, default=0, help="stop after this many rounds")
+    auto_parser.add_argument("--times", type=int, default=0, help=_("stop after this many rounds"))
     for sub in (block, unblock, isolate, release):
         sub.add_argument(
             "--verify-from",
             metavar="HOST",
-            help="then ping --verify-to from this inventory host and read the drop counters",
+            help=_("then ping --verify-to from this inventory host and read the drop counters"),
         )
-        sub.add_argument("--verify-to", metavar="ADDRESS", help="the address the probe pings")
+        sub.add_argument("--verify-to", metavar="ADDRESS", help=_("the address the probe pings"))
     for sub in (block, unblock, isolate, release, listing, reconcile, log, auto_parser):
         sub.add_argument(
             "-i",
             "--inventory",
             action="append",
             required=True,
-            help="inventory Ansible uses (repeat for the lab's overlay)",
+            help=_("inventory Ansible uses (repeat for the lab's overlay)"),
         )
         sub.add_argument(
             "--building",
             action="append",
             default=[],
-            help="only this building's gateways (repeatable)",
+            help=_("only this building's gateways (repeatable)"),
         )
-        sub.add_argument("--operator", help="who acts (default: SUDO_USER or USER)")
+        sub.add_argument("--operator", help=_("who acts (default: SUDO_USER or USER)"))
         sub.add_argument(
-            "--state-dir", help="decisions and audit log (default: ~/.kastro/respond/DOMAIN)"
+            "--state-dir", help=_("decisions and audit log (default: ~/.kastro/respond/DOMAIN)")
         )
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.add_argument("--json", action="store_true", help=_("machine-readable output"))
         sub.set_defaults(handler=handle)
 
 
@@ -189,8 +190,13 @@ def _one_address(text: str) -> Network:
     net = parse_target(text)
     if net.num_addresses != 1:
         raise DecisionError(
-            f"{net} is a network: isolate one host or address at a time (to stop a network's "
-            "traffic, block it)"
+            tr(
+                t(
+                    "{net} is a network: isolate one host or address at a time (to stop a "
+                    "network's traffic, block it)",
+                    net=net,
+                )
+            )
         )
     return net
 
@@ -208,7 +214,7 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
     checked = _checked_action(args)
     if getattr(args, "verify_from", None) or getattr(args, "verify_to", None):
         if not (args.verify_from and args.verify_to):
-            raise DecisionError("--verify-from and --verify-to go together: give both")
+            raise DecisionError(_("--verify-from and --verify-to go together: give both"))
         checked["verify_to"] = _one_address(args.verify_to)
     return checked
 
@@ -244,8 +250,13 @@ def _check_listen(text: str) -> None:
         metrics.parse_listen(text)
     except ValueError as exc:
         raise DecisionError(
-            f"--metrics-listen {text!r}: write ADDRESS:PORT with the controller's management "
-            "address, e.g. 10.20.3.5:9559 or [fd00::5]:9559"
+            tr(
+                t(
+                    "--metrics-listen {text!r}: write ADDRESS:PORT with the controller's "
+                    "management address, e.g. 10.20.3.5:9559 or [fd00::5]:9559",
+                    text=text,
+                )
+            )
         ) from exc
 
 
@@ -318,7 +329,15 @@ def _print_report(report: actions.Report, as_json: bool) -> None:
         mark = "✓" if status in ("ok", "covered") else "✗"
         print(f"  {mark} {name}: {status}")
     for name, fixed in sorted(report.reconciled.items()):
-        print(f"  ↻ {name}: also applied {', '.join(fixed)} (reconciled)")
+        print(
+            tr(
+                t(
+                    "  ↻ {name}: also applied {fixed} (reconciled)",
+                    name=name,
+                    fixed=", ".join(fixed),
+                )
+            )
+        )
     if report.verification:
         print(_verification_text(report.verification))
     if not report.complete:

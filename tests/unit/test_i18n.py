@@ -133,6 +133,34 @@ def test_greek_help_for_the_commands(tmp_path):
     assert "ελέγχει το inventory (όλα τα λάθη μαζί)" in top
     plan = " ".join(kastro({"KASTRO_LANG": "el"}, "plan", "--help").stdout.split())
     assert "κατάλογος του inventory, π.χ. inventory/example (ή -i ΚΑΤΑΛΟΓΟΣ)" in plan
+    # argparse's own words, and the SOC's commands
+    assert plan.startswith("χρήση: kastro plan") and "επιλογές:" in plan
+    respond = " ".join(kastro({"KASTRO_LANG": "el"}, "respond", "block", "--help").stdout.split())
+    assert "γιατί: κρατιέται στο αρχείο ελέγχου" in respond
+    incident = " ".join(kastro({"KASTRO_LANG": "el"}, "incident", "--help").stdout.split())
+    assert "σχέδιο της κοινοποίησης 72 ωρών" in incident
+    wrong = kastro({"KASTRO_LANG": "el"}, "plan", "--no-such-flag")
+    assert wrong.returncode == 2 and "σφάλμα: άγνωστα ορίσματα: --no-such-flag" in wrong.stderr
+
+
+def test_a_greek_run_prints_greek_for_each_message_class(tmp_path):
+    """Reports, command results and usage errors (validation errors, fixes and help: above)."""
+    el = {"KASTRO_LANG": "el"}
+    policy = kastro(el, "show", "policy", "-i", "inventory/example").stdout
+    assert "Πολιτική:" in policy and "Οτιδήποτε άλλο μεταξύ ζωνών απορρίπτεται." in policy
+    assert "Ποιες ζώνες μπορούν να φτάσουν ποιες" in kastro(el, "show", "matrix").stdout
+    host = kastro(el, "show", "host", "fileserver").stdout
+    assert "fileserver: server στο κτίριο cityhall" in host and "ρόλοι (playbooks" in host
+    assert "το σχέδιο είναι ενημερωμένο" in kastro(el, "plan", "-i", "inventory/example").stdout
+    valid = kastro(el, "validate", "-i", "inventory/example").stdout
+    assert "έγκυρο" in valid and "κτίρια" in valid
+    unknown = kastro(el, "show", "host", "museum")
+    assert unknown.returncode == 2 and "δεν είναι υπολογιστής του μοντέλου" in unknown.stderr
+    target = tmp_path / "dimos"
+    made = kastro(el, "init", str(target), "--domain", "neos.gov.gr")
+    assert "αρχικό inventory" in made.stdout and "(γράφει το σχέδιο" in made.stdout
+    again = kastro(el, "init", str(target), "--domain", "neos.gov.gr")
+    assert "το Kastro δεν αντικαθιστά ποτέ ένα inventory" in again.stderr
 
 
 def test_a_text_survives_copies_and_pickles(monkeypatch):
