@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -1275,3 +1275,17 @@ def _teleworkers(p: Parser, raw: Any) -> list[Teleworker]:
         if tid and name and group and state and (key is not None or "public_key" not in person):
             out.append(Teleworker(tid, name, group, key, state))
     return out
+
+
+def interface_label(links: Mapping[str, Iterable[str]], name: str, here: str) -> tuple[bool, str]:
+    """What a gateway names its interface for link `name` after: (False, the building at the
+    other end), or, for a second link between the same two buildings (a backup radio beside a
+    fibre), (True, the link's own name). Of such links the one whose name sorts first keeps
+    the building's name, so adding hall-kep-radio beside hall-kep renames nothing. Link names
+    are unique, building names too; the caller's prefix tells the kinds apart (wl-kep,
+    wp-hall-kep-radio)."""
+    ends = frozenset(links[name])
+    twins = sorted(n for n, other in links.items() if frozenset(other) == ends)
+    if twins[0] != name:
+        return True, name
+    return False, next(b for b in ends if b != here)

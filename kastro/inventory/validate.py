@@ -272,18 +272,8 @@ def _check_links(model: Model, src: Source) -> None:
                 ),
                 t("use an MTU of at least {mtu} on encrypted links", mtu=1280 + WIREGUARD_OVERHEAD),
             )
-    pairs = Counter(frozenset(link.ends) for link in model.links.values())
-    for link in model.links.values():
-        if pairs[frozenset(link.ends)] > 1 and len(set(link.ends)) == 2:
-            src.error(
-                ("kastro_links", link.name, "ends"),
-                t(
-                    "another link also joins {first} and {second}",
-                    first=sorted(link.ends)[0],
-                    second=sorted(link.ends)[1],
-                ),
-                t("describe parallel paths between two buildings as one link"),
-            )
+    # Parallel links (a backup radio beside a fibre) are links of their own: OSPF prefers the
+    # cheaper and fails over to the other; each has its own interfaces (interface_label).
 
 
 def _check_connectivity(model: Model, src: Source) -> None:

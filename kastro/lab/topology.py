@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from kastro.inventory.model import Model
+from kastro.inventory.model import Model, interface_label
 
 IFNAMSIZ = 15  # Linux interface names hold at most 15 characters
 MANAGEMENT_IFACE = "eth0"  # podman's interface on the management network
@@ -101,12 +101,16 @@ def build_topology(model: Model) -> Topology:
             ]
             topo.networks.append(Network(f"zone:{zone.key}", "zone", tuple(members)))
 
+    pairs = {link.name: link.ends for link in model.links.values()}
     for link in sorted(model.links.values(), key=lambda link: link.name):
         members = []
-        for here, there in (link.ends, tuple(reversed(link.ends))):
+        for here in link.ends:
             gateway = model.gateway(here)
+            parallel, label = interface_label(pairs, link.name, here)
             if gateway:
-                members.append(Attachment(gateway.name, iface_name("l-", there)))
+                members.append(
+                    Attachment(gateway.name, iface_name("lp-" if parallel else "l-", label))
+                )
         topo.networks.append(Network(f"link:{link.name}", "link", tuple(members)))
 
     uplinked = sorted(

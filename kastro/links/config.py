@@ -24,7 +24,7 @@ from typing import Any
 
 import netaddr
 
-from kastro.inventory.model import parse_port
+from kastro.inventory.model import interface_label, parse_port
 from kastro.nft import nft_set
 
 # WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
@@ -76,13 +76,15 @@ class QosClass:
 SAFE_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
-def tunnel_interface(peer_building: str) -> str:
-    """wl-<peer>: readable, unique per gateway (one link per pair of buildings)."""
-    name = f"wl-{peer_building}"
+def tunnel_interface(peer_building: str, parallel: bool = False) -> str:
+    """wl-<peer>: readable, unique per gateway; wp-<link> for a link beside another one
+    between the same two buildings (peer_building is then the link's name)."""
+    prefix = "wp-" if parallel else "wl-"
+    name = f"{prefix}{peer_building}"
     if len(name) <= IFNAME_MAX:
         return name
     digest = hashlib.sha256(peer_building.encode()).hexdigest()[:4]
-    return f"wl-{peer_building[: IFNAME_MAX - 8]}-{digest}"
+    return f"{prefix}{peer_building[: IFNAME_MAX - 8]}-{digest}"
 
 
 def underlay_addresses(link_v4: str) -> tuple[str, str]:
@@ -249,7 +251,12 @@ def _ends(
                 f"(to {peer}); set kastro_interfaces.links.{name} to the interface name in "
                 "this host's host_vars"
             )
-        entry = _link_end(name, link, building, peer, str(link_ifaces[name]))
+        label = interface_label(
+            {n: (other.get("ends") or {}).keys() for n, other in plan["links"].items()},
+            name,
+            building,
+        )
+        entry = _link_end(name, link, building, peer, str(link_ifaces[name]), label)
         if link["encrypted"]:
             port = entry["wireguard"]["port"]
             if port in ports_seen:
@@ -294,7 +301,12 @@ def _links(
 
 
 def _link_end(
-    name: str, link: Mapping[str, Any], building: str, peer: str, underlay: str
+    name: str,
+    link: Mapping[str, Any],
+    building: str,
+    peer: str,
+    underlay: str,
+    label: tuple[bool, str],
 ) -> dict[str, Any]:
     """One end of a link: peer, addresses, the WireGuard tunnel of an encrypted link."""
     ends = link["ends"]
@@ -315,7 +327,7 @@ def _link_end(
         index = list(ends).index(building)
         port = wireguard_port(link["ipv4"])
         pair = underlay_addresses(link["ipv4"])
-        entry["interface"] = tunnel_interface(peer)
+        entry["interface"] = tunnel_interface(label[1], parallel=label[0])
         entry["routed_mtu"] = int(link["inner_mtu"])
         entry["wireguard"] = {
             "port": port,
