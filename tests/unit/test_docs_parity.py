@@ -69,3 +69,40 @@ def test_the_outline_sees_sections_code_and_tables(tmp_path: Path):
 def test_the_greek_pages_are_all_known():
     written = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs" / "el").glob("*.md")}
     assert written <= set(PAGES.values()), "a Greek page without its English: add it to PAGES"
+
+
+SECTIONS = {
+    "kastro_municipality": "MUNICIPALITY_FIELDS",
+    "kastro_buildings": "BUILDING_FIELDS",
+    "kastro_links": "LINK_FIELDS",
+    "kastro_nis2": "NIS2_FIELDS",
+}
+
+
+def field_tables(path: Path) -> dict[str, list[str]]:
+    """Section -> the field names in the first column of its table, in order."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"## `(kastro_[a-z0-9_]+)`", line)
+        if heading:
+            section = heading.group(1)
+        elif line.startswith("## "):
+            section = ""
+        elif section in SECTIONS and line.startswith("| `"):
+            out.setdefault(section, []).extend(re.findall(r"`([a-z_0-9]+)`", line.split("|")[1]))
+    return out
+
+
+def test_the_field_tables_name_the_models_fields_in_both_languages():
+    """docs/inventory.md's field tables name only fields the model reads (a field renamed or
+    removed in kastro.inventory.model fails here), and the Greek tables the same fields in the
+    same order (test_example_inventory checks that every field is documented)."""
+    from kastro.inventory import model
+
+    english = field_tables(ROOT / "docs" / "inventory.md")
+    assert set(english) == set(SECTIONS)
+    for section, names in english.items():
+        known = set(getattr(model, SECTIONS[section]))
+        assert set(names) <= known, f"{section}: {sorted(set(names) - known)} not in the model"
+    assert field_tables(ROOT / "docs" / "el" / "inventory.md") == english
