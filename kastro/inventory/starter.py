@@ -27,17 +27,19 @@ class StarterError(ValueError):
 def starter_files(title: str, domain: str) -> dict[str, str]:
     """Relative path -> text of every file of a new inventory (before `kastro apply`)."""
     header = (
-        "---\n# {what}\n# Schema: docs/inventory.md. After a change: kastro validate -i INVENTORY "
-        "&& kastro apply -i INVENTORY\n"
+        "---\n# {what}\n# Σχήμα / Schema: docs/el/inventory.md (docs/inventory.md). Μετά από "
+        "αλλαγή / after a change:\n#   kastro plan -i INVENTORY && kastro apply -i INVENTORY\n"
     )
     return {
-        "group_vars/all/municipality.yml": header.format(what=f"{title}: the municipality.")
+        "group_vars/all/municipality.yml": header.format(
+            what=f"{title}: ο δήμος / the municipality."
+        )
         + f"""kastro_municipality:
   name: {_quoted(title)}
   domain: {domain}
   supernets:
-    - {SUPERNET_V4}              # all municipal IPv4 space: change it to yours
-    - {SUPERNET_V6}              # unique-local IPv6 (a /64 per zone): make your own random /48
+    - {SUPERNET_V4}              # όλος ο χώρος IPv4 του δήμου / all municipal IPv4: yours here
+    - {SUPERNET_V6}              # IPv6 unique-local (ένα /64 ανά ζώνη): ένα δικό σας τυχαίο /48
   uplinks:
     - name: isp-1
       building: cityhall
@@ -46,10 +48,10 @@ def starter_files(title: str, domain: str) -> dict[str, str]:
   mtu: 1500
 """,
         "group_vars/all/buildings.yml": header.format(
-            what="Buildings, their zones (how many devices each) and hosts."
+            what="Κτίρια, ζώνες (πόσες συσκευές η καθεμία), υπολογιστές / buildings, zones, hosts."
         )
-        + """# Zone kinds: staff, servers, voip, cctv, iot, guest, management.
-# Host roles: gateway (one per building), server, sensor, endpoint.
+        + """# Είδη ζωνών / zone kinds: staff, servers, voip, cctv, iot, guest, management.
+# Ρόλοι / host roles: gateway (μία ανά κτίριο / one per building), server, sensor, endpoint.
 kastro_buildings:
   cityhall:
     description: Δημαρχείο - city hall
@@ -62,12 +64,14 @@ kastro_buildings:
     hosts:
       cityhall-gw: {role: gateway}
 """,
-        "group_vars/all/links.yml": header.format(what="Links between buildings.")
+        "group_vars/all/links.yml": header.format(
+            what="Συνδέσεις μεταξύ κτιρίων / links between buildings."
+        )
         + """# e.g.  cityhall-kep: {ends: [cityhall, kep], medium: fibre, capacity_mbps: 1000}
 kastro_links: {}
 """,
         "group_vars/all/policy.yml": header.format(
-            what="Services and who may reach what; everything else is refused."
+            what="Υπηρεσίες και ποιος φτάνει τι· τα υπόλοιπα απορρίπτονται / services and policy."
         )
         + """kastro_services:
   web: {ports: [tcp/80, tcp/443], description: HTTP and HTTPS}
@@ -92,15 +96,20 @@ kastro_policy:
     services: [ssh]
     comment: IT administration
 """,
-        "group_vars/all/teleworkers.yml": header.format(what="People who work from home.")
+        "group_vars/all/teleworkers.yml": header.format(
+            what="Τηλεργαζόμενοι / people who work from home."
+        )
         + """# e.g.  finance: {description: finance department}
 kastro_teleworker_groups: {}
 # e.g.  - {id: tw-0001, name: Eleni Kostopoulou, group: finance}
 kastro_teleworkers: []
 """,
-        "group_vars/all/base.yml": header.format(what="Baseline of every host (role base).")
+        "group_vars/all/base.yml": header.format(
+            what="Βάση κάθε υπολογιστή (ρόλος base) / baseline of every host."
+        )
         + f"""base_domain: {domain}
 base_timezone: Europe/Athens
+# Οι διαχειριστές: τα δημόσια κλειδιά SSH τους είναι η μόνη είσοδος (κωδικοί απορρίπτονται).
 # The administrators: their SSH public keys are the only way in (passwords are refused).
 base_admin_users: []
 #  - name: nikos
@@ -108,6 +117,8 @@ base_admin_users: []
 #    ssh_keys: ["ssh-ed25519 AAAA... nikos@cityhall"]
 """,
         "hosts.yml": """---
+# Δικοί σας υπολογιστές και ομάδες (Windows PC, εκτυπωτές, PLC...): γράφονται εδώ και δεν
+# ρυθμίζονται ποτέ από τα playbooks του Kastro.
 # Your own hosts and groups (Windows PCs, printers, PLCs...): listed here, never configured
 # by Kastro's playbooks (they target kastro_managed, which 'kastro apply' writes to
 # kastro_hosts.yml from the model).
