@@ -84,3 +84,38 @@ def test_validate_speaks_json_for_ci(tmp_path, capsys):
     (error,) = report["errors"]
     assert set(error) == {"file", "line", "path", "message", "fix"}
     assert "kastro apply" in error["fix"]
+
+
+def _commands(parser=None, path=()):
+    """Every command and subcommand of `kastro`, as argv prefixes."""
+    import argparse
+
+    from kastro.cli import build_parser
+
+    parser = parser or build_parser()
+    for action in parser._actions:  # argparse keeps its subparsers here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name)
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = sorted(set(_commands()))
+
+
+def test_the_walk_sees_every_command():
+    assert {("plan",), ("apply",), ("show", "graph"), ("respond", "block"), ("lab", "up"),
+            ("incident", "open"), ("teleworker", "rekey")} <= set(COMMANDS)  # fmt: skip
+    assert len(COMMANDS) > 40
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_and_refuses_a_bad_argument(command, capsys):
+    with pytest.raises(SystemExit) as helped:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert helped.value.code == 0 and out.startswith(f"usage: kastro {' '.join(command)}")
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "--no-such-option"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "error:" in err and "Traceback" not in err
