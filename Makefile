@@ -45,7 +45,7 @@ $(STAMPS):
 
 # Debian packages: re-run only when the list above changes.
 $(STAMPS)/apt: Makefile | $(STAMPS)
-	@echo "==> installing Debian packages: $(APT_PACKAGES)"
+	@echo "==> εγκατάσταση πακέτων Debian / installing Debian packages: $(APT_PACKAGES)"
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root (apt-get, podman, network namespaces)"; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -q
 	@# The daemons among them (sshd, smbd, unbound, chronyd, snmpd, memcached, freshclam) are for tests in
@@ -68,7 +68,7 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 
 # Python virtualenv: re-run when the dependencies change.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	@echo "==> creating $(VENV) and installing kastro with its dev dependencies"
+	@echo "==> δημιουργία του $(VENV) και εγκατάσταση του kastro / creating $(VENV) and installing kastro with its dev dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
@@ -112,24 +112,24 @@ test: deps image lint
 
 demo: deps image
 	@set -e; SECONDS=0; mkdir -p .kastro; \
-	echo "==> validating and planning $(INVENTORY)"; \
+	echo "==> έλεγχος και σχέδιο / validating and planning $(INVENTORY)"; \
 	kastro validate $(INVENTORY); \
 	kastro plan -i $(INVENTORY) --check; \
 	kastro show policy -i $(INVENTORY); kastro show matrix -i $(INVENTORY); \
 	kastro show graph -i $(INVENTORY) .kastro/topology.svg; \
-	echo "==> starting the lab hosts of $(INVENTORY)"; \
+	echo "==> εκκίνηση των υπολογιστών του εργαστηρίου / starting the lab hosts of $(INVENTORY)"; \
 	kastro lab up $(INVENTORY) --lab $(LAB); \
-	echo "==> running playbooks/site.yml"; \
+	echo "==> εκτέλεση / running playbooks/site.yml"; \
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml playbooks/site.yml; \
-	echo "==> the lab's mail server (exim4 on the monitoring host: the SOC's mailbox)"; \
+	echo "==> ο διακομιστής αλληλογραφίας του εργαστηρίου / the lab's mail server (exim4 on the monitoring host: the SOC's mailbox)"; \
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/mail.yml; \
-	echo "==> what is deployed where"; \
+	echo "==> τι εγκαταστάθηκε πού / what is deployed where"; \
 	kastro lab report --lab $(LAB); \
-	echo "==> hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
+	echo "==> βαθμοί θωράκισης ανά υπολογιστή / hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
 	kastro lab scores --lab $(LAB) || echo "(scores not measured: see the message above; the demo goes on)"; \
-	echo "==> the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond), reported (kastro incident: the NIS2 early warning drafted)"; \
+	echo "==> ο επιτιθέμενος σαρώνει έναν αισθητήρα: ανίχνευση, ειδοποίηση, e-mail, αποκλεισμός, αναφορά NIS2 / the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond), reported (kastro incident: the NIS2 early warning drafted)"; \
 	kastro lab attack $(INVENTORY) --lab $(LAB) --contain --report; \
-	echo "==> demo finished in $${SECONDS}s (topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
+	echo "==> το demo τελείωσε σε / demo finished in $${SECONDS}s (εικόνα / topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
 
 # Not part of `make test`: benchmarks print numbers, they do not pass or fail.
 bench: deps

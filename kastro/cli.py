@@ -36,7 +36,7 @@ def _cmd_lab_image(args: argparse.Namespace) -> int:
     try:
         tag = build_image(force=args.force)
     except ImageBuildError as exc:
-        print(f"kastro lab image: {exc}", file=sys.stderr)
+        print(f"kastro lab image: {_said(exc)}", file=sys.stderr)
         return 1
     print(tag)
     return 0

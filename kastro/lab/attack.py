@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kastro.host.suricata import CANARY_SID
+from kastro.i18n import t
 from kastro.inventory.plan import MONITORING_WEB_PORTS, management_address
 from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab.hosts import LabError, container_name, podman, state_dir
@@ -95,7 +96,9 @@ def _scan(lab: str, target: str) -> None:
     address = str(ipaddress.ip_address(target))  # never anything else on the command line
     pid = podman("inspect", "-f", "{{.State.Pid}}", container_name(lab, "attacker")).stdout.strip()
     if not pid.isdigit() or pid == "0":
-        raise LabError(f"the attacker of lab '{lab}' is not running; run 'kastro lab up' first")
+        raise LabError(
+            t("the attacker of lab '{lab}' is not running; run 'kastro lab up' first", lab=lab)
+        )
     subprocess.run(
         ["timeout", "30", "nsenter", f"--net=/proc/{pid}/ns/net", "--", nmap, *NMAP_OPTIONS,
          address],
@@ -128,7 +131,7 @@ def _alerts(lab: str, where: Targets) -> list[dict[str, Any]]:
 def run(inventory: Path, lab: str, timeout: float = 120.0) -> Outcome:
     """Scan a sensor from the lab's attacker; wait for the alert and the SOC's e-mail."""
     if not (state_dir(lab) / "inventory.yml").exists():
-        raise LabError(f"lab '{lab}' is not up; run 'kastro lab up' first")
+        raise LabError(t("lab '{lab}' is not up; run 'kastro lab up' first", lab=lab))
     outcome = Outcome(targets(inventory))
     where = outcome.targets
     start = time.monotonic()
@@ -189,7 +192,7 @@ def _scan_source(lab: str, where: Targets, timeout: float) -> str:
             if labels.get("alertname") == "KastroEveAlert" and labels.get("detector") == "portscan":
                 return str(ipaddress.ip_address(labels["src_ip"]))
         if time.monotonic() > deadline:
-            raise LabError("no KastroEveAlert with the scan's source in Alertmanager")
+            raise LabError(t("no KastroEveAlert with the scan's source in Alertmanager"))
         time.sleep(2)
 
 
@@ -205,7 +208,7 @@ def save_alerts(lab: str, outcome: Outcome) -> tuple[Path, list[str]]:
         and a["labels"].get("detector") == "portscan"
     ]  # fmt: skip
     if not scan:
-        raise LabError("the scan's alerts are no longer in Alertmanager")
+        raise LabError(t("the scan's alerts are no longer in Alertmanager"))
     return path, sorted(scan)
 
 
@@ -221,7 +224,7 @@ def _gateway_address(inventory: Path) -> str:
             for zone in sorted(zones, key=lambda z: (z != "servers", z)):
                 if zones[zone].get("ipv4"):
                     return str(zones[zone]["ipv4"])
-    raise LabError("no gateway with an internet uplink and a zone address in the plan")
+    raise LabError(t("no gateway with an internet uplink and a zone address in the plan"))
 
 
 def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Containment:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from kastro.i18n import t
 from kastro.inventory.loader import MODEL_KEYS
 from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab import switch
@@ -91,7 +92,10 @@ def lab_topology(inventory: Path) -> Topology:
     """The full network for an inventory with a Kastro model; bare hosts otherwise."""
     if not inventory.exists():
         raise LabError(
-            f"inventory '{inventory}' does not exist; give the path of an inventory directory"
+            t(
+                "inventory '{inventory}' does not exist; give the path of an inventory directory",
+                inventory=inventory,
+            )
         )
     if inventory.is_dir() and _has_model(inventory):
         model, _ = load_model(inventory)  # raises with every inventory error
@@ -111,12 +115,18 @@ def inventory_hosts(inventory: Path) -> list[str]:
         check=False,
     )
     if proc.returncode != 0:
-        raise LabError(f"ansible-inventory could not read '{inventory}': {proc.stderr.strip()}")
+        raise LabError(
+            t(
+                "ansible-inventory could not read '{inventory}': {detail}",
+                inventory=inventory,
+                detail=proc.stderr.strip(),
+            )
+        )
     data = json.loads(proc.stdout)
     # Hosts without variables appear only in their groups' "hosts" lists, not in _meta.
     hosts = sorted({host for group in data.values() for host in group.get("hosts", [])})
     if not hosts:
-        raise LabError(f"inventory '{inventory}' has no hosts")
+        raise LabError(t("inventory '{inventory}' has no hosts", inventory=inventory))
     return hosts
 
 
@@ -187,7 +197,7 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
     """Bring the lab to the state the inventory describes; running hosts are left as they are."""
     topo = lab_topology(inventory)
     if _podman("image", "exists", image, check=False).returncode != 0:
-        raise LabError(f"image {image} is missing; build it with 'kastro lab image'")
+        raise LabError(t("image {image} is missing; build it with 'kastro lab image'", image=image))
     key = _ensure_key(lab)
     _ensure_management_network(lab)
     existing = {h.name: h for h in list_hosts(lab)}
@@ -325,8 +335,13 @@ def wait_until_booted(container: str, timeout: float = 90.0) -> None:
             return
         time.sleep(0.5)
     raise LabError(
-        f"host {container} did not finish booting within {timeout:.0f}s (systemd says "
-        f"'{state or 'no answer'}'); see 'podman logs {container}'"
+        t(
+            "host {container} did not finish booting within {timeout:.0f}s "
+            "(systemd says '{state}'); see 'podman logs {container}'",
+            container=container,
+            timeout=timeout,
+            state=state or "no answer",
+        )
     )
 
 
@@ -340,7 +355,12 @@ def _wait_for_ssh(container: str, timeout: float = 30.0) -> str:
             return f"{kind} {key}"
         time.sleep(0.5)
     raise LabError(
-        f"sshd on {container} did not start within {timeout:.0f}s; see 'podman logs {container}'"
+        t(
+            "sshd on {container} did not start within {timeout:.0f}s; see 'podman "
+            "logs {container}'",
+            container=container,
+            timeout=timeout,
+        )
     )
 
 
@@ -433,10 +453,20 @@ def capture(inventory: Path, lab: str, network: str, sensor: str) -> str:
     topo = lab_topology(inventory)
     names = sorted(n.name for n in topo.networks)
     if network not in names:
-        raise LabError(f"no network '{network}' in this lab; choose one of: {', '.join(names)}")
+        raise LabError(
+            t(
+                "no network '{network}' in this lab; choose one of: {names}",
+                network=network,
+                names=", ".join(names),
+            )
+        )
     if sensor not in topo.hosts:
         raise LabError(
-            f"no host '{sensor}' in this lab; choose one of: {', '.join(sorted(topo.hosts))}"
+            t(
+                "no host '{sensor}' in this lab; choose one of: {hosts}",
+                sensor=sensor,
+                hosts=", ".join(sorted(topo.hosts)),
+            )
         )
     captures = _load_captures(lab)
     iface = captures.get(network, {}).get("iface") or f"cap{len(captures)}"

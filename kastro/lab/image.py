@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kastro.i18n import t, tr
+
 IMAGE_NAME = "localhost/kastro-debian12"
 RECIPE_LABEL = "org.kastro.recipe"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -152,18 +154,24 @@ def build_image(
     for tool in ("podman", "debootstrap"):
         if shutil.which(tool) is None:
             raise ImageBuildError(
-                f"'{tool}' is not installed; run 'make deps' "
-                "(apt-get install podman runc debootstrap)"
+                t(
+                    "'{tool}' is not installed; run 'make deps' (apt-get install podman "
+                    "runc debootstrap)",
+                    tool=tool,
+                )
             )
     tag = recipe.tag
     if image_exists(tag) and not force:
         if log:
-            print(f"image {tag} is up to date (recipe unchanged)", file=sys.stderr)
+            print(tr(t("image {tag} is up to date (recipe unchanged)", tag=tag)), file=sys.stderr)
         _tag_latest(tag)
         return tag
     mirror = mirror or debian_mirror()
     if log:
-        print(f"building {tag} from {mirror} (debootstrap, ~2 min)", file=sys.stderr)
+        print(
+            tr(t("building {tag} from {mirror} (debootstrap, ~2 min)", tag=tag, mirror=mirror)),
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(prefix="kastro-image-") as tmp:
         root = Path(tmp) / "root"
         _run(
