@@ -80,6 +80,24 @@ def iface_name(prefix: str, name: str) -> str:
     return f"{full[: IFNAMSIZ - 5]}-{digest}"
 
 
+def _link_networks(model: Model) -> list[Network]:
+    """One cable per link between the two gateways; a second link between the same two
+    buildings gets interfaces named after itself (interface_label)."""
+    pairs = {link.name: link.ends for link in model.links.values()}
+    networks = []
+    for link in sorted(model.links.values(), key=lambda link: link.name):
+        members = []
+        for here in link.ends:
+            gateway = model.gateway(here)
+            parallel, label = interface_label(pairs, link.name, here)
+            if gateway:
+                members.append(
+                    Attachment(gateway.name, iface_name("lp-" if parallel else "l-", label))
+                )
+        networks.append(Network(f"link:{link.name}", "link", tuple(members)))
+    return networks
+
+
 def build_topology(model: Model) -> Topology:
     topo = Topology()
     for host in sorted(model.hosts, key=lambda h: h.name):
@@ -101,18 +119,7 @@ def build_topology(model: Model) -> Topology:
             ]
             topo.networks.append(Network(f"zone:{zone.key}", "zone", tuple(members)))
 
-    pairs = {link.name: link.ends for link in model.links.values()}
-    for link in sorted(model.links.values(), key=lambda link: link.name):
-        members = []
-        for here in link.ends:
-            gateway = model.gateway(here)
-            parallel, label = interface_label(pairs, link.name, here)
-            if gateway:
-                members.append(
-                    Attachment(gateway.name, iface_name("lp-" if parallel else "l-", label))
-                )
-        topo.networks.append(Network(f"link:{link.name}", "link", tuple(members)))
-
+    topo.networks += _link_networks(model)
     uplinked = sorted(
         {u.building for u in model.municipality.uplinks} if model.municipality else set()
     )
