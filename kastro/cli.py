@@ -588,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser(
         "monitor", help=_("packet-level anomaly detection: EVE alerts and Prometheus metrics")
     )
-    add_monitor_arguments(monitor)
+    add_monitor_arguments(monitor, _)
     monitor.set_defaults(handler=_cmd_monitor)
 
     archive = commands.add_parser(

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -22,45 +23,53 @@ from monitors.engine import Engine
 from monitors.metrics import MonitorCollector
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, _: Callable[[str], str] = str) -> None:
+    """The monitor's options; `_` says their help in the reader's language (kastro's CLI
+    passes its translator; on a sensor, without kastro, they stay English)."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--iface", metavar="IF", help="capture live from this interface (needs CAP_NET_RAW)"
+        "--iface", metavar="IF", help=_("capture live from this interface (needs CAP_NET_RAW)")
     )
     source.add_argument(
-        "--pcap", metavar="FILE", nargs="+", type=Path, help="read pcap/pcapng files"
+        "--pcap", metavar="FILE", nargs="+", type=Path, help=_("read pcap/pcapng files")
     )
-    parser.add_argument("--config", type=Path, help="YAML file: home_networks, alerts, detectors")
     parser.add_argument(
-        "--eve-log", default="-", metavar="PATH", help="EVE JSON alerts here ('-': stdout)"
+        "--config", type=Path, help=_("YAML file: home_networks, alerts, detectors")
+    )
+    parser.add_argument(
+        "--eve-log", default="-", metavar="PATH", help=_("EVE JSON alerts here ('-': stdout)")
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=0,
         metavar="PORT",
-        help="serve Prometheus metrics on this port (0: off)",
+        help=_("serve Prometheus metrics on this port (0: off)"),
     )
-    parser.add_argument("--metrics-address", default="127.0.0.1", help="address for --metrics-port")
+    parser.add_argument(
+        "--metrics-address", default="127.0.0.1", help=_("address for --metrics-port")
+    )
     parser.add_argument(
         "--metrics-file",
         type=Path,
         metavar="PATH",
-        help="write the metrics here when done (node_exporter textfile format)",
+        help=_("write the metrics here when done (node_exporter textfile format)"),
     )
     parser.add_argument(
-        "--filter", default="", metavar="BPF", help="capture filter (tcpdump syntax), live only"
+        "--filter", default="", metavar="BPF", help=_("capture filter (tcpdump syntax), live only")
     )
     parser.add_argument(
         "--fanout-group",
         type=int,
         metavar="ID",
-        help="share the interface with other monitors in this PACKET_FANOUT group",
+        help=_("share the interface with other monitors in this PACKET_FANOUT group"),
     )
     parser.add_argument(
-        "--duration", type=float, metavar="SECONDS", help="stop a live capture after this long"
+        "--duration", type=float, metavar="SECONDS", help=_("stop a live capture after this long")
     )
-    parser.add_argument("--check-config", action="store_true", help="only check --config and exit")
+    parser.add_argument(
+        "--check-config", action="store_true", help=_("only check --config and exit")
+    )
 
 
 class MonitorUsageError(Exception):
