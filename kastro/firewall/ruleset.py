@@ -717,6 +717,7 @@ class Compiler:
                     f"policy{index}_{src.label}",
                     f"policy rule {index}: {src_key} ({', '.join(names)})",
                 )
+                when = self.when(index, rule)  # once per rule, not per family and port
                 for family in (4, 6):
                     src_match = self.match("saddr", src, family)
                     if src_match is None:
@@ -727,7 +728,7 @@ class Compiler:
                         if rule_family not in (None, family):
                             continue
                         prefix = f"{src_match} " if src_match else ""
-                        prefix += self.when(index, rule)
+                        prefix += when
                         out.input.append(
                             f"{prefix}{rule_text} comment {_quote(f'policy rule {index}')}"
                         )

@@ -356,8 +356,9 @@ def _side(model: Model, name: str) -> str:
         return t("teleworkers of group '{name}'", name=name[len(TELEWORKER_PREFIX) :])
     if "." in name:
         return t("zone {name}", name=name)
-    if name in policy_hosts(model):
-        return t("host {name} ({zone})", name=name, zone=policy_hosts(model)[name])
+    zone = policy_hosts(model).get(name)
+    if zone:
+        return t("host {name} ({zone})", name=name, zone=zone)
     zones = [z for z in model.zones if z.kind == name]
     buildings = sorted(z.building for z in zones)
     if len(set(buildings)) < len(buildings):  # a building with two zones of the kind

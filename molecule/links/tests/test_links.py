@@ -273,14 +273,11 @@ def outage_seconds(ping_output: str, interval: float) -> float:
     return max(gaps, default=0) * interval
 
 
-def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
-    assert wait_full() == {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
-    kep_lib = link_of("kep-gw", "kep-lib")
-    target = LAN_HOSTS["pc-lib"]["ipv4"]
-    assert f"dev {kep_lib['interface']}" in on("kep-gw", f"ip route get {target}").stdout
+def silence_and_ping(underlay: str, target: str, hooks: tuple[str, str]) -> tuple[float, str]:
+    """pc-kep pings `target` 20 times a second for 16 s; 3 s in, kep-gw drops everything on
+    `underlay` in both directions at the given (input, output) hooks, so neither end sees the
+    interface go down. The longest gap in the answers, and kep-gw's route to `target` then."""
     interval = 0.05
-    # 20 pings a second for 16 s; the radio "fades" 3 s in: kep-gw drops everything on its
-    # underlay, in both directions, so neither end sees the interface go down.
     on(
         "pc-kep",
         f"rm -f /tmp/ping.txt; (ping -n -O -i {interval} -w 16 {target} > /tmp/ping.txt 2>&1 &)",
@@ -288,16 +285,28 @@ def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
     time.sleep(3)
     cut = (
         "nft add table inet labcut; "
-        "nft add chain inet labcut in '{ type filter hook input priority -300; }'; "
-        "nft add chain inet labcut out '{ type filter hook output priority -300; }'; "
-        f"nft add rule inet labcut in iifname {kep_lib['underlay']} drop; "
-        f"nft add rule inet labcut out oifname {kep_lib['underlay']} drop"
+        f"nft add chain inet labcut in '{{ type filter hook {hooks[0]}; }}'; "
+        f"nft add chain inet labcut out '{{ type filter hook {hooks[1]}; }}'; "
+        f"nft add rule inet labcut in iifname {underlay} drop; "
+        f"nft add rule inet labcut out oifname {underlay} drop"
     )
     assert on("kep-gw", cut).returncode == 0
     time.sleep(14)
     outage = outage_seconds(on("pc-kep", "cat /tmp/ping.txt").stdout, interval)
     detour = on("kep-gw", f"ip route get {target}").stdout
     on("kep-gw", "nft delete table inet labcut")
+    return outage, detour
+
+
+def test_traffic_takes_the_other_way_when_a_ring_link_fails(host):
+    assert wait_full() == {g: {link["interface"] for link in config(g)["links"]} for g in GATEWAYS}
+    kep_lib = link_of("kep-gw", "kep-lib")
+    target = LAN_HOSTS["pc-lib"]["ipv4"]
+    assert f"dev {kep_lib['interface']}" in on("kep-gw", f"ip route get {target}").stdout
+    # The radio "fades": its underlay carries WireGuard from and to kep-gw itself.
+    outage, detour = silence_and_ping(
+        kep_lib["underlay"], target, ("input priority -300", "output priority -300")
+    )
     restored = wait_full()
     print(
         f"\nfailover kep-lib (radio) cut: traffic pc-kep -> pc-lib stopped for {outage:.2f} s "
@@ -422,26 +431,11 @@ def test_a_backup_radio_beside_a_fibre_takes_over_when_the_fibre_goes_silent(hos
     assert fibre["interface"] == "l-hall"  # unchanged by the radio beside it
     target = LAN_HOSTS["srv-hall"]["ipv4"]
     assert "dev l-hall" in on("kep-gw", f"ip route get {target}").stdout  # the cheaper fibre
-    interval = 0.05
-    on(
-        "pc-kep",
-        f"rm -f /tmp/ping.txt; (ping -n -O -i {interval} -w 16 {target} > /tmp/ping.txt 2>&1 &)",
-    )
-    time.sleep(3)
     # A plain fibre carries the forwarded packets themselves (not WireGuard from the gateway),
     # so it goes silent in prerouting and postrouting: everything, forwarded or local.
-    cut = (
-        "nft add table inet labcut; "
-        "nft add chain inet labcut in '{ type filter hook prerouting priority -300; }'; "
-        "nft add chain inet labcut out '{ type filter hook postrouting priority 300; }'; "
-        f"nft add rule inet labcut in iifname {fibre['underlay']} drop; "
-        f"nft add rule inet labcut out oifname {fibre['underlay']} drop"
+    outage, detour = silence_and_ping(
+        fibre["underlay"], target, ("prerouting priority -300", "postrouting priority 300")
     )
-    assert on("kep-gw", cut).returncode == 0
-    time.sleep(14)
-    outage = outage_seconds(on("pc-kep", "cat /tmp/ping.txt").stdout, interval)
-    detour = on("kep-gw", f"ip route get {target}").stdout
-    on("kep-gw", "nft delete table inet labcut")
     print(
         f"\nfibre hall-kep silent: pc-kep -> srv-hall stopped for {outage:.2f} s (bound "
         f"{FAILOVER_BOUND:.2f} s); new path: {detour.split(' uid')[0].strip()}"
