@@ -1,0 +1,143 @@
+"""BorgBackup as the backup programs use it: one repository per dataset, every call an
+argument list, the passphrase in the child's environment only (never on a command line,
+never logged), borg's state in a directory of Kastro's own (BORG_BASE_DIR).
+
+A client reaches its repositories over SSH, where the server's `authorized_keys` runs
+`borg serve --append-only --restrict-to-path ...` whatever the client asks: the client can
+add archives, never remove data. The server works on the same repositories as local paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHIVE = re.compile(r"[a-z][a-z0-9-]{0,40}-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+class BorgError(RuntimeError):
+    """A borg command failed; the message is borg's own last lines."""
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where one dataset's archives live and how to open them."""
+
+    location: str  # ssh://user@host:port/path on a client, an absolute path on the server
+    passphrase_file: Path
+    base_dir: Path  # BORG_BASE_DIR: borg's cache, security and key directories
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "BORG_BASE_DIR": str(self.base_dir),
+            "BORG_PASSPHRASE": self.passphrase_file.read_text(encoding="utf-8").strip(),
+            # Never wait for an answer: a question borg asks is a failure here.
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
+            "BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "NO",
+            "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING": "NO",
+        }
+        if self.ssh_key is not None:
+            env["BORG_RSH"] = " ".join(
+                [
+                    "ssh -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes",
+                    f"-o UserKnownHostsFile={self.known_hosts} -i {self.ssh_key}",
+                ]
+            )
+        return env
+
+
+def borg(
+    repo: Repository,
+    *args: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`borg ARGS` for `repo` (the location is the caller's to place among ARGS)."""
+    env = {**repo.environment(), **(extra_env or {})}
+    proc = subprocess.run(
+        ["borg", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode not in (0, 1):  # 1: finished with warnings
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise BorgError(f"borg {args[0]}: {tail}")
+    return proc
+
+
+def init(repo: Repository) -> bool:
+    """Create the repository (repokey-blake2: the key lives in the repository, encrypted
+    with the passphrase) unless it exists; True when it was created."""
+    if borg(repo, "info", "--json", repo.location, check=False).returncode == 0:
+        return False
+    borg(repo, "init", "--encryption=repokey-blake2", "--make-parent-dirs", repo.location)
+    return True
+
+
+def archives(repo: Repository) -> list[dict[str, Any]]:
+    """The repository's archives, oldest first: name, id, start time."""
+    proc = borg(repo, "list", "--json", repo.location)
+    found = json.loads(proc.stdout).get("archives") or []
+    return [
+        {"name": str(a["name"]), "id": str(a["id"]), "start": str(a.get("start") or a["time"])}
+        for a in found
+    ]
+
+
+def create(repo: Repository, name: str, paths: list[str]) -> dict[str, Any]:
+    """A new archive `name` of `paths`; borg's statistics of it."""
+    if not ARCHIVE.fullmatch(name):
+        raise BorgError(f"archive name {name!r} is not DATASET-YYYY-MM-DDTHH:MM:SS")
+    proc = borg(
+        repo,
+        "create",
+        "--json",
+        "--one-file-system",
+        "--compression=zstd,3",
+        f"{repo.location}::{name}",
+        *paths,
+    )
+    return dict(json.loads(proc.stdout).get("archive", {}).get("stats") or {})
+
+
+def extract(repo: Repository, name: str, into: Path) -> None:
+    """Archive `name` into the directory `into` (paths below it as they were below /)."""
+    into.mkdir(parents=True, exist_ok=True)
+    borg(repo, "extract", "--numeric-ids", f"{repo.location}::{name}", cwd=into)
+
+
+def forget(repo: Repository) -> list[Path]:
+    """Remove what borg remembers of this dataset's repository (its cache and the security
+    record holding the newest manifest seen; each dataset has a BORG_BASE_DIR of its own):
+    needed after the server rolled the repository back, which borg otherwise (rightly)
+    refuses as a possible replay attack."""
+    removed = []
+    for part in (".config/borg/security", ".cache/borg"):
+        target = repo.base_dir / part
+        if target.is_dir() and not target.is_symlink():
+            for child in sorted(target.rglob("*"), reverse=True):
+                child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+            target.rmdir()
+            removed.append(target)
+    return removed
+
+
+def umask_private() -> None:
+    """Files borg and these programs create are for root (or the repository's owner) only."""
+    os.umask(0o077)
