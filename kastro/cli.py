@@ -678,6 +678,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "kastro_buildings) and the links leaving it"))  # fmt: skip
         report.set_defaults(handler=_cmd_show_report, **{name: name != "graph"})
 
+    from kastro.backup.cli import add_parser as add_backup
+
+    add_backup(commands)
+
     from kastro.respond.cli import add_parser as add_respond
 
     add_respond(commands)

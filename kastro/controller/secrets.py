@@ -17,7 +17,7 @@ from typing import Any
 from kastro.inventory.model import DOMAIN_RE
 
 MARKER = ".kastro-municipality"
-PARTS = ("telework", "links", "monitoring")
+PARTS = ("telework", "links", "monitoring", "backup")
 
 
 class SecretsDirError(ValueError):

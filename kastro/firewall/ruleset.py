@@ -29,6 +29,7 @@ import netaddr
 
 from kastro.inventory.model import Schedule, parse_port, parse_schedule
 from kastro.inventory.plan import (
+    BACKUP_SSH_PORT,
     EVENTS_PORT,
     MONITORING_WEB_PORTS,
     host_addresses,
@@ -284,6 +285,15 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', "'").replace("\\", "/") + '"'
 
 
+def _backup_hosts(variables: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """kastro_backup's repository server and the hosts with datasets."""
+    backup = variables.get("kastro_backup") or {}
+    datasets = (backup.get("datasets") or {}).values()
+    return str(backup.get("server") or ""), sorted(
+        {str(d["host"]) for d in datasets if d.get("host")}
+    )
+
+
 class Compiler:
     def __init__(self, host: str, variables: Mapping[str, Any], settings: Settings) -> None:
         self.host = host
@@ -299,6 +309,7 @@ class Compiler:
         self.monitoring_hosts = [str(h) for h in municipality.get("monitoring_hosts") or ()]
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
         self.collector = str(municipality.get("event_collector") or "")
+        self.backup_server, self.backup_clients = _backup_hosts(variables)
         self.probes = service_probes(variables) if self.monitoring else []
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
@@ -552,6 +563,7 @@ class Compiler:
         self.metrics_allow(out.forward, "forward")
         self.monitoring_web_allow(out.forward, "forward")
         self.events_allow(out.forward, "forward")
+        self.backup_allow(out.forward, "forward")
         self.probes_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
@@ -704,6 +716,7 @@ class Compiler:
         self.metrics_allow(out.input)
         self.monitoring_web_allow(out.input)
         self.events_allow(out.input)
+        self.backup_allow(out.input)
         self.probes_allow(out.input)
         self.input_allow(out.input)
         pairs, endpoints = self.policy_pairs()
@@ -825,6 +838,25 @@ class Compiler:
         counter = self.out.counter(name, f"managed hosts' logs to the collector ({hook})")
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
         self.accept_between(chain, hook, families, lambda _: [f"tcp dport {EVENTS_PORT}"], counter)
+
+    def backup_allow(self, chain: list[str], hook: str = "input") -> None:
+        """The backup server's SSH listener (kastro_backup.server), from the backup clients'
+        addresses and no one else: to this host when it is the server (input) or, on a
+        gateway, to it (forward)."""
+        if not self.backup_server or not self.backup_clients:
+            return
+        if hook == "input" and self.host != self.backup_server:
+            return
+        found = {a for h in self.backup_clients for a in host_addresses(self.plan, h)}
+        sources = _split_families(sorted(found), "kastro_backup.datasets hosts")
+        targets = _split_families(
+            monitoring_addresses(dict(self.plan), [self.backup_server]), "kastro_backup.server"
+        )
+        name = "backup_in" if hook == "input" else "backup_forward"
+        counter = self.out.counter(name, f"backup clients to the repository server ({hook})")
+        families = ((sources[0], targets[0]), (sources[1], targets[1]))
+        port = f"tcp dport {BACKUP_SSH_PORT}"
+        self.accept_between(chain, hook, families, lambda _: [port], counter)
 
     def probes_allow(self, chain: list[str], hook: str = "input") -> None:
         """The monitoring hosts' probes of the services the policy publishes

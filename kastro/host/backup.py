@@ -278,6 +278,7 @@ def metrics_text(config: Config, status: dict[str, Any]) -> str:
         backup, drill = entry.get("backup") or {}, entry.get("drill") or {}
         label = f'dataset="{name}"'
         add("rpo_seconds", label, dataset.rpo_seconds)
+        add("since_timestamp_seconds", label, entry.get("since"))
         add("last_success_timestamp_seconds", label, entry.get("backup_last_success") or 0)
         add("success", label, int(bool(backup.get("ok"))) if backup else None)
         add("duration_seconds", label, backup.get("duration"))
@@ -301,6 +302,7 @@ def metrics_text(config: Config, status: dict[str, Any]) -> str:
                     (drill.get("tables") or {}).get(result, 0),
                 )
     helps = {
+        "since_timestamp_seconds": "When this host first had the dataset to back up.",
         "rpo_seconds": "The most data (in seconds) this dataset may lose: a backup is due within "
         "it.",
         "last_success_timestamp_seconds": "When the dataset's last successful backup started (0: "
@@ -325,7 +327,15 @@ def metrics_text(config: Config, status: dict[str, Any]) -> str:
 
 
 def publish(config: Config) -> None:
-    write_text(config.metrics, metrics_text(config, files.read_json(config.status_file(), {})))
+    """The metrics file from the status file; a dataset seen for the first time is recorded
+    with the time (`since`), so the RPO and drill alerts count from then, not from 1970."""
+    status = files.read_json(config.status_file(), {})
+    now = time.time()
+    if any("since" not in status.get(name, {}) for name in config.datasets):
+        for name in config.datasets:
+            status.setdefault(name, {}).setdefault("since", now)
+        files.write_json(config.status_file(), status)
+    write_text(config.metrics, metrics_text(config, status))
 
 
 # --- the command line -------------------------------------------------------------------------

@@ -76,9 +76,25 @@ def borg(
         stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode not in (0, 1):  # 1: finished with warnings
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise BorgError(f"borg {args[0]}: {tail}")
+        raise BorgError(f"borg {args[0]}: {reason(proc.stderr or proc.stdout)}")
     return proc
+
+
+# The lines borg appends to every traceback (which platform, which version): not the reason.
+_DIAGNOSTIC = re.compile(
+    r"(Platform|Linux|Borg|PID|sys\.argv|SSH_ORIGINAL_COMMAND|Traceback|  File |    )"
+)
+
+
+def reason(text: str) -> str:
+    """The line of borg's output that says what went wrong (not its traceback or platform
+    lines), with the one before it when that is borg's own summary."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line for line in lines if not _DIAGNOSTIC.match(line)]
+    for line in said:
+        if re.search(r"[A-Za-z]*(Error|error|Exception|failed|denied|Integrity)", line):
+            return line[:300]
+    return (said[-1] if said else "no output")[:300]
 
 
 def init(repo: Repository) -> bool:

@@ -38,6 +38,7 @@ CONFIG = Path("/etc/kastro/backup-server.json")
 REPOSITORY = re.compile(r"[a-z0-9][a-z0-9-]{0,62}/[a-z][a-z0-9-]{0,40}")
 TRANSACTION = re.compile(r"transaction (\d+), UTC time (\S+)")
 KEEP = ("daily", "weekly", "monthly", "yearly")
+WITHIN = "within_days"  # every archive of the last N days
 
 
 class ServerError(RuntimeError):
@@ -94,6 +95,8 @@ def prune(server: Server, name: str) -> list[str]:
     keep = server.repositories[name].get("retention") or {}
     before = {a["id"]: a for a in archives(repo)}
     flags = [f"--keep-{k}={int(keep[k])}" for k in KEEP if int(keep.get(k) or 0) > 0]
+    if int(keep.get(WITHIN) or 0) > 0:
+        flags.append(f"--keep-within={int(keep[WITHIN])}d")
     if not flags:
         return []
     borg(repo, "prune", *flags, repo.location)
@@ -162,10 +165,11 @@ def metrics_text(server: Server, status: dict[str, Any]) -> str:
             "maintenance_success": int(bool(entry.get("ok"))),
             "archives": entry.get("archives", 0),
             "archives_vanished": len(entry.get("vanished") or []),
-            "check_success": int(bool(entry.get("check_ok", False))),
-            "check_last_success_timestamp_seconds": entry.get("check_last_success", 0),
             "size_bytes": entry.get("size_bytes", 0),
         }
+        if "check_time" in entry:  # a repository not created yet has nothing to check
+            values["check_success"] = int(bool(entry.get("check_ok", False)))
+            values["check_last_success_timestamp_seconds"] = entry.get("check_last_success", 0)
         for metric, value in values.items():
             rows.setdefault(metric, []).append(
                 f"kastro_backup_repository_{metric}{{{label}}} {float(value):g}"
@@ -268,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("maintain").add_argument("repositories", nargs="*")
+    sub.add_parser("status", help="each repository's last maintenance, as JSON")
     back = sub.add_parser("recover")
     back.add_argument("repository")
     back.add_argument("--before", required=True, help="UTC time, e.g. 2026-12-07T09:30:00")
@@ -275,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     umask_private()
     try:
         server = load_server(args.config)
+        if args.command == "status":
+            status = files.read_json(server.state_dir / "status.json", {})
+            print(json.dumps(status, indent=2, sort_keys=True))
+            return 0
         if server.root.exists() and server.root.stat().st_uid != os.geteuid():
             raise ServerError(
                 f"run as the owner of {server.root} (runuser -u kastro-backup -- "

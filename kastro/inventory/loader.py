@@ -26,6 +26,7 @@ MODEL_KEYS = (
     "kastro_teleworker_groups",
     "kastro_teleworkers",
     "kastro_nis2",
+    "kastro_backup",
 )
 PLAN_KEY = "kastro_plan"
 PLAN_FILE = Path("group_vars/all/kastro_plan.yml")

@@ -196,6 +196,33 @@ class Teleworker:
     state: str
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """What one host backs up (kastro_backup.datasets): paths and PostgreSQL databases."""
+
+    name: str
+    host: str
+    paths: tuple[str, ...]
+    postgresql: tuple[str, ...]
+    rpo_hours: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """kastro_backup: the repository server, schedules, retention and the datasets."""
+
+    server: str
+    path: str
+    schedule: str
+    drill: str
+    maintenance: str
+    check_days: int
+    retention: dict[str, int]
+    datasets: dict[str, Dataset]
+    allow_same_building: bool = False
+
+
 @dataclass
 class Model:
     municipality: Municipality | None = None
@@ -206,6 +233,7 @@ class Model:
     teleworker_groups: dict[str, TeleworkerGroup] = field(default_factory=dict)
     teleworkers: list[Teleworker] = field(default_factory=list)
     nis2: Nis2 | None = None
+    backup: Backup | None = None
 
     @property
     def zones(self) -> list[Zone]:
@@ -717,6 +745,8 @@ def parse_model(src: Source) -> Model:
         model.teleworkers = _teleworkers(p, data["kastro_teleworkers"])
     if "kastro_nis2" in data:
         model.nis2 = _nis2(p, data["kastro_nis2"])
+    if "kastro_backup" in data:
+        model.backup = _backup(p, data["kastro_backup"])
     return model
 
 
@@ -1289,3 +1319,149 @@ def interface_label(links: Mapping[str, Iterable[str]], name: str, here: str) ->
     if twins[0] != name:
         return True, name
     return False, next(b for b in ends if b != here)
+
+
+# --- kastro_backup ----------------------------------------------------------------------------
+# systemd OnCalendar expressions on one line: weekdays, dates, times, ranges and lists.
+CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]{1,64}")
+# A path Kastro hands to borg and writes into configs: absolute, plain characters, no '..'.
+BACKUP_PATH_RE = re.compile(r"(/[A-Za-z0-9._-]+)+")
+DATABASE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+RETENTION_KEYS = ("within_days", "daily", "weekly", "monthly", "yearly")
+
+
+def _calendar(value: str) -> str | None:
+    return (
+        None
+        if CALENDAR_RE.fullmatch(value)
+        else t("{value!r} is not a systemd calendar time", value=value)
+    )
+
+
+def backup_path_problem(value: str) -> str | None:
+    if not BACKUP_PATH_RE.fullmatch(value) or ".." in value.split("/"):
+        return t("{value!r} is not an absolute path of letters, digits and . _ - /", value=value)
+    return None
+
+
+CALENDAR_FIX = t("write a systemd calendar time, e.g. '*-*-* 01:30:00' or 'Sun *-*-* 05:00:00'")
+BACKUP_FIELDS: Fields = {
+    "server": Field(str, fix=t("name the server that keeps the repositories, e.g. server: vault")),
+    "path": Field(
+        str, "/srv/kastro-backup", backup_path_problem,
+        t("the repositories' directory on the server, e.g. /srv/kastro-backup"),
+    ),
+    "schedule": Field(str, "*-*-* 01:30:00", _calendar, CALENDAR_FIX),
+    "drill": Field(str, "Sun *-*-* 05:00:00", _calendar, CALENDAR_FIX),
+    "maintenance": Field(str, "*-*-* 07:00:00", _calendar, CALENDAR_FIX),
+    "check_days": Field(
+        int, 7, in_range(1, 28),
+        t("how often (days) the server checks every chunk of each repository, 1..28"),
+    ),
+    "retention": Field(dict, {"daily": 7, "weekly": 4, "monthly": 6}),
+    "allow_same_building": Field(bool, False),
+    "datasets": Field(
+        dict, fix=t("list what to back up, e.g. datasets: {{shares: {{host: fileserver, "
+                    "paths: [/srv/shares]}}}}"),
+    ),
+}  # fmt: skip
+DATASET_FIELDS: Fields = {
+    "host": Field(str, fix=t("name the server or sensor that holds the data")),
+    "paths": Field(list, [], fix=t("list absolute paths, e.g. [/srv/shares]")),
+    "postgresql": Field(list, [], fix=t("list PostgreSQL database names, e.g. [intranet]")),
+    "rpo_hours": Field(
+        int, 26, in_range(1, 8760),
+        t("the most data (hours) this dataset may lose, 1..8760: a backup is due within it"),
+    ),
+    "description": Field(str, ""),
+}  # fmt: skip
+
+
+def _backup(p: Parser, raw: Any) -> Backup | None:
+    path: Path_ = ("kastro_backup",)
+    m = p.mapping(raw, path, t("the backup server, schedules and datasets"))
+    if m is None:
+        return None
+    got = p.read(m, path, BACKUP_FIELDS)
+    retention = _retention(p, got["retention"])
+    datasets: dict[str, Dataset] = {}
+    raw_sets = got["datasets"] if isinstance(got["datasets"], dict) else {}
+    for name, entry in raw_sets.items():
+        dataset = _dataset(p, str(name), entry)
+        if dataset is not None:
+            datasets[dataset.name] = dataset
+    if any(got[k] is None for k in BACKUP_FIELDS):
+        return None
+    # A bad retention is reported above; the datasets are still checked against the hosts.
+    return Backup(
+        got["server"], got["path"], got["schedule"], got["drill"], got["maintenance"],
+        got["check_days"], retention or {}, datasets, got["allow_same_building"],
+    )  # fmt: skip
+
+
+def _retention(p: Parser, raw: dict[str, Any] | None) -> dict[str, int] | None:
+    path: Path_ = ("kastro_backup", "retention")
+    if raw is None:
+        return None
+    p.fields(raw, path, RETENTION_KEYS)
+    keep: dict[str, int] = {}
+    for key in RETENTION_KEYS:
+        value = p.get(raw, path, key, int, 0, in_range(0, 1000),
+                      t("how many {key} archives to keep, 0..1000 (0: none)", key=key))  # fmt: skip
+        if value is None:
+            return None
+        if value:
+            keep[key] = value
+    if not keep and not set(raw) - set(RETENTION_KEYS):
+        p.src.error(path, t("keeps no archive"), t("keep at least one, e.g. {{daily: 7}}"))
+        return None
+    return keep
+
+
+def _dataset(p: Parser, name: str, raw: Any) -> Dataset | None:
+    path: Path_ = ("kastro_backup", "datasets", name)
+    problem = check_name(name)
+    if problem:
+        p.src.error(path, problem, NAME_FIX)
+        return None
+    m = p.mapping(raw, path, t("host, paths and databases"))
+    if m is None:
+        return None
+    got = p.read(m, path, DATASET_FIELDS)
+    paths = _checked_list(p, got["paths"], (*path, "paths"), backup_path_problem,
+                          t("write each as an absolute path, e.g. /srv/shares"))  # fmt: skip
+    databases = _checked_list(
+        p, got["postgresql"], (*path, "postgresql"),
+        _database_problem,
+        t("PostgreSQL database names: lower-case letters, digits and _"),
+    )  # fmt: skip
+    if got["paths"] == [] and got["postgresql"] == []:
+        p.src.error(path, t("backs up nothing"), t("give paths, postgresql, or both"))
+        return None
+    if None in (got["host"], got["rpo_hours"], paths, databases):
+        return None
+    assert paths is not None and databases is not None
+    return Dataset(name, got["host"], paths, databases, got["rpo_hours"], got["description"] or "")
+
+
+def _database_problem(value: str) -> str | None:
+    if DATABASE_RE.fullmatch(value):
+        return None
+    return t("{value!r} is not a database name", value=value)
+
+
+def _checked_list(
+    p: Parser, raw: list[Any] | None, path: Path_, problem: Callable[[str], str | None], fix: str
+) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        found = problem(item) if isinstance(item, str) else t("must be text")
+        if found:
+            p.src.error((*path, i), found, fix)
+        elif item in out:
+            p.src.error((*path, i), t("is listed twice"), t("remove the second one"))
+        else:
+            out.append(item)
+    return tuple(out) if len(out) == len(raw) else None

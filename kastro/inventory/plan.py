@@ -580,6 +580,9 @@ def host_addresses(plan: Mapping[str, Any], host: str) -> list[str]:
 MONITORING_WEB_PORTS = (9090, 9093)
 # The event collector's syslog-over-TLS port (RFC 5425), on kastro_municipality.event_collector.
 EVENTS_PORT = 6514
+# The backup server's SSH listener of its own (kastro_backup.server): only the backup clients'
+# keys, each forced to `borg serve --append-only`; the admins' sshd on port 22 is untouched.
+BACKUP_SSH_PORT = 2222
 
 
 def monitoring_addresses(plan: dict[str, Any], hosts: list[str]) -> list[str]:

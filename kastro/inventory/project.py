@@ -266,7 +266,9 @@ def group_name(prefix: str, name: str) -> str:
 def feature_groups(model: Model) -> dict[str, Any]:
     """Groups of the hosts a role applies to, so playbooks target them (no role has to end
     itself on the hosts it does not concern): telework_servers, linked_gateways,
-    monitoring_servers (kastro_municipality.monitoring_hosts: Prometheus and Alertmanager)."""
+    monitoring_servers (kastro_municipality.monitoring_hosts: Prometheus and Alertmanager),
+    backup_servers and backup_clients (kastro_backup: the repository server, the hosts with
+    datasets)."""
     groups = len(model.teleworker_groups)
     linked = {end for link in model.links.values() for end in link.ends}
     members = {
@@ -280,6 +282,10 @@ def feature_groups(model: Model) -> dict[str, Any]:
         ],
         "monitoring_servers": list(
             model.municipality.monitoring_hosts if model.municipality else ()
+        ),
+        "backup_servers": [model.backup.server] if model.backup else [],
+        "backup_clients": sorted(
+            {d.host for d in model.backup.datasets.values()} if model.backup else set()
         ),
     }
     # Always present, even empty: a playbook naming an absent group gets a warning each run.

@@ -33,6 +33,7 @@ def check_model(model: Model, src: Source) -> None:
     _check_policy(model, src)
     _check_risk(model, src)
     _check_teleworkers(model, src)
+    _check_backup(model, src)
 
 
 def _check_buildings(model: Model, src: Source) -> None:
@@ -680,3 +681,47 @@ def _named_interfaces(
 def _iface_problem(path: str, iface: Any) -> Iterator[tuple[str, str, str]]:
     if not isinstance(iface, str) or not IFACE_RE.fullmatch(iface):
         yield path, t("{iface} is not an interface name", iface=repr(iface)), IFACE_FIX
+
+
+def _check_backup(model: Model, src: Source) -> None:
+    """kastro_backup: the server and each dataset's host are Linux hosts Kastro manages, and
+    no dataset is kept on its own host, nor (unless allowed) in its own building."""
+    backup = model.backup
+    if backup is None:
+        return
+    hosts: dict[str, tuple[str, str]] = {}
+    for b in model.buildings.values():
+        for h in b.hosts.values():  # a name used twice is reported elsewhere: the first counts
+            hosts.setdefault(h.name, (b.name, h.role))
+    managed = sorted(h for h, (_, role) in hosts.items() if role in ("server", "sensor"))
+    if hosts.get(backup.server, ("", ""))[1] not in ("server", "sensor"):
+        src.error(
+            ("kastro_backup", "server"),
+            t("'{name}' is not a server or sensor of kastro_buildings", name=backup.server),
+            _known(t("servers and sensors"), managed),
+        )
+        return
+    server_building = hosts[backup.server][0]
+    for name, dataset in backup.datasets.items():
+        path = ("kastro_backup", "datasets", name, "host")
+        if hosts.get(dataset.host, ("", ""))[1] not in ("server", "sensor"):
+            src.error(
+                path,
+                t("'{name}' is not a server or sensor of kastro_buildings", name=dataset.host),
+                _known(t("servers and sensors"), managed),
+            )
+        elif dataset.host == backup.server:
+            src.error(
+                path,
+                t("'{name}' is the backup server itself: a backup kept on its own host is lost "
+                  "with it", name=dataset.host),
+                t("keep the repositories on another host (kastro_backup.server)"),
+            )  # fmt: skip
+        elif hosts[dataset.host][0] == server_building and not backup.allow_same_building:
+            src.error(
+                path,
+                t("'{name}' is in the backup server's building ({building}): a fire or a theft "
+                  "would take both", name=dataset.host, building=server_building),
+                t("put kastro_backup.server in another building, or set "
+                  "kastro_backup.allow_same_building: true (e.g. a lab)"),
+            )  # fmt: skip

@@ -104,6 +104,12 @@ def monitoring_hosts(inventories: Sequence[str]) -> list[Gateway]:
     return [_connection(name, _plain(v, name)) for name, v in sorted(hostvars.items())]
 
 
+def group_hosts(inventories: Sequence[str], group: str) -> list[Gateway]:
+    """The hosts of an inventory group, reached as Ansible reaches them (none: empty)."""
+    hostvars = _ansible_hostvars(inventories, (group,))
+    return [_connection(name, _plain(v, name)) for name, v in sorted(hostvars.items())]
+
+
 @dataclass
 class IsolationTarget:
     """What `kastro respond isolate HOST` isolates: the host's planned addresses, and the host

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kastro.backup import state as backup
 from kastro.controller.filters import ansible_filter, secrets_dir_filter
 from kastro.monitoring import events
 from kastro.monitoring.deploy import alertmanager_endpoint
@@ -34,4 +35,19 @@ class FilterModule:
             ),
             # What each gateway's kastro-discover compares its zones with (role discovery).
             "kastro_discovery": ansible_filter(discovery),
+            # Backups (roles backup_credentials, backup, backup_server): kastro.backup.state.
+            "kastro_backup_credentials": ansible_filter(
+                backup.credentials, backup.BackupModelError
+            ),
+            "kastro_backup_client": ansible_filter(backup.client_state, backup.BackupModelError),
+            "kastro_backup_server": ansible_filter(backup.server_state, backup.BackupModelError),
+            "kastro_backup_authorized_keys": ansible_filter(
+                backup.authorized_keys, backup.BackupModelError, model=False
+            ),
+            "kastro_backup_passphrase_files": ansible_filter(
+                backup.passphrase_files, backup.BackupModelError, model=False
+            ),
+            "kastro_backup_known_hosts": ansible_filter(
+                backup.known_hosts, backup.BackupModelError, model=False
+            ),
         }

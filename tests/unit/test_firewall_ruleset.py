@@ -189,11 +189,17 @@ def test_gateways_forward_the_probes_of_their_own_buildings_only():
     assert [r.split(" tcp")[0] for r in cityhall if "probes_forward" in r and "tcp" in r] == [
         "ip saddr 10.20.3.106/32 ip daddr 10.20.2.10/32",
         "ip saddr 10.20.3.106/32 ip daddr 10.20.2.11/32",
+        "ip saddr 10.20.3.106/32 ip daddr 10.20.4.42/32",  # vault, at kep: the probes leave here
     ]
-    # the monitor's probes of itself never cross a gateway; kep has no probed server
+    # the monitor's probes of itself never cross a gateway
     assert not any("ip daddr 10.20.3.106/32" in r for r in cityhall if "probes" in r)
+    # kep forwards the probes of its own server (vault) only; library has no probed server
     kep = compile_ruleset("kep-gw", by_host["kep-gw"], settings())["forward"]
-    assert not any("probes_forward" in r for r in kep)
+    assert [r.split(" tcp")[0] for r in kep if "probes_forward" in r and "tcp" in r] == [
+        "ip saddr 10.20.3.106/32 ip daddr 10.20.4.42/32"
+    ]
+    library = compile_ruleset("library-gw", by_host["library-gw"], settings())["forward"]
+    assert not any("probes_forward" in r for r in library)
 
 
 def test_no_monitoring_host_no_probe_rules():
