@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from kastro.i18n import _, t, tr
+from kastro.inventory.model import CONTROLLER_DATASET, CONTROLLER_HOST
 
 NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
 ARCHIVE = re.compile(r"[a-z][a-z0-9-]{0,40}-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
@@ -55,7 +57,24 @@ def add_parser(commands: Any) -> None:
         help=_("a new or empty directory on the dataset's host"),
     )
     restore.add_argument("--archive", default=None, help=_("default: the latest"))
-    for parser in (status, drill, restore):
+    listed = sub.add_parser("list", help=_("a dataset's archives, oldest first"))
+    listed.add_argument("dataset", metavar="DATASET")
+    mine = sub.add_parser(
+        "controller",
+        help=_("back up this controller's own state now (the inventory, its secrets, incident "
+               "and response logs), or --drill"),
+    )  # fmt: skip
+    mine.add_argument(
+        "--drill",
+        action="store_true",
+        help=_("restore the latest into a throwaway copy and compare"),
+    )
+    mine.add_argument(
+        "--secrets-dir",
+        default=None,
+        help=_("the backup secrets (default: ~/.kastro/secrets/DOMAIN/backup)"),
+    )
+    for parser in (status, drill, restore, listed, mine):
         parser.add_argument(
             "-i",
             "--inventory",
@@ -69,17 +88,18 @@ def add_parser(commands: Any) -> None:
 
 def _cmd_credentials(args: argparse.Namespace) -> int:
     from kastro.backup.credentials import BackupCredentialsError, ensure_json
-    from kastro.cli import UsageError
 
     try:
         print(ensure_json(Path(args.directory), args.server, args.client, args.dataset))
     except BackupCredentialsError as exc:
-        raise UsageError(tr(t("{exc}; nothing was written", exc=exc))) from exc
+        print(f"kastro backup-credentials: {tr(t('{exc}; nothing was written', exc=exc))}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
 def _datasets(inventories: list[str]) -> dict[str, str]:
-    """Each dataset of the model and its host."""
+    """Each dataset of the model and its host (the controller's: kastro-controller)."""
     from kastro.controller.model_vars import model_variables
 
     found: dict[str, str] = {}
@@ -87,68 +107,110 @@ def _datasets(inventories: list[str]) -> dict[str, str]:
         section = model_variables(inventory).get("kastro_backup") or {}
         for name, entry in (section.get("datasets") or {}).items():
             found[str(name)] = str(entry.get("host"))
+        if section.get("controller") is not None:
+            found[CONTROLLER_DATASET] = CONTROLLER_HOST
     return found
 
 
+def _controller_status(inventories: list[str]) -> dict[str, Any]:
+    """This controller's own backup status (kastro backup controller), if it has one."""
+    from kastro.backup.controller import HOME
+    from kastro.controller.model_vars import model_variables
+
+    for inventory in inventories:
+        domain = (model_variables(inventory).get("kastro_municipality") or {}).get("domain")
+        path = HOME / ".kastro" / "backup" / str(domain) / "status.json"
+        if domain and path.is_file():
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+    return {}
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
-    from kastro.cli import UsageError
+    from kastro.backup.controller import ControllerBackupError
 
     try:
         return _run(args)
-    except BackupCommandError as exc:
-        raise UsageError(str(exc)) from exc
+    except (BackupCommandError, ControllerBackupError) as exc:
+        print(f"kastro backup: {exc}", file=sys.stderr)
+        return 2
+
+
+PROGRAM = "/usr/local/sbin/kastro-backup"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kastro.respond import execute, gateways
+    from kastro.respond import gateways
 
+    if args.backup_command == "controller":
+        from kastro.backup.controller import run_controller
+
+        return run_controller(args.inventory, args.secrets_dir, args.drill)
     datasets = _datasets(args.inventory)
+    wanted = _wanted(args, datasets)
+    hosts = {h.name: h for h in gateways.group_hosts(args.inventory, "backup_clients")}
+    if args.backup_command == "status":
+        return _status(args, datasets, hosts)
+    if args.backup_command == "drill":
+        names = wanted or sorted(d for d, h in datasets.items() if h != CONTROLLER_HOST)
+        failed = sum(_on(hosts, datasets[name], [PROGRAM, "drill", name]) for name in names)
+        return 1 if failed else 0
+    if args.backup_command == "list":
+        return _on(hosts, datasets[args.dataset], [PROGRAM, "list", args.dataset])
+    return _on(hosts, datasets[args.dataset], _restore_argv(args))
+
+
+def _wanted(args: argparse.Namespace, datasets: dict[str, str]) -> list[str]:
+    """The datasets the command names, checked against the model before anything runs."""
     if not datasets:
         raise BackupCommandError(tr(t(
             "the inventory has no kastro_backup datasets; describe them (docs/inventory.md) "
             "and run site.yml")))  # fmt: skip
-    wanted = [args.dataset] if args.backup_command == "restore" else getattr(args, "datasets", [])
+    one = args.backup_command in ("restore", "list")
+    wanted: list[str] = [args.dataset] if one else getattr(args, "datasets", [])
     unknown = [d for d in wanted if d not in datasets]
     if unknown:
         raise BackupCommandError(tr(t(
             "unknown dataset {names}; the datasets are: {known}",
             names=", ".join(unknown), known=", ".join(sorted(datasets)))))  # fmt: skip
-    hosts = {h.name: h for h in gateways.group_hosts(args.inventory, "backup_clients")}
-    if args.backup_command == "status":
-        servers = gateways.group_hosts(args.inventory, "backup_servers")
-        answers = execute.run_command(
-            list(hosts.values()), ["/usr/local/sbin/kastro-backup", "status"]
-        )
-        served = execute.run_command(servers, ["/usr/local/sbin/kastro-backup-server", "status"])
-        return _print_status(datasets, answers, served, args.json)
-    if args.backup_command == "drill":
-        names = wanted or sorted(datasets)
-        failed = 0
-        for name in names:
-            result = execute.run_command(
-                [hosts[datasets[name]]], ["/usr/local/sbin/kastro-backup", "drill", name]
-            )
-            failed += _said(datasets[name], result[datasets[name]])
-        return 1 if failed else 0
+    if CONTROLLER_DATASET in wanted:
+        raise BackupCommandError(tr(t(
+            "the controller's state is backed up and drilled here: kastro backup controller "
+            "[--drill] -i INV; restore it with borg (docs/backup.md)")))  # fmt: skip
+    return wanted
+
+
+def _restore_argv(args: argparse.Namespace) -> list[str]:
     target = str(args.to)
     if not TARGET.fullmatch(target) or ".." in target.split("/"):
-        raise BackupCommandError(
-            tr(t("--to {path}: give an absolute path of letters, digits and . _ - /", path=target))
-        )
-    argv = ["/usr/local/sbin/kastro-backup", "restore", args.dataset, "--to", target]
+        said = t("--to {path}: give an absolute path of letters, digits and . _ - /", path=target)
+        raise BackupCommandError(tr(said))
+    argv = [PROGRAM, "restore", args.dataset, "--to", target]
     if args.archive:
         if not ARCHIVE.fullmatch(args.archive):
-            raise BackupCommandError(
-                tr(
-                    t(
-                        "--archive {name}: not an archive name (DATASET-YYYY-MM-DDTHH:MM:SS)",
-                        name=args.archive,
-                    )
-                )
-            )
+            raise BackupCommandError(tr(t(
+                "--archive {name}: not an archive name (DATASET-YYYY-MM-DDTHH:MM:SS)",
+                name=args.archive)))  # fmt: skip
         argv += ["--archive", args.archive]
-    host = datasets[args.dataset]
-    return 1 if _said(host, execute.run_command([hosts[host]], argv)[host]) else 0
+    return argv
+
+
+def _on(hosts: dict[str, Any], host: str, argv: list[str]) -> int:
+    """ARGV on one host; what it said printed; 1 when it failed."""
+    from kastro.respond import execute
+
+    return _said(host, execute.run_command([hosts[host]], argv)[host])
+
+
+def _status(args: argparse.Namespace, datasets: dict[str, str], hosts: dict[str, Any]) -> int:
+    from kastro.respond import execute, gateways
+
+    servers = gateways.group_hosts(args.inventory, "backup_servers")
+    answers = execute.run_command(list(hosts.values()), [PROGRAM, "status"])
+    served = execute.run_command(servers, ["/usr/local/sbin/kastro-backup-server", "status"])
+    if CONTROLLER_HOST in datasets.values():
+        local = json.dumps(_controller_status(args.inventory))
+        answers[CONTROLLER_HOST] = execute.Result(True, {"stdout": local, "succeeded": True})
+    return _print_status(datasets, answers, served, args.json)
 
 
 def _said(host: str, result: Any) -> int:
@@ -209,14 +271,15 @@ def _print_repositories(repositories: dict[str, Any]) -> int:
     for server, entries in sorted(repositories.items()):
         for repo, entry in sorted((entries or {}).items()):
             vanished = len(entry.get("vanished") or [])
-            check = _word(entry, bool(entry.get("check_ok")))
+            checked = "check_time" in entry
+            check = _word(entry if checked else {}, bool(entry.get("check_ok")))
             line = t(
                 "  {server}: {repo}: {archives} archives, {vanished} vanished, check {check}",
                 server=server, repo=repo, archives=entry.get("archives", 0), vanished=vanished,
                 check=check,
             )  # fmt: skip
             print(tr(line))
-            late += bool(vanished) or not entry.get("check_ok", False)
+            late += bool(vanished) or (checked and not entry.get("check_ok"))
     return late
 
 

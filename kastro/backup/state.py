@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kastro.inventory.model import BACKUP_PATH_RE, CALENDAR_RE, DATABASE_RE, NAME_RE
+from kastro.inventory.model import (
+    BACKUP_PATH_RE,
+    CALENDAR_RE,
+    CONTROLLER_DATASET,
+    CONTROLLER_HOST,
+    DATABASE_RE,
+    NAME_RE,
+)
 from kastro.inventory.plan import BACKUP_SSH_PORT, host_addresses
 
 USER = "kastro-backup"
@@ -101,12 +108,26 @@ def client_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
 
 
 def clients(variables: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Each client host and its datasets."""
+    """Each client host and its datasets; the controller as kastro-controller when its state
+    is backed up (kastro_backup.controller)."""
+    section = _section(variables)
     found: dict[str, list[str]] = {}
-    for name, entry in sorted((_section(variables).get("datasets") or {}).items()):
+    for name, entry in sorted((section.get("datasets") or {}).items()):
         host = _checked(NAME_RE, entry.get("host"), "host")
         found.setdefault(host, []).append(_checked(NAME_RE, name, "dataset"))
+    if section.get("controller") is not None:
+        found[CONTROLLER_HOST] = [CONTROLLER_DATASET]
     return found
+
+
+def _client_addresses(variables: Mapping[str, Any], client: str) -> list[str]:
+    """Where a client's key may connect from: its planned addresses; for the controller, the
+    server's own (the controller relays through its SSH connection to the server, as Ansible
+    reaches it, so the listener sees a local connection)."""
+    plan = variables.get("kastro_plan") or {}
+    if client == CONTROLLER_HOST:
+        return host_addresses(plan, str(_section(variables).get("server")))
+    return host_addresses(plan, client)
 
 
 def server_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
@@ -124,14 +145,13 @@ def server_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         for client, names in clients(variables).items()
         for dataset in names
     }
-    plan = variables.get("kastro_plan") or {}
     return {
         "enabled": True,
         "root": root,
         "address": server_address(variables),
         "port": BACKUP_SSH_PORT,
         "clients": {
-            client: {"addresses": host_addresses(plan, client), "datasets": names}
+            client: {"addresses": _client_addresses(variables, client), "datasets": names}
             for client, names in clients(variables).items()
         },
         "datasets": sorted(d for names in clients(variables).values() for d in names),
@@ -217,3 +237,35 @@ def passphrase_files(
              "content": secret + "\n"}
         )  # fmt: skip
     return entries
+
+
+def controller_config(
+    variables: Mapping[str, Any], secrets_dir: str, state_dir: str, paths: list[str]
+) -> dict[str, Any]:
+    """kastro-backup's configuration for the controller's own state (`kastro backup
+    controller`): the dataset `controller` and its repository on the server."""
+    section = _section(variables)
+    controller = section.get("controller")
+    if controller is None:
+        raise BackupModelError(
+            "kastro_backup.controller is not set: add 'controller: {}' to back the controller up"
+        )
+    extra = [_checked(BACKUP_PATH_RE, p, "controller path") for p in controller.get("paths") or []]
+    root, address = _root(section), server_address(variables)
+    location = (
+        f"ssh://{USER}@{address}:{BACKUP_SSH_PORT}{root}/{CONTROLLER_HOST}/{CONTROLLER_DATASET}"
+    )
+    return {
+        "state_dir": state_dir,
+        "metrics": f"{state_dir}/kastro_backup.prom",
+        "ssh_key": f"{secrets_dir}/clients/{CONTROLLER_HOST}",
+        "known_hosts": f"{state_dir}/known_hosts",
+        "datasets": {
+            CONTROLLER_DATASET: {
+                "paths": [*paths, *extra],
+                "repository": location,
+                "passphrase_file": f"{secrets_dir}/datasets/{CONTROLLER_DATASET}.pass",
+                "rpo_seconds": int(controller.get("rpo_hours") or 26) * 3600,
+            }
+        },
+    }

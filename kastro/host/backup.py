@@ -84,7 +84,12 @@ def _absolute(value: Any, field: str) -> Path:
 
 
 def load_config(path: Path = CONFIG) -> Config:
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    return config_from(json.loads(path.read_text(encoding="utf-8")))
+
+
+def config_from(raw: dict[str, Any]) -> Config:
+    """The configuration as the roles (or `kastro backup controller`) compile it."""
+    proxy = tuple(str(w) for w in raw.get("proxy_command") or ())
     state = _absolute(raw.get("state_dir"), "state_dir")
     datasets = {}
     for name, entry in (raw.get("datasets") or {}).items():
@@ -98,6 +103,7 @@ def load_config(path: Path = CONFIG) -> Config:
             known_hosts=(
                 _absolute(raw["known_hosts"], "known_hosts") if raw.get("known_hosts") else None
             ),
+            proxy_command=proxy,
         )
         datasets[name] = Dataset(
             name,
@@ -132,6 +138,11 @@ def archive_name(dataset: str, now: float) -> str:
 
 def prepare(config: Config, dataset: Dataset, now: float) -> Path:
     """The dataset's staging directory: its manifest and database dumps."""
+    missing = [path for path in dataset.paths if not Path(path).exists()]
+    if missing:  # borg would only warn, and an empty backup would count as a success
+        raise ValueError(
+            f"{', '.join(missing)}: no such path on this host (kastro_backup.datasets)"
+        )
     staging = config.staging / dataset.name
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     previous = files.read_json(staging / "manifest.json", {})
@@ -351,7 +362,7 @@ def _chosen(config: Config, names: list[str]) -> list[Dataset]:
     return [config.datasets[n] for n in names] if names else list(config.datasets.values())
 
 
-def _report(kind: str, dataset: str, result: dict[str, Any]) -> None:
+def report(kind: str, dataset: str, result: dict[str, Any]) -> None:
     word = "εντάξει / ok" if result.get("ok") else "ΑΠΕΤΥΧΕ / FAILED"
     detail = result.get("error") or result.get("archive", "")
     extra = ""
@@ -371,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     put.add_argument("--to", type=Path, required=True, help="a new or empty directory")
     put.add_argument("--archive", default=None)
     sub.add_parser("status")
+    sub.add_parser("list").add_argument("dataset")
     sub.add_parser("metrics")
     sub.add_parser("forget").add_argument("dataset")
     args = parser.parse_args(argv)
@@ -393,7 +405,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
                 record(
                     config, dataset.name, "backup" if args.command == "create" else "drill", result
                 )
-                _report(args.command, dataset.name, result)
+                report(args.command, dataset.name, result)
                 failed += not result["ok"]
             publish(config)
         return 1 if failed else 0
@@ -403,6 +415,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             raise ValueError(f"--to {args.to}: give an absolute path")
         name = restore(config, dataset, args.to, args.archive)
         print(f"επαναφορά / restored {dataset.name} {name} -> {args.to}")
+        return 0
+    if args.command == "list":
+        (dataset,) = _chosen(config, [args.dataset])
+        for archive in archives(dataset.repository):
+            print(f"{archive['name']}  {archive['start']}")
         return 0
     if args.command == "forget":
         (dataset,) = _chosen(config, [args.dataset])

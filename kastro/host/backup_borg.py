@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ class Repository:
     base_dir: Path  # BORG_BASE_DIR: borg's cache, security and key directories
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    # How ssh reaches the server when not directly (the controller relays through its own SSH
+    # connection to the server): an argument list, never a shell line.
+    proxy_command: tuple[str, ...] = ()
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -48,12 +52,14 @@ class Repository:
             "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING": "NO",
         }
         if self.ssh_key is not None:
-            env["BORG_RSH"] = " ".join(
-                [
-                    "ssh -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes",
-                    f"-o UserKnownHostsFile={self.known_hosts} -i {self.ssh_key}",
-                ]
-            )
+            words = [
+                "ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-i", str(self.ssh_key),
+            ]  # fmt: skip
+            if self.proxy_command:
+                words += ["-o", f"ProxyCommand={shlex.join(self.proxy_command)}"]
+            env["BORG_RSH"] = shlex.join(words)  # borg splits it with shlex
         return env
 
 

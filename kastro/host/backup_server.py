@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         server = load_server(args.config)
         if args.command == "status":
             status = files.read_json(server.state_dir / "status.json", {})
+            for name in server.repositories:
+                status.setdefault(name, {"note": "not maintained yet"})
             print(json.dumps(status, indent=2, sort_keys=True))
             return 0
         if server.root.exists() and server.root.stat().st_uid != os.geteuid():

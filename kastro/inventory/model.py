@@ -221,6 +221,9 @@ class Backup:
     retention: dict[str, int]
     datasets: dict[str, Dataset]
     allow_same_building: bool = False
+    # The controller's own state (the inventory, ~/.kastro secrets, incident and response
+    # logs): a dataset named `controller`, backed up by `kastro backup controller`.
+    controller: Dataset | None = None
 
 
 @dataclass
@@ -1328,6 +1331,8 @@ CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]{1,64}")
 BACKUP_PATH_RE = re.compile(r"(/[A-Za-z0-9._-]+)+")
 DATABASE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RETENTION_KEYS = ("within_days", "daily", "weekly", "monthly", "yearly")
+# The controller's backup: a dataset of this name, its repository under this pseudo-host.
+CONTROLLER_DATASET, CONTROLLER_HOST = "controller", "kastro-controller"
 
 
 def _calendar(value: str) -> str | None:
@@ -1360,6 +1365,7 @@ BACKUP_FIELDS: Fields = {
     ),
     "retention": Field(dict, {"daily": 7, "weekly": 4, "monthly": 6}),
     "allow_same_building": Field(bool, False),
+    "controller": Field(dict, None),
     "datasets": Field(
         dict, fix=t("list what to back up, e.g. datasets: {{shares: {{host: fileserver, "
                     "paths: [/srv/shares]}}}}"),
@@ -1393,10 +1399,30 @@ def _backup(p: Parser, raw: Any) -> Backup | None:
     if any(got[k] is None for k in BACKUP_FIELDS):
         return None
     # A bad retention is reported above; the datasets are still checked against the hosts.
+    controller = _controller(p, got["controller"]) if got["controller"] is not None else None
     return Backup(
         got["server"], got["path"], got["schedule"], got["drill"], got["maintenance"],
-        got["check_days"], retention or {}, datasets, got["allow_same_building"],
+        got["check_days"], retention or {}, datasets, got["allow_same_building"], controller,
     )  # fmt: skip
+
+
+CONTROLLER_FIELDS: Fields = {
+    "paths": Field(
+        list, [], fix=t("list further absolute paths on the controller, e.g. [/etc/kastro]")
+    ),
+    "rpo_hours": DATASET_FIELDS["rpo_hours"],
+}  # fmt: skip
+
+
+def _controller(p: Parser, raw: dict[str, Any]) -> Dataset | None:
+    path: Path_ = ("kastro_backup", "controller")
+    got = p.read(raw, path, CONTROLLER_FIELDS)
+    paths = _checked_list(p, got["paths"], (*path, "paths"), backup_path_problem,
+                          t("write each as an absolute path, e.g. /srv/shares"))  # fmt: skip
+    if paths is None or got["rpo_hours"] is None:
+        return None
+    return Dataset(CONTROLLER_DATASET, CONTROLLER_HOST, paths, (), got["rpo_hours"],
+                   t("the controller's state"))  # fmt: skip
 
 
 def _retention(p: Parser, raw: dict[str, Any] | None) -> dict[str, int] | None:
@@ -1423,6 +1449,10 @@ def _dataset(p: Parser, name: str, raw: Any) -> Dataset | None:
     problem = check_name(name)
     if problem:
         p.src.error(path, problem, NAME_FIX)
+        return None
+    if name == CONTROLLER_DATASET:
+        fix = t("rename it; back the controller up with kastro_backup.controller")
+        p.src.error(path, t("is the name of the controller's own dataset"), fix)
         return None
     m = p.mapping(raw, path, t("host, paths and databases"))
     if m is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from kastro.i18n import Joined, t
 from kastro.inventory.loader import Source
-from kastro.inventory.model import UNTRUSTED_MEDIA, Building, Model, Rule
+from kastro.inventory.model import CONTROLLER_HOST, UNTRUSTED_MEDIA, Building, Model, Rule
 
 # WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
 # from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
@@ -702,6 +702,13 @@ def _check_backup(model: Model, src: Source) -> None:
         )
         return
     server_building = hosts[backup.server][0]
+    if backup.controller and CONTROLLER_HOST in hosts:
+        src.error(
+            ("kastro_backup", "controller"),
+            t("a host is called '{name}', the name the controller's repository takes",
+              name=CONTROLLER_HOST),
+            t("rename that host"),
+        )  # fmt: skip
     for name, dataset in backup.datasets.items():
         path = ("kastro_backup", "datasets", name, "host")
         if hosts.get(dataset.host, ("", ""))[1] not in ("server", "sensor"):

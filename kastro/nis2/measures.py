@@ -111,16 +111,40 @@ def _c_continuity(model: Model, _facts: Facts) -> Measure:
     redundant = sorted(b for b, n in degree.items() if n >= 2)
     m.evidence = [
         f"κτίρια με δύο ή περισσότερες διαδρομές / buildings with two or more paths: "
-        f"{len(redundant)} of {len(model.buildings)}"
+        f"{len(redundant)} of {len(model.buildings)}",
+        *_backup_evidence(model),
     ]
     m.manual = [
-        "αντίγραφα ασφαλείας και δοκιμές επαναφοράς (ο ρόλος backup δεν υπάρχει ακόμη) "
-        "/ backups and restore drills (Kastro's backup role is not built yet)",
-        "σχέδιο επιχειρησιακής συνέχειας / the business continuity plan",
+        *(
+            []
+            if model.backup
+            else [
+                "αντίγραφα ασφαλείας: ορίστε kastro_backup (docs/backup.md) / backups: "
+                "describe them in kastro_backup (docs/backup.md)"
+            ]
+        ),
+        "σχέδιο επιχειρησιακής συνέχειας, με τα μετρημένα RPO/RTO (benchmarks/README.md) / "
+        "the business continuity plan, with the measured RPO/RTO (benchmarks/README.md)",
     ]
-    m.commands = ["kastro show graph -i INV topology.svg"]
-    m.status = _status(bool(redundant), m.manual)
+    m.commands = ["kastro show graph -i INV topology.svg", "kastro backup status -i INV"]
+    m.status = _status(bool(redundant) or bool(model.backup), m.manual)
     return m
+
+
+def _backup_evidence(model: Model) -> list[str]:
+    """What kastro_backup makes true: datasets, RPOs, drills, the append-only server."""
+    backup = model.backup
+    if backup is None:
+        return []
+    datasets = [*backup.datasets.values(), *([backup.controller] if backup.controller else [])]
+    rpo = max((d.rpo_hours for d in datasets), default=0)
+    return [
+        f"σύνολα δεδομένων με αντίγραφα / datasets backed up: {len(datasets)} "
+        f"({', '.join(sorted(d.name for d in datasets))}); μέγιστο RPO / longest RPO: {rpo} h",
+        f"αμετάβλητο αντίγραφο (append-only) στον {backup.server}; ασκήσεις επαναφοράς / "
+        f"append-only copy on {backup.server}; restore drills: {backup.drill}; έλεγχος κάθε "
+        f"κομματιού / every chunk checked every {backup.check_days} days",
+    ]
 
 
 def _d_supply(model: Model, _facts: Facts) -> Measure:

@@ -23,6 +23,7 @@ PAGES = {
     "roles/firewall/README.md": "docs/el/firewall.md",
     "docs/monitors.md": "docs/el/monitors.md",
     "docs/soc-response.md": "docs/el/soc-response.md",
+    "docs/backup.md": "docs/el/backup.md",
 }
 
 

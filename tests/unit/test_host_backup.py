@@ -238,8 +238,8 @@ def test_a_corrupt_chunk_fails_the_next_check(site):
 
 def test_server_prunes_by_retention_without_calling_it_vanished(site, monkeypatch):
     tmp, _share, _ = site
-    times = iter([1_800_000_000 + i * 86400 for i in range(3)])
-    monkeypatch.setattr(backup.time, "time", lambda: next(times, 1_800_300_000))
+    clock = iter(range(1_800_000_000, 1_900_000_000, 86400))  # a day per reading
+    monkeypatch.setattr(backup.time, "time", lambda: float(next(clock)))
     for _ in range(3):
         assert client(site, "create") == 0
     config = json.loads((tmp / "backup-server.json").read_text())
@@ -322,3 +322,13 @@ def test_a_dataset_with_a_database_drills_it(site, traversable):
     prom = tmp / "metrics" / "kastro_backup.prom"
     assert metric(prom, 'kastro_backup_drill_tables{dataset="shares",result="ok"}') == 1
     assert metric(prom, 'kastro_backup_drill_success{dataset="shares"}') == 1
+
+
+def test_a_missing_path_fails_the_backup_instead_of_an_empty_success(site):
+    tmp, share, _ = site
+    shutil.rmtree(share)
+    assert client(site, "create") == 1
+    status = json.loads((tmp / "state" / "status.json").read_text())
+    assert "no such path" in status["shares"]["backup"]["error"]
+    prom = tmp / "metrics" / "kastro_backup.prom"
+    assert metric(prom, 'kastro_backup_success{dataset="shares"}') == 0

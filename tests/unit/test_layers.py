@@ -29,6 +29,9 @@ ALLOWED = {
     # The lab drives the demo, which ends with the SOC's own tool (kastro lab attack --contain).
     "lab": {"inventory", "lab", "text", "respond", "host"},
     "suricata": {"inventory", "controller", "host"},
+    # `kastro backup` runs kastro-backup on the hosts as `kastro respond` runs kastro-firewall
+    # (its transport), and the controller's own backup with the host program's code.
+    "backup": {"inventory", "controller", "respond", "host"},
     "host": {"host"},
 }
 

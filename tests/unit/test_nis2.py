@@ -375,7 +375,10 @@ def test_the_article_21_map_covers_a_to_j_with_counts_from_the_model(tmp_path, c
     assert found["21(2)(h)"]["status"] == "evidenced"
     assert "NIS2 incidents: 1; αλυσίδα hash ακέραιη" in " ".join(found["21(2)(b)"]["evidence"])
     assert "links with a supplier: 1 of 6" in found["21(2)(d)"]["evidence"][0]
-    assert any("backup" in item for item in found["21(2)(c)"]["manual"])  # #24 not built
+    continuity = " ".join(found["21(2)(c)"]["evidence"])
+    assert "datasets backed up: 2 (controller, shares)" in continuity
+    assert "append-only copy on vault" in continuity
+    assert not any("kastro_backup" in item for item in found["21(2)(c)"]["manual"])
     assert found["21(2)(j)"]["status"] == "partial"  # no second factor yet: said, not hidden
     # A tampered incident log is reported, not counted.
     log = state / "log.jsonl"

@@ -18,6 +18,7 @@ testinfra_hosts = ["files"]
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
 LAB = os.environ.get("KASTRO_LAB", "mol-backup")
 SSH_CONFIG = PROJECT / ".kastro" / "lab" / LAB / "ssh_config"
+OVERLAY = PROJECT / ".kastro" / "lab" / LAB / "inventory.yml"
 FILES, VAULT, PORT = "10.60.0.10", "10.60.0.22", 2222  # planned addresses (molecule/_lab/vault)
 ROOT = "/srv/kastro-backup"
 METRICS = "/var/lib/prometheus/node-exporter"
@@ -151,6 +152,71 @@ def test_the_weekly_drill_restores_and_compares(host):
         ).strip()
         == ""
     )
+
+
+def kastro(*args: str) -> subprocess.CompletedProcess:
+    """The admin's command on the controller, against the lab's inventory and overlay."""
+    inventories = ["-i", os.environ["KASTRO_LAB_INVENTORY"], "-i", str(OVERLAY)]
+    return subprocess.run(
+        ["kastro", *args, *inventories], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_the_controllers_own_state(host):
+    """kastro backup controller: the lab's inventory and the backup secrets, through the
+    controller's SSH connection to vault, into an append-only repository of its own."""
+    secrets = os.environ["KASTRO_BACKUP_SECRETS"]
+    made = kastro("backup", "controller", "--secrets-dir", secrets)
+    assert made.returncode == 0 and "create controller" in made.stdout, made.stdout + made.stderr
+    assert len(archives("kastro-controller/controller")) == 1
+    drilled = kastro("backup", "controller", "--drill", "--secrets-dir", secrets)
+    assert drilled.returncode == 0 and "drill controller" in drilled.stdout, drilled.stdout
+    status = kastro("backup", "status")
+    assert re.search(
+        r"controller\s+kastro-controller\s+\d{4}-.* ok\s+\d{4}-.* ok", status.stdout
+    ), status.stdout
+    # The controller's key is only for the relay through the server: from files it is refused.
+    key = Path(secrets) / "clients" / "kastro-controller"
+    ok("files", f"umask 077; cat > /root/controller-key <<'EOF'\n{key.read_text()}EOF")
+    refused = on(
+        "files",
+        f"ssh -p {PORT} -o BatchMode=yes -o UserKnownHostsFile=/etc/kastro/backup/known_hosts "
+        f"-i /root/controller-key kastro-backup@{VAULT} borg serve </dev/null",
+        timeout=30,
+    )
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused.stderr
+
+
+def test_the_admins_commands(host):
+    """kastro backup status / drill / restore from the controller, over SSH as Ansible goes."""
+    before = kastro("backup", "status")  # the server has not maintained anything yet
+    assert "files/records: 0 archives, 0 vanished, check -" in before.stdout, before.stdout
+    ok("vault", "systemctl start kastro-backup-maintain.service", timeout=600)
+    status = kastro("backup", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert re.search(r"shares\s+files\s+\d{4}-\d\d-\d\d .* ok\s+\d{4}-", status.stdout), (
+        status.stdout
+    )
+    assert "files/records: 2 archives, 0 vanished, check ok" in status.stdout
+    listed = kastro("backup", "list", "shares")
+    assert listed.returncode == 0 and listed.stdout.count("shares-") == 2, listed.stdout
+    drill = kastro("backup", "drill", "records")
+    assert drill.returncode == 0 and "drill records" in drill.stdout, drill.stdout + drill.stderr
+    restored = kastro("backup", "restore", "records", "--to", "/var/tmp/r4")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert ok("files", "ls /var/tmp/r4/var/lib/kastro-backup/staging/records/").split() == [
+        "manifest.json",
+        "records.pgdump",
+    ]
+    # Bad input: named and refused before anything runs on a host.
+    unknown = kastro("backup", "restore", "payroll", "--to", "/var/tmp/r5")
+    assert (
+        unknown.returncode != 0
+        and "payroll" in unknown.stderr
+        and "records, shares" in unknown.stderr
+    )
+    relative = kastro("backup", "restore", "shares", "--to", "var/tmp/r5")
+    assert relative.returncode != 0 and "--to var/tmp/r5" in relative.stderr
 
 
 def test_ransomware_cannot_remove_history(host):
