@@ -127,6 +127,11 @@ demo: deps image
 	kastro lab report --lab $(LAB); \
 	echo "==> βαθμοί θωράκισης ανά υπολογιστή / hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \
 	kastro lab scores --lab $(LAB) || echo "(scores not measured: see the message above; the demo goes on)"; \
+	echo "==> αντίγραφα ασφαλείας: το πρώτο αντίγραφο και άσκηση επαναφοράς, και η κατάσταση του ελεγκτή / backups: the first backup and restore drill, and the controller's own state"; \
+	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/backup-demo.yml; \
+	kastro backup controller -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml; \
+	kastro backup controller --drill -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml; \
+	kastro backup status -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml; \
 	echo "==> ο επιτιθέμενος σαρώνει έναν αισθητήρα: ανίχνευση, ειδοποίηση, e-mail, αποκλεισμός, αναφορά NIS2 / the attacker scans a sensor: detected, alerted, e-mailed, blocked (kastro respond), reported (kastro incident: the NIS2 early warning drafted)"; \
 	kastro lab attack $(INVENTORY) --lab $(LAB) --contain --report; \
 	echo "==> το demo τελείωσε σε / demo finished in $${SECONDS}s (εικόνα / topology picture: .kastro/topology.svg; make demo-down removes the hosts)"
