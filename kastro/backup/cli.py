@@ -270,6 +270,13 @@ def _print_repositories(repositories: dict[str, Any]) -> int:
     late = 0
     for server, entries in sorted(repositories.items()):
         for repo, entry in sorted((entries or {}).items()):
+            if entry.get("note"):
+                said = t(
+                    "  {server}: {repo}: not maintained yet (the server's first maintenance "
+                    "counts its archives)", server=server, repo=repo,
+                )  # fmt: skip
+                print(tr(said))
+                continue
             vanished = len(entry.get("vanished") or [])
             checked = "check_time" in entry
             check = _word(entry if checked else {}, bool(entry.get("check_ok")))

@@ -151,6 +151,29 @@ BOARDS: tuple[Board, ...] = (
                   "{{host}}"),
         ),
     ),
+    Board(
+        "kastro-backup",
+        "Αντίγραφα ασφαλείας / Backups",
+        (
+            Panel("Σύνολα εκτός RPO / Datasets past their RPO",
+                  "count(time() - kastro_backup_last_success_timestamp_seconds"
+                  " > kastro_backup_rpo_seconds) or vector(0)", kind="stat"),
+            Panel("Αρχεία που έσβησαν πελάτες / Archives deleted by clients",
+                  "sum(kastro_backup_repository_archives_vanished) or vector(0)", kind="stat"),
+            Panel("Ηλικία τελευταίου αντιγράφου / Age of the last backup",
+                  "time() - max by (host, dataset) (kastro_backup_last_success_timestamp_seconds)",
+                  "s", "{{host}} {{dataset}}"),
+            Panel("Διάρκεια άσκησης επαναφοράς (RTO) / Restore drill duration (RTO)",
+                  "max by (host, dataset) (kastro_backup_drill_duration_seconds)", "s",
+                  "{{host}} {{dataset}}"),
+            Panel("Τελευταία άσκηση πέτυχε / Last drill passed",
+                  "max by (host, dataset) (kastro_backup_drill_success)", "short",
+                  "{{host}} {{dataset}}", kind="table"),
+            Panel("Μέγεθος αποθετηρίων / Repository size",
+                  "sum by (repository) (kastro_backup_repository_size_bytes)", "bytes",
+                  "{{repository}}"),
+        ),
+    ),
 )  # fmt: skip
 
 
