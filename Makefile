@@ -11,7 +11,7 @@ APT_PACKAGES := podman runc debootstrap uidmap nftables iproute2 openssh-client 
                 rsyslog rsyslog-gnutls dnsmasq-base memcached snmpd snmp unbound openssh-server \
                 rsync samba smbclient chrony isc-dhcp-client masscan hping3 \
                 qemu-system-x86 qemu-utils e2fsprogs aide clamav clamav-testfiles tcpreplay \
-                curl python3-pyftpdlib borgbackup postgresql
+                curl python3-pyftpdlib borgbackup borgmatic postgresql
 SCENARIO    ?= base
 INVENTORY   ?= inventory/example
 LAB         ?= kastro

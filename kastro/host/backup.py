@@ -166,7 +166,8 @@ def create_one(config: Config, dataset: Dataset) -> dict[str, Any]:
         staging = prepare(config, dataset, started)
         init_repository(dataset.repository)
         name = archive_name(dataset.name, started)
-        stats = create(dataset.repository, name, [*dataset.paths, str(staging)])
+        borgmatic_file = config.state_dir / "borgmatic" / f"{dataset.name}.yaml"
+        stats = create(dataset.repository, name, [*dataset.paths, str(staging)], borgmatic_file)
         recorded = files.read_json(staging / "manifest.json", {})
         result.update(
             ok=True,

@@ -2,6 +2,11 @@
 argument list, the passphrase in the child's environment only (never on a command line,
 never logged), borg's state in a directory of Kastro's own (BORG_BASE_DIR).
 
+Archives are made and pruned through borgmatic, with a configuration file per repository
+written here from Kastro's own (`borgmatic_config`): an admin can run borgmatic with it by hand
+(`borgmatic -c FILE list`, `info`, `extract`) and sees what Kastro runs. Reading (list,
+extract, check) calls borg directly: the JSON and exit codes Kastro acts on are borg's.
+
 A client reaches its repositories over SSH, where the server's `authorized_keys` runs
 `borg serve --append-only --restrict-to-path ...` whatever the client asks: the client can
 add archives, never remove data. The server works on the same repositories as local paths.
@@ -122,20 +127,69 @@ def archives(repo: Repository) -> list[dict[str, Any]]:
     ]
 
 
-def create(repo: Repository, name: str, paths: list[str]) -> dict[str, Any]:
-    """A new archive `name` of `paths`; borg's statistics of it."""
+def borgmatic_config(
+    repo: Repository, paths: list[str], name: str = "", keep: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """borgmatic's configuration for this repository (borgmatic 1.7's sections): what to back
+    up and the archive's exact name, or the retention to prune by."""
+    storage: dict[str, Any] = {
+        "encryption_passcommand": f"cat {shlex.quote(str(repo.passphrase_file))}",
+        "borg_base_directory": str(repo.base_dir),
+        "compression": "zstd,3",
+        "relocated_repo_access_is_ok": False,
+        "unknown_unencrypted_repo_access_is_ok": False,
+    }
+    env = repo.environment()
+    if "BORG_RSH" in env:
+        storage["ssh_command"] = env["BORG_RSH"]
+    if name:
+        storage["archive_name_format"] = name
+    config: dict[str, Any] = {
+        "location": {
+            "source_directories": paths or ["/nonexistent-kastro-prune-only"],
+            "repositories": [repo.location],
+            "one_file_system": True,
+        },
+        "storage": storage,
+    }
+    if keep is not None:
+        # Only this dataset's archives (borgmatic 1.7 would default to "{hostname}-*").
+        prefix = repo.location.rstrip("/").rsplit("/", 1)[-1] + "-"
+        config["retention"] = {"prefix": prefix, **{f"keep_{k}": v for k, v in keep.items() if v}}
+        if keep.get("within_days"):
+            config["retention"].pop("keep_within_days")
+            config["retention"]["keep_within"] = f"{int(keep['within_days'])}d"
+    return config
+
+
+def borgmatic(
+    repo: Repository, config_file: Path, config: dict[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`borgmatic -c FILE ARGS` with `config` written to FILE (JSON, which YAML reads)."""
+    config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        ["borgmatic", "-c", str(config_file), "--syslog-verbosity", "-1", *args],
+        env=repo.environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise BorgError(f"borgmatic {args[0]}: {reason(proc.stderr or proc.stdout)}")
+    return proc
+
+
+def create(repo: Repository, name: str, paths: list[str], config_file: Path) -> dict[str, Any]:
+    """A new archive `name` of `paths`, made by borgmatic; borg's statistics of it."""
     if not ARCHIVE.fullmatch(name):
         raise BorgError(f"archive name {name!r} is not DATASET-YYYY-MM-DDTHH:MM:SS")
-    proc = borg(
-        repo,
-        "create",
-        "--json",
-        "--one-file-system",
-        "--compression=zstd,3",
-        f"{repo.location}::{name}",
-        *paths,
-    )
-    return dict(json.loads(proc.stdout).get("archive", {}).get("stats") or {})
+    config = borgmatic_config(repo, paths, name)
+    proc = borgmatic(repo, config_file, config, "create", "--json")
+    runs = json.loads(proc.stdout)
+    run = runs[0] if isinstance(runs, list) and runs else {}
+    return dict(run.get("archive", {}).get("stats") or {})
 
 
 def extract(repo: Repository, name: str, into: Path) -> None:

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from kastro.host import backup_files as files
-from kastro.host.backup_borg import BorgError, Repository, archives, borg, umask_private
+from kastro.host.backup_borg import (
+    BorgError,
+    Repository,
+    archives,
+    borg,
+    borgmatic,
+    borgmatic_config,
+    umask_private,
+)
 from kastro.host.textfile import write_text
 
 CONFIG = Path("/etc/kastro/backup-server.json")
@@ -94,14 +102,17 @@ def prune(server: Server, name: str) -> list[str]:
     repo = server.repository(name)
     keep = server.repositories[name].get("retention") or {}
     before = {a["id"]: a for a in archives(repo)}
-    flags = [f"--keep-{k}={int(keep[k])}" for k in KEEP if int(keep.get(k) or 0) > 0]
-    if int(keep.get(WITHIN) or 0) > 0:
-        flags.append(f"--keep-within={int(keep[WITHIN])}d")
-    if not flags:
+    keep = {k: int(keep.get(k) or 0) for k in (*KEEP, WITHIN) if int(keep.get(k) or 0) > 0}
+    if not keep:
         return []
-    borg(repo, "prune", *flags, repo.location)
+    borgmatic(repo, _borgmatic_file(server, name), borgmatic_config(repo, [], keep=keep), "prune")
     after = {a["id"] for a in archives(repo)}
     return sorted(set(before) - after)
+
+
+def _borgmatic_file(server: Server, name: str) -> Path:
+    """The repository's borgmatic configuration (an admin may run borgmatic with it)."""
+    return server.state_dir / "borgmatic" / f"{name.replace('/', '--')}.yaml"
 
 
 def check(server: Server, name: str, state: dict[str, Any], now: float) -> None:
@@ -133,7 +144,8 @@ def maintain_one(server: Server, name: str, now: float) -> dict[str, Any]:
             )
         else:
             pruned = prune(server, name)
-            borg(repo, "compact", repo.location)
+            config = borgmatic_config(repo, [])
+            borgmatic(repo, _borgmatic_file(server, name), config, "compact")
             current = archives(repo)
             seen = files.read_json(_seen_file(server, name), {})
             # This server's own commits are not in borg's transaction log (only append-only

@@ -132,6 +132,22 @@ def test_backup_change_delete_restore_to_a_point_in_time(site):
     assert client(site, "restore", "shares", "--to", str(tmp / "r1")) == 2
 
 
+def test_borgmatic_makes_the_archive_and_an_admin_can_use_its_configuration(site):
+    """kastro-backup creates through borgmatic, with a configuration file an admin can run
+    borgmatic with by hand (here: list), which names the same repository and passphrase."""
+    tmp, _, fake_ssh = site
+    assert client(site, "create") == 0
+    config_file = tmp / "state" / "borgmatic" / "shares.yaml"
+    listed = subprocess.run(
+        ["borgmatic", "-c", str(config_file), "--syslog-verbosity", "-1", "list", "--json"],
+        env={**os.environ, "BORG_RSH": str(fake_ssh)},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    names = [a["name"] for a in json.loads(listed.stdout)[0]["archives"]]
+    assert len(names) == 1 and names[0].startswith("shares-")
+
+
 def test_drill_passes_and_reports_metrics(site):
     tmp, _share, _ = site
     assert client(site, "create") == 0
