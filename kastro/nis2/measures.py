@@ -144,6 +144,9 @@ def _backup_evidence(model: Model) -> list[str]:
         f"αμετάβλητο αντίγραφο (append-only) στον {backup.server}; ασκήσεις επαναφοράς / "
         f"append-only copy on {backup.server}; restore drills: {backup.drill}; έλεγχος κάθε "
         f"κομματιού / every chunk checked every {backup.check_days} days",
+        "RTO μετρημένο από κάθε άσκηση (kastro_backup_drill_duration_seconds, kastro backup "
+        "status); αναφορά: 2 GiB αρχείων και βάση 500 MB σε 19.8 s (benchmarks/README.md) / "
+        "RTO measured by every drill; reference: 2 GiB of files and a 500 MB database in 19.8 s",
     ]
 
 
