@@ -177,7 +177,8 @@ def borgmatic(
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
-        raise BorgError(f"borgmatic {args[0]}: {reason(proc.stderr or proc.stdout)}")
+        action = next((a for a in args if not a.startswith("-") and not a.isdigit()), "")
+        raise BorgError(f"borgmatic {action}: {reason(proc.stderr or proc.stdout)}")
     return proc
 
 

@@ -97,17 +97,25 @@ def vanished(server: Server, name: str, current: list[dict[str, Any]]) -> list[s
     return sorted(a["name"] for a in seen["archives"] if a["id"] not in now | pruned)
 
 
+ARCHIVE_ID = re.compile(r"Would prune:.*\[([0-9a-f]{64})\]")
+
+
 def prune(server: Server, name: str) -> list[str]:
-    """Prune by the repository's retention; the ids of the archives removed."""
+    """Prune by the repository's retention; the ids of the archives the retention removes
+    (asked first with --dry-run, so that an archive a client deletes meanwhile is not taken
+    for one this server pruned)."""
     repo = server.repository(name)
     keep = server.repositories[name].get("retention") or {}
-    before = {a["id"]: a for a in archives(repo)}
     keep = {k: int(keep.get(k) or 0) for k in (*KEEP, WITHIN) if int(keep.get(k) or 0) > 0}
     if not keep:
         return []
-    borgmatic(repo, _borgmatic_file(server, name), borgmatic_config(repo, [], keep=keep), "prune")
-    after = {a["id"] for a in archives(repo)}
-    return sorted(set(before) - after)
+    config = borgmatic_config(repo, [], keep=keep)
+    file = _borgmatic_file(server, name)
+    planned = borgmatic(repo, file, config, "-v", "1", "prune", "--dry-run", "--list")
+    ids = sorted(set(ARCHIVE_ID.findall(planned.stdout + planned.stderr)))
+    if ids:
+        borgmatic(repo, file, config, "prune")
+    return ids
 
 
 def _borgmatic_file(server: Server, name: str) -> Path:
@@ -144,9 +152,17 @@ def maintain_one(server: Server, name: str, now: float) -> dict[str, Any]:
             )
         else:
             pruned = prune(server, name)
+            after = archives(repo)
+            # Anything else gone now went during this run: not compacted, like any deletion.
+            also = {a["id"] for a in current} - {a["id"] for a in after} - set(pruned)
+            if also:
+                state["vanished"] = sorted(a["name"] for a in current if a["id"] in also)
+                raise BorgError(
+                    f"{len(also)} archives vanished during the maintenance; nothing compacted"
+                )
             config = borgmatic_config(repo, [])
             borgmatic(repo, _borgmatic_file(server, name), config, "compact")
-            current = archives(repo)
+            current = after
             seen = files.read_json(_seen_file(server, name), {})
             # This server's own commits are not in borg's transaction log (only append-only
             # commits are): recorded here, so a rollback never cuts below a compaction.

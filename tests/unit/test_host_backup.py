@@ -348,3 +348,48 @@ def test_a_missing_path_fails_the_backup_instead_of_an_empty_success(site):
     assert "no such path" in status["shares"]["backup"]["error"]
     prom = tmp / "metrics" / "kastro_backup.prom"
     assert metric(prom, 'kastro_backup_success{dataset="shares"}') == 0
+
+
+def test_a_deletion_during_the_maintenance_is_not_compacted(site, monkeypatch):
+    """A client deletes an archive while the server prunes: the server tells its own prunes
+    from the deletion (its dry run came first), compacts nothing and reports it."""
+    tmp, _, _ = site
+    clock, real_time = iter(range(1_800_000_000, 1_900_000_000, 86400)), backup.time.time
+    monkeypatch.setattr(backup.time, "time", lambda: float(next(clock)))
+    for _ in range(3):
+        assert client(site, "create") == 0
+    monkeypatch.setattr(backup.time, "time", real_time)
+    assert server(site, "maintain") == 0  # retention daily 7: all three kept
+    repo = backup.load_config(tmp / "backup.json").datasets["shares"].repository
+    victim = backup.archives(repo)[0]["name"]
+    real_prune = backup_server.prune
+
+    def prune_while_a_client_deletes(srv, name):
+        done = real_prune(srv, name)
+        deleted = borg(repo, "delete", f"{repo.location}::{victim}", check=False)
+        assert deleted.returncode == 0, deleted.stderr
+        return done
+
+    monkeypatch.setattr(backup_server, "prune", prune_while_a_client_deletes)
+    assert server(site, "maintain") == 1
+    prom = tmp / "metrics" / "kastro_backup_server.prom"
+    assert (
+        metric(prom, 'kastro_backup_repository_archives_vanished{repository="fileserver/shares"}')
+        == 1
+    )
+    status = json.loads((tmp / "server" / "state" / "status.json").read_text())
+    assert status["fileserver/shares"]["vanished"] == [victim]
+    assert "nothing compacted" in status["fileserver/shares"]["error"]
+
+
+def test_a_client_cannot_reach_another_hosts_repositories(site):
+    """The forced `borg serve --restrict-to-path ROOT/HOST` refuses any other path, even one
+    the client names on the same server (another host's, or the controller's)."""
+    tmp, _, _ = site
+    assert client(site, "create") == 0
+    repo = backup.load_config(tmp / "backup.json").datasets["shares"].repository
+    root = repo.location.rsplit("/fileserver/", 1)[0]
+    for other in (f"{root}/kastro-controller/controller", f"{root}/intranet/records"):
+        proc = borg(repo, "init", "--encryption=repokey-blake2", "--make-parent-dirs", other,
+                    check=False)  # fmt: skip
+        assert proc.returncode != 0 and "not allowed" in proc.stderr.lower(), proc.stderr

@@ -92,6 +92,10 @@ def test_the_listener_admits_only_the_backup_clients(host):
         timeout=30,
     )
     assert "uid=" not in shell.stdout, shell.stdout
+    # Nor another repository on the same server (the controller's, made later in this file).
+    other = f"ssh://kastro-backup@{VAULT}:{PORT}{ROOT}/kastro-controller/controller"
+    refused = on("files", f"{AS_CLIENT} borg init -e repokey-blake2 --make-parent-dirs {other}")
+    assert refused.returncode != 0 and "not allowed" in refused.stderr.lower(), refused.stderr
 
 
 def test_the_services_are_sandboxed(host):
