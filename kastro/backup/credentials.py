@@ -14,7 +14,6 @@ Made once and kept: a second run changes nothing and reports it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -23,22 +22,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from kastro.controller.secrets import write_secret
+
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class BackupCredentialsError(ValueError):
     """A host or dataset name that cannot name a secret file."""
-
-
-def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    staged = path.with_name(f".{path.name}.new")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    staged.replace(path)
 
 
 def _keypair(path: Path, comment: str) -> bool:
@@ -55,8 +45,8 @@ def _keypair(path: Path, comment: str) -> bool:
     public_bytes = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
-    _write(path, private_bytes)
-    _write(public, public_bytes + f" {comment}\n".encode(), 0o644)
+    write_secret(path, private_bytes)
+    write_secret(public, public_bytes + f" {comment}\n".encode(), 0o644)
     return True
 
 
@@ -86,7 +76,7 @@ def ensure(
     for dataset in datasets:
         path = directory / "datasets" / f"{dataset}.pass"
         if not path.exists():
-            _write(path, secrets.token_urlsafe(32).encode() + b"\n")
+            write_secret(path, secrets.token_urlsafe(32).encode() + b"\n")
             made.append(f"datasets/{dataset}.pass")
     return {"changed": bool(made), "made": made}
 

@@ -41,3 +41,16 @@ def secrets_dir(municipality: Mapping[str, Any] | None, part: str, home: str = "
         raise SecretsDirError(f"unknown secrets part {part!r}; use one of {', '.join(PARTS)}")
     base = Path(home or os.environ.get("HOME") or "/root") / ".kastro" / "secrets"
     return str(base / municipality_id(municipality) / part)
+
+
+def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a secret file (0600 unless told), whole or not at all: a staged file, synced,
+    renamed into place."""
+    staged = path.with_name(f".{path.name}.new")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    staged.replace(path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kastro.controller.secrets import write_secret
 
 USER = "kastro"
 _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -55,18 +56,6 @@ def _check(
     if not checked:
         raise CredentialsError(f"host {host!r} has no management address for its certificate")
     return host, checked
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write a secret file 0600, whole or not at all (a staged file renamed into place)."""
-    staged = path.with_name(f".{path.name}.new")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    staged.replace(path)
 
 
 def _key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -112,8 +101,8 @@ def _ensure_ca(
         )
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_bytes(key))
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_secret(key_path, _key_bytes(key))
+    write_secret(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return key, cert, True
 
 
@@ -160,8 +149,8 @@ def _issue(
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(directory / f"{host}.key", _key_bytes(key))
-    _write(directory / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    write_secret(directory / f"{host}.key", _key_bytes(key))
+    write_secret(directory / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _issue_server(
@@ -204,8 +193,8 @@ def _ensure_password(directory: Path) -> bool:
         except ValueError:  # not a bcrypt hash: a damaged file, made again below
             pass
     password = secrets.token_urlsafe(24).encode()
-    _write(password_path, password + b"\n")
-    _write(hash_path, bcrypt.hashpw(password, bcrypt.gensalt(BCRYPT_COST)) + b"\n")
+    write_secret(password_path, password + b"\n")
+    write_secret(hash_path, bcrypt.hashpw(password, bcrypt.gensalt(BCRYPT_COST)) + b"\n")
     return True
 
 
