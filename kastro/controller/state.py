@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kastro.inventory.plan import runs_vpn
+from kastro.inventory.published import uplink_state
 from kastro.links.config import link_ends
 
 # The telework settings other roles depend on, with the telework role's defaults (a test
@@ -120,6 +121,7 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     return {
         "telework": telework,
         "links": links,
+        "uplink": uplink_state(variables, host),
         "firewall": {
             "management_networks": management_networks(variables),
             "vpn_interfaces": telework["interfaces"],

@@ -44,6 +44,16 @@ def _sets(ruleset: Mapping[str, Any]) -> list[str]:
         if spec["elements"]:
             out.append(f"        elements = {{ {', '.join(spec['elements'])} }}")
         out.append("    }")
+    for name, kind in sorted((ruleset.get("meters") or {}).items()):
+        out += [
+            "    # New connections per source to a published service (filled by the kernel).",
+            f"    set {name} {{",
+            f"        type {kind}",
+            "        size 65535",
+            "        flags dynamic, timeout",
+            "        timeout 1m",
+            "    }",
+        ]
     return [
         *out,
         "",
@@ -115,6 +125,15 @@ def _chains(ruleset: Mapping[str, Any]) -> list[str]:
         *_lines("        ", ruleset.get("output") or []),
         "    }",
     ]
+    if ruleset.get("dnat"):
+        out += [
+            "",
+            "    # Published services (kastro_published): public address and port -> host.",
+            "    chain prerouting_nat {",
+            "        type nat hook prerouting priority dstnat; policy accept;",
+            *_lines("        ", ruleset["dnat"]),
+            "    }",
+        ]
     if ruleset["postrouting"]:
         out += [
             "",

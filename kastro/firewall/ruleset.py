@@ -36,6 +36,7 @@ from kastro.inventory.plan import (
     monitoring_addresses,
 )
 from kastro.inventory.probes import Probe, service_probes
+from kastro.inventory.published import Forward, forwards
 from kastro.inventory.sides import (
     INTERNET_ENDPOINT,
     Endpoint,
@@ -85,6 +86,8 @@ class Ruleset:
     forward: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
     postrouting: list[str] = field(default_factory=list)
+    dnat: list[str] = field(default_factory=list)  # prerouting, type nat: published services
+    meters: dict[str, str] = field(default_factory=dict)  # dynamic set name -> element type
     chains: list[Chain] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     ssh_guard_block: str = "1h"  # how long a brute-forcing source stays in ssh_guarded_*
@@ -126,6 +129,8 @@ class Ruleset:
             "forward": self.forward,
             "output": self.output,
             "postrouting": self.postrouting,
+            "dnat": self.dnat,
+            "meters": self.meters,
             "chains": [
                 {"name": c.name, "comment": c.comment, "rules": c.rules} for c in self.chains
             ],
@@ -302,6 +307,7 @@ class Compiler:
         self.services: Mapping[str, Any] = variables.get("kastro_services") or {}
         self.buildings: Mapping[str, Any] = variables.get("kastro_buildings") or {}
         municipality = variables.get("kastro_municipality") or {}
+        self.municipality: Mapping[str, Any] = municipality
         self.supernet_v4, self.supernet_v6 = _split_families(
             municipality.get("supernets") or (), "kastro_municipality.supernets"
         )
@@ -310,6 +316,7 @@ class Compiler:
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
         self.collector = str(municipality.get("event_collector") or "")
         self.backup_server, self.backup_clients = _backup_hosts(variables)
+        self.forwards = forwards(variables)
         self.probes = service_probes(variables) if self.monitoring else []
         self.settings = settings
         planned = (self.plan.get("hosts") or {}).get(host)
@@ -560,6 +567,7 @@ class Compiler:
         links = sorted(set(ports.links.values()))
         transit = nft_set([f'"{i}"' for i in links]) if len(ports.links) >= 2 else ""
         self.common_head(out.forward, "forward", transit)
+        self.published_forward(ports)
         self.metrics_allow(out.forward, "forward")
         self.monitoring_web_allow(out.forward, "forward")
         self.events_allow(out.forward, "forward")
@@ -567,6 +575,7 @@ class Compiler:
         self.probes_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
+        self.hairpin(ports)
         self.nat(ports.wan)
 
     def count_handshakes(self) -> None:
@@ -708,6 +717,131 @@ class Compiler:
                 f'oifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
             )
 
+    # --- published services (kastro_published) ------------------------------------------
+
+    def forwarded_here(self, ports: GatewayPorts) -> list[Forward]:
+        """The published services this gateway translates: on an uplink of its building."""
+        if not ports.wan:
+            return []
+        return [f for f in self.forwards if f.public and f.uplink_building == ports.building]
+
+    def published_match(self, forward: Forward, dnat: bool) -> list[str]:
+        """Address and port matches of one published service (after DNAT: the host's)."""
+        ip = "ip" if forward.family == 4 else "ip6"
+        head = f"{ip} daddr {forward.public if dnat else forward.target} "
+        if forward.sources and not dnat:
+            head += f"{ip} saddr {nft_set(list(forward.sources))} "
+        return [
+            f"{head}{proto} dport {nft_set(merge_ports(spans))} "
+            for proto, spans in (("tcp", forward.tcp), ("udp", forward.udp))
+            if spans
+        ]
+
+    def published_forward(self, ports: GatewayPorts) -> None:
+        """DNAT of each public address and port to its host (whoever asks: the internet, or
+        inside users on the public name, the hairpin), and the forward accept: on the uplink's
+        gateway for what it translated (ct status dnat), on the host's own gateway for what
+        another gateway translated, from the internet only (after the rate limit)."""
+        here = self.forwarded_here(ports)
+        self.check_published_ports(here)
+        for f in here:
+            counter = self.out.counter(f"published_{f.key}", f"published {f.name} (DNAT)")
+            family = "ip" if f.family == 4 else "ip6"
+            for match in self.published_match(f, dnat=True):
+                self.out.dnat.append(f"{match}{counter} dnat {family} to {f.target}")
+            self.published_accept(f, "ct status dnat ")
+        for f in self.forwards:
+            # Translated elsewhere (or an 'own' IPv6 address, never translated): the host's
+            # gateway admits it, and so does every gateway it enters from the internet.
+            if f not in here and (f.building == ports.building or (ports.wan and not f.public)):
+                self.published_accept(f, "")
+        if self.forwards:
+            self.out.summary += [
+                f"internet -> {f.target}: published {f.name} ({f.public or 'own address'})"
+                for f in self.forwards
+                if f in here or f.building == ports.building or (ports.wan and not f.public)
+            ]
+
+    def published_accept(self, f: Forward, prefix: str) -> None:
+        counter = self.out.counter(f"published_{f.key}_in", f"published {f.name} (forward)")
+        ip = "ip" if f.family == 4 else "ip6"
+        for match in self.published_match(f, dnat=False):
+            if f.rate:
+                meter = f"published_rate_{f.key}"
+                self.out.meters[meter] = "ipv4_addr" if f.family == 4 else "ipv6_addr"
+                limited = self.out.counter(
+                    f"published_{f.key}_limited", f"published {f.name}: over {f.rate}"
+                )
+                self.out.forward.append(
+                    f"{prefix}{match}ct state new update @{meter} {{ {ip} saddr limit rate "
+                    f"over {f.rate} }} {limited} drop"
+                )
+            self.out.forward.append(
+                f"{prefix}{match}{counter} accept comment {_quote(f'published {f.name}')}"
+            )
+
+    def check_published_ports(self, here: list[Forward]) -> None:
+        """A service published on the gateway's own uplink address must not take a port the
+        gateway itself listens on there (the teleworkers' VPN): DNAT would steal it."""
+        own = {
+            str(netaddr.IPNetwork(str(up[f"ipv{v}"])).ip)
+            for up in (self.municipality.get("uplinks") or ())
+            for v in (4, 6)
+            if up.get(f"ipv{v}")
+        }
+        taken: dict[tuple[str, int], str] = {}
+        for item in self.settings.input_allow:
+            for text in as_list(item.get("ports")):
+                port, _ = parse_port(text)
+                if port is not None and port.protocol in ("tcp", "udp"):
+                    for number in range(port.first, port.last + 1):
+                        taken[(port.protocol, number)] = str(item.get("name") or "")
+        for f in here:
+            if f.public not in own:
+                continue
+            for proto, spans in (("tcp", f.tcp), ("udp", f.udp)):
+                for span in spans:
+                    first, _, last = span.partition("-")
+                    for number in range(int(first), int(last or first) + 1):
+                        if (proto, number) in taken:
+                            raise FirewallConfigError(
+                                f"kastro_published.{f.name}: {proto}/{number} on {f.public}, "
+                                f"the gateway's own uplink address, is where "
+                                f"{taken[(proto, number)]} listens; publish it on another "
+                                "public address of the uplink"
+                            )
+
+    def hairpin(self, ports: GatewayPorts) -> None:
+        """A host that asks for a public address published by its own zone's neighbour: the
+        reply would go straight back, from the private address, and be dropped. Such flows
+        leave with the gateway's address instead (source NAT), so the reply returns here."""
+        for f in self.forwarded_here(ports):
+            zone = self.zones.get(f.zone) or {}
+            prefix = zone.get("ipv4" if f.family == 4 else "ipv6")
+            if prefix:
+                ip = "ip" if f.family == 4 else "ip6"
+                rule = f"ct status dnat {ip} saddr {prefix} {ip} daddr {f.target} masquerade"
+                if rule not in self.out.postrouting:
+                    self.out.postrouting.append(rule)
+
+    def published_input(self, chain: list[str]) -> None:
+        """On the host: its published services, from anyone allowed (the internet, and inside
+        users who came by the public address)."""
+        mine = {str(self.me.get("ipv4") or ""), str(self.me.get("ipv6") or "")} - {""}
+        for f in self.forwards:
+            if f.target not in mine:
+                continue
+            counter = self.out.counter(f"published_{f.key}_in", f"published {f.name} (input)")
+            ip = "ip" if f.family == 4 else "ip6"
+            source = f"{ip} saddr {nft_set(list(f.sources))} " if f.sources else ""
+            for proto, spans in (("tcp", f.tcp), ("udp", f.udp)):
+                if spans:
+                    chain.append(
+                        f"meta nfproto ipv{f.family} {source}{proto} dport "
+                        f"{nft_set(merge_ports(spans))} {counter} accept "
+                        f"comment {_quote(f'published {f.name}')}"
+                    )
+
     def server(self) -> None:
         """A host firewall: only what the policy lets reach this host's zone comes in."""
         out = self.out
@@ -719,6 +853,7 @@ class Compiler:
         self.backup_allow(out.input)
         self.probes_allow(out.input)
         self.input_allow(out.input)
+        self.published_input(out.input)
         pairs, endpoints = self.policy_pairs()
         for (src_key, dst_key), rules in sorted(pairs.items()):
             if dst_key not in (zone_key, self.host):  # its zone, or this host by name

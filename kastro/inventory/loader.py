@@ -27,6 +27,7 @@ MODEL_KEYS = (
     "kastro_teleworkers",
     "kastro_nis2",
     "kastro_backup",
+    "kastro_published",
 )
 PLAN_KEY = "kastro_plan"
 PLAN_FILE = Path("group_vars/all/kastro_plan.yml")

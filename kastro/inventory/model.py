@@ -60,6 +60,34 @@ class Uplink:
     capacity_mbps: int
     provider: str = ""
     register: tuple[tuple[str, str], ...] = ()  # contract
+    # The gateway's static address on the ISP's network (address/prefix: the prefix is the
+    # ISP's network, where published services take their public addresses) and the ISP's
+    # router; None when the ISP hands them out (DHCP) or the uplink publishes nothing.
+    ipv4: netaddr.IPNetwork | None = None
+    gateway_ipv4: netaddr.IPAddress | None = None
+    ipv6: netaddr.IPNetwork | None = None
+    gateway_ipv6: netaddr.IPAddress | None = None
+
+    def network(self, version: int) -> netaddr.IPNetwork | None:
+        """The ISP's network of that family on this uplink (None: not given)."""
+        found = self.ipv4 if version == 4 else self.ipv6
+        return found.cidr if found is not None else None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A service of one host the internet reaches on a public address (kastro_published)."""
+
+    name: str
+    host: str
+    services: tuple[str, ...]
+    ipv4: netaddr.IPAddress | None  # public, on an uplink's network: forwarded (DNAT)
+    ipv6: netaddr.IPAddress | None  # public, on an uplink's network: forwarded (DNAT66)
+    ipv6_own: bool = False  # forwarded to the host's own (global) IPv6 address, no NAT
+    sources: tuple[netaddr.IPNetwork, ...] = ()  # empty: the whole internet
+    rate: str = ""  # new connections per second from one source, e.g. 20/second
+    accept_risk: str = ""
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,6 +265,7 @@ class Model:
     teleworkers: list[Teleworker] = field(default_factory=list)
     nis2: Nis2 | None = None
     backup: Backup | None = None
+    published: dict[str, Published] = field(default_factory=dict)
 
     @property
     def zones(self) -> list[Zone]:
@@ -581,6 +610,10 @@ UPLINK_FIELDS: Fields = {
     ),
     "provider": Field(str, "", reg.CHECKS["supplier"][0], t("write the ISP's name on one line")),
     **_register(("contract",)),
+    "ipv4": Field(None),
+    "gateway_ipv4": Field(None),
+    "ipv6": Field(None),
+    "gateway_ipv6": Field(None),
 }
 BUILDING_FIELDS: Fields = {
     "description": Field(str, ""),
@@ -750,6 +783,8 @@ def parse_model(src: Source) -> Model:
         model.nis2 = _nis2(p, data["kastro_nis2"])
     if "kastro_backup" in data:
         model.backup = _backup(p, data["kastro_backup"])
+    if "kastro_published" in data:
+        model.published = _published(p, data["kastro_published"])
     return model
 
 
@@ -885,10 +920,77 @@ def _uplinks(p: Parser, raw: list[Any]) -> list[Uplink]:
             continue
         got = p.read(up, upath, UPLINK_FIELDS)
         uname, ubuilding, ucap = got["name"], got["building"], got["capacity_mbps"]
-        if uname and ubuilding and ucap:
+        addressing = _uplink_addresses(p, upath, up)
+        if uname and ubuilding and ucap and addressing is not None:
             provider = got["provider"] if isinstance(got["provider"], str) else ""
-            uplinks.append(Uplink(uname, ubuilding, ucap, provider, reg.read(got, ("contract",))))
+            uplinks.append(
+                Uplink(uname, ubuilding, ucap, provider, reg.read(got, ("contract",)), *addressing)
+            )
     return uplinks
+
+
+UplinkAddresses = tuple[
+    netaddr.IPNetwork | None, netaddr.IPAddress | None,
+    netaddr.IPNetwork | None, netaddr.IPAddress | None,
+]  # fmt: skip
+
+
+def _uplink_addresses(p: Parser, path: Path_, raw: dict[str, Any]) -> UplinkAddresses | None:
+    """ipv4/ipv6 (the gateway's address/prefix on the ISP's network) and gateway_ipv4/6 (the
+    ISP's router, inside that network); None after an error."""
+    out: list[Any] = []
+    ok = True
+    for version, example, router in ((4, "198.51.100.2/29", "198.51.100.1"),
+                                     (6, "2001:db8:100::2/64", "2001:db8:100::1")):  # fmt: skip
+        key, gateway_key = f"ipv{version}", f"gateway_ipv{version}"
+        text, gateway_text = raw.get(key), raw.get(gateway_key)
+        iface = gateway = None
+        if text is not None:
+            iface = _interface_address(text, version)
+            if iface is None:
+                p.src.error((*path, key), t("{value!r} is not an IPv{version} address with its "
+                                            "prefix", value=text, version=version),
+                            t("write the gateway's address on the ISP's network with the "
+                              "network's prefix, e.g. {key}: {example}", key=key,
+                              example=example))  # fmt: skip
+                ok = False
+        if gateway_text is not None and (iface is not None or text is None):
+            gateway = _plain_address(gateway_text, version)
+            if gateway is None or iface is None or gateway not in iface or gateway == iface.ip:
+                p.src.error((*path, gateway_key), t("{value!r} is not another address of {key}'s "
+                                                    "network", value=gateway_text, key=key),
+                            t("write the ISP router's address, e.g. {gateway}: {router} (with "
+                              "{key}: set)", gateway=gateway_key, router=router,
+                              key=key))  # fmt: skip
+                ok = False
+        out += [iface, gateway]
+    return (out[0], out[1], out[2], out[3]) if ok else None
+
+
+def _plain_address(text: Any, version: int) -> netaddr.IPAddress | None:
+    """An address without prefix of that family, or None."""
+    if not isinstance(text, str) or "/" in text:
+        return None
+    try:
+        address = netaddr.IPAddress(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None
+    return address if address.version == version else None
+
+
+def _interface_address(text: Any, version: int) -> netaddr.IPNetwork | None:
+    """ADDRESS/PREFIX of that family whose address is a usable host of the network."""
+    if not isinstance(text, str) or "/" not in text:
+        return None
+    try:
+        net = netaddr.IPNetwork(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None
+    if net.version != version or net.prefixlen == (32 if version == 4 else 128):
+        return None
+    if version == 4 and net.prefixlen < 31 and net.ip in (net.network, net.broadcast):
+        return None
+    return net
 
 
 def _monitoring_hosts(p: Parser, raw: list[Any]) -> list[str]:
@@ -1494,4 +1596,106 @@ def _checked_list(
             p.src.error((*path, i), t("is listed twice"), t("remove the second one"))
         else:
             out.append(item)
+    return tuple(out) if len(out) == len(raw) else None
+
+
+# --- kastro_published -------------------------------------------------------------------------
+# Services of the municipality's hosts that the internet reaches on a public address of an
+# uplink (the gateway forwards them: DNAT). Checked against the uplinks and zones in validate.
+PUBLISHED_RATE_RE = re.compile(r"[1-9][0-9]{0,5}/(second|minute)")
+OWN = "own"
+PUBLISHED_FIELDS: Fields = {
+    "host": Field(str, fix=t("name the server (or device) that offers the service, e.g. "
+                             "host: intranet")),
+    "services": Field(list, fix=t("list services of kastro_services, e.g. services: [web]")),
+    "ipv4": Field(None),
+    "ipv6": Field(None),
+    "from": Field(None),
+    "rate": Field(
+        str, "",
+        lambda v: None if PUBLISHED_RATE_RE.fullmatch(v) else t("{value!r} is not a rate",
+                                                                value=v),
+        t("new connections one source may open, e.g. rate: 20/second (or /minute)"),
+    ),
+    "accept_risk": Field(str, ""),
+    "comment": Field(str, ""),
+}  # fmt: skip
+
+
+def _published(p: Parser, raw: Any) -> dict[str, Published]:
+    m = p.mapping(raw, ("kastro_published",), t("published services by name"))
+    out: dict[str, Published] = {}
+    for name, entry in (m or {}).items():
+        path: Path_ = ("kastro_published", str(name))
+        problem = check_name(str(name))
+        if problem:
+            p.src.error(path, problem, NAME_FIX)
+            continue
+        found = _published_entry(p, path, str(name), entry)
+        if found is not None:
+            out[found.name] = found
+    return out
+
+
+def _published_entry(p: Parser, path: Path_, name: str, raw: Any) -> Published | None:
+    m = p.mapping(raw, path, t("host, services and public address"))
+    if m is None:
+        return None
+    got = p.read(m, path, PUBLISHED_FIELDS)
+    services = _checked_list(p, got["services"], (*path, "services"),
+                             lambda v: check_name(v), NAME_FIX)  # fmt: skip
+    ipv4 = _public_address(p, path, m, 4)
+    ipv6 = _public_address(p, path, m, 6)
+    sources = _published_sources(p, (*path, "from"), m.get("from"))
+    if m.get("ipv4") is None and m.get("ipv6") is None:
+        fix = t("give ipv4: (an address of an uplink's network), ipv6:, or both")
+        p.src.error(path, t("has no public address"), fix)
+        return None
+    if None in (got["host"], got["rate"], services, ipv4, ipv6, sources):
+        return None
+    assert services is not None and sources is not None
+    return Published(
+        name, got["host"], services,
+        ipv4 if isinstance(ipv4, netaddr.IPAddress) else None,
+        ipv6 if isinstance(ipv6, netaddr.IPAddress) else None,
+        ipv6 == OWN, sources, got["rate"], got["accept_risk"], got["comment"],
+    )  # fmt: skip
+
+
+def _public_address(
+    p: Parser, path: Path_, raw: dict[str, Any], version: int
+) -> netaddr.IPAddress | str | None:
+    """The public address of that family: an address, "own" (IPv6: the host's own address),
+    "" when not given; None after an error."""
+    key = f"ipv{version}"
+    text = raw.get(key)
+    if text is None:
+        return ""
+    if version == 6 and text == OWN:
+        return OWN
+    address = _plain_address(text, version)
+    if address is None:
+        example = "198.51.100.3" if version == 4 else "2001:db8:100::3 (or own)"
+        p.src.error((*path, key), t("{value!r} is not an IPv{version} address", value=text,
+                                    version=version),
+                    t("write one public address without prefix, e.g. {key}: {example}",
+                      key=key, example=example))  # fmt: skip
+    return address
+
+
+def _published_sources(p: Parser, path: Path_, raw: Any) -> tuple[netaddr.IPNetwork, ...] | None:
+    """`from`: the internet addresses allowed (CIDR networks); empty: everyone."""
+    fix = t("list the networks allowed, e.g. from: [203.0.113.7/32]")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        p.src.error(path, t("must be a list of networks"), fix)
+        return None
+    out: list[netaddr.IPNetwork] = []
+    for i, text in enumerate(raw):
+        net, problem = parse_network(text)
+        if net is None:
+            p.src.error((*path, i), problem, fix)
+        else:
+            out.append(net)
     return tuple(out) if len(out) == len(raw) else None

@@ -21,7 +21,7 @@ from kastro.inventory.loader import (
     load_bounded,
     load_source,
 )
-from kastro.inventory.model import Model, Rule, parse_model
+from kastro.inventory.model import Model, Published, Rule, parse_model
 from kastro.inventory.plan import PLAN_SECTIONS, PlanResult, make_plan, runs_vpn
 from kastro.inventory.validate import (
     INTERNET,
@@ -326,9 +326,38 @@ def hosts_inventory(model: Model) -> dict[str, Any]:
 
 def describe_policy(model: Model) -> list[str]:
     """The policy in plain words, one sentence per rule, for admins to review."""
-    lines = [describe_rule(model, rule) for rule in model.policy]
+    lines = [describe_published(model, entry) for entry in model.published.values()]
+    lines += [describe_rule(model, rule) for rule in model.policy]
     lines.append(t("Everything else between zones is refused."))
     return lines
+
+
+def describe_published(model: Model, entry: Published) -> str:
+    """A published service as a sentence: who on the internet reaches what, where."""
+    services = [
+        f"{s} ({', '.join(str(p) for p in model.services[s].ports if p.protocol != 'icmp')})"
+        for s in entry.services
+        if s in model.services
+    ]
+    addresses = [str(a) for a in (entry.ipv4, entry.ipv6) if a is not None]
+    if entry.ipv6_own:
+        addresses.append(t("its own IPv6 address"))
+    who = (
+        t("the internet from {sources}", sources=", ".join(str(n) for n in entry.sources))
+        if entry.sources
+        else t("the internet")
+    )
+    zone = policy_hosts(model).get(entry.host, "")
+    sentence = t(
+        "{who} may reach {host} ({zone}) on {addresses} for {services} [published: {name}]",
+        who=who, host=entry.host, zone=zone, addresses=Joined(addresses, AND),
+        services=Joined(services, ", "), name=entry.name,
+    )  # fmt: skip
+    extras: list[str] = [t("  (at most {rate} per source)", rate=entry.rate)] if entry.rate else []
+    extras += [f"  -- {entry.comment}"] if entry.comment else []
+    if entry.accept_risk:
+        extras.append(f"  [ΡΙΣΚΟ / RISK accepted: {entry.accept_risk}]")
+    return Joined([sentence, *extras], "") if extras else sentence
 
 
 def describe_rule(model: Model, rule: Rule) -> str:
@@ -400,6 +429,7 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
                 )
                 when = f" [{rule.schedule}]" if rule.schedule else ""
                 services.setdefault((since, to), []).extend(s + when for s in rule.services)
+    _published_cells(model, kind_of, cells)
     rows = []
     for source in sources:
         row = {"from \\ to": source}
@@ -416,6 +446,20 @@ def policy_matrix(model: Model) -> list[dict[str, str]]:
             )
         rows.append(row)
     return rows
+
+
+def _published_cells(
+    model: Model,
+    kind_of: dict[str, str],
+    cells: dict[tuple[str, str], dict[tuple[str, str], list[str]]],
+) -> None:
+    """The internet row of the matrix: each published service, marked with its host."""
+    for entry in model.published.values():
+        zone = policy_hosts(model).get(entry.host, "")
+        services = cells.setdefault((INTERNET, kind_of.get(zone, "")), {})
+        services.setdefault(("", zone.split(".")[0]), []).extend(
+            f"{s} [{entry.host}]" for s in entry.services
+        )
 
 
 def render_graph(dot: str, output: Path) -> None:

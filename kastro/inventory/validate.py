@@ -7,9 +7,19 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any
 
+import netaddr
+
 from kastro.i18n import Joined, t
 from kastro.inventory.loader import Source
-from kastro.inventory.model import CONTROLLER_HOST, UNTRUSTED_MEDIA, Building, Model, Rule
+from kastro.inventory.model import (
+    CONTROLLER_HOST,
+    UNTRUSTED_MEDIA,
+    Building,
+    Model,
+    Published,
+    Rule,
+    Uplink,
+)
 
 # WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
 # from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
@@ -34,6 +44,8 @@ def check_model(model: Model, src: Source) -> None:
     _check_risk(model, src)
     _check_teleworkers(model, src)
     _check_backup(model, src)
+    _check_uplinks(model, src)
+    _check_published(model, src)
 
 
 def _check_buildings(model: Model, src: Source) -> None:
@@ -410,7 +422,15 @@ def _check_policy(model: Model, src: Source) -> None:
                         t("names unknown teleworker group '{name}'", name=group),
                         _known(t("teleworker groups"), model.teleworker_groups),
                     )
-            elif name != INTERNET and not _side_ok(name, zone_kinds, zone_keys, hosts, model):
+            elif name == INTERNET:
+                src.error(
+                    (*rpath, "from"),
+                    t("the internet reaches the municipality's private addresses only through "
+                      "a published service, on a public address"),
+                    t("move the rule to kastro_published, e.g. {{website: {{host: intranet, "
+                      "services: [web], ipv4: 198.51.100.3}}}} (docs/inventory.md)"),
+                )  # fmt: skip
+            elif not _side_ok(name, zone_kinds, zone_keys, hosts, model):
                 src.error(
                     (*rpath, "from"), t("names unknown zone '{name}'", name=name),
                     _zone_fix(zone_kinds),
@@ -451,15 +471,6 @@ def risky_rule(model: Model, rule: Rule) -> list[str]:
     kinds_to = {kind_of[name] for name in rule.destinations if name in kind_of}  # zones only
     kinds_from = {kind_of[name] for name in rule.sources if name in kind_of}
     found: list[str] = []
-    if INTERNET in rule.sources:
-        exposed = sorted(kinds_to & set(NEVER_FROM_INTERNET))
-        if exposed:
-            found.append(
-                t("the internet reaches {kinds} zones, which it never should",
-                  kinds=", ".join(exposed))
-            )  # fmt: skip
-        if "any" in rule.services and kinds_to:
-            found.append(t("the internet may use any service"))
     if "guest" in kinds_from and kinds_to:
         found.append(t("guests reach municipal networks, not only the internet"))
     return found
@@ -731,4 +742,156 @@ def _check_backup(model: Model, src: Source) -> None:
                   "would take both", name=dataset.host, building=server_building),
                 t("put kastro_backup.server in another building, or set "
                   "kastro_backup.allow_same_building: true (e.g. a lab)"),
+            )  # fmt: skip
+
+
+def _check_uplinks(model: Model, src: Source) -> None:
+    """An uplink's ISP network is the internet's: never the municipality's own addresses."""
+    if model.municipality is None:
+        return
+    supernets = netaddr.IPSet([*model.municipality.supernets_v4, *model.municipality.supernets_v6])
+    names = Counter(up.name for up in model.municipality.uplinks)
+    for i, up in enumerate(model.municipality.uplinks):
+        path = ("kastro_municipality", "uplinks", i)
+        if names[up.name] > 1:
+            src.error((*path, "name"), t("'{name}' names two uplinks", name=up.name),
+                      t("give each uplink its own name"))  # fmt: skip
+        for version in (4, 6):
+            net = up.network(version)
+            if net is not None and supernets & netaddr.IPSet([net]):
+                src.error(
+                    (*path, f"ipv{version}"),
+                    t("{net} overlaps the municipality's supernets", net=net),
+                    t("write the address the ISP gave this uplink (its network is the "
+                      "internet's, not the municipality's)"),
+                )  # fmt: skip
+
+
+def uplink_of(model: Model, address: netaddr.IPAddress) -> Uplink | None:
+    """The uplink whose ISP network holds a public address, or None."""
+    uplinks = model.municipality.uplinks if model.municipality else ()
+    return next(
+        (up for up in uplinks if (net := up.network(address.version)) and address in net), None
+    )
+
+
+def _check_published(model: Model, src: Source) -> None:
+    """kastro_published: a host with a planned address, known port services, public addresses
+    on an uplink's network, no port published twice, sensitive zones only with accept_risk."""
+    hosts = policy_hosts(model)
+    seen: dict[tuple[str, str, int], str] = {}
+    for name, entry in model.published.items():
+        path = ("kastro_published", name)
+        zone = hosts.get(entry.host)
+        if zone is None:
+            src.error((*path, "host"),
+                      t("'{name}' is not a server, sensor or device with an address in a zone",
+                        name=entry.host),
+                      _known(t("hosts and devices with fixed_address"), hosts))  # fmt: skip
+        _check_published_services(model, src, path, entry, seen)
+        _check_public_addresses(model, src, path, entry)
+        _check_published_sources(model, src, path, entry)
+        kind = next((z.kind for z in model.zones if z.key == zone), "")
+        if kind in NEVER_FROM_INTERNET and not entry.accept_risk.strip():
+            src.error(
+                path,
+                t("is risky: the internet reaches a {kind} zone, which it never should",
+                  kind=kind),
+                t("publish services from a servers zone; if it is really wanted, add "
+                  "accept_risk: 'why, who decided and until when' to it"),
+            )  # fmt: skip
+
+
+def _check_published_services(
+    model: Model,
+    src: Source,
+    path: tuple[Any, ...],
+    entry: Published,
+    seen: dict[tuple[str, str, int], str],
+) -> None:
+    for service in entry.services:
+        found = model.services.get(service)
+        if found is None:
+            src.error((*path, "services"), t("names unknown service '{name}'", name=service),
+                      _known(t("services"), model.services))  # fmt: skip
+            continue
+        if not any(p.protocol in ("tcp", "udp") for p in found.ports):
+            src.error((*path, "services"),
+                      t("'{name}' has no TCP or UDP port to publish", name=service),
+                      t("publish services with tcp/ or udp/ ports (the gateway answers "
+                        "ping itself)"))  # fmt: skip
+        for port in found.ports:
+            for address in (entry.ipv4, entry.ipv6):
+                if address is None or port.protocol == "icmp":
+                    continue
+                for number in (port.first, port.last):
+                    key = (str(address), port.protocol, number)
+                    other = seen.setdefault(key, entry.name)
+                    if other != entry.name:
+                        src.error((*path, "services"),
+                                  t("{address} {port} is published twice (also by '{other}')",
+                                    address=address, port=port, other=other),
+                                  t("publish it once, or give one of them another public "
+                                    "address"))  # fmt: skip
+                        break
+
+
+def _check_public_addresses(
+    model: Model, src: Source, path: tuple[Any, ...], entry: Published
+) -> None:
+    for version, address in ((4, entry.ipv4), (6, entry.ipv6)):
+        if address is None:
+            continue
+        up = uplink_of(model, address)
+        if up is None:
+            networks = [
+                str(n)
+                for u in (model.municipality.uplinks if model.municipality else ())
+                if (n := u.network(version))
+            ]
+            src.error(
+                (*path, f"ipv{version}"),
+                t("{address} is on no uplink's network", address=address),
+                t("use an address of {networks}", networks=", ".join(networks))
+                if networks
+                else t("give the uplink its address first, e.g. kastro_municipality.uplinks[0]"
+                       ".ipv{version}: {example}", version=version,
+                       example="198.51.100.2/29" if version == 4 else "2001:db8:100::2/64"),
+            )  # fmt: skip
+        elif up.building in model.buildings and model.gateway(up.building) is None:
+            src.error(
+                (*path, f"ipv{version}"),
+                t("uplink '{name}' is in building {building}, which has no gateway to forward "
+                  "it", name=up.name, building=up.building),
+                t("add a host with role: gateway to kastro_buildings.{building}",
+                  building=up.building),
+            )  # fmt: skip
+    if entry.ipv6_own:
+        v6 = model.municipality.supernets_v6 if model.municipality else ()
+        if not v6 or all(net in ULA for net in v6):
+            src.error(
+                (*path, "ipv6"),
+                t("'own' needs global IPv6 addresses, but the municipality's are unique-local "
+                  "(fc00::/7) or none"),
+                t("give a public IPv6 address of an uplink's network instead"),
+            )  # fmt: skip
+
+
+ULA = netaddr.IPNetwork("fc00::/7")
+
+
+def _check_published_sources(
+    model: Model, src: Source, path: tuple[Any, ...], entry: Published
+) -> None:
+    own = netaddr.IPSet(
+        [*model.municipality.supernets_v4, *model.municipality.supernets_v6]
+        if model.municipality
+        else []
+    )
+    for i, net in enumerate(entry.sources):
+        if own & netaddr.IPSet([net]):
+            src.error(
+                (*path, "from", i),
+                t("{net} is inside the municipality's own addresses", net=net),
+                t("list internet addresses (inside users reach a published service anyway)"),
             )  # fmt: skip

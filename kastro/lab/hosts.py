@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import netaddr
 import yaml
 
 from kastro.i18n import t
@@ -240,7 +241,18 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
     if inventory.is_dir() and _has_model(inventory):
         municipality = load_model(inventory)[0].municipality
         supernets = [*municipality.supernets_v4, *municipality.supernets_v6] if municipality else []
-        _address_hosts(lab, topo, read_previous_plan(inventory), [str(n) for n in supernets])
+        # The uplinks' ISP networks stand for the internet: the hosts reach them through
+        # their gateway (published services answer there), the outside hosts live on them.
+        isp = [
+            net
+            for up in (municipality.uplinks if municipality else ())
+            for net in (up.network(4), up.network(6))
+            if net is not None
+        ]
+        _address_hosts(
+            lab, topo, read_previous_plan(inventory), [str(n) for n in [*supernets, *isp]]
+        )
+        _address_outside(lab, [str(n) for n in isp])
     return write_overlay(lab, topo, key)
 
 
@@ -285,6 +297,25 @@ def _address_hosts(lab: str, topo: Topology, plan: dict[str, object], supernets:
                 _podman(
                     "exec", container, "ip", "route", "replace", net, "via", str(via), "dev", iface
                 )
+
+
+# Where the lab's outside hosts sit on each ISP network (home .10, attacker .20; ::10, ::20).
+OUTSIDE_OFFSETS = {"home": 10, "attacker": 20}
+
+
+def _address_outside(lab: str, networks: list[str]) -> None:
+    """The outside hosts' addresses on the uplinks' ISP networks (TEST-NET and documentation
+    prefixes in the lab inventories: they exist nowhere but inside the lab)."""
+    for name, offset in OUTSIDE_OFFSETS.items():
+        for text in networks:
+            net = netaddr.IPNetwork(text)
+            address = f"{netaddr.IPAddress(net.first + offset, net.version)}/{net.prefixlen}"
+            family = ["-6"] if net.version == 6 else []
+            extra = ["nodad"] if net.version == 6 else []
+            _podman(
+                "exec", container_name(lab, name), "ip", *family, "addr", "replace", address,
+                "dev", WAN_IFACE, *extra,
+            )  # fmt: skip
 
 
 def _keep_inside(container: str, supernets: list[str]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import interface_label, parse_port
+from kastro.inventory.published import uplink_state
 from kastro.nft import nft_set
 
 # WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
@@ -193,6 +194,8 @@ def gateway_config(
     if router_id.get("ipv6"):
         addresses.append({"interface": "lo", "address": f"{router_id['ipv6']}/128"})
     zones = _zones(plan, me, interfaces.get("zones") or {}, addresses)
+    uplink = uplink_state(variables, host)
+    addresses += [{"interface": uplink["interface"], "address": a} for a in uplink["addresses"]]
     links = _links(host, plan, me, interfaces.get("links") or {}, settings, addresses)
     return {
         "host": host,

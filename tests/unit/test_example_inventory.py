@@ -206,7 +206,7 @@ def test_hosts_inventory_groups_follow_from_the_model():
 def test_policy_reads_as_plain_sentences():
     model = validate_inventory(EXAMPLE).model
     lines = describe_policy(model)
-    assert lines[0].startswith(
+    assert lines[1].startswith(
         "staff zones (cityhall, deya, kep, library, school, village) may reach"
     )
     assert (
@@ -229,17 +229,32 @@ def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
 
 def test_a_risky_rule_with_a_reason_validates_and_the_policy_says_so(tmp_path: Path):
     reason = "vendor's remote support until 2027-03, decided by the mayor"
-    rule = f"  - from: internet\n    to: deya.scada\n    services: [web]\n    accept_risk: {reason}"
+    rule = f"  - from: guest\n    to: deya.scada\n    services: [web]\n    accept_risk: {reason}"
     rule += "\n"
     case = {"edits": [{"file": "policy.yml", "replace": "kastro_policy:\n",
                        "with": "kastro_policy:\n" + rule}]}  # fmt: skip
     inventory = broken_copy(case, tmp_path / "inv")
     main(["apply", str(inventory)])
     lines = describe_policy(validate_inventory(inventory).model)
-    assert lines[0] == (
-        "the internet may reach zone deya.scada for web (tcp/80, tcp/443)  [ΡΙΣΚΟ / RISK "
-        "accepted: vendor's remote support until 2027-03, decided by the mayor]"
+    assert lines[1] == (
+        "guest zones (cityhall, kep, library) may reach zone deya.scada for web (tcp/80, "
+        "tcp/443)  [ΡΙΣΚΟ / RISK accepted: vendor's remote support until 2027-03, decided by "
+        "the mayor]"
     )
+
+
+def test_a_published_service_says_who_reaches_it_where():
+    from kastro.inventory.project import policy_matrix
+
+    lines = describe_policy(validate_inventory(EXAMPLE).model)
+    assert lines[0].startswith(
+        "the internet may reach intranet (cityhall.servers) on 198.51.100.3 and "
+        "2001:db8:100::3 for web (tcp/80, tcp/443) [published: website]  (at most 100/second "
+        "per source)"
+    )
+    internet = next(r for r in policy_matrix(validate_inventory(EXAMPLE).model)
+                    if r["from \\ to"] == "internet")  # fmt: skip
+    assert internet["servers"] == "web [intranet] @cityhall"
 
 
 def test_topology_picture_renders(tmp_path: Path):
@@ -290,7 +305,8 @@ def test_policy_matrix_shows_who_may_reach_what():
     assert rows["guest"]["internet"] == "web, dns"
     assert rows["guest"]["servers"] == "-"
     assert rows["teleworkers.it-admins"]["management"] == "ssh, web, metrics, ping"
-    assert all(value == "-" for key, value in rows["internet"].items() if key != "from \\ to")
+    published = {key: value for key, value in rows["internet"].items() if value != "-"}
+    assert published == {"from \\ to": "internet", "servers": "web [intranet] @cityhall"}
 
 
 def test_the_matrix_says_when_only_one_buildings_zone_may_reach(tmp_path: Path):

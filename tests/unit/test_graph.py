@@ -117,7 +117,7 @@ def big_inventory(target: Path, count: int, districts: int) -> Path:
     buildings["cityhall"]["zones"]["servers"] = {"hosts": 10}
     (gv / "buildings.yml").write_text(yaml.safe_dump({"kastro_buildings": buildings}), "utf-8")
     (gv / "links.yml").write_text(yaml.safe_dump({"kastro_links": links}), "utf-8")
-    for name in ("kastro_plan.yml", "teleworkers.yml", "nis2.yml", "backup.yml"):
+    for name in ("kastro_plan.yml", "teleworkers.yml", "nis2.yml", "backup.yml", "published.yml"):
         (gv / name).unlink(missing_ok=True)
     (gv / "policy.yml").write_text("kastro_services: {}\nkastro_policy: []\n", "utf-8")
     municipality = yaml.safe_load((gv / "municipality.yml").read_text(encoding="utf-8"))

@@ -105,14 +105,15 @@ def test_reports_and_risk_checks_know_the_host(shared: Path, capsys):
     assert main(["show", "host", "printer-1", "-i", str(shared)]) == 0
     out = capsys.readouterr().out
     assert _plan(shared)["devices"]["printer-1"]["ipv4"] in out and "rule 11:" in out
-    # The internet reaching the HMI is the internet reaching an iot zone: risky.
-    path = shared / POLICY
+    # Publishing the HMI is the internet reaching an iot zone: risky.
+    path = shared / "group_vars/all/published.yml"
     path.write_text(
-        path.read_text() + "  - {from: internet, to: scada-hmi, services: [web]}\n", "utf-8"
+        path.read_text() + "  hmi: {host: scada-hmi, services: [web], ipv4: 198.51.100.9}\n",
+        "utf-8",
     )
     with pytest.raises(InvalidInventoryError) as raised:
         validate_inventory(shared)
-    assert "the internet reaches iot zones" in raised.value.errors[0].message
+    assert "the internet reaches a iot zone" in raised.value.errors[0].message
 
 
 def _ruleset(inventory: Path, host: str) -> str:

@@ -70,15 +70,14 @@ def test_a_text_is_its_english_and_says_itself_in_greek(monkeypatch):
     monkeypatch.setenv("KASTRO_LANG", "en")
     assert tr(message) == message
     risky = t("is risky: {problems}", problems=Joined(
-        [t("the internet may use any service"),
+        [t("has no public address"),
          t("guests reach municipal networks, not only the internet")]))  # fmt: skip
     assert risky == (
-        "is risky: the internet may use any service; "
-        "guests reach municipal networks, not only the internet"
+        "is risky: has no public address; guests reach municipal networks, not only the internet"
     )
     monkeypatch.setenv("KASTRO_LANG", "el")
     assert tr(risky) == (
-        "είναι επικίνδυνος: το διαδίκτυο μπορεί να χρησιμοποιήσει οποιαδήποτε υπηρεσία; "
+        "είναι επικίνδυνος: δεν έχει δημόσια διεύθυνση; "
         "οι επισκέπτες φτάνουν σε δημοτικά δίκτυα, όχι μόνο στο διαδίκτυο"
     )
 
