@@ -116,6 +116,19 @@ def _cmd_lab_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab_reach(args: argparse.Namespace) -> int:
+    from kastro.lab import reach
+
+    attempts = reach.check(Path(args.inventory), args.lab)
+    print(format_table(reach.rows(attempts)))
+    wrong = [a for a in attempts if not a.ok]
+    print(
+        tr(t("{count} attempts from the lab's internet hosts, {wrong} not as the model says",
+             count=len(attempts), wrong=len(wrong)))
+    )  # fmt: skip
+    return 1 if wrong or not attempts else 0
+
+
 def _cmd_lab_attack(args: argparse.Namespace) -> int:
     from kastro.lab import attack
 
@@ -729,6 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab_capture.add_argument(
         "-i", "--inventory", default="inventory/example", help=_("inventory directory")
     )
+    lab_reach = lab_commands.add_parser(
+        "reach",
+        help=_(
+            "what the internet reaches: the lab's internet hosts try each published service "
+            "(one connection per port) and a port that is not published"
+        ),
+    )
+    _inventory_argument(lab_reach, "inventory directory of the lab")
     lab_attack = lab_commands.add_parser(
         "attack",
         help=_(
@@ -752,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     for sub, handler in (
+        (lab_reach, _cmd_lab_reach),
         (lab_attack, _cmd_lab_attack),
         (lab_up, _cmd_lab_up),
         (lab_down, _cmd_lab_down),

@@ -142,3 +142,13 @@ def uplink_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         "interface": str(wan),
         "addresses": uplink_addresses(variables, str(planned.get("building"))),
     }
+
+
+def published_tcp_ports(variables: Mapping[str, Any], host: str) -> list[int]:
+    """The TCP ports published for `host` (the first of each range): what the lab's stand-in
+    services listen on."""
+    planned = ((variables.get("kastro_plan") or {}).get("hosts") or {}).get(host) or {}
+    mine = {str(planned.get("ipv4") or ""), str(planned.get("ipv6") or "")} - {""}
+    return sorted(
+        {int(span.split("-")[0]) for f in forwards(variables) if f.target in mine for span in f.tcp}
+    )

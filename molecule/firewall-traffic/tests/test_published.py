@@ -113,3 +113,21 @@ def test_one_source_over_the_rate_is_held_back_and_others_are_not(host):
     print("connections that got through:", flood.stdout.strip(), "held back:", held)
     assert held > 0
     assert http_status("home", f"http://{PUBLIC_V4}/") == "200"
+
+
+def test_kastro_lab_reach_finds_what_the_model_says():
+    """The admin's own check (kastro lab reach): every published port from both internet
+    hosts, open exactly where `from` admits the source, and a port that is not published."""
+    root = os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kastro.cli", "lab", "reach", f"{root}/molecule/_lab/fortress",
+         "--lab", LAB],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    ssh = [line.split() for line in lines if line.startswith("contractor-ssh")]
+    seen = sorted((row[3], row[5].split("/")[1]) for row in ssh)
+    assert seen == [("attacker", "closed"), ("home", "open")]
+    assert any(line.startswith("-") and "tcp/8080" in line for line in lines)
