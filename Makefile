@@ -123,6 +123,9 @@ demo: deps image
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml playbooks/site.yml; \
 	echo "==> ο διακομιστής αλληλογραφίας του εργαστηρίου / the lab's mail server (exim4 on the monitoring host: the SOC's mailbox)"; \
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/mail.yml; \
+	echo "==> δημοσιευμένες υπηρεσίες: τι φτάνει το διαδίκτυο του εργαστηρίου / published services: what the lab's internet hosts reach"; \
+	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/website.yml; \
+	kastro lab reach $(INVENTORY) --lab $(LAB); \
 	echo "==> τι εγκαταστάθηκε πού / what is deployed where"; \
 	kastro lab report --lab $(LAB); \
 	echo "==> βαθμοί θωράκισης ανά υπολογιστή / hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \

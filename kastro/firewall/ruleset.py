@@ -339,7 +339,11 @@ class Compiler:
         problems = interface_problems(
             str(self.me.get("role")),
             {k.split(".", 1)[1] for k, z in zones.items() if z.get("building") == building},
-            {n for n, link in links.items() if building in (link.get("ends") or {})},
+            {
+                n
+                for n, link in links.items()
+                if building in (link.get("ends") or {}) and link.get("medium") != "internet"
+            },
             self.interfaces,
         )
         text = "; ".join(f"kastro_interfaces.{path}: {msg} ({fix})" for path, msg, fix in problems)

@@ -62,6 +62,7 @@ _NUMBER_KEYS = (
     "port",
     "cost",
     "capacity_mbps",
+    "keepalive",
 )
 
 
@@ -204,14 +205,12 @@ def needs_apply(config: dict[str, Any], config_path: Path) -> list[str]:
     return reasons
 
 
-def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
-    """Make the host match the configuration; returns what changed (for the log)."""
-    changes: list[str] = []
-    previous = json.loads(STATE.read_text()) if STATE.exists() else {"addresses": [], "tunnels": []}
-
-    tunnels = [link for link in config["links"] if link.get("wireguard")]
-    for link in config["links"]:
-        run("ip", "link", "set", link["underlay"], "mtu", str(link["mtu"]), "up")
+def _apply_tunnels(links: list[dict[str, Any]], tunnels: list[dict[str, Any]]) -> list[str]:
+    """Underlays up at their MTU, each tunnel created and given its WireGuard settings."""
+    changes = []
+    for link in links:
+        if not link.get("internet"):  # the uplink's MTU is the ISP's, not the link's
+            run("ip", "link", "set", link["underlay"], "mtu", str(link["mtu"]), "up")
     for link in tunnels:
         name = link["interface"]
         if not link_exists(name):
@@ -220,6 +219,16 @@ def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
         # syncconf changes only what differs: an unchanged peer keeps its session.
         run("wg", "syncconf", name, str(WG_DIR / f"{name}.conf"))
         run("ip", "link", "set", name, "mtu", str(link["routed_mtu"]), "multicast", "on", "up")
+    return changes
+
+
+def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
+    """Make the host match the configuration; returns what changed (for the log)."""
+    changes: list[str] = []
+    previous = json.loads(STATE.read_text()) if STATE.exists() else {"addresses": [], "tunnels": []}
+
+    tunnels = [link for link in config["links"] if link.get("wireguard")]
+    changes += _apply_tunnels(config["links"], tunnels)
 
     wanted = {(a["interface"], a["address"]) for a in config["addresses"]}
     for iface, address in sorted(wanted):

@@ -21,9 +21,14 @@ from kastro.inventory.loader import Path_, Source, dotted, shown
 
 ZONE_KINDS = ("staff", "servers", "voip", "cctv", "iot", "guest", "management")
 HOST_ROLES = ("gateway", "server", "sensor", "endpoint")
-LINK_MEDIA = ("fibre", "radio", "leased", "copper")
+LINK_MEDIA = ("fibre", "radio", "leased", "copper", "internet")
 # Media the municipality does not own end to end: traffic must be encrypted.
-UNTRUSTED_MEDIA = ("radio", "leased")
+UNTRUSTED_MEDIA = ("radio", "leased", "internet")
+# A link over the public internet: a WireGuard tunnel from the branch's own uplink to the hub's
+# public address. Its default OSPF cost is above that of any real link of 2 Mbit/s or more
+# (100000 // speed), so the buildings' own links carry the traffic while they are up.
+INTERNET_MEDIUM = "internet"
+INTERNET_LINK_COST = 65000
 PROTOCOLS = ("tcp", "udp", "icmp")
 TELEWORKER_STATES = ("enabled", "revoked")
 # Always used with fullmatch: `$` would also match before a final newline ("iot\n").
@@ -689,7 +694,7 @@ LINK_FIELDS: Fields = {
     # OSPF's usual reference: 100 Gbit/s, so 1 Gbit/s costs 100 and 10 Mbit/s 10000.
     "cost": Field(
         int,
-        Derived(lambda got: max(1, 100_000 // got["capacity_mbps"]) if got["capacity_mbps"] else 1),
+        Derived(lambda got: _default_cost(got["medium"], got["capacity_mbps"])),
         in_range(1, 65535),
         t("give an OSPF cost 1..65535 (lower is preferred), or remove it"),
     ),
@@ -705,6 +710,14 @@ LINK_FIELDS: Fields = {
     "description": Field(None),
     **_register(reg.LINK_REGISTER),
 }
+
+
+def _default_cost(medium: str | None, capacity: int | None) -> int:
+    """OSPF's cost from the speed (reference 100 Gbit/s); the internet's above the real links'."""
+    by_speed = max(1, 100_000 // capacity) if capacity else 1
+    return max(by_speed, INTERNET_LINK_COST) if medium == INTERNET_MEDIUM else by_speed
+
+
 SERVICE_FIELDS: Fields = {
     "ports": Field(list, fix=t("list ports such as [tcp/80, tcp/443]")),
     "description": Field(str, ""),

@@ -16,8 +16,8 @@ import netaddr
 
 from kastro.i18n import t
 from kastro.inventory.loader import Source
-from kastro.inventory.model import Host, Model, Zone
-from kastro.inventory.validate import WIREGUARD_OVERHEAD, needed_prefix
+from kastro.inventory.model import INTERNET_MEDIUM, Host, Model, Zone
+from kastro.inventory.validate import WIREGUARD_OVERHEAD, internet_hub, needed_prefix
 
 PLAN_VERSION = 1
 V6_ZONE_PREFIX = 64
@@ -316,6 +316,8 @@ class _Allocator:
             }
             if net6 is not None:
                 entry["ipv6"] = str(net6)
+            if link.medium == INTERNET_MEDIUM:
+                entry["hub"] = internet_hub(self.model, link)
             out[link.name] = entry
         return out
 

@@ -21,7 +21,7 @@ from kastro.inventory.loader import (
     load_bounded,
     load_source,
 )
-from kastro.inventory.model import Model, Published, Rule, parse_model
+from kastro.inventory.model import INTERNET_MEDIUM, Model, Published, Rule, parse_model
 from kastro.inventory.plan import PLAN_SECTIONS, PlanResult, make_plan, runs_vpn
 from kastro.inventory.validate import (
     INTERNET,
@@ -130,7 +130,11 @@ def check_host_vars(inventory: Path, model: Model, src: Source) -> None:
             if not isinstance(data, dict) or "kastro_interfaces" not in data:
                 continue
             building = model.buildings[host.building]
-            links = {n for n, link in model.links.items() if host.building in link.ends}
+            links = {
+                n
+                for n, link in model.links.items()
+                if host.building in link.ends and link.medium != INTERNET_MEDIUM
+            }  # a link over the internet rides on the uplink (wan)
             for where, message, fix in interface_problems(
                 host.role, set(building.zones), links, data["kastro_interfaces"]
             ):

@@ -13,8 +13,10 @@ from kastro.i18n import Joined, t
 from kastro.inventory.loader import Source
 from kastro.inventory.model import (
     CONTROLLER_HOST,
+    INTERNET_MEDIUM,
     UNTRUSTED_MEDIA,
     Building,
+    Link,
     Model,
     Published,
     Rule,
@@ -45,6 +47,7 @@ def check_model(model: Model, src: Source) -> None:
     _check_teleworkers(model, src)
     _check_backup(model, src)
     _check_uplinks(model, src)
+    _check_internet_links(model, src)
     _check_published(model, src)
 
 
@@ -895,3 +898,50 @@ def _check_published_sources(
                 t("{net} is inside the municipality's own addresses", net=net),
                 t("list internet addresses (inside users reach a published service anyway)"),
             )  # fmt: skip
+
+
+def internet_hub(model: Model, link: Link) -> str:
+    """The end of an internet link that the other reaches: the first whose building has an
+    uplink with a fixed public IPv4 address ('' when neither has one)."""
+    uplinks = model.municipality.uplinks if model.municipality else ()
+    fixed = {up.building for up in uplinks if up.ipv4 is not None}
+    return next((end for end in link.ends if end in fixed), "")
+
+
+def _check_internet_links(model: Model, src: Source) -> None:
+    """A link over the internet needs a hub with a fixed public address and a branch with an
+    uplink of its own (any address: behind NAT works), both with a gateway, and no more
+    capacity than the slower uplink."""
+    uplinks = model.municipality.uplinks if model.municipality else ()
+    for link in model.links.values():
+        if link.medium != INTERNET_MEDIUM or not set(link.ends) <= set(model.buildings):
+            continue
+        path = ("kastro_links", link.name)
+        hub = internet_hub(model, link)
+        if not hub:
+            src.error(
+                (*path, "ends"),
+                t("neither {first} nor {second} has an uplink with a fixed public address for "
+                  "the other to reach", first=link.ends[0], second=link.ends[1]),
+                t("give the hub's uplink its address, e.g. kastro_municipality.uplinks[0].ipv4: "
+                  "198.51.100.2/29"),
+            )  # fmt: skip
+            continue
+        for end in link.ends:
+            speeds = [up.capacity_mbps for up in uplinks if up.building == end]
+            if not speeds:
+                src.error(
+                    (*path, "ends"),
+                    t("{building} has no uplink to reach the internet over", building=end),
+                    t("add its connection, e.g. kastro_municipality.uplinks: [{{name: "
+                      "{building}-4g, building: {building}, capacity_mbps: 20}}]",
+                      building=end),
+                )  # fmt: skip
+            elif link.capacity_mbps > max(speeds):
+                src.error(
+                    (*path, "capacity_mbps"),
+                    t("is {capacity}, more than {building}'s uplink carries ({speed})",
+                      capacity=link.capacity_mbps, building=end, speed=max(speeds)),
+                    t("give the tunnel at most the slower uplink's speed, so QoS shapes "
+                      "before the ISP drops"),
+                )  # fmt: skip

@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import netaddr
 import yaml
@@ -25,6 +26,7 @@ from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab import switch
 from kastro.lab.image import IMAGE_NAME
 from kastro.lab.topology import (
+    ISP_NAT,
     OUTSIDE_GROUP,
     OUTSIDE_HOSTS,
     WAN_IFACE,
@@ -239,21 +241,26 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
     _write_ssh_config(lab, topo, key)
     _reapply_captures(lab, topo, pids)
     if inventory.is_dir() and _has_model(inventory):
-        municipality = load_model(inventory)[0].municipality
-        supernets = [*municipality.supernets_v4, *municipality.supernets_v6] if municipality else []
-        # The uplinks' ISP networks stand for the internet: the hosts reach them through
-        # their gateway (published services answer there), the outside hosts live on them.
-        isp = [
-            net
-            for up in (municipality.uplinks if municipality else ())
-            for net in (up.network(4), up.network(6))
-            if net is not None
-        ]
-        _address_hosts(
-            lab, topo, read_previous_plan(inventory), [str(n) for n in [*supernets, *isp]]
-        )
-        _address_outside(lab, [str(n) for n in isp])
+        _address_lab(lab, topo, inventory)
     return write_overlay(lab, topo, key)
+
+
+def _address_lab(lab: str, topo: Topology, inventory: Path) -> None:
+    """Addresses and routes no role sets in the lab: the hosts in their zones, the outside
+    hosts on the uplinks' ISP networks, the buildings behind the ISP's NAT."""
+    municipality = load_model(inventory)[0].municipality
+    supernets = [*municipality.supernets_v4, *municipality.supernets_v6] if municipality else []
+    # The uplinks' ISP networks stand for the internet: the hosts reach them through their
+    # gateway (published services answer there), the outside hosts live on them.
+    isp = [
+        net
+        for up in (municipality.uplinks if municipality else ())
+        for net in (up.network(4), up.network(6))
+        if net is not None
+    ]
+    _address_hosts(lab, topo, read_previous_plan(inventory), [str(n) for n in [*supernets, *isp]])
+    _address_outside(lab, [str(n) for n in isp])
+    _address_behind_nat(lab, topo, [n for n in isp if n.version == 4], supernets)
 
 
 def _address_hosts(lab: str, topo: Topology, plan: dict[str, object], supernets: list[str]) -> None:
@@ -316,6 +323,55 @@ def _address_outside(lab: str, networks: list[str]) -> None:
                 "exec", container_name(lab, name), "ip", *family, "addr", "replace", address,
                 "dev", WAN_IFACE, *extra,
             )  # fmt: skip
+
+
+# The ISP's NAT: its address on the internet segment, and 100.64.N.0/24 (RFC 6598 shared
+# address space, what carrier-grade NAT uses) towards the N-th building behind it.
+ISP_NAT_OFFSET = 30
+NAT_SIDE = "100.64.{index}.{host}/24"
+ISP_NAT_RULESET = """table ip lab_isp_nat
+delete table ip lab_isp_nat
+table ip lab_isp_nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "WAN" ip saddr 100.64.0.0/10 masquerade
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        oifname "WAN" ip saddr 100.64.0.0/10 accept
+    }
+}
+"""
+
+
+def _address_behind_nat(
+    lab: str, topo: Topology, networks: list[netaddr.IPNetwork], supernets: list[Any]
+) -> None:
+    """The buildings whose uplinks have no fixed address reach the internet segment through
+    the lab's ISP NAT, as a village office on 4G does: their gateway's packets leave with the
+    NAT's address, and nothing on the internet side can open a connection to them."""
+    if ISP_NAT not in topo.hosts or not networks:
+        return
+    nat = container_name(lab, ISP_NAT)
+    first = networks[0]
+    outside = f"{netaddr.IPAddress(first.first + ISP_NAT_OFFSET)}/{first.prefixlen}"
+    _podman("exec", nat, "ip", "addr", "replace", outside, "dev", WAN_IFACE)
+    _keep_inside(nat, [str(n) for n in supernets])
+    ruleset = ISP_NAT_RULESET.replace("WAN", WAN_IFACE)
+    _podman("exec", "-i", nat, "nft", "-f", "-", stdin=ruleset)
+    sides = [n for n in topo.networks if n.kind == "isp"]
+    for index, network in enumerate(sorted(sides, key=lambda n: n.name), start=1):
+        gateway = next(a for a in network.members if a.host != ISP_NAT)
+        router = next(a for a in network.members if a.host == ISP_NAT)
+        near = NAT_SIDE.format(index=index, host=1)
+        _podman("exec", nat, "ip", "addr", "replace", near, "dev", router.iface)
+        inside = container_name(lab, gateway.host)
+        far = NAT_SIDE.format(index=index, host=2)
+        _podman("exec", inside, "ip", "addr", "replace", far, "dev", gateway.iface)
+        for net in networks:  # the default route stays on the lab's management network
+            _podman("exec", inside, "ip", "route", "replace", str(net), "via",
+                    near.split("/")[0], "dev", gateway.iface)  # fmt: skip
 
 
 def _keep_inside(container: str, supernets: list[str]) -> None:

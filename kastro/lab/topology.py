@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from kastro.inventory.model import Model, interface_label
+from kastro.inventory.model import INTERNET_MEDIUM, Model, interface_label
 
 IFNAMSIZ = 15  # Linux interface names hold at most 15 characters
 MANAGEMENT_IFACE = "eth0"  # podman's interface on the management network
@@ -17,6 +17,9 @@ WAN_IFACE = "wan"
 # Hosts on the internet side of the lab that the inventory does not describe.
 OUTSIDE_HOSTS = ("home", "attacker")
 OUTSIDE_GROUP = "lab_outside"
+# The ISP's carrier-grade NAT in front of the buildings whose uplinks have no fixed address
+# (4G, ADSL): their gateways sit on a network of their own behind it, as village offices do.
+ISP_NAT = "isp-nat"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def _link_networks(model: Model) -> list[Network]:
     pairs = {link.name: link.ends for link in model.links.values()}
     networks = []
     for link in sorted(model.links.values(), key=lambda link: link.name):
+        if link.medium == INTERNET_MEDIUM:
+            continue  # no cable: the tunnel rides on both ends' uplinks
         members = []
         for here in link.ends:
             gateway = model.gateway(here)
@@ -120,14 +125,37 @@ def build_topology(model: Model) -> Topology:
             topo.networks.append(Network(f"zone:{zone.key}", "zone", tuple(members)))
 
     topo.networks += _link_networks(model)
-    uplinked = sorted(
-        {u.building for u in model.municipality.uplinks} if model.municipality else set()
-    )
+    _internet_networks(model, topo)
+    return topo
+
+
+def _internet_networks(model: Model, topo: Topology) -> None:
+    """The internet segment: the gateways of buildings with a fixed uplink address and the
+    outside hosts; behind the ISP's NAT, one network per building whose uplinks have none."""
+    uplinks = model.municipality.uplinks if model.municipality else ()
+    uplinked = sorted({u.building for u in uplinks})
+    fixed = {u.building for u in uplinks if u.ipv4 is not None}
     internet = []
+    behind_nat = []
     for building_name in uplinked or [b.name for b in model.buildings.values() if b.city_hall]:
         gateway = model.gateway(building_name)
-        if gateway:
+        if gateway is None:
+            continue
+        if fixed and building_name not in fixed:
+            behind_nat.append((building_name, gateway.name))
+        else:
             internet.append(Attachment(gateway.name, WAN_IFACE))
     internet += [Attachment(name, WAN_IFACE) for name in OUTSIDE_HOSTS]
+    if behind_nat:
+        topo.hosts[ISP_NAT] = LabHostSpec(ISP_NAT, ISP_NAT, None, forwarding=True)
+        internet.append(Attachment(ISP_NAT, WAN_IFACE))
     topo.networks.append(Network("internet", "internet", tuple(internet)))
-    return topo
+    for building_name, gateway_name in behind_nat:
+        topo.networks.append(
+            Network(
+                f"isp:{building_name}",
+                "isp",
+                (Attachment(gateway_name, WAN_IFACE),
+                 Attachment(ISP_NAT, iface_name("c-", building_name))),
+            )
+        )  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 
 import netaddr
 
-from kastro.inventory.model import interface_label, parse_port
+from kastro.inventory.model import INTERNET_MEDIUM, interface_label, parse_port
 from kastro.inventory.published import uplink_state
 from kastro.nft import nft_set
 
@@ -196,7 +196,7 @@ def gateway_config(
     zones = _zones(plan, me, interfaces.get("zones") or {}, addresses)
     uplink = uplink_state(variables, host)
     addresses += [{"interface": uplink["interface"], "address": a} for a in uplink["addresses"]]
-    links = _links(host, plan, me, interfaces.get("links") or {}, settings, addresses)
+    links = _links(host, plan, me, variables, settings, addresses)
     return {
         "host": host,
         "building": str(me["building"]),
@@ -237,10 +237,23 @@ def _zones(
     return zones
 
 
+def _hub_addresses(variables: Mapping[str, Any]) -> dict[str, str]:
+    """Each building's fixed public IPv4 address (its first uplink with one): where the
+    branches' internet links reach it."""
+    out: dict[str, str] = {}
+    for up in (variables.get("kastro_municipality") or {}).get("uplinks") or ():
+        if up.get("ipv4"):
+            out.setdefault(str(up["building"]), str(netaddr.IPNetwork(str(up["ipv4"])).ip))
+    return out
+
+
 def _ends(
-    host: str, plan: Mapping[str, Any], me: Mapping[str, Any], link_ifaces: Mapping[str, str]
+    host: str, plan: Mapping[str, Any], me: Mapping[str, Any], variables: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The gateway's end of each of its links, unshaped, each with its `_addresses`."""
+    """The gateway's end of each of its links, unshaped, each with its `_addresses`. A link
+    over the internet rides on the uplink (kastro_interfaces.wan)."""
+    interfaces = variables.get("kastro_interfaces") or {}
+    link_ifaces = dict(interfaces.get("links") or {})
     building = str(me["building"])
     ends = []
     ports_seen: dict[int, str] = {}
@@ -248,6 +261,13 @@ def _ends(
         if building not in link["ends"]:
             continue
         peer = next(b for b in link["ends"] if b != building)
+        if link.get("medium") == INTERNET_MEDIUM:
+            if not interfaces.get("wan"):
+                raise LinksConfigError(
+                    f"kastro_interfaces.wan: {host} has no uplink interface for link '{name}' "
+                    f"over the internet (to {peer}); set kastro_interfaces.wan in its host_vars"
+                )
+            link_ifaces[name] = str(interfaces["wan"])
         if name not in link_ifaces:
             raise LinksConfigError(
                 f"kastro_interfaces.links.{name}: {host} has no interface for link '{name}' "
@@ -260,6 +280,8 @@ def _ends(
             building,
         )
         entry = _link_end(name, link, building, peer, str(link_ifaces[name]), label)
+        if link.get("medium") == INTERNET_MEDIUM:
+            _over_internet(entry, link, building, _hub_addresses(variables))
         if link["encrypted"]:
             port = entry["wireguard"]["port"]
             if port in ports_seen:
@@ -278,8 +300,7 @@ def link_ends(host: str, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     addresses or QoS: what the firewall must know of the links. [] when it has none."""
     plan = variables.get("kastro_plan") or {}
     me = (plan.get("hosts") or {}).get(host) or {}
-    link_ifaces = (variables.get("kastro_interfaces") or {}).get("links") or {}
-    ends = _ends(host, plan, me, link_ifaces) if me.get("building") else []
+    ends = _ends(host, plan, me, variables) if me.get("building") else []
     for entry in ends:
         entry.pop("_addresses")
     return ends
@@ -289,14 +310,14 @@ def _links(
     host: str,
     plan: Mapping[str, Any],
     me: Mapping[str, Any],
-    link_ifaces: Mapping[str, str],
+    variables: Mapping[str, Any],
     settings: Mapping[str, Any],
     addresses: list[dict[str, str]],
 ) -> list[dict[str, Any]]:
     """The gateway's end of each of its links, shaped; their addresses go into `addresses`."""
     classes = parse_classes(settings.get("qos_classes") or ())
     links = []
-    for entry in _ends(host, plan, me, link_ifaces):
+    for entry in _ends(host, plan, me, variables):
         addresses += entry.pop("_addresses")
         _shape(entry, plan["links"][entry["name"]], settings, classes)
         links.append(entry)
@@ -354,6 +375,30 @@ def _link_end(
             )
     entry["_addresses"] = addresses
     return entry
+
+
+def _over_internet(
+    entry: dict[str, Any], link: Mapping[str, Any], building: str, hubs: Mapping[str, str]
+) -> None:
+    """A link over the internet: no underlay addresses of its own (the uplink has its own);
+    the branch sends to the hub's public address and keeps its NAT mapping open, the hub
+    answers wherever the branch's packets come from (it never needs the branch's address)."""
+    hub = str(link.get("hub") or "")
+    wireguard = entry["wireguard"]
+    wireguard.pop("address")
+    entry["_addresses"] = [a for a in entry["_addresses"] if a["interface"] != entry["underlay"]]
+    entry["internet"] = True
+    if building == hub:
+        wireguard.pop("peer_endpoint")
+        wireguard["keepalive"] = 0
+    else:
+        if hub not in hubs:
+            raise LinksConfigError(
+                f"kastro_links.{entry['name']}: the hub {hub or '(none)'} has no uplink with a "
+                "fixed public ipv4 in kastro_municipality.uplinks; run 'kastro validate'"
+            )
+        wireguard["peer_endpoint"] = f"{hubs[hub]}:{wireguard['port']}"
+        wireguard["keepalive"] = 25
 
 
 def _shape(

@@ -23,11 +23,9 @@ ListenPort = {port}
 [Peer]
 PublicKey = {peer_public_key}
 PresharedKey = {preshared_key}
-Endpoint = {endpoint}
-# One peer per tunnel: whatever OSPF routes over this link may pass.
+{endpoint}# One peer per tunnel: whatever OSPF routes over this link may pass.
 AllowedIPs = 0.0.0.0/0, ::/0
-PersistentKeepalive = 25
-"""
+{keepalive}"""
 
 
 class WireguardKeyError(ValueError):
@@ -59,8 +57,15 @@ def settings(link: Mapping[str, Any], private_key: str, secrets: Path) -> str:
         port=int(link["wireguard"]["port"]),
         peer_public_key=read_key(secrets, f"{link['peer_gateway']}.pub"),
         preshared_key=read_key(secrets, f"{link['name']}.psk"),
-        endpoint=link["wireguard"]["peer_endpoint"],
+        endpoint=_line("Endpoint", link["wireguard"].get("peer_endpoint")),
+        keepalive=_line("PersistentKeepalive", link["wireguard"].get("keepalive", 25)),
     )
+
+
+def _line(key: str, value: Any) -> str:
+    """`Key = value` and a newline; nothing for an empty value (a hub of internet links
+    learns each branch's endpoint from its packets and keeps nothing alive itself)."""
+    return f"{key} = {value}\n" if value else ""
 
 
 def tunnel_files(

@@ -198,6 +198,7 @@ def test_hosts_inventory_groups_follow_from_the_model():
         "school-gw",
         "deya-gw",
         "village-gw",
+        "platanos-gw",
     }
     assert hosts["hosts"]["fileserver"]["kastro_zone"] == "servers"
     assert "fileserver" in hosts["children"]["building_cityhall"]["hosts"]
@@ -207,7 +208,7 @@ def test_policy_reads_as_plain_sentences():
     model = validate_inventory(EXAMPLE).model
     lines = describe_policy(model)
     assert lines[1].startswith(
-        "staff zones (cityhall, deya, kep, library, school, village) may reach"
+        "staff zones (cityhall, deya, kep, library, platanos, school, village) may reach"
     )
     assert (
         "teleworkers of group 'finance' may reach zone cityhall.servers for web (tcp/80, tcp/443)"

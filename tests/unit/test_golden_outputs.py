@@ -34,6 +34,7 @@ INVENTORIES = {
     "fortress": ROOT / "molecule/_lab/fortress",
     "ring": ROOT / "molecule/_lab/ring",
     "remote": ROOT / "molecule/_lab/remote",
+    "branch": ROOT / "molecule/_lab/branch",
 }
 LINKS_DEFAULTS = yaml.safe_load((ROOT / "roles/links/defaults/main.yml").read_text())
 LINKS_SETTINGS = {

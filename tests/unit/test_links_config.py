@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kastro.controller.model_vars import model_variables
 from kastro.inventory.project import plan_inventory, write_plan
 from kastro.lab.topology import build_topology
 from kastro.links.config import (
@@ -40,7 +41,11 @@ def configs(inventory: Path) -> dict[str, dict]:
     plan = planned.result.data
     out = {}
     for host in sorted(plan["router_ids"]):
-        variables = {"kastro_plan": plan, "kastro_interfaces": topology.interface_vars(host)}
+        variables = {
+            "kastro_municipality": model_variables(inventory).get("kastro_municipality") or {},
+            "kastro_plan": plan,
+            "kastro_interfaces": topology.interface_vars(host),
+        }
         out[host] = gateway_config(host, variables, SETTINGS)
     return out
 

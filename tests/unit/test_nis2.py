@@ -374,7 +374,7 @@ def test_the_article_21_map_covers_a_to_j_with_counts_from_the_model(tmp_path, c
     assert f"{len(untrusted)} of {len(untrusted)}" in found["21(2)(h)"]["evidence"][0]
     assert found["21(2)(h)"]["status"] == "evidenced"
     assert "NIS2 incidents: 1; αλυσίδα hash ακέραιη" in " ".join(found["21(2)(b)"]["evidence"])
-    assert "links with a supplier: 1 of 6" in found["21(2)(d)"]["evidence"][0]
+    assert "links with a supplier: 1 of 7" in found["21(2)(d)"]["evidence"][0]
     continuity = " ".join(found["21(2)(c)"]["evidence"])
     assert "datasets backed up: 2 (controller, shares)" in continuity
     assert "append-only copy on vault" in continuity

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from kastro.cli import main
+from kastro.controller.model_vars import model_variables
 from kastro.inventory.project import plan_inventory, validate_inventory
 from kastro.lab.topology import build_topology
 from kastro.links.config import gateway_config
@@ -43,7 +44,11 @@ def configs(inventory: Path) -> dict[str, dict]:
     return {
         host: gateway_config(
             host,
-            {"kastro_plan": plan, "kastro_interfaces": topology.interface_vars(host)},
+            {
+                "kastro_municipality": model_variables(inventory).get("kastro_municipality") or {},
+                "kastro_plan": plan,
+                "kastro_interfaces": topology.interface_vars(host),
+            },
             SETTINGS,
         )
         for host in sorted(plan["router_ids"])

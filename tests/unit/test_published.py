@@ -82,3 +82,54 @@ def test_the_uplink_carries_its_own_and_the_public_addresses():
     wan = [a["address"] for a in config["addresses"] if a["interface"] == "wan"]
     assert wan == uplink_addresses(variables, "cityhall")
     assert uplink_addresses(variables, "kep") == []
+
+
+def test_an_internet_branch_changes_the_links_of_no_gateway_but_the_hub(tmp_path):
+    """Issue #22: the example's village office over the internet (platanos); without it, every
+    other gateway's link settings (addresses, tunnels, ports, QoS) are byte for byte the same."""
+    import shutil
+
+    import yaml
+
+    from kastro.cli import main
+    from kastro.inventory.project import plan_inventory
+    from kastro.lab.topology import build_topology
+    from tests.unit.test_firewall_ruleset import EXAMPLE
+
+    def links_of(inventory):
+        planned = plan_inventory(inventory)
+        variables = {}
+        for path in sorted((inventory / "group_vars" / "all").glob("*.yml")):
+            variables.update(yaml.safe_load(path.read_text()) or {})
+        variables["kastro_plan"] = planned.result.data
+        topology = build_topology(planned.model)
+        return {
+            host: gateway_config(
+                host, {**variables, "kastro_interfaces": topology.interface_vars(host)},
+                LINKS_SETTINGS,
+            )
+            for host in planned.result.data["router_ids"]
+        }  # fmt: skip
+
+    without = tmp_path / "inv"
+    shutil.copytree(EXAMPLE, without)
+    gv = without / "group_vars" / "all"
+    for name, start, end in (
+        ("buildings.yml", "\n  platanos:\n", None),
+        ("links.yml", "  platanos-cityhall:", None),
+        ("municipality.yml", "    - name: platanos-4g", "  mtu: 1500"),
+    ):
+        text = (gv / name).read_text()
+        cut = text.index(start)
+        rest = text.index(end) if end else len(text)
+        (gv / name).write_text(text[:cut] + ("\n" if end is None else "") + text[rest:])
+    assert main(["apply", "-i", str(without)]) == 0
+    before, after = links_of(without), links_of(EXAMPLE)
+    changed = sorted(h for h in before if before[h] != after[h])
+    assert changed == ["cityhall-gw"]
+    tunnel = next(e for e in after["platanos-gw"]["links"] if e["name"] == "platanos-cityhall")
+    assert tunnel["underlay"] == "wan" and tunnel["cost"] == 65000
+    assert tunnel["wireguard"]["peer_endpoint"].startswith("198.51.100.2:")
+    assert tunnel["wireguard"]["keepalive"] == 25
+    hub = next(e for e in after["cityhall-gw"]["links"] if e["name"] == "platanos-cityhall")
+    assert "peer_endpoint" not in hub["wireguard"]
