@@ -896,7 +896,8 @@ def _check_published_sources(
             src.error(
                 (*path, "from", i),
                 t("{net} is inside the municipality's own addresses", net=net),
-                t("list internet addresses (inside users reach a published service anyway)"),
+                t("list internet addresses (inside users reach the host by the policy, on its "
+                  "own address)"),
             )  # fmt: skip
 
 
