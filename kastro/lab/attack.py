@@ -237,7 +237,9 @@ def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Cont
     every = gateways.load(inventories)
     probe = gateways.probe_host(inventories, "attacker")
     target = _gateway_address(inventory)
-    before = verify.verify(every, probe, target, "unblock").as_dict()
+    # From the scan's own address: the attacker also has one on the internet segment (where
+    # published services are tried), which the block is not about.
+    before = verify.verify(every, probe, target, "unblock", source).as_dict()
     store = DecisionStore(state_dir(lab) / "respond")
     report = actions.block(
         store,
@@ -246,7 +248,7 @@ def contain(inventory: Path, lab: str, outcome: Outcome, ttl: int = 600) -> Cont
         ttl,
         f"demo: port scan of {outcome.targets.sensor} (KastroAttackDetected)",
         operator(),
-        lambda action: verify.verify(every, probe, target, action).as_dict(),
+        lambda action: verify.verify(every, probe, target, action, source).as_dict(),
     )
     metrics.write(store)
     return Containment(inventory, source, target, before, report.as_dict())

@@ -5,6 +5,7 @@ release when the probe was answered. In tests the probe host is the lab's attack
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,13 +33,18 @@ class Verification:
         return asdict(self)
 
 
-def verify(hosts: Sequence[Gateway], probe: Gateway, target: str, action: str) -> Verification:
+def verify(
+    hosts: Sequence[Gateway], probe: Gateway, target: str, action: str, source: str = ""
+) -> Verification:
     """Probe `target` from `probe` and count the drops on `hosts` (`action`: block, unblock,
-    isolate, release). `target` has been checked as one address already."""
+    isolate, release). `target` has been checked as one address already; `source`, when given,
+    is the probe's own address to send from (the one that was blocked, on a probe host that
+    has several)."""
     kind = "isolate" if action in ("isolate", "release") else "block"
     out = Verification(probe.name, target)
     before = execute.run(hosts, ["counters"])
-    sent = execute.run_command([probe], [*PING, target])[probe.name]
+    pinned = ["-I", str(ipaddress.ip_address(source))] if source else []
+    sent = execute.run_command([probe], [*PING, *pinned, target])[probe.name]
     after = execute.run(hosts, ["counters"])
     if not sent.ok:
         out.error = f"the probe from {probe.name} did not run: {sent.error}"
