@@ -16,7 +16,7 @@ from pathlib import Path
 
 import netaddr
 
-from kastro.controller.model_vars import model_variables
+from kastro.inventory.project import load_model, read_previous_plan
 from kastro.inventory.published import Forward, forwards
 from kastro.lab.hosts import container_name, podman
 from kastro.lab.topology import OUTSIDE_HOSTS
@@ -88,7 +88,8 @@ def _ports(forward: Forward) -> list[int]:
 def check(inventory: Path, lab: str) -> list[Attempt]:
     """Every published TCP port of every public address, from each outside host, and one
     unpublished port per address."""
-    found = [f for f in forwards(model_variables(inventory)) if f.public]
+    variables = {**load_model(inventory)[1].data, "kastro_plan": read_previous_plan(inventory)}
+    found = [f for f in forwards(variables) if f.public]
     attempts: list[Attempt] = []
     published_ports: dict[str, set[int]] = {}
     for f in found:

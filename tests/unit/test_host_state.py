@@ -98,7 +98,7 @@ def test_management_networks_are_every_buildings_management_zone(example):
     state = host_state(example["fileserver"], "fileserver")["firewall"]
     zones = example["fileserver"]["kastro_plan"]["zones"]
     keys = [k for k in zones if k.endswith(".management")]
-    assert len(keys) == 6
+    assert len(keys) == 7
     assert state["management_networks"] == [zones[k]["ipv4"] for k in keys] + [
         zones[k]["ipv6"] for k in keys
     ]
