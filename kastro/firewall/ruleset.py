@@ -27,7 +27,7 @@ from typing import Any
 
 import netaddr
 
-from kastro.inventory.model import Schedule, parse_port, parse_schedule
+from kastro.inventory.model import Port, Schedule, parse_port, parse_schedule
 from kastro.inventory.plan import (
     BACKUP_SSH_PORT,
     EVENTS_PORT,
@@ -297,6 +297,27 @@ def _backup_hosts(variables: Mapping[str, Any]) -> tuple[str, list[str]]:
     return str(backup.get("server") or ""), sorted(
         {str(d["host"]) for d in datasets if d.get("host")}
     )
+
+
+def _first_clash(proto: str, span: str, taken: list[tuple[Port, str]]) -> tuple[int, str] | None:
+    """The lowest port of `span` that one of the `taken` ports (and its owner's name) covers."""
+    first, _, last = span.partition("-")
+    low, high = int(first), int(last or first)
+    clashes = [
+        (max(low, port.first), name)
+        for port, name in taken
+        if port.protocol == proto and port.first <= high and low <= port.last
+    ]
+    return min(clashes, key=lambda clash: clash[0]) if clashes else None
+
+
+def _published_ports(forward: Forward) -> list[str]:
+    """'tcp dport { 80, 443 }' (and the UDP one) of a published service."""
+    return [
+        f"{proto} dport {nft_set(merge_ports(spans))}"
+        for proto, spans in (("tcp", forward.tcp), ("udp", forward.udp))
+        if spans
+    ]
 
 
 class Compiler:
@@ -731,15 +752,11 @@ class Compiler:
 
     def published_match(self, forward: Forward, dnat: bool) -> list[str]:
         """Address and port matches of one published service (after DNAT: the host's)."""
-        ip = "ip" if forward.family == 4 else "ip6"
+        ip = forward.nft
         head = f"{ip} daddr {forward.public if dnat else forward.target} "
         if forward.sources and not dnat:
             head += f"{ip} saddr {nft_set(list(forward.sources))} "
-        return [
-            f"{head}{proto} dport {nft_set(merge_ports(spans))} "
-            for proto, spans in (("tcp", forward.tcp), ("udp", forward.udp))
-            if spans
-        ]
+        return [f"{head}{ports} " for ports in _published_ports(forward)]
 
     def published_forward(self, ports: GatewayPorts) -> None:
         """DNAT of each public address and port to its host (whoever asks: the internet, or
@@ -750,25 +767,26 @@ class Compiler:
         self.check_published_ports(here)
         for f in here:
             counter = self.out.counter(f"published_{f.key}", f"published {f.name} (DNAT)")
-            family = "ip" if f.family == 4 else "ip6"
             for match in self.published_match(f, dnat=True):
-                self.out.dnat.append(f"{match}{counter} dnat {family} to {f.target}")
+                self.out.dnat.append(f"{match}{counter} dnat {f.nft} to {f.target}")
             self.published_accept(f, "ct status dnat ")
-        for f in self.forwards:
-            # Translated elsewhere (or an 'own' IPv6 address, never translated): the host's
-            # gateway admits it, and so does every gateway it enters from the internet.
-            if f not in here and (f.building == ports.building or (ports.wan and not f.public)):
-                self.published_accept(f, "")
-        if self.forwards:
-            self.out.summary += [
-                f"internet -> {f.target}: published {f.name} ({f.public or 'own address'})"
-                for f in self.forwards
-                if f in here or f.building == ports.building or (ports.wan and not f.public)
-            ]
+        # Translated elsewhere (or an 'own' IPv6 address, never translated): the host's
+        # gateway admits it, and so does every gateway it enters from the internet.
+        elsewhere = [
+            f
+            for f in self.forwards
+            if f not in here and (f.building == ports.building or (ports.wan and not f.public))
+        ]
+        for f in elsewhere:
+            self.published_accept(f, "")
+        self.out.summary += [
+            f"internet -> {f.target}: published {f.name} ({f.public or 'own address'})"
+            for f in self.forwards
+            if f in here or f in elsewhere
+        ]
 
     def published_accept(self, f: Forward, prefix: str) -> None:
         counter = self.out.counter(f"published_{f.key}_in", f"published {f.name} (forward)")
-        ip = "ip" if f.family == 4 else "ip6"
         for match in self.published_match(f, dnat=False):
             if f.rate:
                 meter = f"published_rate_{f.key}"
@@ -777,7 +795,7 @@ class Compiler:
                     f"published_{f.key}_limited", f"published {f.name}: over {f.rate}"
                 )
                 self.out.forward.append(
-                    f"{prefix}{match}ct state new update @{meter} {{ {ip} saddr limit rate "
+                    f"{prefix}{match}ct state new update @{meter} {{ {f.nft} saddr limit rate "
                     f"over {f.rate} }} {limited} drop"
                 )
             self.out.forward.append(
@@ -793,27 +811,25 @@ class Compiler:
             for v in (4, 6)
             if up.get(f"ipv{v}")
         }
-        taken: dict[tuple[str, int], str] = {}
-        for item in self.settings.input_allow:
-            for text in as_list(item.get("ports")):
-                port, _ = parse_port(text)
-                if port is not None and port.protocol in ("tcp", "udp"):
-                    for number in range(port.first, port.last + 1):
-                        taken[(port.protocol, number)] = str(item.get("name") or "")
+        taken = [
+            (port, str(item.get("name") or ""))
+            for item in self.settings.input_allow
+            for port in (parse_port(text)[0] for text in as_list(item.get("ports")))
+            if port is not None and port.protocol in ("tcp", "udp")
+        ]
         for f in here:
             if f.public not in own:
                 continue
             for proto, spans in (("tcp", f.tcp), ("udp", f.udp)):
                 for span in spans:
-                    first, _, last = span.partition("-")
-                    for number in range(int(first), int(last or first) + 1):
-                        if (proto, number) in taken:
-                            raise FirewallConfigError(
-                                f"kastro_published.{f.name}: {proto}/{number} on {f.public}, "
-                                f"the gateway's own uplink address, is where "
-                                f"{taken[(proto, number)]} listens; publish it on another "
-                                "public address of the uplink"
-                            )
+                    clash = _first_clash(proto, span, taken)
+                    if clash:
+                        number, name = clash
+                        raise FirewallConfigError(
+                            f"kastro_published.{f.name}: {proto}/{number} on {f.public}, the "
+                            f"gateway's own uplink address, is where {name} listens; publish "
+                            "it on another public address of the uplink"
+                        )
 
     def hairpin(self, ports: GatewayPorts) -> None:
         """A host that asks for a public address published by its own zone's neighbour: the
@@ -823,7 +839,7 @@ class Compiler:
             zone = self.zones.get(f.zone) or {}
             prefix = zone.get("ipv4" if f.family == 4 else "ipv6")
             if prefix:
-                ip = "ip" if f.family == 4 else "ip6"
+                ip = f.nft
                 rule = f"ct status dnat {ip} saddr {prefix} {ip} daddr {f.target} masquerade"
                 if rule not in self.out.postrouting:
                     self.out.postrouting.append(rule)
@@ -836,15 +852,12 @@ class Compiler:
             if f.target not in mine:
                 continue
             counter = self.out.counter(f"published_{f.key}_in", f"published {f.name} (input)")
-            ip = "ip" if f.family == 4 else "ip6"
-            source = f"{ip} saddr {nft_set(list(f.sources))} " if f.sources else ""
-            for proto, spans in (("tcp", f.tcp), ("udp", f.udp)):
-                if spans:
-                    chain.append(
-                        f"meta nfproto ipv{f.family} {source}{proto} dport "
-                        f"{nft_set(merge_ports(spans))} {counter} accept "
-                        f"comment {_quote(f'published {f.name}')}"
-                    )
+            source = f"{f.nft} saddr {nft_set(list(f.sources))} " if f.sources else ""
+            for ports in _published_ports(f):
+                chain.append(
+                    f"meta nfproto ipv{f.family} {source}{ports} {counter} accept "
+                    f"comment {_quote(f'published {f.name}')}"
+                )
 
     def server(self) -> None:
         """A host firewall: only what the policy lets reach this host's zone comes in."""

@@ -40,6 +40,16 @@ class Forward:
         """A name for the entry's counters and meters (nft names: [A-Za-z0-9_])."""
         return f"{self.name.replace('-', '_')}_v{self.family}"
 
+    @property
+    def nft(self) -> str:
+        """nftables' name of the address family: ip or ip6."""
+        return "ip" if self.family == 4 else "ip6"
+
+    @property
+    def first_tcp_ports(self) -> list[int]:
+        """The first port of each TCP span: where a connection can be tried or listened on."""
+        return sorted({int(span.split("-")[0]) for span in self.tcp})
+
 
 def _uplink_for(uplinks: list[Mapping[str, Any]], address: netaddr.IPAddress) -> Mapping[str, Any]:
     for up in uplinks:
@@ -149,6 +159,4 @@ def published_tcp_ports(variables: Mapping[str, Any], host: str) -> list[int]:
     services listen on."""
     planned = ((variables.get("kastro_plan") or {}).get("hosts") or {}).get(host) or {}
     mine = {str(planned.get("ipv4") or ""), str(planned.get("ipv6") or "")} - {""}
-    return sorted(
-        {int(span.split("-")[0]) for f in forwards(variables) if f.target in mine for span in f.tcp}
-    )
+    return sorted({p for f in forwards(variables) if f.target in mine for p in f.first_tcp_ports})

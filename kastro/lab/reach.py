@@ -81,10 +81,6 @@ def _admits(forward: Forward, source_address: str) -> bool:
     )
 
 
-def _ports(forward: Forward) -> list[int]:
-    return sorted({int(span.split("-")[0]) for span in forward.tcp})
-
-
 def check(inventory: Path, lab: str) -> list[Attempt]:
     """Every published TCP port of every public address, from each outside host, and one
     unpublished port per address."""
@@ -93,13 +89,13 @@ def check(inventory: Path, lab: str) -> list[Attempt]:
     attempts: list[Attempt] = []
     published_ports: dict[str, set[int]] = {}
     for f in found:
-        published_ports.setdefault(f.public, set()).update(_ports(f))
+        published_ports.setdefault(f.public, set()).update(f.first_tcp_ports)
     for source in OUTSIDE_HOSTS:
         mine = {family: _outside_address(lab, source, family) for family in (4, 6)}
         for f in found:
             if not mine[f.family]:
                 continue
-            for port in _ports(f):
+            for port in f.first_tcp_ports:
                 attempts.append(
                     Attempt(f.name, f.public, port, source, _admits(f, mine[f.family]),
                             _connect(lab, source, f.public, port))

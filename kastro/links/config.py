@@ -255,6 +255,7 @@ def _ends(
     interfaces = variables.get("kastro_interfaces") or {}
     link_ifaces = dict(interfaces.get("links") or {})
     building = str(me["building"])
+    hubs = _hub_addresses(variables)
     ends = []
     ports_seen: dict[int, str] = {}
     for name, link in sorted((plan.get("links") or {}).items()):
@@ -281,7 +282,7 @@ def _ends(
         )
         entry = _link_end(name, link, building, peer, str(link_ifaces[name]), label)
         if link.get("medium") == INTERNET_MEDIUM:
-            _over_internet(entry, link, building, _hub_addresses(variables))
+            _over_internet(entry, link, building, hubs)
         if link["encrypted"]:
             port = entry["wireguard"]["port"]
             if port in ports_seen:
