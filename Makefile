@@ -126,6 +126,8 @@ demo: deps image
 	echo "==> δημοσιευμένες υπηρεσίες: τι φτάνει το διαδίκτυο του εργαστηρίου / published services: what the lab's internet hosts reach"; \
 	ansible-playbook -i $(INVENTORY) -i .kastro/lab/$(LAB)/inventory.yml molecule/_lab/website.yml; \
 	kastro lab reach $(INVENTORY) --lab $(LAB); \
+	echo "==> δύο πάροχοι: ο πρώτος σωπαίνει και επιστρέφει / two ISPs: the first goes silent, then comes back"; \
+	kastro lab failover $(INVENTORY) --lab $(LAB); \
 	echo "==> τι εγκαταστάθηκε πού / what is deployed where"; \
 	kastro lab report --lab $(LAB); \
 	echo "==> βαθμοί θωράκισης ανά υπολογιστή / hardening scores per host (OpenSCAP ANSSI-BP-028 enhanced, Lynis)"; \

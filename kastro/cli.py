@@ -129,6 +129,22 @@ def _cmd_lab_reach(args: argparse.Namespace) -> int:
     return 1 if wrong or not attempts else 0
 
 
+def _cmd_lab_failover(args: argparse.Namespace) -> int:
+    from kastro.lab import failover
+
+    outcome = failover.run(Path(args.inventory), args.lab)
+    print(tr(t("{building}: {first} silent; the traffic moved to {second} after {moved:.1f} s",
+               building=outcome.building, first=outcome.first, second=outcome.second,
+               moved=outcome.moved_after)))  # fmt: skip
+    for label in outcome.reached:
+        print(tr(t("  answers from the lab's internet host meanwhile: {service}", service=label)))
+    for label in outcome.missed:
+        print(tr(t("  !! does not answer meanwhile: {service}", service=label)))
+    print(tr(t("{first} answers again; the traffic came back to it after {back:.1f} s",
+               first=outcome.first, back=outcome.back_after)))  # fmt: skip
+    return 1 if outcome.missed or not outcome.reached else 0
+
+
 def _cmd_lab_attack(args: argparse.Namespace) -> int:
     from kastro.lab import attack
 
@@ -750,6 +766,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _inventory_argument(lab_reach, "inventory directory of the lab")
+    lab_failover = lab_commands.add_parser(
+        "failover",
+        help=_(
+            "an ISP outage: the lab's router of a building's first ISP forwards nothing for a "
+            "while; how fast the traffic moves to the second ISP and back"
+        ),
+    )
+    _inventory_argument(lab_failover, "inventory directory of the lab")
     lab_attack = lab_commands.add_parser(
         "attack",
         help=_(
@@ -774,6 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for sub, handler in (
         (lab_reach, _cmd_lab_reach),
+        (lab_failover, _cmd_lab_failover),
         (lab_attack, _cmd_lab_attack),
         (lab_up, _cmd_lab_up),
         (lab_down, _cmd_lab_down),

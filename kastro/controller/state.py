@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kastro.inventory.plan import runs_vpn
-from kastro.inventory.published import uplink_state
+from kastro.inventory.published import gateway_uplinks, uplink_state
 from kastro.links.config import link_ends
 
 # The telework settings other roles depend on, with the telework role's defaults (a test
@@ -51,8 +51,10 @@ def telework_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     """The VPN on this host: its interfaces and the ports it listens on (on the uplink)."""
     if not vpn_server(variables, host):
         return {"server": False, "interfaces": [], "input_allow": [], "wireguard_port": None}
-    wan = (variables.get("kastro_interfaces") or {}).get("wan")
-    uplinks = [str(wan)] if wan else []
+    # Teleworkers reach the VPN on whichever uplink is alive.
+    uplinks = [up["interface"] for up in gateway_uplinks(variables, host)]
+    if not uplinks and (variables.get("kastro_interfaces") or {}).get("wan"):
+        uplinks = [str(variables["kastro_interfaces"]["wan"])]
     openvpn = bool(_setting(variables, "telework_openvpn_enabled"))
     interfaces = [str(_setting(variables, "telework_interface"))]
     allow = [
@@ -122,6 +124,7 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
         "telework": telework,
         "links": links,
         "uplink": uplink_state(variables, host),
+        "uplinks": gateway_uplinks(variables, host),
         "firewall": {
             "management_networks": management_networks(variables),
             "vpn_interfaces": telework["interfaces"],
@@ -130,5 +133,9 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
             # Where teleworkers' WireGuard handshakes arrive: counted, so that a device whose
             # key was removed (revoked) and keeps knocking is seen.
             "handshake_ports": [p for p in [telework["wireguard_port"]] if p],
+            "uplinks": [
+                {"interface": up["interface"], "mark": up["mark"]}
+                for up in gateway_uplinks(variables, host)
+            ],
         },
     }

@@ -125,6 +125,21 @@ def _chains(ruleset: Mapping[str, Any]) -> list[str]:
         *_lines("        ", ruleset.get("output") or []),
         "    }",
     ]
+    if ruleset.get("mark_prerouting"):
+        out += [
+            "",
+            "    # Two or more uplinks: each connection keeps the uplink it came in by or left",
+            "    # through (kastro-uplinks routes the marks; see docs/inventory.md).",
+            "    chain prerouting_mark {",
+            "        type filter hook prerouting priority mangle; policy accept;",
+            *_lines("        ", ruleset["mark_prerouting"]),
+            "    }",
+            "",
+            "    chain postrouting_mark {",
+            "        type filter hook postrouting priority mangle; policy accept;",
+            *_lines("        ", ruleset.get("mark_postrouting") or []),
+            "    }",
+        ]
     if ruleset.get("dnat"):
         out += [
             "",

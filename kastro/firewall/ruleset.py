@@ -87,6 +87,10 @@ class Ruleset:
     output: list[str] = field(default_factory=list)
     postrouting: list[str] = field(default_factory=list)
     dnat: list[str] = field(default_factory=list)  # prerouting, type nat: published services
+    # Two or more uplinks: connections marked by the uplink they came in by or left through
+    # (kastro-uplinks routes each mark through its uplink), at mangle priority.
+    mark_prerouting: list[str] = field(default_factory=list)
+    mark_postrouting: list[str] = field(default_factory=list)
     meters: dict[str, str] = field(default_factory=dict)  # dynamic set name -> element type
     chains: list[Chain] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
@@ -130,6 +134,8 @@ class Ruleset:
             "output": self.output,
             "postrouting": self.postrouting,
             "dnat": self.dnat,
+            "mark_prerouting": self.mark_prerouting,
+            "mark_postrouting": self.mark_postrouting,
             "meters": self.meters,
             "chains": [
                 {"name": c.name, "comment": c.comment, "rules": c.rules} for c in self.chains
@@ -166,6 +172,9 @@ class Settings:
     ssh_guard_rate: str = "5/minute"
     ssh_guard_burst: int = 5
     ssh_guard_block: str = "1h"
+    # The gateway's uplinks (port, connection mark), the first on kastro_interfaces.wan:
+    # from the desired state (kastro.inventory.published.gateway_uplinks).
+    uplinks: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_vars(cls, raw: Mapping[str, Any]) -> Settings:
@@ -196,7 +205,22 @@ class Settings:
             input_allow=tuple(raw.get("input_allow") or ()),
             metrics_ports=numbers("metrics_ports"),
             handshake_ports=numbers("handshake_ports"),
+            uplinks=tuple(_uplink_port(u) for u in raw.get("uplinks") or ()),
         )
+
+
+def _uplink_port(raw: Mapping[str, Any]) -> tuple[str, int]:
+    """(port, mark) of one uplink, checked before either reaches the ruleset."""
+    iface, mark = str(raw.get("interface") or ""), raw.get("mark")
+    if not UPLINK_IFACE.fullmatch(iface) or not isinstance(mark, int) or not 0 < mark < 0x10000:
+        raise FirewallConfigError(
+            f"uplinks: {iface!r} (mark {mark!r}) is not an interface name and a mark; "
+            "run 'kastro validate' and set the uplinks in kastro_municipality.uplinks"
+        )
+    return iface, mark
+
+
+UPLINK_IFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 
 
 # Values spliced into the ruleset text: nothing but these shapes passes (a newline or a
@@ -234,6 +258,11 @@ class GatewayPorts:
     links: dict[str, str]  # link name (NAME-tunnel for an encrypted link) -> interface
     wan: str
     vpn: list[str]
+    uplinks: tuple[tuple[str, int], ...] = ()  # (port, connection mark); [0] is wan
+
+    @property
+    def uplink_ports(self) -> list[str]:
+        return [iface for iface, _ in self.uplinks] or ([self.wan] if self.wan else [])
 
 
 def _source_drops(iface: str, v4: Sequence[str], v6: Sequence[str], counter: str) -> list[str]:
@@ -601,7 +630,8 @@ class Compiler:
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
         self.hairpin(ports)
-        self.nat(ports.wan)
+        self.nat(ports)
+        self.uplink_marks(ports)
 
     def count_handshakes(self) -> None:
         """Count WireGuard handshake initiations arriving and responses leaving (message types
@@ -626,7 +656,8 @@ class Compiler:
         # An encrypted link's traffic arrives on its tunnel; the underlay only carries WireGuard.
         links.update({f"{n}-tunnel": i for n, i in self.settings.link_interfaces.items()})
         vpn = [*as_list(self.interfaces.get("vpn")), *self.settings.vpn_interfaces]
-        return GatewayPorts(building, zones, links, str(self.interfaces.get("wan") or ""), vpn)
+        wan = str(self.interfaces.get("wan") or "")
+        return GatewayPorts(building, zones, links, wan, vpn, self.settings.uplinks if wan else ())
 
     def antispoof_zones(self, ports: GatewayPorts) -> None:
         """Before conntrack: a zone's packets carry that zone's addresses."""
@@ -644,10 +675,11 @@ class Compiler:
 
     def antispoof_wan(self, ports: GatewayPorts) -> None:
         """The internet never sends from the municipality's own addresses."""
-        if not ports.wan:
+        if not ports.uplink_ports:
             return
         counter = self.out.counter("spoofed_wan", "municipal source address from the internet")
-        self.out.prerouting += _source_drops(ports.wan, self.supernet_v4, self.supernet_v6, counter)
+        for iface in ports.uplink_ports:
+            self.out.prerouting += _source_drops(iface, self.supernet_v4, self.supernet_v6, counter)
 
     def antispoof_links(self, ports: GatewayPorts) -> None:
         """This building's zones live behind its zone interfaces: on a link, such a source is
@@ -719,8 +751,8 @@ class Compiler:
         # Prefixed so that no zone or link name can take another source's counter.
         sources = {f"zone_{z}": i for z, i in sorted(ports.zones.items())}
         sources.update({f"link_{n}": i for n, i in sorted(ports.links.items())})
-        if ports.wan:
-            sources["internet"] = ports.wan
+        for n, iface in enumerate(ports.uplink_ports):
+            sources["internet" if n == 0 else f"internet_{n + 1}"] = iface
         for iface in ports.vpn:
             sources["teleworkers"] = iface
         self.drop_tail(self.out.forward, "forward", sources)
@@ -728,19 +760,37 @@ class Compiler:
             sources["management"] = self.settings.management_interface
         self.drop_tail(self.out.input, "input", sources)
 
-    def nat(self, wan: str) -> None:
+    def nat(self, ports: GatewayPorts) -> None:
+        """Municipal addresses leave by an uplink with that uplink's address (each ISP routes
+        back only its own)."""
         s = self.settings
-        if not (wan and s.nat):
+        if not (ports.wan and s.nat):
             return
-        if self.supernet_v4:
-            action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 else "masquerade"
-            self.out.postrouting.append(
-                f'oifname "{wan}" ip saddr {nft_set(self.supernet_v4)} {action}'
+        for n, iface in enumerate(ports.uplink_ports):
+            if self.supernet_v4:
+                action = f"snat ip to {s.snat_ipv4}" if s.snat_ipv4 and n == 0 else "masquerade"
+                self.out.postrouting.append(
+                    f'oifname "{iface}" ip saddr {nft_set(self.supernet_v4)} {action}'
+                )
+            if self.supernet_v6 and s.nat_ipv6:
+                self.out.postrouting.append(
+                    f'oifname "{iface}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
+                )
+
+    def uplink_marks(self, ports: GatewayPorts) -> None:
+        """Two or more uplinks: a connection is marked by the uplink it arrived by or first
+        left through, and its packets carry the mark, so kastro-uplinks' rules keep it on that
+        uplink (a published service answers through the ISP it was reached by; a connection
+        keeps its NAT address) while other connections follow the failover."""
+        if len(ports.uplinks) < 2:
+            return
+        for iface, mark in ports.uplinks:
+            self.out.mark_prerouting.append(f'iifname "{iface}" ct state new ct mark set {mark:#x}')
+            self.out.mark_postrouting.append(
+                f'oifname "{iface}" ct state new ct mark set {mark:#x}'
             )
-        if self.supernet_v6 and s.nat_ipv6:
-            self.out.postrouting.append(
-                f'oifname "{wan}" ip6 saddr {nft_set(self.supernet_v6)} masquerade'
-            )
+        marks = ", ".join(f"{mark:#x}" for _, mark in ports.uplinks)
+        self.out.mark_prerouting.append(f"ct mark {{ {marks} }} meta mark set ct mark")
 
     # --- published services (kastro_published) ------------------------------------------
 

@@ -33,6 +33,7 @@ PROTOCOLS = ("tcp", "udp", "icmp")
 TELEWORKER_STATES = ("enabled", "revoked")
 # Always used with fullmatch: `$` would also match before a final newline ("iot\n").
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+UPLINK_IFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # Words the policy and the firewall give a meaning of their own: a building, zone, group or
@@ -72,6 +73,12 @@ class Uplink:
     gateway_ipv4: netaddr.IPAddress | None = None
     ipv6: netaddr.IPNetwork | None = None
     gateway_ipv6: netaddr.IPAddress | None = None
+    # The gateway's port for this uplink: the building's first uplink defaults to the
+    # gateway's kastro_interfaces.wan, every further one names its own.
+    interface: str = ""
+    # Addresses beyond the ISP that answer ping: the uplink is healthy while they answer
+    # through it (a silent ISP keeps its link up). Needed when a building has two uplinks.
+    probe: tuple[netaddr.IPAddress, ...] = ()
 
     def network(self, version: int) -> netaddr.IPNetwork | None:
         """The ISP's network of that family on this uplink (None: not given)."""
@@ -619,6 +626,20 @@ UPLINK_FIELDS: Fields = {
     "gateway_ipv4": Field(None),
     "ipv6": Field(None),
     "gateway_ipv6": Field(None),
+    "interface": Field(
+        str,
+        "",
+        lambda v: (
+            None
+            if UPLINK_IFACE_RE.fullmatch(v)
+            else t("{value!r} is not an interface name", value=v)
+        ),
+        t(
+            "write the gateway's port for this uplink (at most 15 letters, digits, '-', '_', '.'), "
+            "e.g. interface: wan2"
+        ),
+    ),
+    "probe": Field(list, []),
 }
 BUILDING_FIELDS: Fields = {
     "description": Field(str, ""),
@@ -934,12 +955,29 @@ def _uplinks(p: Parser, raw: list[Any]) -> list[Uplink]:
         got = p.read(up, upath, UPLINK_FIELDS)
         uname, ubuilding, ucap = got["name"], got["building"], got["capacity_mbps"]
         addressing = _uplink_addresses(p, upath, up)
-        if uname and ubuilding and ucap and addressing is not None:
+        probe = _uplink_probe(p, upath, got["probe"])
+        if uname and ubuilding and ucap and addressing is not None and probe is not None:
             provider = got["provider"] if isinstance(got["provider"], str) else ""
+            iface = got["interface"] if isinstance(got["interface"], str) else ""
             uplinks.append(
-                Uplink(uname, ubuilding, ucap, provider, reg.read(got, ("contract",)), *addressing)
-            )
+                Uplink(uname, ubuilding, ucap, provider, reg.read(got, ("contract",)), *addressing,
+                       interface=iface, probe=probe)
+            )  # fmt: skip
     return uplinks
+
+
+def _uplink_probe(p: Parser, path: Path_, raw: Any) -> tuple[netaddr.IPAddress, ...] | None:
+    """probe: plain IPv4 addresses (what answers ping beyond the ISP); None after an error."""
+    out = []
+    for j, text in enumerate(raw if isinstance(raw, list) else []):
+        address = _plain_address(text, 4)
+        if address is None:
+            p.src.error((*path, "probe", j), t("{value!r} is not an IPv4 address", value=text),
+                        t("write addresses beyond the ISP that answer ping, e.g. probe: "
+                          "[192.0.2.53, 198.51.100.53] (the ISP's DNS servers)"))  # fmt: skip
+            return None
+        out.append(address)
+    return tuple(out)
 
 
 UplinkAddresses = tuple[

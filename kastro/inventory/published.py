@@ -121,37 +121,69 @@ def _forward(
     )
 
 
-def uplink_addresses(variables: Mapping[str, Any], building: str) -> list[str]:
-    """The addresses the building's uplink interface carries: its own (address/prefix), then
-    each further public address a service is published on (/32, /128)."""
-    uplinks = (variables.get("kastro_municipality") or {}).get("uplinks") or []
-    own = [
-        str(up[f"ipv{f}"])
-        for up in uplinks
-        if up.get("building") == building
-        for f in (4, 6)
-        if up.get(f"ipv{f}")
-    ]
-    taken = {str(netaddr.IPNetwork(a).ip) for a in own}
-    extra: list[str] = []
-    for forward in forwards(variables):
-        if forward.uplink_building == building and forward.public not in taken:
-            taken.add(forward.public)
-            extra.append(f"{forward.public}/{32 if forward.family == 4 else 128}")
-    return own + extra
-
-
 def uplink_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
-    """The gateway's uplink interface and the addresses it carries there: its own on the ISP's
-    network and the public addresses of the services it publishes (kastro_published)."""
+    """The gateway's first uplink interface and the addresses it carries there: its own on the
+    ISP's network and the public addresses of the services it publishes (kastro_published)."""
+    uplinks = gateway_uplinks(variables, host)
+    if not uplinks:
+        return {"interface": "", "addresses": []}
+    return {"interface": uplinks[0]["interface"], "addresses": uplinks[0]["addresses"]}
+
+
+# Policy routing on a gateway with uplinks (kastro-uplinks): uplink N (0-based, model order)
+# has routing table UPLINK_TABLE + 1 + N and connection mark UPLINK_MARK + 1 + N; table
+# UPLINK_TABLE holds the default route of the uplink in use.
+UPLINK_TABLE = 100
+UPLINK_MARK = 0x4B00
+
+
+def gateway_uplinks(variables: Mapping[str, Any], host: str) -> list[dict[str, Any]]:
+    """The gateway's uplinks in the model's order (the first is preferred): port, addresses
+    (its own, then each public address published on it), the ISP's router, the probes, and
+    its routing table and connection mark. Empty for any other host."""
     planned = ((variables.get("kastro_plan") or {}).get("hosts") or {}).get(host) or {}
     wan = (variables.get("kastro_interfaces") or {}).get("wan")
     if planned.get("role") != "gateway" or not wan:
-        return {"interface": "", "addresses": []}
-    return {
-        "interface": str(wan),
-        "addresses": uplink_addresses(variables, str(planned.get("building"))),
+        return []
+    building = str(planned.get("building"))
+    mine = [
+        up
+        for up in (variables.get("kastro_municipality") or {}).get("uplinks") or []
+        if up.get("building") == building
+    ]
+    published = forwards(variables)
+    return [
+        _uplink_entry(up, rank, str(wan if rank == 0 else up.get("interface") or ""), published)
+        for rank, up in enumerate(mine)
+    ]
+
+
+def _uplink_entry(
+    up: Mapping[str, Any], rank: int, interface: str, published: list[Forward]
+) -> dict[str, Any]:
+    own = [str(up[f"ipv{f}"]) for f in (4, 6) if up.get(f"ipv{f}")]
+    taken = {str(netaddr.IPNetwork(a).ip) for a in own}
+    extra = []
+    for forward in published:
+        if forward.uplink == up.get("name") and forward.public not in taken:
+            taken.add(forward.public)
+            extra.append(f"{forward.public}/{32 if forward.family == 4 else 128}")
+    entry: dict[str, Any] = {
+        "name": str(up.get("name")),
+        "interface": interface,
+        "addresses": own + extra,
+        "table": UPLINK_TABLE + 1 + rank,
+        "mark": UPLINK_MARK + 1 + rank,
+        "probe": [str(a) for a in up.get("probe") or []],
     }
+    for f in (4, 6):
+        entry[f"gateway_ipv{f}"] = str(up.get(f"gateway_ipv{f}") or "")
+        entry[f"network_ipv{f}"] = _network(up.get(f"ipv{f}"))
+    return entry
+
+
+def _network(text: Any) -> str:
+    return str(netaddr.IPNetwork(str(text)).cidr) if text else ""
 
 
 def published_tcp_ports(variables: Mapping[str, Any], host: str) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Any
 import netaddr
 
 from kastro.i18n import Joined, t
-from kastro.inventory.loader import Source
+from kastro.inventory.loader import Path_, Source
 from kastro.inventory.model import (
     CONTROLLER_HOST,
     INTERNET_MEDIUM,
@@ -768,6 +768,64 @@ def _check_uplinks(model: Model, src: Source) -> None:
                     t("write the address the ISP gave this uplink (its network is the "
                       "internet's, not the municipality's)"),
                 )  # fmt: skip
+        for j, address in enumerate(up.probe):
+            if address in supernets:
+                src.error((*path, "probe", j),
+                          t("{address} is one of the municipality's own addresses",
+                            address=address),
+                          t("probe addresses beyond the ISP (e.g. its DNS servers): an uplink "
+                            "is healthy while they answer through it"))  # fmt: skip
+    _check_failover(model, src)
+
+
+def _check_failover(model: Model, src: Source) -> None:
+    """A building with two or more uplinks fails over between them: each needs a fixed
+    address and ISP router (the routes), probes (a silent ISP keeps its link up), and a port
+    of its own (the first rides on kastro_interfaces.wan)."""
+    assert model.municipality is not None
+    by_building: dict[str, list[tuple[int, Uplink]]] = {}
+    for i, up in enumerate(model.municipality.uplinks):
+        by_building.setdefault(up.building, []).append((i, up))
+    for building, group in by_building.items():
+        ports: dict[str, str] = {}
+        for rank, (i, up) in enumerate(group):
+            path = ("kastro_municipality", "uplinks", i)
+            if rank == 0 and up.interface:
+                src.error((*path, "interface"),
+                          t("the first uplink of {building} rides on the gateway's "
+                            "kastro_interfaces.wan", building=building),
+                          t("remove interface here (set kastro_interfaces.wan in the gateway's "
+                            "host_vars)"))  # fmt: skip
+            if len(group) < 2:
+                continue
+            _check_failover_uplink(src, path, up, rank, building)
+            port = up.interface or "wan"
+            if port in ports:
+                src.error((*path, "interface"),
+                          t("uplinks '{a}' and '{b}' of {building} use the same port {port}",
+                            a=ports[port], b=up.name, building=building, port=port),
+                          t("give each uplink its own port"))  # fmt: skip
+            ports[port] = up.name
+
+
+def _check_failover_uplink(src: Source, path: Path_, up: Uplink, rank: int, building: str) -> None:
+    if up.ipv4 is None or up.gateway_ipv4 is None:
+        src.error(path,
+                  t("{building} has two or more uplinks: '{name}' needs a fixed address and "
+                    "the ISP's router to fail over (DHCP and PPPoE uplinks cannot yet)",
+                    building=building, name=up.name),
+                  t("write ipv4: and gateway_ipv4: as the ISP gave them"))  # fmt: skip
+    if not up.probe:
+        src.error(path,
+                  t("{building} has two or more uplinks: '{name}' has no probe addresses",
+                    building=building, name=up.name),
+                  t("list two addresses beyond the ISP that answer ping, e.g. probe: "
+                    "[192.0.2.53, 198.51.100.53]"))  # fmt: skip
+    if rank > 0 and not up.interface:
+        src.error(path,
+                  t("'{name}' is a further uplink of {building} and has no port",
+                    name=up.name, building=building),
+                  t("name the gateway's port for it, e.g. interface: wan2"))  # fmt: skip
 
 
 def uplink_of(model: Model, address: netaddr.IPAddress) -> Uplink | None:

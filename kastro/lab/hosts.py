@@ -26,6 +26,8 @@ from kastro.inventory.project import load_model, read_previous_plan
 from kastro.lab import switch
 from kastro.lab.image import IMAGE_NAME
 from kastro.lab.topology import (
+    BACKBONE_IFACE,
+    INTERNET_HOST,
     ISP_NAT,
     OUTSIDE_GROUP,
     OUTSIDE_HOSTS,
@@ -33,6 +35,8 @@ from kastro.lab.topology import (
     LabHostSpec,
     Topology,
     build_topology,
+    failover_uplinks,
+    isp_router,
 )
 
 LAB_LABEL = "org.kastro.lab"
@@ -63,9 +67,11 @@ def _podman(
     return proc
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def podman(
+    *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """podman with argument lists (never a shell); a failure is a LabError naming it."""
-    return _podman(*args, check=check)
+    return _podman(*args, check=check, stdin=stdin)
 
 
 def state_dir(lab: str) -> Path:
@@ -248,18 +254,26 @@ def up(inventory: Path, lab: str, image: str = f"{IMAGE_NAME}:latest") -> Path:
 def _address_lab(lab: str, topo: Topology, inventory: Path) -> None:
     """Addresses and routes no role sets in the lab: the hosts in their zones, the outside
     hosts on the uplinks' ISP networks, the buildings behind the ISP's NAT."""
-    municipality = load_model(inventory)[0].municipality
+    model = load_model(inventory)[0]
+    municipality = model.municipality
     supernets = [*municipality.supernets_v4, *municipality.supernets_v6] if municipality else []
+    failover = failover_uplinks(model)
+    own_segment = {up.name for rank, up in failover if rank > 0}
     # The uplinks' ISP networks stand for the internet: the hosts reach them through their
     # gateway (published services answer there), the outside hosts live on them.
     isp = [
         net
         for up in (municipality.uplinks if municipality else ())
+        if up.name not in own_segment  # a further uplink's network is on a segment of its own
         for net in (up.network(4), up.network(6))
         if net is not None
     ]
-    _address_hosts(lab, topo, read_previous_plan(inventory), [str(n) for n in [*supernets, *isp]])
+    beyond = [BACKBONE] if failover else []
+    _address_hosts(
+        lab, topo, read_previous_plan(inventory), [str(n) for n in [*supernets, *isp, *beyond]]
+    )
     _address_outside(lab, [str(n) for n in isp])
+    _address_isp_routers(lab, [up for _, up in failover])
     _address_behind_nat(lab, topo, [n for n in isp if n.version == 4], supernets)
 
 
@@ -374,6 +388,56 @@ def _address_behind_nat(
                     near.split("/")[0], "dev", gateway.iface)  # fmt: skip
 
 
+# The lab's internet beyond the ISP routers (198.18.0.0/24, RFC 2544's benchmarking range; never
+# 203.0.113.0/24: this machine's package mirror answers there): router N at .N+1, the internet host
+# at .100. Each router forwards between its uplink and the backbone only (never to its
+# management network's default route), and nothing from the municipality's own addresses.
+BACKBONE = netaddr.IPNetwork("198.18.0.0/24")
+INTERNET_HOST_ADDRESS = "198.18.0.100"
+# As real ISPs do (BCP 38), a router forwards from its customer only the addresses it gave
+# them: a reply that leaves by the wrong ISP is lost, as it would be on the internet.
+ISP_ROUTER_RULESET = """table inet lab_isp
+delete table inet lab_isp
+table inet lab_isp {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        iifname "WAN" oifname "BB" ip saddr NETWORK accept
+        iifname "BB" oifname "WAN" accept
+    }
+}
+"""
+
+
+def _address_isp_routers(lab: str, uplinks: list[Any]) -> None:
+    """The ISP routers at their uplinks' gateway addresses, and the internet host behind them
+    with a route to each uplink's network through its router."""
+    if not uplinks:
+        return
+    inet = container_name(lab, INTERNET_HOST)
+    _podman("exec", inet, "ip", "addr", "replace", f"{INTERNET_HOST_ADDRESS}/24", "dev",
+            BACKBONE_IFACE)  # fmt: skip
+    for index, up in enumerate(uplinks, start=1):
+        router = container_name(lab, isp_router(up))
+        near = str(netaddr.IPAddress(BACKBONE.first + index))
+        _podman("exec", router, "ip", "addr", "replace", f"{near}/24", "dev", BACKBONE_IFACE)
+        for version in (4, 6):
+            gateway, net = getattr(up, f"gateway_ipv{version}"), up.network(version)
+            if gateway is None or net is None:
+                continue
+            family = ["-6"] if version == 6 else []
+            extra = ["nodad"] if version == 6 else []
+            _podman("exec", router, "ip", *family, "addr", "replace",
+                    f"{gateway}/{net.prefixlen}", "dev", WAN_IFACE, *extra)  # fmt: skip
+            if version == 4:
+                _podman("exec", inet, "ip", "route", "replace", str(net), "via", near)
+        ruleset = (
+            ISP_ROUTER_RULESET.replace("WAN", WAN_IFACE)
+            .replace("BB", BACKBONE_IFACE)
+            .replace("NETWORK", str(up.network(4)))
+        )
+        _podman("exec", "-i", router, "nft", "-f", "-", stdin=ruleset)
+
+
 def _keep_inside(container: str, supernets: list[str]) -> None:
     """The internet side's hosts reach the municipality's networks on their internet segment
     (as a neighbour on the ISP's network would), never through their default route: that one
@@ -474,7 +538,7 @@ def _write_ssh_config(lab: str, topo: Topology, key: Path) -> None:
 
 
 def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
-    hostvars = {}
+    hostvars: dict[str, dict[str, object]] = {}
     for spec in topo.hosts.values():
         hostvars[spec.name] = {
             "ansible_host": _management_ip(container_name(lab, spec.name), lab),
@@ -483,6 +547,10 @@ def write_overlay(lab: str, topo: Topology, key: Path) -> Path:
             "ansible_ssh_common_args": _ssh_args(lab),
             "kastro_interfaces": topo.interface_vars(spec.name),
         }
+        if spec.role == "gateway":
+            # The lab's gateways keep their own default route on the management network
+            # (apt); their zones' traffic follows the uplink in use (roles/uplinks).
+            hostvars[spec.name]["uplinks_own_traffic_via_main"] = True
     overlay = {
         "all": {
             "hosts": hostvars,

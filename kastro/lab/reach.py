@@ -1,11 +1,12 @@
 """What the internet really reaches: the lab's outside hosts try every published service.
 
 For each published service (kastro_published, on its public addresses) `check` opens one TCP
-connection per port from each of the lab's internet hosts (`home`, `attacker`), and one to a
+connection per port from each of the lab's internet hosts (`home`, `attacker` on the first
+ISP's network; `inet` behind the ISP routers when a building has two uplinks), and one to a
 port of the same address that is not published, and compares what answered with what the model
-says: open where the service's `from` admits the source, closed everywhere else. Only the
-lab's own hosts and addresses are involved, each attempt is one connection with a 3-second
-timeout.
+says: open where the service's `from` admits the source, closed everywhere else. A host tries
+only the addresses its routes lead to through the lab's own interfaces (never through its
+management network's default route), each attempt is one connection with a 3-second timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import netaddr
 from kastro.inventory.project import load_model, read_previous_plan
 from kastro.inventory.published import Forward, forwards
 from kastro.lab.hosts import container_name, podman
-from kastro.lab.topology import OUTSIDE_HOSTS
+from kastro.lab.topology import BACKBONE_IFACE, INTERNET_HOST, OUTSIDE_HOSTS, WAN_IFACE
 
 # One TCP connection, 3 s at most: prints "open" or "closed" (refused, dropped, unreachable).
 CONNECT = """
@@ -52,16 +53,34 @@ class Attempt:
         return self.expected == self.seen
 
 
+# Each outside host's interface on the lab's internet side.
+SOURCES = {**{name: WAN_IFACE for name in OUTSIDE_HOSTS}, INTERNET_HOST: BACKBONE_IFACE}
+
+
 def _outside_address(lab: str, host: str, family: int) -> str:
     out = podman(
-        "exec", container_name(lab, host), "ip", f"-{family}", "-o", "addr", "show", "dev", "wan",
-        check=False,
+        "exec", container_name(lab, host), "ip", f"-{family}", "-o", "addr", "show", "dev",
+        SOURCES[host], check=False,
     ).stdout  # fmt: skip
     for line in out.splitlines():
         text = line.split()[3].split("/")[0]
         if not ipaddress.ip_address(text).is_link_local:
             return text
     return ""
+
+
+def _routed_inside(lab: str, source: str, address: str) -> bool:
+    """Whether `source` reaches `address` through its lab interface (the route the kernel
+    would take), never through the management network, which leads out of the lab."""
+    target = str(ipaddress.ip_address(address))
+    proc = podman("exec", container_name(lab, source), "ip", "-j", "route", "get", target,
+                  check=False)  # fmt: skip
+    return proc.returncode == 0 and f'"dev":"{SOURCES[source]}"' in proc.stdout.replace(" ", "")
+
+
+def _running(lab: str, host: str) -> bool:
+    proc = podman("container", "exists", container_name(lab, host), check=False)
+    return proc.returncode == 0
 
 
 def _connect(lab: str, source: str, address: str, port: int) -> bool:
@@ -90,10 +109,11 @@ def check(inventory: Path, lab: str) -> list[Attempt]:
     published_ports: dict[str, set[int]] = {}
     for f in found:
         published_ports.setdefault(f.public, set()).update(f.first_tcp_ports)
-    for source in OUTSIDE_HOSTS:
+    for source in [s for s in SOURCES if _running(lab, s)]:
         mine = {family: _outside_address(lab, source, family) for family in (4, 6)}
+        inside = {a for a in published_ports if _routed_inside(lab, source, a)}
         for f in found:
-            if not mine[f.family]:
+            if not mine[f.family] or f.public not in inside:
                 continue
             for port in f.first_tcp_ports:
                 attempts.append(
@@ -103,7 +123,7 @@ def check(inventory: Path, lab: str) -> list[Attempt]:
         for address, ports in sorted(published_ports.items()):
             family = 6 if ":" in address else 4
             closed = next(p for p in UNPUBLISHED_CANDIDATES if p not in ports)
-            if mine[family]:
+            if mine[family] and address in inside:
                 attempts.append(
                     Attempt("-", address, closed, source, False,
                             _connect(lab, source, address, closed))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from kastro.inventory.model import INTERNET_MEDIUM, Model, interface_label
+from kastro.inventory.model import INTERNET_MEDIUM, Model, Uplink, interface_label
 
 IFNAMSIZ = 15  # Linux interface names hold at most 15 characters
 MANAGEMENT_IFACE = "eth0"  # podman's interface on the management network
@@ -20,6 +20,12 @@ OUTSIDE_GROUP = "lab_outside"
 # The ISP's carrier-grade NAT in front of the buildings whose uplinks have no fixed address
 # (4G, ADSL): their gateways sit on a network of their own behind it, as village offices do.
 ISP_NAT = "isp-nat"
+# A building with two or more uplinks fails over between them: the lab gives each such uplink
+# an ISP router (at the uplink's gateway_ipv4, its port `bb` on the backbone) and puts INTERNET_HOST
+# behind them on the backbone (198.18.0.0/24), what the probes ping and the failover test reaches.
+ISP_ROUTER_PREFIX = "isp-"
+BACKBONE_IFACE = "bb"
+INTERNET_HOST = "inet"
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,8 @@ class Topology:
                 zones[rest.split(".", 1)[1]] = iface
             elif kind == "link":
                 links[rest] = iface
-            else:
-                out["wan"] = iface
+            elif kind in ("internet", "isp"):
+                out["wan"] = iface  # a further uplink's port is named by the model
         if zones:
             out["zones"] = zones
         if links:
@@ -149,6 +155,7 @@ def _internet_networks(model: Model, topo: Topology) -> None:
     if behind_nat:
         topo.hosts[ISP_NAT] = LabHostSpec(ISP_NAT, ISP_NAT, None, forwarding=True)
         internet.append(Attachment(ISP_NAT, WAN_IFACE))
+    internet += _isp_routers(model, topo)
     topo.networks.append(Network("internet", "internet", tuple(internet)))
     for building_name, gateway_name in behind_nat:
         topo.networks.append(
@@ -159,3 +166,43 @@ def _internet_networks(model: Model, topo: Topology) -> None:
                  Attachment(ISP_NAT, iface_name("c-", building_name))),
             )
         )  # fmt: skip
+
+
+def failover_uplinks(model: Model) -> list[tuple[int, Uplink]]:
+    """(rank in its building, uplink) of every uplink of a building with two or more."""
+    uplinks = model.municipality.uplinks if model.municipality else ()
+    out = []
+    for building in sorted({u.building for u in uplinks}):
+        mine = [u for u in uplinks if u.building == building]
+        if len(mine) > 1:
+            out += list(enumerate(mine))
+    return out
+
+
+def isp_router(uplink: Uplink) -> str:
+    return f"{ISP_ROUTER_PREFIX}{uplink.name}"
+
+
+def _isp_routers(model: Model, topo: Topology) -> list[Attachment]:
+    """The ISP routers of the uplinks that fail over, and the backbone behind them. The first
+    uplink's router joins the internet segment (returned); a further uplink gets a segment of
+    its own with the gateway's port for it."""
+    on_internet: list[Attachment] = []
+    backbone: list[Attachment] = []
+    for rank, up in failover_uplinks(model):
+        router = isp_router(up)
+        topo.hosts[router] = LabHostSpec(router, "isp", None, forwarding=True)
+        backbone.append(Attachment(router, BACKBONE_IFACE))
+        gateway = model.gateway(up.building)
+        if rank == 0:
+            on_internet.append(Attachment(router, WAN_IFACE))
+        elif gateway is not None:
+            topo.networks.append(
+                Network(f"uplink:{up.name}", "uplink",
+                        (Attachment(gateway.name, up.interface), Attachment(router, WAN_IFACE)))
+            )  # fmt: skip
+    if backbone:
+        topo.hosts[INTERNET_HOST] = LabHostSpec(INTERNET_HOST, "isp", None, forwarding=False)
+        backbone.append(Attachment(INTERNET_HOST, BACKBONE_IFACE))
+        topo.networks.append(Network("backbone", "backbone", tuple(backbone)))
+    return on_internet

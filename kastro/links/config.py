@@ -25,7 +25,6 @@ from typing import Any
 import netaddr
 
 from kastro.inventory.model import INTERNET_MEDIUM, interface_label, parse_port
-from kastro.inventory.published import uplink_state
 from kastro.nft import nft_set
 
 # WireGuard's ports for links: 51821 + a number taken from the link's /31, inside one block.
@@ -194,8 +193,7 @@ def gateway_config(
     if router_id.get("ipv6"):
         addresses.append({"interface": "lo", "address": f"{router_id['ipv6']}/128"})
     zones = _zones(plan, me, interfaces.get("zones") or {}, addresses)
-    uplink = uplink_state(variables, host)
-    addresses += [{"interface": uplink["interface"], "address": a} for a in uplink["addresses"]]
+    # The uplinks' addresses are the uplinks role's (kastro-uplinks): one owner per address.
     links = _links(host, plan, me, variables, settings, addresses)
     return {
         "host": host,

@@ -7,7 +7,7 @@ from typing import Any
 
 from kastro.backup import state as backup
 from kastro.controller.filters import ansible_filter, secrets_dir_filter
-from kastro.inventory.published import published_tcp_ports, uplink_state
+from kastro.inventory.published import gateway_uplinks, published_tcp_ports, uplink_state
 from kastro.monitoring import events
 from kastro.monitoring.deploy import alertmanager_endpoint
 from kastro.monitoring.topology import MonitoringModelError
@@ -20,6 +20,8 @@ class FilterModule:
             "kastro_secrets_dir": secrets_dir_filter,
             # A gateway's uplink interface and its addresses there (links role, the lab).
             "kastro_uplink": ansible_filter(uplink_state),
+            # Every uplink of a gateway: port, addresses, ISP router, probes, table (uplinks role).
+            "kastro_uplinks": ansible_filter(gateway_uplinks),
             # The TCP ports published for a host (the lab's stand-in website listens there).
             "kastro_published_tcp_ports": ansible_filter(published_tcp_ports),
             # Where a sensor's alerts go: its municipality's Alertmanager (monitor, suricata).

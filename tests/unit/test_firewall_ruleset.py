@@ -189,6 +189,7 @@ def test_gateways_forward_the_probes_of_their_own_buildings_only():
     assert [r.split(" tcp")[0] for r in cityhall if "probes_forward" in r and "tcp" in r] == [
         "ip saddr 10.20.3.106/32 ip daddr 10.20.2.10/32",
         "ip saddr 10.20.3.106/32 ip daddr 10.20.2.11/32",
+        "ip saddr 10.20.3.106/32 ip daddr 10.20.2.12/32",  # the mail relay
         "ip saddr 10.20.3.106/32 ip daddr 10.20.4.42/32",  # vault, at kep: the probes leave here
     ]
     # the monitor's probes of itself never cross a gateway

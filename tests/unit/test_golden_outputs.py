@@ -21,6 +21,7 @@ import yaml
 from kastro.controller.state import host_state
 from kastro.firewall.ruleset import compile_ruleset
 from kastro.inventory.project import plan_inventory
+from kastro.inventory.published import gateway_uplinks
 from kastro.lab.topology import build_topology
 from kastro.links.config import gateway_config
 from kastro.telework.access import allowed_ips, openvpn_subnets
@@ -73,6 +74,9 @@ def compiled(name: str) -> dict[str, str]:
         state = host_state(host_vars, host)["firewall"]
         ruleset = compile_ruleset(host, host_vars, {**FIREWALL_SETTINGS, **state})
         out[f"{host}.nft"] = render(ruleset)
+        uplinks = gateway_uplinks(host_vars, host)
+        if uplinks:  # what kastro-uplinks reads (less the role's timing settings)
+            out[f"{host}.uplinks.json"] = json.dumps(uplinks, indent=1, sort_keys=True) + "\n"
         if config is not None:
             out[f"{host}.qos.nft"] = config.pop("qos_ruleset")
             out[f"{host}.links.json"] = json.dumps(config, indent=1, sort_keys=True) + "\n"

@@ -104,7 +104,7 @@ def test_reports_and_risk_checks_know_the_host(shared: Path, capsys):
     assert "printing @printer-1" in staff["staff"]
     assert main(["show", "host", "printer-1", "-i", str(shared)]) == 0
     out = capsys.readouterr().out
-    assert _plan(shared)["devices"]["printer-1"]["ipv4"] in out and "rule 11:" in out
+    assert _plan(shared)["devices"]["printer-1"]["ipv4"] in out and "rule 12:" in out
     # Publishing the HMI is the internet reaching an iot zone: risky.
     path = shared / "group_vars/all/published.yml"
     path.write_text(

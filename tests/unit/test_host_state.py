@@ -50,8 +50,8 @@ def test_only_the_city_hall_gateway_runs_the_vpn(example):
     assert state["firewall"]["vpn_interfaces"] == ["wg-tw", "tun-tw"]
     wan = example["cityhall-gw"]["kastro_interfaces"]["wan"]
     assert state["telework"]["input_allow"] == [
-        {"name": "wireguard", "ports": ["udp/51820"], "interfaces": [wan]},
-        {"name": "openvpn", "ports": ["tcp/443"], "interfaces": [wan]},
+        {"name": "wireguard", "ports": ["udp/51820"], "interfaces": [wan, "wan2"]},
+        {"name": "openvpn", "ports": ["tcp/443"], "interfaces": [wan, "wan2"]},
     ]
 
 

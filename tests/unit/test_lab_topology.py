@@ -21,11 +21,16 @@ def test_example_topology_has_every_zone_link_and_the_internet():
     topo = build_topology(model)
     names = {n.name for n in topo.networks}
     cables = {f"link:{k}" for k, link in model.links.items() if link.medium != "internet"}
-    # The village office on 4G sits behind the lab's ISP NAT; its tunnel needs no cable.
-    assert {f"zone:{z.key}" for z in model.zones} | cables | {"internet", "isp:platanos"} == names
-    assert {"home", "attacker", "isp-nat"} <= set(topo.hosts)
+    # The village office on 4G sits behind the lab's ISP NAT; its tunnel needs no cable. The
+    # city hall's second ISP has a segment of its own; both ISPs' routers reach the backbone.
+    internet = {"internet", "isp:platanos", "uplink:isp-vdsl", "backbone"}
+    assert {f"zone:{z.key}" for z in model.zones} | cables | internet == names
+    assert {"home", "attacker", "isp-nat", "isp-isp-fibre", "isp-isp-vdsl", "inet"} <= set(
+        topo.hosts
+    )
     assert topo.interface_vars("platanos-gw")["wan"] == "wan"
-    assert "wan" in topo.interface_vars("cityhall-gw")
+    assert topo.interface_vars("cityhall-gw")["wan"] == "wan"  # wan2: named by the model
+    assert topo.interfaces("cityhall-gw")["uplink:isp-vdsl"] == "wan2"
     assert set(model.gateway(b).name for b in model.buildings) <= set(topo.hosts)  # type: ignore[union-attr]
 
 

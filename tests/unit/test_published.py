@@ -7,7 +7,7 @@ import pytest
 
 from kastro.controller.state import host_state
 from kastro.firewall.ruleset import FirewallConfigError, compile_ruleset
-from kastro.inventory.published import forwards, uplink_addresses
+from kastro.inventory.published import forwards, gateway_uplinks
 from kastro.links.config import gateway_config
 from tests.unit.test_firewall_ruleset import hosts_and_vars, render, settings
 from tests.unit.test_golden_outputs import LINKS_SETTINGS
@@ -17,11 +17,15 @@ INTRANET_V4 = HOSTS["intranet"]["kastro_plan"]["hosts"]["intranet"]["ipv4"]
 VAULT_V4 = HOSTS["vault"]["kastro_plan"]["hosts"]["vault"]["ipv4"]
 
 
-def test_the_example_publishes_its_website_on_both_families():
+def test_the_example_publishes_its_website_and_mail_relay_on_both_isps():
     found = forwards(HOSTS["cityhall-gw"])
     assert [(f.name, f.family, f.public, f.uplink, f.tcp) for f in found] == [
         ("website", 4, "198.51.100.3", "isp-fibre", ("80", "443")),
         ("website", 6, "2001:db8:100::3", "isp-fibre", ("80", "443")),
+        ("mail-relay", 4, "198.51.100.4", "isp-fibre", ("25",)),
+        ("mail-relay", 6, "2001:db8:100::4", "isp-fibre", ("25",)),
+        ("website-vdsl", 4, "198.18.1.3", "isp-vdsl", ("80", "443")),
+        ("mail-relay-vdsl", 4, "198.18.1.4", "isp-vdsl", ("25",)),
     ]
     assert found[0].target == INTRANET_V4 and found[0].zone == "cityhall.servers"
 
@@ -73,15 +77,40 @@ def test_a_port_of_the_gateways_own_vpn_cannot_be_published_on_its_own_address()
         compile_ruleset("cityhall-gw", variables, {**settings(), **state})
 
 
-def test_the_uplink_carries_its_own_and_the_public_addresses():
+def test_each_uplink_carries_its_own_and_its_public_addresses():
     variables = HOSTS["cityhall-gw"]
-    assert uplink_addresses(variables, "cityhall") == [
+    fibre, vdsl = gateway_uplinks(variables, "cityhall-gw")
+    assert (fibre["interface"], vdsl["interface"]) == ("wan", "wan2")
+    assert fibre["addresses"] == [
         "198.51.100.2/24", "2001:db8:100::2/64", "198.51.100.3/32", "2001:db8:100::3/128",
+        "198.51.100.4/32", "2001:db8:100::4/128",
     ]  # fmt: skip
+    assert vdsl["addresses"] == ["198.18.1.2/24", "198.18.1.3/32", "198.18.1.4/32"]
+    assert (fibre["gateway_ipv4"], fibre["network_ipv4"]) == ("198.51.100.1", "198.51.100.0/24")
+    assert (fibre["table"], fibre["mark"], vdsl["table"], vdsl["mark"]) == (
+        101,
+        0x4B01,
+        102,
+        0x4B02,
+    )
+    assert gateway_uplinks(HOSTS["kep-gw"], "kep-gw") == []
+    # The uplinks role puts them on the ports: the links role no longer does.
     config = gateway_config("cityhall-gw", variables, LINKS_SETTINGS)
-    wan = [a["address"] for a in config["addresses"] if a["interface"] == "wan"]
-    assert wan == uplink_addresses(variables, "cityhall")
-    assert uplink_addresses(variables, "kep") == []
+    assert not [a for a in config["addresses"] if a["interface"] in ("wan", "wan2")]
+
+
+def test_two_uplinks_mark_each_connection_and_masquerade_on_each():
+    text = render(compile_ruleset("cityhall-gw", HOSTS["cityhall-gw"], {**settings(), **host_state(
+        HOSTS["cityhall-gw"], "cityhall-gw")["firewall"]}))  # fmt: skip
+    for iface, mark in (("wan", "0x4b01"), ("wan2", "0x4b02")):
+        assert f'iifname "{iface}" ct state new ct mark set {mark}' in text
+        assert f'oifname "{iface}" ct state new ct mark set {mark}' in text
+        assert f'oifname "{iface}" ip saddr 10.20.0.0/16 masquerade' in text
+        assert f'iifname "{iface}" ip saddr 10.20.0.0/16 counter name spoofed_wan drop' in text
+    assert "ct mark { 0x4b01, 0x4b02 } meta mark set ct mark" in text
+    # One uplink: nothing to keep apart, no marks.
+    kep = render(compile_ruleset("platanos-gw", HOSTS["platanos-gw"], settings()))
+    assert "ct mark" not in kep
 
 
 def test_an_internet_branch_changes_the_links_of_no_gateway_but_the_hub(tmp_path):

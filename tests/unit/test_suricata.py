@@ -67,7 +67,9 @@ def test_server_groups_are_the_hosts_offering_the_service_and_the_zones_opened_t
     http = groups["HTTP_SERVERS"].strip("[]").split(",")
     assert f"{plan['hosts']['intranet']['ipv4']}/32" in http and servers["ipv4"] in http
     assert plan["zones"]["cityhall.guest"]["ipv4"] not in http
-    assert groups["SMTP_SERVERS"] == "$HOME_NET"  # nobody offers mail: Suricata's default
+    # The mail relay declares smtp (and the policy opens it to no zone): itself only.
+    mail = plan["hosts"]["mailrelay"]
+    assert groups["SMTP_SERVERS"] == f"[{mail['ipv4']}/32,{mail['ipv6']}/128]"
 
 
 def test_the_sensors_own_address_is_home_when_it_lies_outside_the_supernets():
