@@ -273,6 +273,6 @@ def test_promtool_accepts_the_generated_configuration_with_its_files(tmp_path):
     config.write_text(yaml.safe_dump(prometheus.config(variables, str(tmp_path))))
     checked = promtool("check", "config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 44 rules found" in checked.stdout
+    assert "SUCCESS: 46 rules found" in checked.stdout
     probes = json.loads((tmp_path / "targets" / "blackbox-links.json").read_text())
     assert {p["labels"]["module"] for p in probes} == {"icmp"}
