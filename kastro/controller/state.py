@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kastro.inventory.plan import runs_vpn
-from kastro.inventory.published import gateway_uplinks, uplink_state
+from kastro.inventory.published import gateway_uplinks
 from kastro.links.config import link_ends
 
 # The telework settings other roles depend on, with the telework role's defaults (a test
@@ -123,7 +123,6 @@ def host_state(variables: Mapping[str, Any], host: str) -> dict[str, Any]:
     return {
         "telework": telework,
         "links": links,
-        "uplink": uplink_state(variables, host),
         "uplinks": gateway_uplinks(variables, host),
         "firewall": {
             "management_networks": management_networks(variables),

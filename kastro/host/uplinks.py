@@ -44,6 +44,7 @@ from typing import Any
 
 from kastro.host import convention, textfile
 from kastro.host.commands import run
+from kastro.host.links import addresses_of
 
 CONFIG = Path("/etc/kastro/uplinks.json")
 STATE = Path("/var/lib/kastro/uplinks-applied.json")
@@ -226,20 +227,16 @@ def _default_of(family: int, table: int) -> str:
     return " ".join(f"{r.get('gateway')}@{r.get('dev')}" for r in routes)
 
 
-def _addresses_of(iface: str) -> set[str]:
-    out = run("ip", "-j", "addr", "show", "dev", iface, check=False).stdout
-    return {
-        f"{a['local']}/{a['prefixlen']}"
-        for entry in json.loads(out or "[]")
-        for a in entry.get("addr_info", [])
-    }
+def _wanted_addresses(config: Config) -> list[list[str]]:
+    """[port, address] of every uplink, sorted: what apply sets and remembers."""
+    return sorted([u.interface, a] for u in config.uplinks for a in u.addresses)
 
 
 def _apply_addresses(config: Config, previous: list[list[str]]) -> list[str]:
     changes = []
-    wanted = {(u.interface, a) for u in config.uplinks for a in u.addresses}
+    wanted = {(iface, a) for iface, a in _wanted_addresses(config)}
     for iface, address in sorted(wanted):
-        if address not in _addresses_of(iface):
+        if address not in addresses_of(iface):
             extra = ["nodad"] if ":" in address else []
             run("ip", "addr", "replace", address, "dev", iface, *extra)
             changes.append(f"{iface} {address}")
@@ -254,7 +251,7 @@ def needs_apply(config: Config) -> list[str]:
     """Why the host does not match its configuration (empty: it does)."""
     reasons = []
     for up in config.uplinks:
-        missing = set(up.addresses) - _addresses_of(up.interface)
+        missing = set(up.addresses) - addresses_of(up.interface)
         if missing:
             reasons.append(f"{up.interface} lacks {', '.join(sorted(missing))}")
         for family, gateway in up.gateways.items():
@@ -264,8 +261,7 @@ def needs_apply(config: Config) -> list[str]:
         if sorted(wanted_rules(config, family)) != sorted(current_rules(family)):
             reasons.append(f"the IPv{family} policy rules differ")
     previous = json.loads(STATE.read_text()) if STATE.exists() else {}
-    wanted = sorted([u.interface, a] for u in config.uplinks for a in u.addresses)
-    if previous.get("addresses", []) != wanted:
+    if previous.get("addresses", []) != _wanted_addresses(config):
         reasons.append("the addresses changed since the last apply")
     return reasons
 
@@ -287,8 +283,7 @@ def apply(config: Config) -> list[str]:
             changes.append(f"IPv{family} egress via {first.name}")
         changes += _sync_rules(config, family)
     STATE.parent.mkdir(parents=True, exist_ok=True)
-    wanted = sorted([u.interface, a] for u in config.uplinks for a in u.addresses)
-    STATE.write_text(json.dumps({"addresses": wanted}), encoding="utf-8")
+    STATE.write_text(json.dumps({"addresses": _wanted_addresses(config)}), encoding="utf-8")
     return changes
 
 
