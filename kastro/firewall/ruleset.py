@@ -27,6 +27,7 @@ from typing import Any
 
 import netaddr
 
+from kastro.inventory import infra
 from kastro.inventory.model import Port, Schedule, parse_port, parse_schedule
 from kastro.inventory.plan import (
     BACKUP_SSH_PORT,
@@ -366,6 +367,11 @@ class Compiler:
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
         self.collector = str(municipality.get("event_collector") or "")
         self.backup_server, self.backup_clients = _backup_hosts(variables)
+        self.managed = infra.managed_addresses(variables)
+        self.update_cache = infra.update_cache(variables)
+        self.cache = infra.cache_addresses(variables)
+        self.updates_direct = infra.updates_direct(variables)
+        self.time_sources = infra.time_sources(variables)
         self.forwards = forwards(variables)
         self.probes = service_probes(variables) if self.monitoring else []
         self.settings = settings
@@ -617,6 +623,7 @@ class Compiler:
         self.count_handshakes()
         self.common_head(out.input, "input")
         self.metrics_allow(out.input)
+        self.time_allow(out.input)
         self.input_allow(out.input)
         links = sorted(set(ports.links.values()))
         transit = nft_set([f'"{i}"' for i in links]) if len(ports.links) >= 2 else ""
@@ -627,6 +634,8 @@ class Compiler:
         self.events_allow(out.forward, "forward")
         self.backup_allow(out.forward, "forward")
         self.probes_allow(out.forward, "forward")
+        self.updates_allow(out.forward, "forward")
+        self.time_allow(out.forward, "forward")
         self.pair_chains({e.key for e in self.local_endpoints()})
         self.drop_tails(ports)
         self.hairpin(ports)
@@ -919,6 +928,7 @@ class Compiler:
         self.events_allow(out.input)
         self.backup_allow(out.input)
         self.probes_allow(out.input)
+        self.updates_allow(out.input)
         self.input_allow(out.input)
         self.published_input(out.input)
         pairs, endpoints = self.policy_pairs()
@@ -1028,10 +1038,7 @@ class Compiler:
         (input) or, on a gateway, to it (forward)."""
         if not self.collector or (hook == "input" and self.host != self.collector):
             return
-        planned = self.plan.get("hosts") or {}
-        found = {a for h in planned for a in host_addresses(self.plan, h)}
-        addresses = [str(n) for n in netaddr.cidr_merge(sorted(found))]  # the fewest prefixes
-        sources = _split_families(addresses, "managed hosts")
+        sources = _split_families(self.managed, "managed hosts")
         targets = _split_families(
             monitoring_addresses(dict(self.plan), [self.collector]),
             "kastro_municipality.event_collector",
@@ -1059,6 +1066,66 @@ class Compiler:
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
         port = f"tcp dport {BACKUP_SSH_PORT}"
         self.accept_between(chain, hook, families, lambda _: [port], counter)
+
+    def updates_allow(self, chain: list[str], hook: str = "input") -> None:
+        """Kastro's own path to the security updates (kastro.inventory.infra): the managed
+        hosts to the apt cache's port, to this host when it is the cache (input) or through a
+        gateway (forward), then the way out to the mirrors."""
+        if self.update_cache and (hook == "forward" or self.host == self.update_cache):
+            managed = _split_families(self.managed, "managed hosts")
+            cache = _split_families(self.cache, "kastro_municipality.updates.cache")
+            counter = self.out.counter(
+                f"updates_cache_{hook}", f"managed hosts to the apt cache ({hook})"
+            )
+            port = f"tcp dport {infra.UPDATE_CACHE_PORT}"
+            families = ((managed[0], cache[0]), (managed[1], cache[1]))
+            self.accept_between(chain, hook, families, lambda _: [port], counter)
+        if hook == "forward":
+            self.mirrors_allow(chain)
+
+    def mirrors_allow(self, chain: list[str]) -> None:
+        """The apt cache alone (or, without one, every managed host) to the internet's mirrors
+        (HTTP, HTTPS) and to DNS, which finds them: never to a municipal address."""
+        if self.update_cache:
+            sources = _split_families(self.cache, "kastro_municipality.updates.cache")
+        elif self.updates_direct:
+            sources = _split_families(self.managed, "managed hosts")
+        else:
+            return
+        counter = self.out.counter("updates_mirrors", "security updates from the mirrors")
+        tcp = nft_set([str(p) for p in (infra.DNS_PORT, *infra.MIRROR_PORTS)])
+        families = (("ip", sources[0], self.supernet_v4), ("ip6", sources[1], self.supernet_v6))
+        for family, found, own in families:
+            if not found:
+                continue
+            outside = f"{family} daddr != {nft_set(own)} " if own else ""
+            head = f"{family} saddr {nft_set(found)} {outside}"
+            chain.append(f"{head}tcp dport {tcp} {counter} accept")
+            chain.append(f"{head}udp dport {infra.DNS_PORT} {counter} accept")
+
+    def time_allow(self, chain: list[str], hook: str = "input") -> None:
+        """NTP (kastro.inventory.infra): every gateway serves the time to the municipality's
+        addresses (input), and forwards the questions of the gateways without an uplink to
+        the gateways with one."""
+        if self.out.kind != "gateway":
+            return
+        if hook == "input":
+            counter = self.out.counter("time_in", "NTP from the municipality's hosts")
+            for family, own in (("ip", self.supernet_v4), ("ip6", self.supernet_v6)):
+                if own:
+                    chain.append(
+                        f"{family} saddr {nft_set(own)} udp dport {infra.NTP_PORT} {counter} accept"
+                    )
+            return
+        sources = (self.supernet_v4, self.supernet_v6)
+        targets = _split_families(self.time_sources, "time sources")
+        if not (targets[0] or targets[1]):
+            return
+        counter = self.out.counter("time_forward", "NTP to the gateways with an uplink")
+        families = ((sources[0], targets[0]), (sources[1], targets[1]))
+        self.accept_between(
+            chain, hook, families, lambda _: [f"udp dport {infra.NTP_PORT}"], counter
+        )
 
     def probes_allow(self, chain: list[str], hook: str = "input") -> None:
         """The monitoring hosts' probes of the services the policy publishes

@@ -114,6 +114,16 @@ class Municipality:
     monitoring_hosts: tuple[str, ...] = ()
     # The monitoring host that collects every sensor's EVE events (rsyslog over TLS); "": none.
     event_collector: str = ""
+    updates: Updates | None = None  # None: the model says nothing (kastro validate refuses)
+
+
+@dataclass(frozen=True)
+class Updates:
+    """Where the managed hosts fetch their (security) updates: through the apt cache on one
+    server (`cache`), or each straight from the internet's mirrors (`direct`)."""
+
+    cache: str = ""
+    direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -611,6 +621,20 @@ MUNICIPALITY_FIELDS: Fields = {
         lambda v: None if HOSTNAME_RE.fullmatch(v) else t("{value!r} is not a host name", value=v),
         t("name one of monitoring_hosts, e.g. event_collector: monitor"),
     ),
+    "updates": Field(None),
+}
+UPDATES_FIX = t(
+    "name the server that runs the apt cache (updates: {{cache: mailrelay}}), or let every managed"
+    " host fetch from the internet itself (updates: {{direct: true}})"
+)
+UPDATES_FIELDS: Fields = {
+    "cache": Field(
+        str,
+        "",
+        lambda v: None if HOSTNAME_RE.fullmatch(v) else t("{value!r} is not a host name", value=v),
+        t("name the server that runs the apt cache, e.g. cache: mailrelay"),
+    ),
+    "direct": Field(bool, False, fix=t("write true or false")),
 }
 UPLINK_FIELDS: Fields = {
     "name": Field(str, check=check_name, fix=NAME_FIX),
@@ -900,6 +924,7 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
     v4, v6 = _supernets(p, supernets)
     uplinks = _uplinks(p, got["uplinks"] or [])
     monitoring_hosts = _monitoring_hosts(p, got["monitoring_hosts"] or [])
+    updates = _updates(p, m.get("updates"))
     if name is None or domain is None or mtu is None:
         return None
     return Municipality(
@@ -911,7 +936,19 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         mtu,
         tuple(monitoring_hosts),
         str(got["event_collector"] or ""),
+        updates,
     )
+
+
+def _updates(p: Parser, raw: Any) -> Updates | None:
+    if raw is None:
+        return None
+    path: Path_ = ("kastro_municipality", "updates")
+    m = p.mapping(raw, path, t("cache: SERVER or direct: true"), UPDATES_FIX)
+    if m is None:
+        return None
+    got = p.read(m, path, UPDATES_FIELDS)
+    return Updates(str(got["cache"] or ""), bool(got["direct"]))
 
 
 def _supernets(

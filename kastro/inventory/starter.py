@@ -46,6 +46,10 @@ def starter_files(title: str, domain: str) -> dict[str, str]:
       provider: your ISP
       capacity_mbps: 100
   mtu: 1500
+  # Ενημερώσεις ασφαλείας / security updates: κάθε υπολογιστής απευθείας από τα mirrors· με
+  # διακομιστές, καλύτερα μέσω της cache apt ενός από αυτούς / with servers, better through
+  # the apt cache on one of them:  updates: {{cache: SERVER}}
+  updates: {{direct: true}}
 """,
         "group_vars/all/buildings.yml": header.format(
             what="Κτίρια, ζώνες (πόσες συσκευές η καθεμία), υπολογιστές / buildings, zones, hosts."

@@ -15,6 +15,7 @@ from kastro.inventory.model import (
     CONTROLLER_HOST,
     INTERNET_MEDIUM,
     UNTRUSTED_MEDIA,
+    UPDATES_FIX,
     Building,
     Link,
     Model,
@@ -39,6 +40,7 @@ def check_model(model: Model, src: Source) -> None:
     _check_hosts(model, src)
     _check_register(model, src)
     _check_monitoring_hosts(model, src)
+    _check_updates(model, src)
     _check_links(model, src)
     _check_connectivity(model, src)
     _check_fixed_subnets(model, src)
@@ -108,6 +110,35 @@ def _check_monitoring_hosts(model: Model, src: Source) -> None:
                 name=collector,
             ),
             _known(t("monitoring hosts"), list(model.municipality.monitoring_hosts)),
+        )
+
+
+def _check_updates(model: Model, src: Source) -> None:
+    """Every managed host needs a path to its security updates: the gateways let nothing out
+    that the model does not name, so the model names it (kastro_municipality.updates)."""
+    if model.municipality is None or not model.hosts:
+        return
+    path = ("kastro_municipality", "updates")
+    updates = model.municipality.updates
+    if updates is None:
+        src.error(
+            path,
+            t(
+                "missing: without it the managed hosts have no way through the gateways to"
+                " their security updates (they would silently never update)"
+            ),
+            UPDATES_FIX,
+        )
+        return
+    if bool(updates.cache) == updates.direct:
+        src.error(path, t("give exactly one of cache and direct"), UPDATES_FIX)
+        return
+    servers = [h.name for h in model.hosts if h.role == "server"]
+    if updates.cache and updates.cache not in servers:
+        src.error(
+            (*path, "cache"),
+            t("'{name}' is not a server of kastro_buildings", name=updates.cache),
+            _known(t("servers"), servers),
         )
 
 

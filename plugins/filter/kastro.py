@@ -7,6 +7,7 @@ from typing import Any
 
 from kastro.backup import state as backup
 from kastro.controller.filters import ansible_filter, secrets_dir_filter
+from kastro.inventory.infra import host_time, host_updates
 from kastro.inventory.published import gateway_uplinks, published_tcp_ports, uplink_state
 from kastro.monitoring import events
 from kastro.monitoring.deploy import alertmanager_endpoint
@@ -22,6 +23,10 @@ class FilterModule:
             "kastro_uplink": ansible_filter(uplink_state),
             # Every uplink of a gateway: port, addresses, ISP router, probes, table (uplinks role).
             "kastro_uplinks": ansible_filter(gateway_uplinks),
+            # Kastro's own flows (kastro.inventory.infra): chrony's sources and clients (base),
+            # the apt cache or the proxy through it (updates).
+            "kastro_host_time": ansible_filter(host_time),
+            "kastro_host_updates": ansible_filter(host_updates),
             # The TCP ports published for a host (the lab's stand-in website listens there).
             "kastro_published_tcp_ports": ansible_filter(published_tcp_ports),
             # Where a sensor's alerts go: its municipality's Alertmanager (monitor, suricata).

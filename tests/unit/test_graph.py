@@ -123,6 +123,7 @@ def big_inventory(target: Path, count: int, districts: int) -> Path:
     municipality = yaml.safe_load((gv / "municipality.yml").read_text(encoding="utf-8"))
     municipality["kastro_municipality"].pop("monitoring_hosts", None)
     municipality["kastro_municipality"].pop("event_collector", None)
+    municipality["kastro_municipality"]["updates"] = {"direct": True}  # no servers of the example
     municipality["kastro_municipality"]["uplinks"] = municipality["kastro_municipality"]["uplinks"][
         :1
     ]  # the city hall's; the village office's is gone with its building

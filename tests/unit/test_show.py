@@ -20,7 +20,9 @@ def test_a_server_gets_its_address_groups_roles_and_the_rules_of_its_zone():
     assert f"addresses: {planned.result.data['hosts']['fileserver']['ipv4']}," in text
     assert "groups: backup_clients, building_cityhall, kastro_managed, servers" in text
     roles = [role for _play, role in roles_for(host_groups(planned.model, "fileserver"), "x")]
-    assert roles == ["base", "endpoint", "firewall", "node_exporter", "event_shipping", "backup"]
+    assert roles == [
+        "base", "endpoint", "firewall", "node_exporter", "updates", "event_shipping", "backup"
+    ]  # fmt: skip
     assert "rule 8: teleworkers of group 'finance' may reach zone cityhall.servers" in text
     assert "rule 6:" not in text  # guests to the internet: not this zone
 
