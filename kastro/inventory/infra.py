@@ -47,10 +47,17 @@ def updates_direct(variables: Mapping[str, Any]) -> bool:
 
 
 def managed_addresses(variables: Mapping[str, Any]) -> list[str]:
-    """Every address a managed host may connect from, as the fewest prefixes."""
+    """Every address a managed host may connect from, as the fewest prefixes: each host's
+    planned addresses, and the rest of the supernets outside every zone and teleworker pool
+    (where the plan puts link ends and router ids, from the top). Nobody else can send from
+    that rest (each zone's port carries only its own prefixes), and a new link then changes
+    no ruleset but its ends' (molecule/links)."""
     plan = variables.get("kastro_plan") or {}
-    found = {a for h in _planned(variables) for a in host_addresses(plan, h)}
-    return [str(n) for n in netaddr.cidr_merge(sorted(found))]
+    found = netaddr.IPSet(a for h in _planned(variables) for a in host_addresses(plan, h))
+    parts = [*(plan.get("zones") or {}).values(), *(plan.get("vpn_pools") or {}).values()]
+    taken = netaddr.IPSet(str(p[f]) for p in parts for f in ("ipv4", "ipv6") if p.get(f))
+    supernets = netaddr.IPSet(str(n) for n in _municipality(variables).get("supernets") or [])
+    return [str(n) for n in (found | (supernets - taken)).iter_cidrs()]
 
 
 def cache_addresses(variables: Mapping[str, Any]) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from kastro.controller.model_vars import model_variables
 from kastro.firewall.ruleset import compile_ruleset
 from kastro.inventory import infra
-from tests.unit.test_host_state import EXAMPLE
+from tests.unit.test_host_state import EXAMPLE, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,43 @@ def test_the_gateways_serve_the_time_to_municipal_addresses_only(model):
         "counter name time_forward accept"
     ]
     assert not [r for r in rules(model, "fileserver") if "time_" in r]
+
+
+def test_a_new_link_changes_only_the_rulesets_at_its_ends(tmp_path):
+    """The derived flows name the link ends and router ids by the supernets' rest outside
+    zones and pools, so adding a link keeps every other gateway's ruleset byte for byte
+    (molecule/links adds kep - deya and expects only those two gateways to change)."""
+    import shutil
+
+    import yaml
+
+    from kastro.cli import main
+    from kastro.inventory.project import plan_inventory
+    from kastro.lab.topology import build_topology
+
+    ring = tmp_path / "ring"
+    shutil.copytree(ROOT / "molecule" / "_lab" / "ring", ring, symlinks=True)
+
+    def compiled() -> dict[str, dict]:
+        variables = dict(model_variables(ring))
+        topology = build_topology(plan_inventory(ring).model)  # the lab's ports, as in molecule
+        gateways = [h for h, e in hosts(variables).items() if e["role"] == "gateway"]
+        return {
+            g: compile_ruleset(
+                g, {**variables, "kastro_interfaces": topology.interface_vars(g)}, {}
+            )
+            for g in gateways
+        }
+
+    before = compiled()
+    model_file = ring / "group_vars" / "all" / "model.yml"
+    model = yaml.safe_load(model_file.read_text(encoding="utf-8"))
+    model["kastro_links"]["kep-deya"] = {
+        "ends": ["kep", "deya"],
+        "medium": "radio",
+        "capacity_mbps": 50,
+    }
+    model_file.write_text(yaml.safe_dump(model, sort_keys=False), encoding="utf-8")
+    assert main(["apply", "-i", str(ring)]) == 0
+    after = compiled()
+    assert {g for g in before if before[g] != after[g]} == {"kep-gw", "deya-gw"}
