@@ -367,9 +367,12 @@ class Compiler:
         self.monitoring = monitoring_addresses(dict(self.plan), self.monitoring_hosts)
         self.collector = str(municipality.get("event_collector") or "")
         self.backup_server, self.backup_clients = _backup_hosts(variables)
-        self.managed = infra.managed_addresses(variables)
+        # (IPv4, IPv6) each, split once: every managed host's sources, the apt cache's address.
+        self.managed = _split_families(infra.managed_addresses(variables), "managed hosts")
         self.update_cache = infra.update_cache(variables)
-        self.cache = infra.cache_addresses(variables)
+        self.cache = _split_families(
+            infra.cache_addresses(variables), "kastro_municipality.updates.cache"
+        )
         self.updates_direct = infra.updates_direct(variables)
         self.time_sources = infra.time_sources(variables)
         self.forwards = forwards(variables)
@@ -1038,7 +1041,7 @@ class Compiler:
         (input) or, on a gateway, to it (forward)."""
         if not self.collector or (hook == "input" and self.host != self.collector):
             return
-        sources = _split_families(self.managed, "managed hosts")
+        sources = self.managed
         targets = _split_families(
             monitoring_addresses(dict(self.plan), [self.collector]),
             "kastro_municipality.event_collector",
@@ -1072,12 +1075,11 @@ class Compiler:
         hosts to the apt cache's port, to this host when it is the cache (input) or through a
         gateway (forward), then the way out to the mirrors."""
         if self.update_cache and (hook == "forward" or self.host == self.update_cache):
-            managed = _split_families(self.managed, "managed hosts")
-            cache = _split_families(self.cache, "kastro_municipality.updates.cache")
             counter = self.out.counter(
                 f"updates_cache_{hook}", f"managed hosts to the apt cache ({hook})"
             )
             port = f"tcp dport {infra.UPDATE_CACHE_PORT}"
+            managed, cache = self.managed, self.cache
             families = ((managed[0], cache[0]), (managed[1], cache[1]))
             self.accept_between(chain, hook, families, lambda _: [port], counter)
         if hook == "forward":
@@ -1087,9 +1089,9 @@ class Compiler:
         """The apt cache alone (or, without one, every managed host) to the internet's mirrors
         (HTTP, HTTPS) and to DNS, which finds them: never to a municipal address."""
         if self.update_cache:
-            sources = _split_families(self.cache, "kastro_municipality.updates.cache")
+            sources = self.cache
         elif self.updates_direct:
-            sources = _split_families(self.managed, "managed hosts")
+            sources = self.managed
         else:
             return
         counter = self.out.counter("updates_mirrors", "security updates from the mirrors")
@@ -1109,13 +1111,12 @@ class Compiler:
         the gateways with one."""
         if self.out.kind != "gateway":
             return
+        port = f"udp dport {infra.NTP_PORT}"
         if hook == "input":
             counter = self.out.counter("time_in", "NTP from the municipality's hosts")
-            for family, own in (("ip", self.supernet_v4), ("ip6", self.supernet_v6)):
-                if own:
-                    chain.append(
-                        f"{family} saddr {nft_set(own)} udp dport {infra.NTP_PORT} {counter} accept"
-                    )
+            nowhere: list[str] = []  # input: to this host, no destination
+            families = ((self.supernet_v4, nowhere), (self.supernet_v6, nowhere))
+            self.accept_between(chain, hook, families, lambda _: [port], counter)
             return
         sources = (self.supernet_v4, self.supernet_v6)
         targets = _split_families(self.time_sources, "time sources")
@@ -1123,9 +1124,7 @@ class Compiler:
             return
         counter = self.out.counter("time_forward", "NTP to the gateways with an uplink")
         families = ((sources[0], targets[0]), (sources[1], targets[1]))
-        self.accept_between(
-            chain, hook, families, lambda _: [f"udp dport {infra.NTP_PORT}"], counter
-        )
+        self.accept_between(chain, hook, families, lambda _: [port], counter)
 
     def probes_allow(self, chain: list[str], hook: str = "input") -> None:
         """The monitoring hosts' probes of the services the policy publishes

@@ -592,6 +592,10 @@ def _register(names: tuple[str, ...]) -> Fields:
     return {name: Field(str, "", *reg.CHECKS[name]) for name in names}
 
 
+def _check_hostname(value: str) -> str | None:
+    return None if HOSTNAME_RE.fullmatch(value) else t("{value!r} is not a host name", value=value)
+
+
 MUNICIPALITY_FIELDS: Fields = {
     "name": Field(str),
     "domain": Field(
@@ -618,7 +622,7 @@ MUNICIPALITY_FIELDS: Fields = {
     "event_collector": Field(
         str,
         "",
-        lambda v: None if HOSTNAME_RE.fullmatch(v) else t("{value!r} is not a host name", value=v),
+        _check_hostname,
         t("name one of monitoring_hosts, e.g. event_collector: monitor"),
     ),
     "updates": Field(None),
@@ -631,7 +635,7 @@ UPDATES_FIELDS: Fields = {
     "cache": Field(
         str,
         "",
-        lambda v: None if HOSTNAME_RE.fullmatch(v) else t("{value!r} is not a host name", value=v),
+        _check_hostname,
         t("name the server that runs the apt cache, e.g. cache: mailrelay"),
     ),
     "direct": Field(bool, False, fix=t("write true or false")),
