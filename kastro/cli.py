@@ -318,6 +318,8 @@ def _planned(args: argparse.Namespace) -> Planned:
     planned = plan_inventory(Path(args.inventory), frozenset(args.renumber))
     for line in planned.result.added:
         print(f"  + {line}")
+    for line in planned.result.moved:
+        print(tr(t("  ~ {line} (renumbered)", line=line)))
     for line in planned.result.removed:
         print(tr(t("  - {line} (released)", line=line)))
     return planned

@@ -16,6 +16,13 @@ def load_case(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def without_ports(inventory: Path) -> Path:
+    """A copy of the example without its gateways' ports (kastro_ports): for tests that add
+    buildings or links to see what the plan does, not how the new cables are plugged in."""
+    (inventory / "group_vars" / "all" / "ports.yml").unlink()
+    return inventory
+
+
 def broken_copy(case: dict[str, Any], target: Path) -> Path:
     """A copy of the example inventory with the case's edits applied (each must match once)."""
     shutil.copytree(EXAMPLE, target)

@@ -21,6 +21,7 @@ from typing import Any
 
 from kastro.inventory.loader import MODEL_KEYS, PLAN_KEY, UnreadableFileError, load_bounded
 from kastro.inventory.plan import management_address, runs_vpn
+from kastro.inventory.ports import interfaces, netdevs, raw_ports
 
 MODEL_VARIABLES = frozenset((*MODEL_KEYS, PLAN_KEY))
 
@@ -110,6 +111,7 @@ def host_slice(model: Mapping[str, Any], host: str, inventory: str | Path) -> di
         len(model.get("kastro_teleworker_groups") or {}),
     )
     teleworkers = (model.get("kastro_teleworkers") or []) if vpn else []
+    nics = raw_ports(model.get("kastro_ports"), host)
     return {
         "inventory": str(inventory),
         "municipality": model.get("kastro_municipality") or {},
@@ -117,6 +119,9 @@ def host_slice(model: Mapping[str, Any], host: str, inventory: str | Path) -> di
         "management_address": management_address(plan, host),
         "vpn_server": vpn,
         "teleworker_ids": [str(p.get("id")) for p in teleworkers if isinstance(p, dict)],
+        # A gateway described by its ports: its interfaces and the VLANs and bonds to create
+        # (the vars plugin turns them into kastro_interfaces and kastro_netdevs).
+        **({"interfaces": interfaces(nics), "netdevs": netdevs(nics)} if nics else {}),
     }
 
 

@@ -49,7 +49,11 @@ _PATTERNS = {
     "name": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
     "classid": re.compile(r"[0-9]{1,4}:[0-9]{1,4}"),
     "peer_endpoint": re.compile(r"[0-9a-fA-F.:\[\]]{3,60}:[0-9]{1,5}"),
+    "parent": re.compile(r"[a-z][a-z0-9]{0,9}"),
+    "mac": re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"),
 }
+# Ports and VLANs: a port name with room for '.4094' (kastro.inventory.ports.PORT_NAME).
+_PORT_NAME = _PATTERNS["parent"]
 _ADDRESS_KEYS = ("address", "ipv4", "ipv6", "peer_ipv4", "peer_ipv6", "router_id")
 _NUMBER_KEYS = (
     "mtu",
@@ -63,6 +67,7 @@ _NUMBER_KEYS = (
     "cost",
     "capacity_mbps",
     "keepalive",
+    "vlan",
 )
 
 
@@ -79,6 +84,11 @@ def check_config(value: Any, path: str = "") -> None:
 
 
 def _check_value(key: str, item: Any, where: str) -> None:
+    if key == "members" and isinstance(item, list):
+        for i, member in enumerate(item):
+            if not (isinstance(member, str) and _PORT_NAME.fullmatch(member)):
+                raise ConfigValueError(f"{where}[{i}]: {member!r} is not a valid port name")
+        return
     if isinstance(item, (dict, list)):
         return
     if key in _PATTERNS and not (isinstance(item, str) and _PATTERNS[key].fullmatch(item)):
@@ -193,6 +203,11 @@ def needs_apply(config: dict[str, Any], config_path: Path) -> list[str]:
     state = json.loads(STATE.read_text()) if STATE.exists() else {}
     if state.get("digest") != config_digest(config_path):
         reasons.append("the configuration changed since the last apply")
+    ports = config.get("ports") or {"names": [], "bonds": [], "vlans": []}
+    reasons += missing_ports(ports)
+    for name in netdev_names(ports):
+        if not link_exists(name):
+            reasons.append(f"{name} is missing")
     for link in config["links"]:
         if not link_exists(link["interface"]):
             reasons.append(f"{link['interface']} is missing")
@@ -203,6 +218,90 @@ def needs_apply(config: dict[str, Any], config_path: Path) -> list[str]:
     if run("nft", "list", "table", "inet", "kastro_qos", check=False).returncode != 0:
         reasons.append("table inet kastro_qos is not loaded")
     return reasons
+
+
+def master_of(name: str) -> str:
+    """The bond a port is enslaved to ('' if none)."""
+    master = Path("/sys/class/net", name, "master")
+    return master.resolve().name if master.exists() else ""
+
+
+def named_by_mac(mac: str) -> str:
+    """The interface whose address is `mac` ('' if none)."""
+    for path in sorted(Path("/sys/class/net").iterdir()):
+        try:
+            if (path / "address").read_text().strip().lower() == mac:
+                return path.name
+        except OSError:
+            continue
+    return ""
+
+
+def missing_ports(ports: dict[str, Any]) -> list[str]:
+    """Why a port the model names is not there (empty: every one is): before anything
+    changes, so a wrong MAC or a gateway not yet rebooted leaves the host as it was."""
+    bonds = {b["name"] for b in ports["bonds"]}
+    wanted = {p["name"]: p.get("mac", "") for p in ports["names"]}
+    for bond in ports["bonds"]:
+        wanted.update({m: wanted.get(m, "") for m in bond["members"]})
+    for vlan in ports["vlans"]:
+        if vlan["parent"] not in bonds:
+            wanted.setdefault(vlan["parent"], "")
+    problems = []
+    for name, mac in sorted(wanted.items()):
+        if link_exists(name):
+            continue
+        now = named_by_mac(mac) if mac else ""
+        if now:
+            problems.append(
+                f"port {name} (MAC {mac}) is still called {now}: its .link file names it at "
+                "boot; reboot the gateway (or free the port and run 'udevadm trigger')"
+            )
+        else:
+            problems.append(
+                f"port {name} is missing" + (f": no interface has MAC {mac}" if mac else "")
+                + "; check kastro_ports against 'ip link' on the gateway"
+            )  # fmt: skip
+    return problems
+
+
+def _apply_ports(ports: dict[str, Any], previous: list[str]) -> list[str]:
+    """Bonds (active-backup: works with any switch) of their member ports, then the VLANs on
+    the ports; the bonds and VLANs of the previous apply that are no longer wanted removed."""
+    problems = missing_ports(ports)
+    if problems:
+        raise RuntimeError("; ".join(problems) + "; nothing was changed")
+    changes = []
+    for bond in ports["bonds"]:
+        name = bond["name"]
+        if not link_exists(name):
+            run("ip", "link", "add", name, "type", "bond", "mode", "active-backup", "miimon", "100")
+            changes.append(f"created bond {name}")
+        for member in bond["members"]:
+            if master_of(member) != name:
+                run("ip", "link", "set", member, "down")  # the kernel enslaves only a port down
+                run("ip", "link", "set", member, "master", name)
+                changes.append(f"{member} into {name}")
+        run("ip", "link", "set", name, "up")
+    for vlan in ports["vlans"]:
+        name = vlan["name"]
+        if not link_exists(name):
+            run("ip", "link", "set", vlan["parent"], "up")
+            run("ip", "link", "add", "link", vlan["parent"], "name", name, "type", "vlan",
+                "id", str(vlan["vlan"]))  # fmt: skip
+            changes.append(f"created {name}")
+        run("ip", "link", "set", name, "up")
+    wanted = netdev_names(ports)
+    for name in reversed(previous):  # VLANs before the bonds they ride on
+        if name not in wanted and link_exists(name):
+            run("ip", "link", "del", name, check=False)
+            changes.append(f"removed {name}")
+    return changes
+
+
+def netdev_names(ports: dict[str, Any]) -> list[str]:
+    """The interfaces kastro-links creates for the ports, bonds first."""
+    return [b["name"] for b in ports["bonds"]] + [v["name"] for v in ports["vlans"]]
 
 
 def _apply_tunnels(links: list[dict[str, Any]], tunnels: list[dict[str, Any]]) -> list[str]:
@@ -227,6 +326,8 @@ def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
     changes: list[str] = []
     previous = json.loads(STATE.read_text()) if STATE.exists() else {"addresses": [], "tunnels": []}
 
+    ports = config.get("ports") or {"names": [], "bonds": [], "vlans": []}
+    changes += _apply_ports(ports, previous.get("netdevs", []))
     tunnels = [link for link in config["links"] if link.get("wireguard")]
     changes += _apply_tunnels(config["links"], tunnels)
 
@@ -257,6 +358,7 @@ def apply(config: dict[str, Any], config_path: Path = CONFIG) -> list[str]:
             {
                 "addresses": sorted(wanted),
                 "tunnels": [t["interface"] for t in tunnels],
+                "netdevs": netdev_names(ports),
                 "digest": config_digest(config_path),
             }
         ),

@@ -28,6 +28,7 @@ MODEL_KEYS = (
     "kastro_nis2",
     "kastro_backup",
     "kastro_published",
+    "kastro_ports",
 )
 PLAN_KEY = "kastro_plan"
 PLAN_FILE = Path("group_vars/all/kastro_plan.yml")

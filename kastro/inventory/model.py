@@ -18,6 +18,7 @@ import netaddr
 from kastro.i18n import Joined, t
 from kastro.inventory import register as reg
 from kastro.inventory.loader import Path_, Source, dotted, shown
+from kastro.inventory.ports import Nic, parse_all_ports
 
 ZONE_KINDS = ("staff", "servers", "voip", "cctv", "iot", "guest", "management")
 HOST_ROLES = ("gateway", "server", "sensor", "endpoint")
@@ -115,6 +116,9 @@ class Municipality:
     # The monitoring host that collects every sensor's EVE events (rsyslog over TLS); "": none.
     event_collector: str = ""
     updates: Updates | None = None  # None: the model says nothing (kastro validate refuses)
+    # Room to grow in every newly planned zone: a block holds hosts + this much (at least
+    # MIN_SPARE_DEVICES more), so a few new devices never force a renumbering. 0: exact fit.
+    zone_headroom_percent: int = 25
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,7 @@ class Model:
     nis2: Nis2 | None = None
     backup: Backup | None = None
     published: dict[str, Published] = field(default_factory=dict)
+    ports: dict[str, tuple[Nic, ...]] = field(default_factory=dict)  # gateway → its ports
 
     @property
     def zones(self) -> list[Zone]:
@@ -626,6 +631,12 @@ MUNICIPALITY_FIELDS: Fields = {
         t("name one of monitoring_hosts, e.g. event_collector: monitor"),
     ),
     "updates": Field(None),
+    "zone_headroom_percent": Field(
+        int,
+        25,
+        in_range(0, 400),
+        t("give the room to grow in each new zone as a percentage 0..400 (default 25)"),
+    ),
 }
 UPDATES_FIX = t(
     "name the server that runs the apt cache (updates: {{cache: mailrelay}}), or let every managed"
@@ -847,6 +858,8 @@ def parse_model(src: Source) -> Model:
         model.backup = _backup(p, data["kastro_backup"])
     if "kastro_published" in data:
         model.published = _published(p, data["kastro_published"])
+    if "kastro_ports" in data:
+        model.ports = parse_all_ports(src, data["kastro_ports"])
     return model
 
 
@@ -941,6 +954,7 @@ def _municipality(p: Parser, raw: Any) -> Municipality | None:
         tuple(monitoring_hosts),
         str(got["event_collector"] or ""),
         updates,
+        25 if got["zone_headroom_percent"] is None else got["zone_headroom_percent"],
     )
 
 

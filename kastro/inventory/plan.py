@@ -8,7 +8,7 @@ point-to-point links and router ids from the top, so neither eats the other's ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -57,6 +57,7 @@ class PlanResult:
     data: dict[str, Any]
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # "hosts.fileserver ipv4 OLD -> NEW"
 
 
 # Every section of the plan ("devices" only when a device asks for a fixed address).
@@ -107,6 +108,15 @@ def make_plan(
     data["teleworkers"] = teleworkers
     alloc.result.data = data
     alloc.result.removed = _removed(alloc.previous, data)
+    alloc.result.moved = _moved(alloc.previous, data)
+    # Given out again (renumbered, or the same block once more): not new.
+    known = {
+        where
+        for section in PLAN_SECTIONS
+        for key, entry in (alloc.previous.get(section) or {}).items()
+        for where, _ in _addresses(entry, f"{section}.{key}")
+    }
+    alloc.result.added = [a for a in alloc.result.added if a.rsplit(" ", 1)[0] not in known]
     return alloc.result
 
 
@@ -229,15 +239,22 @@ class _Allocator:
         self.result.added.append(f"{section}.{key} {family} {got}")
         return got
 
+    def zone_prefix(self, zone: Zone) -> int:
+        """A new zone's IPv4 prefix: its devices and the municipality's room to grow."""
+        assert self.model.municipality is not None
+        return needed_prefix(
+            with_headroom(zone.hosts, self.model.municipality.zone_headroom_percent)
+        )
+
     def allocate_new(self) -> None:
         v4, v6 = self.v4, self.v6
         path: tuple[str | int, ...]
-        for zone in sorted(self.zones, key=lambda z: (needed_prefix(z.hosts), z.key)):
+        for zone in sorted(self.zones, key=lambda z: (self.zone_prefix(z), z.key)):
             if zone.key not in self.zone_v4:
                 got = self.new(
                     ("zones", zone.key, "ipv4"),
                     v4,
-                    needed_prefix(zone.hosts),
+                    self.zone_prefix(zone),
                     False,
                     _zone_path(zone, "hosts"),
                 )
@@ -332,6 +349,17 @@ class _Allocator:
                 entry["server_ipv6"] = str(net6[1])
             out[group.name] = entry
         return out
+
+
+MIN_SPARE_DEVICES = 4
+
+
+def with_headroom(hosts: int, percent: int) -> int:
+    """Devices a new zone's block is sized for: `percent` more (rounded up, at least
+    MIN_SPARE_DEVICES more), or exactly `hosts` when percent is 0."""
+    if percent == 0:
+        return hosts
+    return hosts + max(-(-hosts * percent // 100), MIN_SPARE_DEVICES)
 
 
 def pool_prefix(size: int) -> int:
@@ -526,6 +554,32 @@ def _teleworker_addresses(
         if v6:
             entry["ipv6"] = v6
         out[person.id] = entry
+    return out
+
+
+def _addresses(entry: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path family, value) of every ipv4/ipv6 in a plan entry, nested ones (a gateway's
+    interfaces) included."""
+    if not isinstance(entry, dict):
+        return
+    for key, value in sorted(entry.items()):
+        if key in ("ipv4", "ipv6") and value:
+            yield f"{path} {key}", str(value)
+        elif isinstance(value, dict):
+            yield from _addresses(value, f"{path}.{key}")
+
+
+def _moved(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """Every address or block the previous plan gave out that now has another value (a
+    renumbering, asked for with --renumber): old -> new, per allocation."""
+    out = []
+    for section in PLAN_SECTIONS:
+        old, new = previous.get(section) or {}, data.get(section) or {}
+        for key in sorted(set(old) & set(new)):
+            before = dict(_addresses(old[key], f"{section}.{key}"))
+            for where, value in _addresses(new[key], f"{section}.{key}"):
+                if before.get(where) not in (None, value):
+                    out.append(f"{where} {before[where]} -> {value}")
     return out
 
 

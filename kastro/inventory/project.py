@@ -129,6 +129,17 @@ def check_host_vars(inventory: Path, model: Model, src: Source) -> None:
                 continue
             if not isinstance(data, dict) or "kastro_interfaces" not in data:
                 continue
+            if host.name in model.ports:
+                src.errors.append(
+                    InventoryError(
+                        str(path), 0, "kastro_interfaces",
+                        t("the model describes this gateway's ports: Kastro derives its "
+                          "interfaces from them"),
+                        t("remove kastro_interfaces from this file (or the gateway from "
+                          "kastro_ports)"),
+                    )
+                )  # fmt: skip
+                continue
             building = model.buildings[host.building]
             links = {
                 n

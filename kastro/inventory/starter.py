@@ -68,6 +68,16 @@ kastro_buildings:
     hosts:
       cityhall-gw: {role: gateway}
 """,
+        "group_vars/all/ports.yml": header.format(
+            what="Οι θύρες κάθε πύλης (VLAN, bonds) / each gateway's ports (VLANs, bonds)."
+        )
+        + """# Η MAC κάθε θύρας όπως τη δείχνει το 'ip link'· κάθε ζώνη σε μία θύρα, untagged ή σε
+# VLAN / each port's MAC as 'ip link' shows it; every zone on one port, untagged or a VLAN:
+#   cityhall-gw:
+#     lan: {mac: "aa:bb:cc:dd:ee:01", zones: {management: untagged, staff: 10, guest: 50}}
+#     wan: {mac: "aa:bb:cc:dd:ee:02", uplink: true}
+kastro_ports: {}
+""",
         "group_vars/all/links.yml": header.format(
             what="Συνδέσεις μεταξύ κτιρίων / links between buildings."
         )

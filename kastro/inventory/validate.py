@@ -17,17 +17,19 @@ from kastro.inventory.model import (
     UNTRUSTED_MEDIA,
     UPDATES_FIX,
     Building,
+    Host,
     Link,
     Model,
     Published,
     Rule,
     Uplink,
 )
+from kastro.inventory.ports import Nic, port_problems
 
 # WireGuard over IPv6 adds 80 bytes (IPv6 40 + UDP 8 + WireGuard 32); the plan sizes inner MTUs
 # from this, so an encrypted link's MTU must leave room for at least IPv6's minimum inside.
 WIREGUARD_OVERHEAD = 80
-INTERNET = "internet"
+INTERNET = "internet"  # the medium of a link over the internet
 TELEWORKER_PREFIX = "teleworkers."
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', quotes or blanks.
 IFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
@@ -38,6 +40,7 @@ IFACE_FIX = t("write the Linux interface name, e.g. eth1 or enp2s0.20 (at most 1
 def check_model(model: Model, src: Source) -> None:
     _check_buildings(model, src)
     _check_hosts(model, src)
+    _check_ports(model, src)
     _check_register(model, src)
     _check_monitoring_hosts(model, src)
     _check_updates(model, src)
@@ -51,6 +54,41 @@ def check_model(model: Model, src: Source) -> None:
     _check_uplinks(model, src)
     _check_internet_links(model, src)
     _check_published(model, src)
+
+
+def _check_ports(model: Model, src: Source) -> None:
+    """kastro_ports names gateways; each one's ports fit its building (port_problems)."""
+    hosts = {h.name: h for h in model.hosts}
+    gateways = {h.name for h in model.hosts if h.role == "gateway"}
+    for name, ports in model.ports.items():
+        if name not in gateways:
+            src.error(
+                ("kastro_ports", name),
+                t("is not a gateway of kastro_buildings"),
+                _known(t("gateways"), gateways),
+            )
+        elif ports:
+            _check_gateway_ports(model, src, hosts[name], ports)
+
+
+def _check_gateway_ports(model: Model, src: Source, host: Host, ports: tuple[Nic, ...]) -> None:
+    """Every zone and link of the building on one port, VLAN ids unique per port, bonds of
+    real ports, the uplinks on named ports."""
+    b = model.buildings[host.building]
+    all_uplinks = model.municipality.uplinks if model.municipality else ()
+    uplinks = [(i, up) for i, up in enumerate(all_uplinks) if up.building == b.name]
+    further = frozenset(up.interface for _, up in uplinks[1:] if up.interface)
+    links = {n: link.medium == INTERNET for n, link in model.links.items() if b.name in link.ends}
+    for where, message, fix in port_problems(ports, set(b.zones), links, bool(uplinks), further):
+        src.error(("kastro_ports", host.name, *where), message, fix)
+    names = {nic.name for nic in ports}
+    for i, up in uplinks[1:]:
+        if up.interface and up.interface not in names:
+            src.error(
+                ("kastro_municipality", "uplinks", i, "interface"),
+                t("'{iface}' is not a port of {host}", iface=up.interface, host=host.name),
+                _known(t("ports"), names),
+            )
 
 
 def _check_buildings(model: Model, src: Source) -> None:

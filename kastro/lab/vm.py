@@ -32,6 +32,8 @@ from kastro.lab.image import BASE_PACKAGES, ImageBuildError, _run, debian_mirror
 
 STATE = Path(".kastro/vm")
 ADMIN = "kastro"  # the administrator account the tests connect as (sudo to root)
+# The VM's second NIC (eth1 at boot): the example city hall's trunk port (kastro_ports).
+SPARE_NIC_MAC = "52:54:00:4b:01:01"
 VM_PACKAGES = (
     *(p for p in BASE_PACKAGES if p != "tcpdump"),
     "linux-image-cloud-amd64",
@@ -101,7 +103,7 @@ printf '%s' "$KASTRO_FSTAB" > /etc/fstab
 mkdir -p /etc/systemd/network
 cat > /etc/systemd/network/10-kastro.network <<EOF
 [Match]
-Name=en* eth*
+Name=eth0
 
 [Network]
 DHCP=ipv4
@@ -377,6 +379,10 @@ def _boot(machine: Machine) -> None:
              "-drive", f"file={directory / disk.stem}.qcow2,format=qcow2,if=virtio")),
          "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{machine.port}-:22",
          "-device", "virtio-net-pci,netdev=n0",
+         # A second NIC with a permanent MAC, wired to nothing (a hub of one port): the port
+         # tests/vm/test_vm_ports.py names by its MAC, as a gateway's .link file does.
+         "-netdev", "hubport,id=n1,hubid=1",
+         "-device", f"virtio-net-pci,netdev=n1,mac={SPARE_NIC_MAC}",
          "-serial", f"file:{directory / 'console.log'}",
          "-daemonize", "-pidfile", str(directory / "qemu.pid")],
         "qemu-system-x86_64",

@@ -198,6 +198,7 @@ def gateway_config(
     return {
         "host": host,
         "building": str(me["building"]),
+        "ports": _ports(variables.get("kastro_netdevs")),
         "router_id": router_id["ipv4"],
         "ospf6": bool(settings.get("ospf6")),
         "addresses": addresses,
@@ -205,6 +206,30 @@ def gateway_config(
         "links": links,
         "qos_ruleset": qos_ruleset(variables, zones, links, settings),
     }
+
+
+def _ports(ports: Any) -> dict[str, list[dict[str, Any]]]:
+    """The bonds and VLANs kastro-links creates and the names the .link files give (kastro_ports,
+    derived from the model's ports; none where the inventory names the interfaces itself)."""
+    ports = ports if isinstance(ports, Mapping) else {}
+    return {key: list(ports.get(key) or []) for key in ("names", "bonds", "vlans")}
+
+
+def port_link_files(config: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One systemd .link file per port with a MAC: udev gives the port its model name at boot,
+    whichever slot or driver order the kernel found it in."""
+    files = []
+    for port in config["ports"]["names"]:
+        content = (
+            "# Kastro (kastro_ports): the port with this MAC address is called "
+            f"{port['name']}.\n[Match]\nPermanentMACAddress={port['mac']}\n\n"
+            f"[Link]\nName={port['name']}\n"
+        )
+        files.append(
+            {"dest": f"/etc/systemd/network/10-kastro-{port['name']}.link", "mode": "0644",
+             "content": content}
+        )  # fmt: skip
+    return files
 
 
 def _zones(

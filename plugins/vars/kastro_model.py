@@ -27,6 +27,8 @@ DOCUMENTATION = """
           kastro_services, kastro_policy, kastro_teleworker_groups, kastro_teleworkers,
           kastro_plan) out of every host's variables.
         - Gives each host of an inventory with a model the variable kastro_host, its own slice.
+        - Gives a gateway whose ports the model describes kastro_interfaces and kastro_netdevs
+          derived from them, unless an inventory source sets kastro_interfaces itself.
     options:
       stage:
         ini:
@@ -67,6 +69,12 @@ class VarsModule(HostGroupVars):
             return data
         for host in hosts:
             mine = cached_host_slice(inventory, host.name)
-            if mine is not None:
-                data["kastro_host"] = mine
+            if mine is None:
+                continue
+            data["kastro_host"] = mine
+            # A gateway described by ports gets its interfaces from them, unless an inventory
+            # source names them itself (the container lab: one veth per zone, no VLANs).
+            if "interfaces" in mine and "kastro_interfaces" not in host.vars:
+                data["kastro_interfaces"] = mine["interfaces"]
+                data["kastro_netdevs"] = mine["netdevs"]
         return data

@@ -24,7 +24,7 @@ MAX_EXPOSURE = 4.0  # systemd-analyze security's "OK" band
 # The real chrony.conf's `allow` lines, the host's own clock as the source (local), never
 # touching the clock (-x: the lab's containers share this machine's kernel clock).
 TEST_CHRONYD = (
-    "grep '^allow ' /etc/chrony/chrony.conf > /run/kastro-test-chrony.conf && "
+    "grep -E '^(allow|ratelimit) ' /etc/chrony/chrony.conf > /run/kastro-test-chrony.conf && "
     "printf 'local stratum 10\\ncmdport 0\\npidfile /run/kastro-test-chronyd.pid\\n' "
     ">> /run/kastro-test-chrony.conf && chronyd -x -f /run/kastro-test-chrony.conf"
 )
@@ -39,6 +39,21 @@ try:
     print(len(s.recv(512)))
 except OSError:
     print(0)
+"""
+# 40 requests back to back (each waits 0.5 s at most for its answer): how many are answered.
+NTP_BURST = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+answered = 0
+for _ in range(40):
+    s.sendto(b"\\x23" + bytes(47), (sys.argv[1], 123))
+    try:
+        s.recv(512)
+        answered += 1
+    except OSError:
+        pass
+print(answered)
 """
 # A GET through the cache for a URL that is not a Debian mirror, and a CONNECT tunnel: both
 # must be refused (the targets are the lab's own hosts, so nothing leaves the lab either way).
@@ -157,6 +172,7 @@ def test_chrony_asks_what_the_model_derives(lab):
     assert "allow 10.30.0.0/20" in annex, annex
     hall = ssh("hall-gw").file("/etc/chrony/chrony.conf").content_string
     assert "pool gr.pool.ntp.org" in hall and "allow 10.30.0.0/20" in hall, hall
+    assert "ratelimit interval 1 burst 16 leak 2" in hall and "ratelimit" not in files
 
 
 def ask_time_here(address: str) -> int:
@@ -191,7 +207,12 @@ def test_the_gateways_serve_the_time_to_the_municipality_only(lab):
             for name, (host, address) in asks.items()
         }
         got["this machine"] = ask_time_here(outside)
+        burst = int(
+            ssh("files").check_output(f"python3 -c {shlex.quote(NTP_BURST)} {annex_servers}")
+        )
     finally:
         for gateway in gateways:
             gateway.run(STOP_CHRONYD)
     assert got == {"files": 48, "annex-gw": 48, "this machine": 0}, got
+    # chrony's ratelimit: the first 16 or so, then one in four; never all 40.
+    assert 12 <= burst <= 30, burst

@@ -19,9 +19,10 @@ from kastro.inventory.graph import topology_dot
 from kastro.inventory.project import (
     LEGACY_HOSTS_MARK,
     describe_policy,
+    plan_inventory,
     validate_inventory,
 )
-from tests.inventory_helpers import EXAMPLE, broken_copy
+from tests.inventory_helpers import EXAMPLE, broken_copy, without_ports
 
 
 @pytest.fixture
@@ -64,6 +65,7 @@ def test_example_allocations_do_not_overlap_and_stay_inside_the_supernet():
 
 
 def test_adding_a_building_changes_no_existing_allocation(example_copy: Path):
+    without_ports(example_copy)
     before = plan_of(example_copy)
     buildings = example_copy / "group_vars/all/buildings.yml"
     buildings.write_text(
@@ -104,6 +106,67 @@ def test_renumber_moves_only_the_named_zone(example_copy: Path):
     assert netaddr.IPAddress(after["hosts"]["fileserver"]["ipv4"]) in netaddr.IPNetwork(
         after["zones"]["cityhall.servers"]["ipv4"]
     )
+
+
+def test_a_renumbering_shows_every_address_that_moves_old_to_new(example_copy: Path, capsys):
+    before = plan_of(example_copy)
+    servers = example_copy / "group_vars/all/buildings.yml"  # outgrows its /26
+    servers.write_text(servers.read_text().replace("servers: {hosts: 40}", "servers: {hosts: 100}"))
+    key = "kastro_plan.zones.cityhall.servers"
+    assert main(["plan", "-i", str(example_copy), "--renumber", key]) == 0
+    out = capsys.readouterr().out
+    after = plan_inventory(example_copy, frozenset([key])).result.data
+    old, new = (
+        before["zones"]["cityhall.servers"]["ipv4"],
+        after["zones"]["cityhall.servers"]["ipv4"],
+    )
+    assert old != new and f"  ~ zones.cityhall.servers ipv4 {old} -> {new} (renumbered)" in out
+    for host in ("fileserver", "intranet", "mailrelay"):
+        was, now = before["hosts"][host]["ipv4"], after["hosts"][host]["ipv4"]
+        assert f"  ~ hosts.{host} ipv4 {was} -> {now} (renumbered)" in out
+    gateway = after["hosts"]["cityhall-gw"]["interfaces"]["servers"]["ipv4"]
+    assert "hosts.cityhall-gw.interfaces.servers ipv4 " in out and gateway in out
+    # Nothing else moves, and nothing given out before is listed as new.
+    assert out.count(" ~ ") == 5 and " + " not in out
+
+
+@pytest.mark.parametrize(
+    ("percent", "hosts", "prefix"),
+    [
+        (25, 40, 26),
+        (0, 40, 26),
+        (25, 60, 25),
+        (0, 60, 26),
+        (25, 4, 28),
+        (0, 4, 29),
+        (25, 5, 28),
+        (100, 30, 26),
+    ],
+)
+def test_new_zones_get_room_to_grow(example_copy: Path, percent, hosts, prefix):
+    """zone_headroom_percent: 40 devices + 25 % = 50 (+3: network, broadcast, gateway) fits a
+    /26; 60 + 15 = 75 needs a /25 where 60 alone fits a /26; a zone of 4 gets 4 spare (a /28
+    where 4 alone fits a /29)."""
+    municipality = example_copy / "group_vars/all/municipality.yml"
+    text = municipality.read_text().replace(
+        "  mtu: 1500\n", f"  mtu: 1500\n  zone_headroom_percent: {percent}\n"
+    )
+    municipality.write_text(text)
+    buildings = example_copy / "group_vars/all/buildings.yml"
+    buildings.write_text(
+        buildings.read_text().replace(
+            "      iot: {hosts: 20, description: smart-classroom displays and sensors}\n",
+            f"      iot: {{hosts: 20, description: smart-classroom displays and sensors}}\n"
+            f"      lab: {{kind: staff, hosts: {hosts}}}\n",
+        )
+    )
+    ports = example_copy / "group_vars/all/ports.yml"
+    ports.write_text(
+        ports.read_text().replace("staff: 10, iot: 60}", "staff: 10, iot: 60, lab: 70}")
+    )
+    planned = plan_inventory(example_copy)
+    assert netaddr.IPNetwork(planned.result.data["zones"]["school.lab"]["ipv4"]).prefixlen == prefix
+    assert planned.result.added[0].startswith("zones.school.lab ipv4")
 
 
 def test_plan_shows_what_apply_writes_and_writes_nothing(example_copy: Path, capsys):
@@ -222,7 +285,13 @@ def test_policy_names_zones_when_a_building_has_two_of_a_kind(tmp_path: Path):
     """Issue #25: "servers zones (dimarcheio, dimarcheio)" named one building twice."""
     servers = "      servers: {hosts: 40}\n"
     dmz = servers + "      dmz: {hosts: 8, kind: servers}\n"
-    case = {"edits": [{"file": "buildings.yml", "replace": servers, "with": dmz}]}
+    port = "cctv: 40, guest: 50}"  # the new zone on a VLAN of its own at the city hall
+    case = {
+        "edits": [
+            {"file": "buildings.yml", "replace": servers, "with": dmz},
+            {"file": "ports.yml", "replace": port, "with": "cctv: 40, guest: 50, dmz: 60}"},
+        ]
+    }
     inventory = broken_copy(case, tmp_path / "inv")
     main(["apply", str(inventory)])
     lines = describe_policy(validate_inventory(inventory).model)

@@ -17,7 +17,7 @@ import yaml
 from kastro.cli import main
 from kastro.inventory.graph import OVERVIEW_LIMIT, topology_dot
 from kastro.inventory.project import validate_inventory
-from tests.inventory_helpers import EXAMPLE
+from tests.inventory_helpers import EXAMPLE, without_ports
 
 needs_graphviz = pytest.mark.skipif(not shutil.which("neato"), reason="needs Graphviz")
 DISTRICTS = {"cityhall": "Κάστρο", "kep": "Κάστρο", "library": "Κάστρο", "school": "Κάστρο",
@@ -99,7 +99,7 @@ def test_one_district_and_the_links_leaving_it(tmp_path: Path):
 
 
 def big_inventory(target: Path, count: int, districts: int) -> Path:
-    shutil.copytree(EXAMPLE, target)
+    without_ports(shutil.copytree(EXAMPLE, target))
     gv = target / "group_vars" / "all"
     buildings, links = {}, {}
     for i in range(count):

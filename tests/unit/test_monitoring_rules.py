@@ -16,6 +16,7 @@ import yaml
 
 from kastro.inventory.project import plan_inventory, write_plan
 from kastro.monitoring import prometheus, rules, targets, topology
+from tests.inventory_helpers import without_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventory" / "example"
@@ -231,7 +232,7 @@ def test_generated_topology_rules_fire_only_when_a_building_is_cut_off(tmp_path)
 
 def test_adding_a_building_adds_its_targets_and_its_cut_off_rule(tmp_path):
     inventory = tmp_path / "town"
-    shutil.copytree(EXAMPLE, inventory)
+    without_ports(shutil.copytree(EXAMPLE, inventory))
     buildings_file = inventory / "group_vars" / "all" / "buildings.yml"
     links_file = inventory / "group_vars" / "all" / "links.yml"
     buildings = yaml.safe_load(buildings_file.read_text())

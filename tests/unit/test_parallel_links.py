@@ -15,7 +15,7 @@ from kastro.inventory.project import plan_inventory, validate_inventory
 from kastro.lab.topology import build_topology
 from kastro.links.config import gateway_config
 from kastro.monitoring.topology import cut_sets
-from tests.inventory_helpers import EXAMPLE
+from tests.inventory_helpers import EXAMPLE, without_ports
 from tests.unit.test_links_config import SETTINGS
 
 # Named so it sorts after the fibre's name: the fibre keeps its interfaces (interface_label).
@@ -30,7 +30,7 @@ RADIO = """  {name}:
 
 def with_backup_radio(tmp_path: Path, a: str = "kep", b: str = "library") -> Path:
     inventory = tmp_path / "inv"
-    shutil.copytree(EXAMPLE, inventory)
+    without_ports(shutil.copytree(EXAMPLE, inventory))
     path = inventory / "group_vars/all/links.yml"
     radio = RADIO.format(name=f"{a}-{b}-radio", a=a, b=b)
     path.write_text(path.read_text(encoding="utf-8") + radio, encoding="utf-8")

@@ -147,6 +147,7 @@ def test_an_internet_branch_changes_the_links_of_no_gateway_but_the_hub(tmp_path
         ("buildings.yml", "\n  platanos:\n", None),
         ("links.yml", "  platanos-cityhall:", None),
         ("municipality.yml", "    - name: platanos-4g", "  mtu: 1500"),
+        ("ports.yml", "  platanos-gw:\n", None),
     ):
         text = (gv / name).read_text()
         cut = text.index(start)

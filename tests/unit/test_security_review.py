@@ -503,9 +503,22 @@ def test_12_ospf_keys_come_from_a_csprng_at_full_length():
 # --- 13. validation gaps ------------------------------------------------------------------
 
 
+def test_13_interfaces_come_from_the_model_or_host_vars_not_both(tmp_path):
+    inventory = tmp_path / "inv"
+    shutil.copytree(EXAMPLE, inventory)
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars/kep-gw.yml").write_text("kastro_interfaces:\n  zones: {staff: eth1}\n")
+    with pytest.raises(InvalidInventoryError) as raised:
+        validate_inventory(inventory)
+    (error,) = raised.value.errors
+    assert error.path == "kastro_interfaces" and error.file.endswith("host_vars/kep-gw.yml")
+    assert "kastro_ports" in error.fix
+
+
 def test_13_kastro_interfaces_in_host_vars_are_validated(tmp_path):
     inventory = tmp_path / "inv"
     shutil.copytree(EXAMPLE, inventory)
+    (inventory / "group_vars/all/ports.yml").unlink()  # the interfaces written by hand instead
     (inventory / "host_vars").mkdir()
     (inventory / "host_vars/cityhall-gw.yml").write_text(
         "kastro_interfaces:\n"
