@@ -108,15 +108,14 @@ def make_plan(
     data["teleworkers"] = teleworkers
     alloc.result.data = data
     alloc.result.removed = _removed(alloc.previous, data)
-    alloc.result.moved = _moved(alloc.previous, data)
+    before, after = _given_out(alloc.previous), _given_out(data)
+    alloc.result.moved = [
+        f"{where} {before[where]} -> {value}"
+        for where, value in after.items()
+        if before.get(where) not in (None, value)
+    ]
     # Given out again (renumbered, or the same block once more): not new.
-    known = {
-        where
-        for section in PLAN_SECTIONS
-        for key, entry in (alloc.previous.get(section) or {}).items()
-        for where, _ in _addresses(entry, f"{section}.{key}")
-    }
-    alloc.result.added = [a for a in alloc.result.added if a.rsplit(" ", 1)[0] not in known]
+    alloc.result.added = [a for a in alloc.result.added if a.rsplit(" ", 1)[0] not in before]
     return alloc.result
 
 
@@ -569,18 +568,15 @@ def _addresses(entry: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _addresses(value, f"{path}.{key}")
 
 
-def _moved(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:
-    """Every address or block the previous plan gave out that now has another value (a
-    renumbering, asked for with --renumber): old -> new, per allocation."""
-    out = []
-    for section in PLAN_SECTIONS:
-        old, new = previous.get(section) or {}, data.get(section) or {}
-        for key in sorted(set(old) & set(new)):
-            before = dict(_addresses(old[key], f"{section}.{key}"))
-            for where, value in _addresses(new[key], f"{section}.{key}"):
-                if before.get(where) not in (None, value):
-                    out.append(f"{where} {before[where]} -> {value}")
-    return out
+def _given_out(plan: dict[str, Any]) -> dict[str, str]:
+    """Every address and block of a plan, "section.key[.nested] family" -> value, in the
+    plan's section order and each section's key order: what a renumbering compares."""
+    return {
+        where: value
+        for section in PLAN_SECTIONS
+        for key, entry in sorted((plan.get(section) or {}).items())
+        for where, value in _addresses(entry, f"{section}.{key}")
+    }
 
 
 def _removed(previous: dict[str, Any], data: dict[str, Any]) -> list[str]:

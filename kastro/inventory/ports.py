@@ -1,5 +1,5 @@
-"""A gateway's physical ports, as the model describes them (`ports:` under the gateway in
-kastro_buildings), and what the roles make of them.
+"""A gateway's physical ports, as the model describes them (``kastro_ports``), and what the
+roles make of them.
 
 A real municipal gateway has one or two ports with VLAN trunks, not one port per zone.
 ``kastro_ports`` (group_vars/all/ports.yml) describes each gateway's ports. Each port is
@@ -28,11 +28,11 @@ from typing import Any
 
 from kastro.i18n import t
 from kastro.inventory.loader import Path_, Source, shown
+from kastro.inventory.register import MAC
 
 PORT_FIELDS = ("mac", "bond", "zones", "links", "uplink", "description")
 # NAME.VLAN must fit the kernel's 15 characters: ".4094" takes five.
 PORT_NAME = re.compile(r"[a-z][a-z0-9]{0,9}")
-MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 UNTAGGED = "untagged"
 MAX_VLAN = 4094
 PORT_NAME_FIX = t(

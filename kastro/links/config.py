@@ -209,8 +209,9 @@ def gateway_config(
 
 
 def _ports(ports: Any) -> dict[str, list[dict[str, Any]]]:
-    """The bonds and VLANs kastro-links creates and the names the .link files give (kastro_ports,
-    derived from the model's ports; none where the inventory names the interfaces itself)."""
+    """The bonds and VLANs kastro-links creates and the names the .link files give
+    (kastro_netdevs, derived from kastro_ports; none where the inventory names the interfaces
+    itself)."""
     ports = ports if isinstance(ports, Mapping) else {}
     return {key: list(ports.get(key) or []) for key in ("names", "bonds", "vlans")}
 

@@ -95,9 +95,8 @@ def trunk(machine: vm.Machine, example: dict[str, Any], tmp_path_factory) -> Ite
     config = zone_config(example)
     (local / "links.json").write_text(json.dumps(config))
     (local / "kastro-host.pyz").write_bytes(archive_bytes())
-    variables = {**example, "kastro_interfaces": example["kastro_interfaces"]}
-    settings = {**FIREWALL_SETTINGS, **host_state(variables, HOST)["firewall"]}
-    (local / "kastro.nft").write_text(render(compile_ruleset(HOST, variables, settings)))
+    settings = {**FIREWALL_SETTINGS, **host_state(example, HOST)["firewall"]}
+    (local / "kastro.nft").write_text(render(compile_ruleset(HOST, example, settings)))
     check(machine, f"rm -rf {LINKS} && mkdir -p -m 0700 {LINKS} /etc/kastro /var/lib/kastro")
     for name in ("links.json", "kastro-host.pyz", "kastro.nft"):
         machine.put(local / name, f"{LINKS}/{name}")
